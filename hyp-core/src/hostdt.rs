@@ -1,0 +1,385 @@
+//! Reading the host device tree that U-Boot hands over: the board facts (RAM, CPUs, GIC, PSCI
+//! conduit, console UART) and the deployment's domain nodes under `/chosen`.
+//!
+//! Domain nodes follow Xen's dom0less binding where it has names (`compatible = "xen,domain"`,
+//! `cpus`, `memory` in KiB, `multiboot,kernel` / `multiboot,ramdisk` module nodes with `reg` and
+//! `bootargs`), extended with `ferrum,*` properties for what Xen lacks (name, kind, physical
+//! CPUs, physical RAM base, policies). See docs/deployment.md.
+//!
+//! Everything read here is untrusted input until `plan::validate` accepts it; the parser itself
+//! never panics on a malformed tree, it reports the property at fault.
+
+use crate::addr::PhysRange;
+use crate::image::ImageError;
+use crate::list::List;
+use crate::plan::{Domain, DomainKind, FaultPolicy, Plan, PlanError, PowerOffPolicy, Problem, MAX_DOMAINS};
+use fdt::node::FdtNode;
+use fdt::Fdt;
+use platforms::GicVersion;
+
+/// Most physical CPUs the hypervisor supports.
+pub const MAX_CPUS: usize = 8;
+/// Most RAM banks read from `/memory`.
+pub const MAX_BANKS: usize = 8;
+
+/// The GIC as the device tree describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicInfo {
+    /// Architecture version.
+    pub version: GicVersion,
+    /// Distributor base.
+    pub dist: u64,
+    /// GICv2: CPU interface base; GICv3: first redistributor region base.
+    pub cpu_or_redist: u64,
+    /// GICv2 virtual interface control (GICH), if described.
+    pub hyp: Option<u64>,
+    /// GICv2 virtual CPU interface (GICV), if described.
+    pub vcpu: Option<u64>,
+}
+
+/// How firmware PSCI is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    /// `smc #0`.
+    Smc,
+    /// `hvc #0`.
+    Hvc,
+}
+
+/// Board facts from the host tree.
+#[derive(Clone, Copy, Debug)]
+pub struct BoardInfo<'a> {
+    /// `/model`.
+    pub model: &'a str,
+    /// RAM banks from the memory nodes.
+    pub memory: List<PhysRange, MAX_BANKS>,
+    /// MPIDR of each CPU, in tree order.
+    pub cpus: List<u64, MAX_CPUS>,
+    /// The GIC.
+    pub gic: Option<GicInfo>,
+    /// PSCI conduit, if firmware offers PSCI.
+    pub psci: Option<Conduit>,
+    /// Base of the `stdout-path` UART.
+    pub uart: Option<u64>,
+    /// `/chosen/ferrum,deployment`.
+    pub deployment: &'a str,
+}
+
+fn regs<'a>(node: &FdtNode<'_, 'a>, addr_cells: usize, size_cells: usize) -> impl Iterator<Item = (u64, u64)> + 'a {
+    let v = node.property("reg").map_or(&[][..], |p| p.value);
+    let stride = 4 * (addr_cells + size_cells);
+    let n = if stride == 0 { 0 } else { v.len() / stride };
+    (0..n).map(move |i| {
+        let e = &v[i * stride..(i + 1) * stride];
+        (cells(&e[..4 * addr_cells]), cells(&e[4 * addr_cells..]))
+    })
+}
+
+fn cells(b: &[u8]) -> u64 {
+    b.chunks(4).fold(0u64, |acc, c| (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+}
+
+fn cell_prop(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
+    node.property(name).and_then(|p| p.as_usize()).unwrap_or(default)
+}
+
+/// Reads the board facts. Root `#address-cells`/`#size-cells` apply to memory, GIC and UART.
+pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
+    let root = fdt.root();
+    let rootnode = fdt.find_node("/");
+    let (ac, sc) = rootnode.map_or((2, 1), |n| (cell_prop(&n, "#address-cells", 2), cell_prop(&n, "#size-cells", 1)));
+    let mut memory = List::new();
+    for node in fdt.all_nodes() {
+        let is_mem = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+        if is_mem && node.property("status").and_then(|p| p.as_str()).is_none_or(|s| s == "okay") {
+            for (b, s) in regs(&node, ac, sc) {
+                let _ = memory.push(PhysRange::new(b, s));
+            }
+        }
+    }
+    let mut cpus = List::new();
+    if let Some(cpus_node) = fdt.find_node("/cpus") {
+        let cac = cell_prop(&cpus_node, "#address-cells", 1);
+        for c in cpus_node.children() {
+            if c.property("device_type").and_then(|p| p.as_str()) == Some("cpu") {
+                if let Some((mpidr, _)) = regs(&c, cac, 0).next() {
+                    let _ = cpus.push(mpidr);
+                }
+            }
+        }
+    }
+    let gic = if let Some(n) = fdt.find_compatible(&["arm,gic-v3"]) {
+        let r: List<(u64, u64), 8> = collect(regs(&n, ac, sc));
+        r.first().map(|d| GicInfo {
+            version: GicVersion::V3,
+            dist: d.0,
+            cpu_or_redist: r.get(1).map_or(0, |x| x.0),
+            hyp: r.get(3).map(|x| x.0),
+            vcpu: r.get(4).map(|x| x.0),
+        })
+    } else if let Some(n) = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]) {
+        let r: List<(u64, u64), 8> = collect(regs(&n, ac, sc));
+        r.first().map(|d| GicInfo {
+            version: GicVersion::V2,
+            dist: d.0,
+            cpu_or_redist: r.get(1).map_or(0, |x| x.0),
+            hyp: r.get(2).map(|x| x.0),
+            vcpu: r.get(3).map(|x| x.0),
+        })
+    } else {
+        None
+    };
+    let psci = fdt
+        .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
+        .and_then(|n| n.property("method").and_then(|p| p.as_str()))
+        .and_then(|m| match m {
+            "smc" => Some(Conduit::Smc),
+            "hvc" => Some(Conduit::Hvc),
+            _ => None,
+        });
+    let uart = fdt.chosen().stdout().and_then(|n| regs(&n, ac, sc).next()).map(|r| r.0);
+    let deployment = fdt
+        .find_node("/chosen")
+        .and_then(|c| c.property("ferrum,deployment"))
+        .and_then(|p| p.as_str())
+        .unwrap_or("");
+    let _ = root;
+    BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, deployment }
+}
+
+fn collect<T: Copy + Default, const N: usize>(it: impl Iterator<Item = T>) -> List<T, N> {
+    let mut l = List::new();
+    for v in it {
+        if l.push(v).is_err() {
+            break;
+        }
+    }
+    l
+}
+
+/// Reads the domain nodes of `/chosen` into a plan. `footprint` reads the arm64 Image header of
+/// a kernel module (from memory, on the target) and returns text offset + image size.
+pub fn parse_plan<'a>(
+    fdt: &Fdt<'a>,
+    footprint: &dyn Fn(PhysRange) -> Result<u64, ImageError>,
+) -> Result<Plan<'a>, PlanError> {
+    let mut plan = Plan::default();
+    let Some(chosen) = fdt.find_node("/chosen") else {
+        return Ok(plan);
+    };
+    for node in chosen.children() {
+        let is_domain = node.compatible().is_some_and(|c| c.all().any(|s| s == "xen,domain"));
+        if !is_domain {
+            continue;
+        }
+        let i = plan.domains.len();
+        if i == MAX_DOMAINS {
+            return Err(PlanError { domain: Some(i), field: "domain", problem: Problem::TooManyDomains });
+        }
+        let d = parse_domain(&node, i, footprint)?;
+        let _ = plan.domains.push(d);
+    }
+    Ok(plan)
+}
+
+fn parse_domain<'a>(
+    node: &FdtNode<'_, 'a>,
+    i: usize,
+    footprint: &dyn Fn(PhysRange) -> Result<u64, ImageError>,
+) -> Result<Domain<'a>, PlanError> {
+    let bad = |field: &'static str, prop: &'static str| PlanError { domain: Some(i), field, problem: Problem::BadProperty(prop) };
+    let s = |prop: &str| node.property(prop).and_then(|p| p.as_str());
+    let name = s("ferrum,name").unwrap_or(node.name);
+    let kind = match s("ferrum,kind") {
+        None => DomainKind::Unikernel,
+        Some(k) => DomainKind::parse(k).ok_or(bad("kind", "ferrum,kind"))?,
+    };
+    let on_fault = match s("ferrum,on-fault") {
+        None => FaultPolicy::default(),
+        Some(k) => FaultPolicy::parse(k).ok_or(bad("on_fault", "ferrum,on-fault"))?,
+    };
+    let on_poweroff = match s("ferrum,on-poweroff") {
+        None => PowerOffPolicy::default(),
+        Some(k) => PowerOffPolicy::parse(k).ok_or(bad("on_poweroff", "ferrum,on-poweroff"))?,
+    };
+    let nr = node.property("cpus").and_then(|p| p.as_usize()).ok_or(bad("cpus", "cpus"))?;
+    let pcpus_raw = node.property("ferrum,pcpus").ok_or(bad("cpus", "ferrum,pcpus"))?.value;
+    if pcpus_raw.len() % 4 != 0 || pcpus_raw.len() / 4 != nr {
+        return Err(bad("cpus", "ferrum,pcpus"));
+    }
+    let mut pcpus = List::new();
+    for c in pcpus_raw.chunks(4) {
+        let v = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        let v = u8::try_from(v).map_err(|_| bad("cpus", "ferrum,pcpus"))?;
+        pcpus.push(v).map_err(|_| PlanError { domain: Some(i), field: "cpus", problem: Problem::TooManyCpus })?;
+    }
+    let kib = node.property("memory").map(|p| p.value).filter(|v| v.len() == 8 || v.len() == 4).map(cells).ok_or(bad("memory", "memory"))?;
+    let base = node.property("ferrum,memory-base").map(|p| p.value).filter(|v| v.len() == 8).map(cells).ok_or(bad("memory_base", "ferrum,memory-base"))?;
+    let size = kib.checked_mul(1024).ok_or(bad("memory", "memory"))?;
+    let ac = cell_prop(node, "#address-cells", 2);
+    let sc = cell_prop(node, "#size-cells", 2);
+    if !(1..=2).contains(&ac) || !(1..=2).contains(&sc) {
+        return Err(bad("kernel", "#address-cells"));
+    }
+    let mut kernel = None;
+    let mut initrd = None;
+    let mut bootargs = "";
+    for m in node.children() {
+        let Some(compat) = m.compatible() else { continue };
+        let r = regs(&m, ac, sc).next().map(|(b, s)| PhysRange::new(b, s));
+        if compat.all().any(|c| c == "multiboot,kernel") {
+            kernel = Some(r.ok_or(bad("kernel", "reg"))?);
+            bootargs = m.property("bootargs").and_then(|p| p.as_str()).unwrap_or("");
+        } else if compat.all().any(|c| c == "multiboot,ramdisk") {
+            initrd = Some(r.ok_or(bad("initrd", "reg"))?);
+        }
+    }
+    let kernel = kernel.ok_or(bad("kernel", "multiboot,kernel"))?;
+    let kernel_footprint = footprint(kernel).map_err(|e| PlanError { domain: Some(i), field: "kernel", problem: Problem::BadImage(e) })?;
+    Ok(Domain {
+        name,
+        kind,
+        pcpus,
+        memory: PhysRange::new(base, size),
+        kernel,
+        initrd,
+        kernel_footprint,
+        bootargs,
+        on_fault,
+        on_poweroff,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fdtw::FdtWriter;
+    use alloc::vec::Vec;
+
+    fn host_tree(domain: impl Fn(&mut FdtWriter)) -> Vec<u8> {
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32("#address-cells", 2);
+        w.prop_u32("#size-cells", 2);
+        w.prop_str("model", "linux,dummy-virt");
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u64s("reg", &[0x4000_0000, 0x8000_0000]);
+        w.end_node();
+        w.begin_node("cpus");
+        w.prop_u32("#address-cells", 1);
+        w.prop_u32("#size-cells", 0);
+        for i in 0..4 {
+            w.begin_node(&alloc::format!("cpu@{i}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32("reg", i);
+            w.end_node();
+        }
+        w.end_node();
+        w.begin_node("psci");
+        w.prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]);
+        w.prop_str("method", "smc");
+        w.end_node();
+        w.begin_node("intc@8000000");
+        w.prop_strs("compatible", &["arm,cortex-a15-gic"]);
+        w.prop_u64s("reg", &[0x800_0000, 0x1_0000, 0x801_0000, 0x1_0000, 0x803_0000, 0x1_0000, 0x804_0000, 0x1_0000]);
+        w.end_node();
+        w.begin_node("pl011@9000000");
+        w.prop_u64s("reg", &[0x900_0000, 0x1000]);
+        w.end_node();
+        w.begin_node("chosen");
+        w.prop_str("stdout-path", "/pl011@9000000");
+        w.prop_str("ferrum,deployment", "default");
+        domain(&mut w);
+        w.end_node();
+        w.end_node();
+        w.finish(0).unwrap()
+    }
+
+    fn good_domain(w: &mut FdtWriter) {
+        w.begin_node("domain@0");
+        w.prop_str("compatible", "xen,domain");
+        w.prop_u32("#address-cells", 2);
+        w.prop_u32("#size-cells", 2);
+        w.prop_str("ferrum,name", "guest-a");
+        w.prop_str("ferrum,kind", "unikernel");
+        w.prop_u32("cpus", 2);
+        w.prop_cells("ferrum,pcpus", &[1, 2]);
+        w.prop_u64s("memory", &[32 * 1024]);
+        w.prop_u64s("ferrum,memory-base", &[0x5000_0000]);
+        w.prop_str("ferrum,on-poweroff", "board");
+        w.begin_node("module@41200000");
+        w.prop_strs("compatible", &["multiboot,kernel", "multiboot,module"]);
+        w.prop_u64s("reg", &[0x4120_0000, 0x8000]);
+        w.prop_str("bootargs", "mode=good");
+        w.end_node();
+        w.end_node();
+    }
+
+    #[test]
+    fn board_facts() {
+        let blob = host_tree(|_| {});
+        let fdt = Fdt::new(&blob).unwrap();
+        let b = parse_board(&fdt);
+        assert_eq!(b.model, "linux,dummy-virt");
+        assert_eq!(&b.memory[..], &[PhysRange::new(0x4000_0000, 0x8000_0000)]);
+        assert_eq!(&b.cpus[..], &[0, 1, 2, 3]);
+        assert_eq!(b.psci, Some(Conduit::Smc));
+        assert_eq!(b.uart, Some(0x900_0000));
+        assert_eq!(b.deployment, "default");
+        let g = b.gic.unwrap();
+        assert_eq!((g.version, g.dist, g.cpu_or_redist, g.hyp, g.vcpu), (GicVersion::V2, 0x800_0000, 0x801_0000, Some(0x803_0000), Some(0x804_0000)));
+    }
+
+    #[test]
+    fn domain_nodes_to_plan() {
+        let blob = host_tree(good_domain);
+        let fdt = Fdt::new(&blob).unwrap();
+        let plan = parse_plan(&fdt, &|_| Ok(0x9000)).unwrap();
+        assert_eq!(plan.domains.len(), 1);
+        let d = plan.domains[0];
+        assert_eq!(d.name, "guest-a");
+        assert_eq!(&d.pcpus[..], &[1, 2]);
+        assert_eq!(d.memory, PhysRange::new(0x5000_0000, 32 << 20));
+        assert_eq!(d.kernel, PhysRange::new(0x4120_0000, 0x8000));
+        assert_eq!(d.kernel_footprint, 0x9000);
+        assert_eq!(d.bootargs, "mode=good");
+        assert_eq!(d.on_poweroff, PowerOffPolicy::Board);
+        assert_eq!(d.on_fault, FaultPolicy::Inject);
+    }
+
+    #[test]
+    fn malformed_domains_name_the_field() {
+        let blob = host_tree(|w| {
+            w.begin_node("domain@0");
+            w.prop_str("compatible", "xen,domain");
+            w.prop_u32("cpus", 2);
+            w.prop_cells("ferrum,pcpus", &[1]);
+            w.end_node();
+        });
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0)).unwrap_err();
+        assert_eq!((e.domain, e.field), (Some(0), "cpus"));
+
+        let blob = host_tree(|w| {
+            w.begin_node("domain@0");
+            w.prop_str("compatible", "xen,domain");
+            w.prop_str("ferrum,kind", "windows");
+            w.end_node();
+        });
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0)).unwrap_err();
+        assert_eq!(e.field, "kind");
+
+        let blob = host_tree(good_domain);
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Err(ImageError::BadMagic)).unwrap_err();
+        assert_eq!((e.field, e.problem), ("kernel", Problem::BadImage(ImageError::BadMagic)));
+    }
+
+    #[test]
+    fn no_chosen_means_empty_plan() {
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.end_node();
+        let blob = w.finish(0).unwrap();
+        assert!(parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0)).unwrap().domains.is_empty());
+    }
+}

@@ -1,0 +1,22 @@
+//! Pure hypervisor logic, free of registers and `unsafe`, tested on the host with `cargo test`.
+//!
+//! The EL2 binary (`hyp-el2`) owns the hardware and calls into this crate for every decision
+//! that depends on data a guest, the boot loader or the deployment controls: the partition plan
+//! and its validation, stage-1/stage-2 page-table construction, exception-syndrome decoding,
+//! PSCI emulation, guest device-tree generation and the emulated PL011.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod addr;
+pub mod esr;
+pub mod fdtw;
+pub mod guestdt;
+pub mod hostdt;
+pub mod image;
+pub mod list;
+pub mod pgtable;
+pub mod plan;
+pub mod psci;
+pub mod vuart;

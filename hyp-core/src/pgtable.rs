@@ -1,0 +1,389 @@
+//! Translation-table construction for the EL2 stage-1 regime and for stage-2 (VMSAv8-64,
+//! 4 KiB granule, 39-bit input addresses, walks start at level 1).
+//!
+//! The builder owns the algorithm (block vs page choice, table allocation, overlap detection,
+//! descriptor encoding); the memory the tables live in is behind [`TableMemory`], so the same
+//! code runs on the host against a fake and in the hypervisor against its page pool.
+//!
+//! Invariants: a mapping never silently replaces another one (overlap is an error); the largest
+//! block that alignment allows is used (1 GiB at level 1, 2 MiB at level 2, else 4 KiB pages).
+
+use platforms::MemKind;
+
+/// Input address bits (T0SZ = 64 - 39 = 25), walks start at level 1.
+pub const VA_BITS: u32 = 39;
+/// Entries per table.
+pub const ENTRIES: usize = 512;
+
+const VALID: u64 = 1;
+const TABLE: u64 = 1 << 1; // with VALID: table (levels 0-2) or page (level 3)
+const AF: u64 = 1 << 10;
+const SH_INNER: u64 = 0b11 << 8;
+const XN: u64 = 1 << 54;
+const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// Access permissions of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Perm {
+    /// Read-only.
+    Ro,
+    /// Read-write.
+    Rw,
+}
+
+/// Which translation regime the descriptors are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regime {
+    /// EL2's own stage-1 (MAIR_EL2 index 0 = Normal WB, index 1 = Device-nGnRE).
+    El2,
+    /// A guest's stage-2 (MemAttr encodings, S2AP).
+    Stage2,
+}
+
+/// MAIR_EL2 value matching the attribute indices used for [`Regime::El2`].
+pub const MAIR_EL2: u64 = 0xff | (0x04 << 8);
+
+/// Attributes of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attrs {
+    /// Memory type.
+    pub kind: MemKind,
+    /// Permissions.
+    pub perm: Perm,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Attrs {
+    /// Normal RAM, read-write, executable.
+    pub const RAM: Attrs = Attrs { kind: MemKind::Normal, perm: Perm::Rw, exec: true };
+    /// Device MMIO, read-write, never executable.
+    pub const DEVICE: Attrs = Attrs { kind: MemKind::Device, perm: Perm::Rw, exec: false };
+
+    fn encode(self, regime: Regime) -> u64 {
+        let mut d = AF;
+        match regime {
+            Regime::El2 => {
+                d |= match self.kind {
+                    MemKind::Normal => SH_INNER,        // AttrIndx 0
+                    MemKind::Device => 1 << 2,          // AttrIndx 1
+                };
+                d |= 1 << 6; // AP[1]: RES1 in the EL2 regime
+                if self.perm == Perm::Ro {
+                    d |= 1 << 7;
+                }
+            }
+            Regime::Stage2 => {
+                d |= match self.kind {
+                    MemKind::Normal => (0b1111 << 2) | SH_INNER, // Normal, Inner/Outer WB
+                    MemKind::Device => 0b0001 << 2,              // Device-nGnRE
+                };
+                d |= match self.perm {
+                    Perm::Ro => 0b01 << 6,
+                    Perm::Rw => 0b11 << 6,
+                };
+            }
+        }
+        if !self.exec {
+            d |= XN;
+        }
+        d
+    }
+
+    fn decode(d: u64, regime: Regime) -> Attrs {
+        let (kind, perm) = match regime {
+            Regime::El2 => (
+                if (d >> 2) & 7 == 0 { MemKind::Normal } else { MemKind::Device },
+                if d & (1 << 7) != 0 { Perm::Ro } else { Perm::Rw },
+            ),
+            Regime::Stage2 => (
+                if (d >> 2) & 0xf == 0b1111 { MemKind::Normal } else { MemKind::Device },
+                if (d >> 6) & 3 == 0b11 { Perm::Rw } else { Perm::Ro },
+            ),
+        };
+        Attrs { kind, perm, exec: d & XN == 0 }
+    }
+}
+
+/// Storage for translation tables, addressed by their physical address.
+pub trait TableMemory {
+    /// Allocates a zeroed, 4 KiB aligned table; `None` when out of memory.
+    fn alloc_table(&mut self) -> Option<u64>;
+    /// Reads entry `idx` of the table at `table`.
+    fn read(&self, table: u64, idx: usize) -> u64;
+    /// Writes entry `idx` of the table at `table`.
+    fn write(&mut self, table: u64, idx: usize, val: u64);
+}
+
+/// Why a mapping failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Addresses or size not 4 KiB aligned, or size zero.
+    Misaligned,
+    /// Beyond the 39-bit input range or the 48-bit output range.
+    OutOfRange,
+    /// Part of the range is already mapped.
+    Overlap(u64),
+    /// The table pool is exhausted.
+    NoMemory,
+}
+
+fn shift(level: u32) -> u32 {
+    12 + 9 * (3 - level)
+}
+
+/// A translation table tree with its root at level 1.
+pub struct PageTable {
+    root: u64,
+    regime: Regime,
+}
+
+impl PageTable {
+    /// Allocates an empty root table.
+    pub fn new(mem: &mut impl TableMemory, regime: Regime) -> Result<Self, MapError> {
+        let root = mem.alloc_table().ok_or(MapError::NoMemory)?;
+        Ok(Self { root, regime })
+    }
+
+    /// Physical address of the root table (for TTBR0_EL2 / VTTBR_EL2).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps `[va, va+size)` to `[pa, pa+size)`.
+    pub fn map(&mut self, mem: &mut impl TableMemory, va: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
+        if size == 0 || (va | pa | size) & 0xfff != 0 {
+            return Err(MapError::Misaligned);
+        }
+        let end = va.checked_add(size).ok_or(MapError::OutOfRange)?;
+        if end > 1 << VA_BITS || pa.checked_add(size).is_none_or(|e| e > 1 << 48) {
+            return Err(MapError::OutOfRange);
+        }
+        // Check first so that a failed map leaves no partial mapping behind.
+        if let Some(hit) = self.first_mapped(mem, self.root, 1, va, end) {
+            return Err(MapError::Overlap(hit));
+        }
+        let desc = attrs.encode(self.regime);
+        self.map_level(mem, self.root, 1, va, end, pa, desc)
+    }
+
+    fn first_mapped(&self, mem: &impl TableMemory, table: u64, level: u32, va: u64, end: u64) -> Option<u64> {
+        let sh = shift(level);
+        let mut cur = va;
+        while cur < end {
+            let idx = ((cur >> sh) as usize) & (ENTRIES - 1);
+            let next = ((cur >> sh) + 1) << sh;
+            let e = mem.read(table, idx);
+            if e & VALID != 0 {
+                if level < 3 && e & TABLE != 0 {
+                    if let Some(hit) = self.first_mapped(mem, e & ADDR_MASK, level + 1, cur, end.min(next)) {
+                        return Some(hit);
+                    }
+                } else {
+                    return Some(cur);
+                }
+            }
+            cur = next;
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_level(&mut self, mem: &mut impl TableMemory, table: u64, level: u32, va: u64, end: u64, pa: u64, desc: u64) -> Result<(), MapError> {
+        let sh = shift(level);
+        let block = 1u64 << sh;
+        let mut cur = va;
+        while cur < end {
+            let idx = ((cur >> sh) as usize) & (ENTRIES - 1);
+            let next = ((cur >> sh) + 1) << sh;
+            let chunk_end = end.min(next);
+            let out = pa + (cur - va);
+            let whole = cur & (block - 1) == 0 && chunk_end - cur == block && out & (block - 1) == 0;
+            if whole && level == 3 {
+                mem.write(table, idx, out | desc | VALID | TABLE);
+            } else if whole && level >= 1 {
+                mem.write(table, idx, out | desc | VALID);
+            } else {
+                let e = mem.read(table, idx);
+                let sub = if e & VALID != 0 {
+                    e & ADDR_MASK
+                } else {
+                    let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
+                    mem.write(table, idx, t | VALID | TABLE);
+                    t
+                };
+                self.map_level(mem, sub, level + 1, cur, chunk_end, out, desc)?;
+            }
+            cur = next;
+        }
+        Ok(())
+    }
+
+    /// Translates `va`: output address, attributes and the level of the leaf entry.
+    pub fn translate(&self, mem: &impl TableMemory, va: u64) -> Option<(u64, Attrs, u32)> {
+        if va >= 1 << VA_BITS {
+            return None;
+        }
+        let mut table = self.root;
+        for level in 1..=3 {
+            let sh = shift(level);
+            let e = mem.read(table, ((va >> sh) as usize) & (ENTRIES - 1));
+            if e & VALID == 0 {
+                return None;
+            }
+            if level < 3 && e & TABLE != 0 {
+                table = e & ADDR_MASK;
+                continue;
+            }
+            let base = e & ADDR_MASK & !((1u64 << sh) - 1);
+            return Some((base | (va & ((1u64 << sh) - 1)), Attrs::decode(e, self.regime), level));
+        }
+        None
+    }
+}
+
+/// VTCR_EL2 for these tables: T0SZ=25, start at level 1, 4 KiB granule, inner-shareable WB walks,
+/// physical address size `ps` (the ID_AA64MMFR0_EL1.PARange encoding, capped at 48 bits).
+pub fn vtcr_el2(ps: u64) -> u64 {
+    let t0sz = u64::from(64 - VA_BITS);
+    let sl0 = 1; // start at level 1
+    let irgn0 = 1 << 8;
+    let orgn0 = 1 << 10;
+    let sh0 = 0b11 << 12;
+    let tg0 = 0 << 14; // 4 KiB
+    let ps = ps.min(5) << 16;
+    (1 << 31) | t0sz | (sl0 << 6) | irgn0 | orgn0 | sh0 | tg0 | ps
+}
+
+/// TCR_EL2 for these tables (non-VHE layout): T0SZ=25, WB inner-shareable walks, 4 KiB granule.
+pub fn tcr_el2(ps: u64) -> u64 {
+    let t0sz = u64::from(64 - VA_BITS);
+    (1 << 31) | (1 << 23) | t0sz | (1 << 8) | (1 << 10) | (0b11 << 12) | (ps.min(5) << 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    #[derive(Default)]
+    struct FakeMem {
+        tables: BTreeMap<u64, Vec<u64>>,
+        next: u64,
+        limit: usize,
+    }
+
+    impl FakeMem {
+        fn new(limit: usize) -> Self {
+            Self { tables: BTreeMap::new(), next: 0x8000_0000, limit }
+        }
+    }
+
+    impl TableMemory for FakeMem {
+        fn alloc_table(&mut self) -> Option<u64> {
+            if self.tables.len() >= self.limit {
+                return None;
+            }
+            let a = self.next;
+            self.next += 0x1000;
+            self.tables.insert(a, vec![0; ENTRIES]);
+            Some(a)
+        }
+        fn read(&self, t: u64, i: usize) -> u64 {
+            self.tables[&t][i]
+        }
+        fn write(&mut self, t: u64, i: usize, v: u64) {
+            self.tables.get_mut(&t).unwrap()[i] = v;
+        }
+    }
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn gib_block_uses_one_table() {
+        let mut m = FakeMem::new(16);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap();
+        pt.map(&mut m, GIB, 2 * GIB, GIB, Attrs::RAM).unwrap();
+        assert_eq!(m.tables.len(), 1);
+        let (pa, a, level) = pt.translate(&m, GIB + 0x1234).unwrap();
+        assert_eq!((pa, a, level), (2 * GIB + 0x1234, Attrs::RAM, 1));
+        assert!(pt.translate(&m, 0).is_none());
+    }
+
+    #[test]
+    fn block_vs_page_choice() {
+        let mut m = FakeMem::new(16);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap();
+        // 2 MiB-aligned IPA and PA: 2 MiB blocks, plus a 4 KiB tail.
+        pt.map(&mut m, 0x4000_0000, 0x5000_0000, 4 * MIB + 0x1000, Attrs::RAM).unwrap();
+        assert_eq!(pt.translate(&m, 0x4000_0000).unwrap().2, 2);
+        assert_eq!(pt.translate(&m, 0x4020_0000).unwrap().2, 2);
+        assert_eq!(pt.translate(&m, 0x4040_0000).unwrap(), (0x5040_0000, Attrs::RAM, 3));
+        assert!(pt.translate(&m, 0x4040_1000).is_none());
+        // Misaligned output forces pages even when the input is aligned.
+        pt.map(&mut m, 0x8000_0000, 0x5100_1000, 2 * MIB, Attrs::DEVICE).unwrap();
+        let (pa, a, l) = pt.translate(&m, 0x801f_f008).unwrap();
+        assert_eq!((pa, a, l), (0x512_0_0008, Attrs::DEVICE, 3));
+    }
+
+    #[test]
+    fn overlap_is_rejected_without_side_effects() {
+        let mut m = FakeMem::new(16);
+        let mut pt = PageTable::new(&mut m, Regime::El2).unwrap();
+        pt.map(&mut m, 0x4040_0000, 0x4040_0000, 0x1000, Attrs::RAM).unwrap();
+        let before: Vec<_> = m.tables.values().cloned().collect();
+        assert_eq!(pt.map(&mut m, 0x4000_0000, 0x4000_0000, 8 * MIB, Attrs::RAM), Err(MapError::Overlap(0x4040_0000)));
+        let after: Vec<_> = m.tables.values().cloned().collect();
+        assert_eq!(before, after);
+        // A block already there also blocks a smaller mapping inside it.
+        pt.map(&mut m, 0, 0, GIB, Attrs::DEVICE).unwrap();
+        assert_eq!(pt.map(&mut m, 0x1000, 0x1000, 0x1000, Attrs::DEVICE), Err(MapError::Overlap(0x1000)));
+    }
+
+    #[test]
+    fn argument_checks() {
+        let mut m = FakeMem::new(4);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap();
+        assert_eq!(pt.map(&mut m, 0x1001, 0, 0x1000, Attrs::RAM), Err(MapError::Misaligned));
+        assert_eq!(pt.map(&mut m, 0, 0, 0, Attrs::RAM), Err(MapError::Misaligned));
+        assert_eq!(pt.map(&mut m, 1 << 39, 0, 0x1000, Attrs::RAM), Err(MapError::OutOfRange));
+        assert_eq!(pt.map(&mut m, u64::MAX & !0xfff, 0, 0x1000, Attrs::RAM), Err(MapError::OutOfRange));
+        assert_eq!(pt.map(&mut m, 0, 1 << 48, 0x1000, Attrs::RAM), Err(MapError::OutOfRange));
+        assert!(pt.translate(&m, 1 << 39).is_none());
+    }
+
+    #[test]
+    fn pool_exhaustion_reported() {
+        let mut m = FakeMem::new(2);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap();
+        assert_eq!(pt.map(&mut m, 0, 0, 0x1000, Attrs::RAM), Err(MapError::NoMemory));
+    }
+
+    #[test]
+    fn descriptor_bits() {
+        let s2 = Attrs::RAM.encode(Regime::Stage2);
+        assert_eq!(s2 & (0xf << 2), 0xf << 2);
+        assert_eq!((s2 >> 6) & 3, 3);
+        assert_eq!(s2 & XN, 0);
+        let dev = Attrs::DEVICE.encode(Regime::Stage2);
+        assert_eq!((dev >> 2) & 0xf, 1);
+        assert_ne!(dev & XN, 0);
+        let ro = Attrs { perm: Perm::Ro, ..Attrs::RAM };
+        assert_eq!(Attrs::decode(ro.encode(Regime::Stage2), Regime::Stage2), ro);
+        assert_eq!(Attrs::decode(ro.encode(Regime::El2), Regime::El2), ro);
+        assert_eq!(Attrs::decode(Attrs::DEVICE.encode(Regime::El2), Regime::El2), Attrs::DEVICE);
+    }
+
+    #[test]
+    fn control_registers() {
+        let v = vtcr_el2(2);
+        assert_eq!(v & 0x3f, 25);
+        assert_eq!((v >> 6) & 3, 1);
+        assert_eq!((v >> 16) & 7, 2);
+        assert_eq!((vtcr_el2(6) >> 16) & 7, 5);
+        assert_eq!(tcr_el2(2) & 0x3f, 25);
+    }
+}

@@ -1,0 +1,514 @@
+//! The partition plan: which domains exist, their CPUs, memory, images and policies, and the one
+//! validation routine that both `xtask` (on the host, before an image is built) and the
+//! hypervisor (at boot, before anything runs) apply.
+//!
+//! Invariants a validated [`Plan`] guarantees:
+//! - every domain has a unique, well-formed name, 1..=[`MAX_VCPUS`] vCPUs, each pinned to a
+//!   distinct physical CPU that exists, and no physical CPU serves two vCPUs;
+//! - domain RAM is 2 MiB aligned, inside the board's RAM, disjoint from every other domain, the
+//!   hypervisor and the boot staging window;
+//! - each kernel (and initrd) module lies in the staging window and fits in its domain's RAM
+//!   together with the guest device tree.
+//!
+//! Errors carry the domain index and the name of the deployment-file field at fault, so both
+//! sides print the same message.
+
+use crate::addr::{Ipa, PhysRange, BLOCK_2M};
+use crate::list::List;
+use core::fmt;
+
+/// Most domains in one plan.
+pub const MAX_DOMAINS: usize = 8;
+/// Most vCPUs of one domain (and physical CPUs of a board).
+pub const MAX_VCPUS: usize = 8;
+/// Longest domain name.
+pub const MAX_NAME: usize = 31;
+/// Longest kernel command line.
+pub const MAX_BOOTARGS: usize = 1024;
+/// Bytes at the top of a domain's RAM reserved for its device tree.
+pub const GUEST_DTB_SLOT: u64 = BLOCK_2M;
+/// Guest physical base of unikernel RAM (Xen's `GUEST_RAM0_BASE`).
+pub const GUEST_RAM0_BASE: Ipa = Ipa(0x4000_0000);
+/// Largest unikernel RAM bank (Xen's `GUEST_RAM0_SIZE`, 3 GiB).
+pub const GUEST_RAM0_SIZE: u64 = 0xc000_0000;
+
+/// What runs in a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DomainKind {
+    /// A Rust unikernel (Xen guest memory layout).
+    #[default]
+    Unikernel,
+    /// Linux, direct-mapped (IPA == PA) so passthrough devices can DMA.
+    Linux,
+}
+
+impl DomainKind {
+    /// Spelling in deployment files and device trees.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unikernel => "unikernel",
+            Self::Linux => "linux",
+        }
+    }
+    /// Parses the spelling of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unikernel" => Some(Self::Unikernel),
+            "linux" => Some(Self::Linux),
+            _ => None,
+        }
+    }
+}
+
+/// What happens when a guest touches memory outside its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FaultPolicy {
+    /// Inject a synchronous external abort; the guest may handle it.
+    #[default]
+    Inject,
+    /// Stop the domain.
+    Stop,
+}
+
+impl FaultPolicy {
+    /// Spelling in deployment files and device trees.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Inject => "inject",
+            Self::Stop => "stop",
+        }
+    }
+    /// Parses the spelling of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inject" => Some(Self::Inject),
+            "stop" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+}
+
+/// What a guest's PSCI `SYSTEM_OFF` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PowerOffPolicy {
+    /// Only this domain ends; the board powers off once every domain has ended.
+    #[default]
+    Domain,
+    /// The whole board powers off.
+    Board,
+}
+
+impl PowerOffPolicy {
+    /// Spelling in deployment files and device trees.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Domain => "domain",
+            Self::Board => "board",
+        }
+    }
+    /// Parses the spelling of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "domain" => Some(Self::Domain),
+            "board" => Some(Self::Board),
+            _ => None,
+        }
+    }
+}
+
+/// One domain of the plan. Strings borrow from the device tree or the deployment file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Domain<'a> {
+    /// Unique name, used to tag console output.
+    pub name: &'a str,
+    /// What runs in it.
+    pub kind: DomainKind,
+    /// Physical CPU of each vCPU (vCPU i runs on `pcpus[i]`).
+    pub pcpus: List<u8, MAX_VCPUS>,
+    /// Physical RAM of the domain.
+    pub memory: PhysRange,
+    /// Where the kernel image sits in the staging window.
+    pub kernel: PhysRange,
+    /// Where the initial ramdisk sits, if any.
+    pub initrd: Option<PhysRange>,
+    /// Bytes the kernel needs from the start of RAM: text offset + image size from its header.
+    pub kernel_footprint: u64,
+    /// Kernel command line.
+    pub bootargs: &'a str,
+    /// Stage-2 fault policy.
+    pub on_fault: FaultPolicy,
+    /// `SYSTEM_OFF` policy.
+    pub on_poweroff: PowerOffPolicy,
+}
+
+impl Domain<'_> {
+    /// Guest physical base of the domain's RAM.
+    pub fn ipa_base(&self) -> Ipa {
+        match self.kind {
+            DomainKind::Linux => Ipa(self.memory.base.0),
+            DomainKind::Unikernel => GUEST_RAM0_BASE,
+        }
+    }
+}
+
+/// The board-side facts validation needs.
+#[derive(Clone, Copy, Debug)]
+pub struct BoardLimits<'a> {
+    /// RAM domains may use.
+    pub ram: &'a [PhysRange],
+    /// Number of physical CPUs.
+    pub cpus: usize,
+    /// The hypervisor's own region.
+    pub hyp: PhysRange,
+    /// Where boot modules are staged.
+    pub staging: PhysRange,
+}
+
+/// A whole deployment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plan<'a> {
+    /// Domains, in boot order.
+    pub domains: List<Domain<'a>, MAX_DOMAINS>,
+}
+
+/// What is wrong with a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// No domain at all.
+    NoDomains,
+    /// More domains than supported.
+    TooManyDomains,
+    /// The name is empty, too long or has characters outside `[a-z0-9_-]`.
+    BadName,
+    /// Two domains share a name (the other's index).
+    DuplicateName(usize),
+    /// No vCPU.
+    NoCpus,
+    /// More vCPUs than supported.
+    TooManyCpus,
+    /// This physical CPU does not exist on the board.
+    NoSuchCpu(u8),
+    /// This physical CPU is used twice (by the domain with that index).
+    CpuUsedTwice(u8, usize),
+    /// Size zero, or not a multiple of 2 MiB.
+    BadSize(u64),
+    /// Base not 2 MiB aligned.
+    Misaligned(u64),
+    /// Not inside the board's RAM.
+    OutsideRam(PhysRange),
+    /// Overlaps another domain's RAM (its index).
+    OverlapsDomain(usize, PhysRange),
+    /// Overlaps the hypervisor.
+    OverlapsHypervisor(PhysRange),
+    /// Overlaps the boot staging window.
+    OverlapsStaging(PhysRange),
+    /// A unikernel's RAM is larger than Xen's guest layout allows.
+    TooLargeForGuestLayout(u64),
+    /// The module is empty or outside the staging window.
+    ModuleOutsideStaging(PhysRange),
+    /// The kernel (plus initrd and device tree) does not fit in the domain's RAM.
+    DoesNotFit {
+        /// Bytes needed.
+        need: u64,
+        /// Bytes available.
+        have: u64,
+    },
+    /// The command line is longer than [`MAX_BOOTARGS`].
+    BootargsTooLong(usize),
+    /// The kernel module is not a usable arm64 Image.
+    BadImage(crate::image::ImageError),
+    /// A device-tree property is missing or malformed (its name).
+    BadProperty(&'static str),
+}
+
+/// A validation error: which domain, which field, what is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    /// Index of the domain at fault, if any.
+    pub domain: Option<usize>,
+    /// Deployment-file field at fault.
+    pub field: &'static str,
+    /// The problem.
+    pub problem: Problem,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoDomains => write!(f, "the deployment has no domain"),
+            Self::TooManyDomains => write!(f, "more than {MAX_DOMAINS} domains"),
+            Self::BadName => write!(f, "must be 1..={MAX_NAME} characters of a-z, 0-9, '-' or '_'"),
+            Self::DuplicateName(i) => write!(f, "the same name is used by domain #{i}"),
+            Self::NoCpus => write!(f, "a domain needs at least one CPU"),
+            Self::TooManyCpus => write!(f, "more than {MAX_VCPUS} CPUs"),
+            Self::NoSuchCpu(c) => write!(f, "physical CPU {c} does not exist on this board"),
+            Self::CpuUsedTwice(c, i) => write!(f, "physical CPU {c} is already used by domain #{i}"),
+            Self::BadSize(s) => write!(f, "size {s:#x} must be a non-zero multiple of 2 MiB"),
+            Self::Misaligned(b) => write!(f, "base {b:#x} must be 2 MiB aligned"),
+            Self::OutsideRam(r) => write!(f, "region {r} is outside the board's RAM"),
+            Self::OverlapsDomain(i, r) => write!(f, "region {r} overlaps the memory of domain #{i}"),
+            Self::OverlapsHypervisor(r) => write!(f, "region {r} overlaps the hypervisor"),
+            Self::OverlapsStaging(r) => write!(f, "region {r} overlaps the boot staging window"),
+            Self::TooLargeForGuestLayout(s) => {
+                write!(f, "{s:#x} bytes exceed the 3 GiB guest RAM bank of a unikernel")
+            }
+            Self::ModuleOutsideStaging(r) => write!(f, "module at {r} is empty or outside the staging window"),
+            Self::DoesNotFit { need, have } => {
+                write!(f, "needs {need:#x} bytes of RAM (image + initrd + device tree), the domain has {have:#x}")
+            }
+            Self::BootargsTooLong(n) => write!(f, "{n} bytes, more than {MAX_BOOTARGS}"),
+            Self::BadImage(e) => write!(f, "{e}"),
+            Self::BadProperty(p) => write!(f, "device-tree property '{p}' is missing or malformed"),
+        }
+    }
+}
+
+fn err(domain: usize, field: &'static str, problem: Problem) -> PlanError {
+    PlanError { domain: Some(domain), field, problem }
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Checks a plan against a board. On success the invariants in the module docs hold.
+pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanError> {
+    let doms = &plan.domains;
+    if doms.is_empty() {
+        return Err(PlanError { domain: None, field: "domain", problem: Problem::NoDomains });
+    }
+    let mut cpu_owner: [Option<usize>; 256] = [None; 256];
+    for (i, d) in doms.iter().enumerate() {
+        if !name_ok(d.name) {
+            return Err(err(i, "name", Problem::BadName));
+        }
+        if let Some(j) = doms[..i].iter().position(|o| o.name == d.name) {
+            return Err(err(i, "name", Problem::DuplicateName(j)));
+        }
+        if d.pcpus.is_empty() {
+            return Err(err(i, "cpus", Problem::NoCpus));
+        }
+        for &c in d.pcpus.iter() {
+            if usize::from(c) >= board.cpus {
+                return Err(err(i, "cpus", Problem::NoSuchCpu(c)));
+            }
+            if let Some(j) = cpu_owner[usize::from(c)] {
+                return Err(err(i, "cpus", Problem::CpuUsedTwice(c, j)));
+            }
+            cpu_owner[usize::from(c)] = Some(i);
+        }
+        let m = d.memory;
+        if m.size == 0 || m.size % BLOCK_2M != 0 {
+            return Err(err(i, "memory", Problem::BadSize(m.size)));
+        }
+        if !m.base.is_aligned(BLOCK_2M) {
+            return Err(err(i, "memory_base", Problem::Misaligned(m.base.0)));
+        }
+        if !board.ram.iter().any(|r| r.contains(&m)) {
+            return Err(err(i, "memory", Problem::OutsideRam(m)));
+        }
+        if m.overlaps(&board.hyp) {
+            return Err(err(i, "memory", Problem::OverlapsHypervisor(m)));
+        }
+        if m.overlaps(&board.staging) {
+            return Err(err(i, "memory", Problem::OverlapsStaging(m)));
+        }
+        if let Some(j) = doms[..i].iter().position(|o| o.memory.overlaps(&m)) {
+            return Err(err(i, "memory", Problem::OverlapsDomain(j, doms[j].memory)));
+        }
+        if d.kind == DomainKind::Unikernel && m.size > GUEST_RAM0_SIZE {
+            return Err(err(i, "memory", Problem::TooLargeForGuestLayout(m.size)));
+        }
+        let k = d.kernel;
+        if k.size == 0 || !board.staging.contains(&k) {
+            return Err(err(i, "kernel", Problem::ModuleOutsideStaging(k)));
+        }
+        let mut need = d.kernel_footprint.max(k.size);
+        if let Some(rd) = d.initrd {
+            if rd.size == 0 || !board.staging.contains(&rd) {
+                return Err(err(i, "initrd", Problem::ModuleOutsideStaging(rd)));
+            }
+            need = need.next_multiple_of(BLOCK_2M).saturating_add(rd.size);
+        }
+        let need = need.saturating_add(GUEST_DTB_SLOT);
+        if need > m.size {
+            return Err(err(i, "memory", Problem::DoesNotFit { need, have: m.size }));
+        }
+        if d.bootargs.len() > MAX_BOOTARGS {
+            return Err(err(i, "bootargs", Problem::BootargsTooLong(d.bootargs.len())));
+        }
+    }
+    Ok(())
+}
+
+/// Where the pieces of a domain go in its guest-physical space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestLayout {
+    /// Where the kernel image is copied (RAM base + text offset).
+    pub kernel: Ipa,
+    /// Where the initrd is copied, if any.
+    pub initrd: Option<Ipa>,
+    /// Where the device tree is written.
+    pub dtb: Ipa,
+}
+
+/// Places kernel, initrd and device tree of a validated domain. `text_offset` comes from the
+/// kernel's arm64 Image header.
+pub fn guest_layout(d: &Domain<'_>, text_offset: u64) -> GuestLayout {
+    let base = d.ipa_base();
+    let kernel = Ipa(base.0 + text_offset);
+    let initrd = d.initrd.map(|_| Ipa(base.0 + d.kernel_footprint.max(d.kernel.size).next_multiple_of(BLOCK_2M)));
+    let dtb = Ipa(base.0 + d.memory.size - GUEST_DTB_SLOT);
+    GuestLayout { kernel, initrd, dtb }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn board() -> ([PhysRange; 1], BoardLimits<'static>) {
+        static RAM: [PhysRange; 1] = [PhysRange::new(0x4000_0000, 0x8000_0000)];
+        (
+            RAM,
+            BoardLimits {
+                ram: &RAM,
+                cpus: 4,
+                hyp: PhysRange::new(0x4000_0000, 16 * MIB),
+                staging: PhysRange::new(0x4100_0000, 240 * MIB),
+            },
+        )
+    }
+
+    fn dom(name: &'static str, cpus: &[u8], base: u64, size: u64) -> Domain<'static> {
+        Domain {
+            name,
+            pcpus: List::from_slice(cpus).unwrap(),
+            memory: PhysRange::new(base, size),
+            kernel: PhysRange::new(0x4120_0000, 0x10000),
+            kernel_footprint: 0x20000,
+            ..Default::default()
+        }
+    }
+
+    fn plan(doms: &[Domain<'static>]) -> Plan<'static> {
+        Plan { domains: List::from_slice(doms).unwrap() }
+    }
+
+    fn check(doms: &[Domain<'static>]) -> Result<(), PlanError> {
+        validate(&plan(doms), &board().1)
+    }
+
+    #[test]
+    fn good_plan_passes() {
+        let a = dom("a", &[0, 1], 0x5000_0000, 32 * MIB);
+        let b = dom("b-2", &[2], 0x5200_0000, 32 * MIB);
+        assert_eq!(check(&[a, b]), Ok(()));
+    }
+
+    #[test]
+    fn empty_plan() {
+        assert_eq!(check(&[]).unwrap_err().problem, Problem::NoDomains);
+    }
+
+    #[test]
+    fn names() {
+        let e = check(&[dom("Bad Name", &[0], 0x5000_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.domain, e.field, e.problem), (Some(0), "name", Problem::BadName));
+        let e = check(&[dom("", &[0], 0x5000_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!(e.problem, Problem::BadName);
+        let e = check(&[dom("a", &[0], 0x5000_0000, 32 * MIB), dom("a", &[1], 0x5400_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.domain, e.field, e.problem), (Some(1), "name", Problem::DuplicateName(0)));
+    }
+
+    #[test]
+    fn cpus() {
+        let e = check(&[dom("a", &[], 0x5000_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.field, e.problem), ("cpus", Problem::NoCpus));
+        let e = check(&[dom("a", &[4], 0x5000_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!(e.problem, Problem::NoSuchCpu(4));
+        let e = check(&[dom("a", &[1], 0x5000_0000, 32 * MIB), dom("b", &[2, 1], 0x5400_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.domain, e.problem), (Some(1), Problem::CpuUsedTwice(1, 0)));
+        let e = check(&[dom("a", &[1, 1], 0x5000_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!(e.problem, Problem::CpuUsedTwice(1, 0));
+    }
+
+    #[test]
+    fn memory_errors() {
+        let e = check(&[dom("a", &[0], 0x5000_0000, 0)]).unwrap_err();
+        assert_eq!((e.field, e.problem), ("memory", Problem::BadSize(0)));
+        let e = check(&[dom("a", &[0], 0x5000_0000, 3 * MIB)]).unwrap_err();
+        assert_eq!(e.problem, Problem::BadSize(3 * MIB));
+        let e = check(&[dom("a", &[0], 0x5010_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.field, e.problem), ("memory_base", Problem::Misaligned(0x5010_0000)));
+        let e = check(&[dom("a", &[0], 0xbf00_0000, 32 * MIB)]).unwrap_err();
+        assert!(matches!(e.problem, Problem::OutsideRam(_)));
+        let e = check(&[dom("a", &[0], 0x3000_0000, 32 * MIB)]).unwrap_err();
+        assert!(matches!(e.problem, Problem::OutsideRam(_)));
+        let e = check(&[dom("a", &[0], 0x4000_0000, 32 * MIB)]).unwrap_err();
+        assert!(matches!(e.problem, Problem::OverlapsHypervisor(_)));
+        let e = check(&[dom("a", &[0], 0x4200_0000, 32 * MIB)]).unwrap_err();
+        assert!(matches!(e.problem, Problem::OverlapsStaging(_)));
+        let e = check(&[dom("a", &[0], 0x5000_0000, 64 * MIB), dom("b", &[1], 0x5200_0000, 32 * MIB)]).unwrap_err();
+        assert_eq!((e.domain, e.problem), (Some(1), Problem::OverlapsDomain(0, PhysRange::new(0x5000_0000, 64 * MIB))));
+        // Overflowing ranges never pass.
+        let e = check(&[dom("a", &[0], 0xffff_ffff_ffe0_0000, 4 * MIB)]).unwrap_err();
+        assert!(matches!(e.problem, Problem::OutsideRam(_)));
+    }
+
+    #[test]
+    fn modules_and_fit() {
+        let mut a = dom("a", &[0], 0x5000_0000, 4 * MIB);
+        a.kernel = PhysRange::new(0x6000_0000, 0x1000);
+        let e = check(&[a]).unwrap_err();
+        assert_eq!(e.field, "kernel");
+        let mut a = dom("a", &[0], 0x5000_0000, 4 * MIB);
+        a.kernel_footprint = 3 * MIB;
+        let e = check(&[a]).unwrap_err();
+        assert_eq!((e.field, e.problem), ("memory", Problem::DoesNotFit { need: 5 * MIB, have: 4 * MIB }));
+        let mut a = dom("a", &[0], 0x5000_0000, 8 * MIB);
+        a.initrd = Some(PhysRange::new(0x4200_0000, 3 * MIB));
+        assert_eq!(check(&[a]), Ok(()));
+        a.initrd = Some(PhysRange::new(0x4200_0000, 5 * MIB));
+        assert!(matches!(check(&[a]).unwrap_err().problem, Problem::DoesNotFit { .. }));
+        a.initrd = Some(PhysRange::new(0x4200_0000, 0));
+        assert_eq!(check(&[a]).unwrap_err().field, "initrd");
+    }
+
+    #[test]
+    fn bootargs_limit() {
+        static LONG: [u8; 1100] = [b'x'; 1100];
+        let mut a = dom("a", &[0], 0x5000_0000, 4 * MIB);
+        a.bootargs = core::str::from_utf8(&LONG).unwrap();
+        assert_eq!(check(&[a]).unwrap_err().problem, Problem::BootargsTooLong(1100));
+    }
+
+    #[test]
+    fn layout() {
+        let mut a = dom("a", &[0], 0x5000_0000, 8 * MIB);
+        a.initrd = Some(PhysRange::new(0x4200_0000, MIB));
+        let l = guest_layout(&a, 0);
+        assert_eq!(l.kernel, Ipa(0x4000_0000));
+        assert_eq!(l.initrd, Some(Ipa(0x4020_0000)));
+        assert_eq!(l.dtb, Ipa(0x4060_0000));
+        a.kind = DomainKind::Linux;
+        assert_eq!(guest_layout(&a, 0).kernel, Ipa(0x5000_0000));
+    }
+
+    #[test]
+    fn policies_round_trip() {
+        for k in [DomainKind::Linux, DomainKind::Unikernel] {
+            assert_eq!(DomainKind::parse(k.as_str()), Some(k));
+        }
+        for p in [FaultPolicy::Inject, FaultPolicy::Stop] {
+            assert_eq!(FaultPolicy::parse(p.as_str()), Some(p));
+        }
+        for p in [PowerOffPolicy::Domain, PowerOffPolicy::Board] {
+            assert_eq!(PowerOffPolicy::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(DomainKind::parse("windows"), None);
+    }
+}
