@@ -1,0 +1,115 @@
+//! AArch64 primitives: system-register access, barriers, cache and TLB maintenance, SMC/HVC
+//! calls to firmware, WFE/SEV. Every register write that changes translation or exception
+//! behaviour is an `unsafe fn` with its contract stated.
+
+use core::arch::asm;
+
+/// Reads a system register by name.
+macro_rules! read_sysreg {
+    ($name:literal) => {{
+        let v: u64;
+        // SAFETY: reading a system register has no side effects on memory safety.
+        #[allow(unused_unsafe)]
+        let () = unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack, preserves_flags)) };
+        v
+    }};
+}
+pub(crate) use read_sysreg;
+
+/// Writes a system register by name. The caller's `unsafe` block states why the write is sound.
+macro_rules! write_sysreg {
+    ($name:literal, $v:expr) => {{
+        let v: u64 = $v;
+        core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) v, options(nostack, preserves_flags))
+    }};
+}
+pub(crate) use write_sysreg;
+
+/// Instruction synchronization barrier.
+#[inline(always)]
+pub fn isb() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { asm!("isb", options(nostack, preserves_flags)) };
+}
+
+/// Full-system data synchronization barrier.
+#[inline(always)]
+pub fn dsb_sy() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Inner-shareable data synchronization barrier.
+#[inline(always)]
+pub fn dsb_ish() {
+    // SAFETY: a barrier has no memory-safety effect.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+}
+
+/// Waits for an event.
+#[inline(always)]
+pub fn wfe() {
+    // SAFETY: WFE only pauses this CPU.
+    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Signals an event to all CPUs.
+#[inline(always)]
+pub fn sev() {
+    dsb_ish();
+    // SAFETY: SEV only sets event registers.
+    unsafe { asm!("sev", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Index of this CPU as given at entry (kept in TPIDR_EL2's companion register).
+pub fn cpu_index() -> usize {
+    read_sysreg!("tpidr_el2") as usize
+}
+
+/// Data-cache line size in bytes (CTR_EL0.DminLine).
+fn dline() -> usize {
+    4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)
+}
+
+/// Cleans (and invalidates) the data cache to the point of coherency over `[start, start+len)`,
+/// so a guest running with its MMU off sees what the hypervisor wrote through its caches.
+pub fn clean_dcache_range(start: usize, len: usize) {
+    let line = dline();
+    let mut a = start & !(line - 1);
+    while a < start + len {
+        // SAFETY: DC CIVAC on a mapped identity address only writes back/invalidates cache lines.
+        unsafe { asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    dsb_sy();
+}
+
+/// Invalidates the whole instruction cache (inner shareable).
+pub fn invalidate_icache() {
+    // SAFETY: IC IALLUIS only drops instruction-cache contents.
+    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Result registers of an SMCCC call.
+#[derive(Clone, Copy)]
+pub struct SmcccResult(pub u64);
+
+/// Calls firmware with `smc #0` (SMCCC: x0 = function, x1..x3 args, x0 result).
+pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> SmcccResult {
+    let r: u64;
+    // SAFETY: SMCCC calls clobber at most x0-x17; all are declared clobbered.
+    unsafe {
+        asm!("smc #0",
+            inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
+            out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+            out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _, out("x15") _,
+            out("x16") _, out("x17") _, options(nostack));
+    }
+    SmcccResult(r)
+}
+
+/// Calls firmware with `hvc #0` from EL2 is not possible; boards with an HVC PSCI conduit are
+/// refused at boot. Provided for symmetry of the conduit switch.
+pub fn conduit_call(smc_conduit: bool, f: u64, a1: u64, a2: u64, a3: u64) -> Option<SmcccResult> {
+    smc_conduit.then(|| smc(f, a1, a2, a3))
+}

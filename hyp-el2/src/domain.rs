@@ -1,0 +1,568 @@
+//! Domains at run time: loading their images, their vCPUs' lives on the pinned pCPUs, and the
+//! guest trap handlers (PSCI over HVC/SMC, Xen hypercall entry, MMIO emulation of the vPL011,
+//! stage-2 faults, everything else).
+//!
+//! Invariants: a pCPU only ever runs the one vCPU the plan pins to it; a domain's state only
+//! goes Running -> Ended; all guest-controlled values are decoded by `hyp_core` before use.
+
+use crate::arch::{self, read_sysreg, write_sysreg};
+use crate::console::{domain_line, hprintln};
+use crate::crash;
+use crate::exceptions::{enter_guest, GuestRegs};
+use crate::mm;
+use crate::sync::{Once, SpinLock};
+use core::ptr::addr_of_mut;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use hyp_core::addr::PhysRange;
+use hyp_core::esr::{self, Class, Esr};
+use hyp_core::list::List;
+use hyp_core::plan::{FaultPolicy, PowerOffPolicy, MAX_DOMAINS, MAX_VCPUS};
+use hyp_core::psci::{self, Call, Power};
+use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE};
+
+use crate::boot::MAX_CPUS;
+
+/// Xen's `-ENOSYS`.
+const XEN_ENOSYS: i64 = -38;
+/// Faults after which an `inject` domain is stopped anyway.
+const MAX_FAULTS: u32 = 64;
+/// PSTATE for a fresh EL1h entry with DAIF masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// SCTLR_EL1 at vCPU reset: RES1 bits only (MMU and caches off, little endian).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+
+/// Static description of a loaded domain.
+#[derive(Clone, Copy, Default)]
+pub struct DomainCfg {
+    pub(crate) name: [u8; 32],
+    pub(crate) name_len: usize,
+    /// pCPU of each vCPU.
+    pub pcpus: List<u8, MAX_VCPUS>,
+    /// Physical RAM.
+    pub memory: PhysRange,
+    /// Guest physical base of RAM.
+    pub ipa_base: u64,
+    /// VTTBR_EL2 (stage-2 root and VMID).
+    pub vttbr: u64,
+    /// Kernel entry (IPA).
+    pub entry: u64,
+    /// Device tree (IPA) passed in x0.
+    pub dtb: u64,
+    /// Kernel module in the staging window, kept for restarts.
+    pub kernel: PhysRange,
+    /// Initrd module and its IPA.
+    pub initrd: Option<(PhysRange, u64)>,
+    /// Kernel footprint (text offset + image size).
+    pub footprint: u64,
+    /// Guest device tree, built at boot.
+    pub guest_dtb: &'static [u8],
+    /// Fault policy.
+    pub on_fault: FaultPolicy,
+    /// Power-off policy.
+    pub on_poweroff: PowerOffPolicy,
+}
+
+impl DomainCfg {
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+    /// Sets the name (truncated to 32 bytes; validated names are shorter).
+    pub fn set_name(&mut self, n: &str) {
+        let l = n.len().min(32);
+        self.name[..l].copy_from_slice(&n.as_bytes()[..l]);
+        self.name_len = l;
+    }
+    fn ipa_to_pa(&self, ipa: u64) -> u64 {
+        self.memory.base.0 + (ipa - self.ipa_base)
+    }
+    fn ipa_in_ram(&self, ipa: u64) -> bool {
+        ipa >= self.ipa_base && ipa - self.ipa_base < self.memory.size
+    }
+}
+
+/// The whole configuration, published once by the boot CPU.
+pub struct Config {
+    /// Domains in plan order.
+    pub domains: List<DomainCfg, MAX_DOMAINS>,
+    /// For each pCPU: (domain index, vCPU index).
+    pub vcpu_of_pcpu: [Option<(usize, usize)>; MAX_CPUS],
+}
+
+/// Why a domain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EndReason {
+    /// Still running.
+    Running = 0,
+    /// PSCI SYSTEM_OFF.
+    PowerOff = 1,
+    /// Every vCPU called CPU_OFF.
+    AllCpusOff = 2,
+    /// Stopped by the fault policy.
+    Fault = 3,
+    /// SError or other unrecoverable guest exception.
+    Crashed = 4,
+    /// SYSTEM_RESET that could not be honoured.
+    Reset = 5,
+}
+
+impl EndReason {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::PowerOff,
+            2 => Self::AllCpusOff,
+            3 => Self::Fault,
+            4 => Self::Crashed,
+            5 => Self::Reset,
+            _ => Self::Running,
+        }
+    }
+    fn text(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::PowerOff => "powered off (PSCI SYSTEM_OFF)",
+            Self::AllCpusOff => "all vCPUs off",
+            Self::Fault => "stopped after a fault (on_fault = stop)",
+            Self::Crashed => "crashed",
+            Self::Reset => "reset requested with other vCPUs running; stopped",
+        }
+    }
+}
+
+/// Mutable run-time state of a domain.
+pub struct DomainRt {
+    end: AtomicU8,
+    faults: AtomicU32,
+    restarts: AtomicU32,
+    power: [AtomicU8; MAX_VCPUS],
+    on_entry: [AtomicU64; MAX_VCPUS],
+    on_ctx: [AtomicU64; MAX_VCPUS],
+    console: SpinLock<(Pl011, LineBuf)>,
+}
+
+impl DomainRt {
+    const fn new() -> Self {
+        Self {
+            end: AtomicU8::new(0),
+            faults: AtomicU32::new(0),
+            restarts: AtomicU32::new(0),
+            power: [const { AtomicU8::new(0) }; MAX_VCPUS],
+            on_entry: [const { AtomicU64::new(0) }; MAX_VCPUS],
+            on_ctx: [const { AtomicU64::new(0) }; MAX_VCPUS],
+            console: SpinLock::new((Pl011::new(), LineBuf::new())),
+        }
+    }
+    fn power(&self, v: usize) -> Power {
+        Power::from_u8(self.power[v].load(Ordering::Acquire))
+    }
+}
+
+static CONFIG: Once<Config> = Once::new();
+static RT: [DomainRt; MAX_DOMAINS] = [const { DomainRt::new() }; MAX_DOMAINS];
+static ENDED: AtomicUsize = AtomicUsize::new(0);
+static GO: AtomicBool = AtomicBool::new(false);
+static mut FRAMES: [GuestRegs; MAX_CPUS] = [GuestRegs { x: [0; 31], elr: 0, spsr: 0, stack_top: 0 }; MAX_CPUS];
+
+/// Publishes the configuration (boot CPU).
+pub fn publish(cfg: Config) {
+    CONFIG.set(cfg);
+}
+
+fn config() -> &'static Config {
+    match CONFIG.get() {
+        Some(c) => c,
+        None => crash::power_off(false, format_args!("configuration used before it was published")),
+    }
+}
+
+/// Copies a domain's kernel, initrd and device tree into its RAM and cleans them to the point
+/// of coherency (the guest starts with its MMU and caches off).
+pub fn load_images(d: &DomainCfg) {
+    let kpa = d.ipa_to_pa(d.entry);
+    // SAFETY: the plan was validated: the kernel module lies in the staging window and the
+    // destination inside the domain's RAM, which no one else uses; the two never overlap.
+    unsafe {
+        mm::zero_phys(d.memory.base.0, d.footprint.max(d.kernel.size));
+        mm::copy_phys(kpa, d.kernel.base.0, d.kernel.size);
+        if let Some((rd, ipa)) = d.initrd {
+            mm::copy_phys(d.ipa_to_pa(ipa), rd.base.0, rd.size);
+        }
+        let dtb_pa = d.ipa_to_pa(d.dtb);
+        mm::copy_phys(dtb_pa, d.guest_dtb.as_ptr() as u64, d.guest_dtb.len() as u64);
+    }
+    arch::clean_dcache_range(d.memory.base.0 as usize, d.memory.size as usize);
+    arch::invalidate_icache();
+}
+
+/// Per-CPU EL2 set-up for running guests.
+pub fn cpu_setup(cpu: usize) {
+    let stack_top = core::ptr::addr_of!(crate::boot::STACKS) as u64 + ((cpu + 1) * crate::boot::STACK_SIZE) as u64;
+    // SAFETY: each CPU only touches its own frame.
+    unsafe { (*addr_of_mut!(FRAMES))[cpu].stack_top = stack_top };
+    let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
+    let hcr: u64 = 1 // VM: stage-2 on
+        | 1 << 1 // SWIO
+        | 1 << 3 | 1 << 4 | 1 << 5 // FMO, IMO, AMO: physical interrupts and SErrors to EL2
+        | 1 << 9 // FB: broadcast TLB/cache maintenance
+        | 1 << 10 // BSU = inner shareable
+        | 1 << 19 // TSC: trap SMC (PSCI emulation)
+        | 1 << 20 // TIDCP: trap implementation-defined registers
+        | 1 << 31; // RW: EL1 is AArch64
+    let pmcr_n = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
+    // SAFETY: these registers configure how this CPU traps and translates guests; no guest runs
+    // on it yet.
+    unsafe {
+        write_sysreg!("vtcr_el2", hyp_core::pgtable::vtcr_el2(parange));
+        write_sysreg!("hcr_el2", hcr);
+        write_sysreg!("cnthctl_el2", 0b11); // EL1 may use the physical counter and timer
+        write_sysreg!("cntvoff_el2", 0);
+        write_sysreg!("cptr_el2", 0x33ff); // no FP/SIMD traps
+        write_sysreg!("mdcr_el2", pmcr_n);
+        write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    }
+    arch::isb();
+}
+
+/// Lets every CPU start its vCPU (boot CPU, once the banner is out).
+pub fn release_cpus() {
+    GO.store(true, Ordering::Release);
+    arch::sev();
+}
+
+/// Runs this pCPU's vCPU for good.
+pub fn cpu_run(cpu: usize) -> ! {
+    while !GO.load(Ordering::Acquire) {
+        arch::wfe();
+    }
+    let cfg = config();
+    let Some((d, v)) = cfg.vcpu_of_pcpu[cpu] else {
+        crash::park();
+    };
+    let dom = &cfg.domains[d];
+    // SAFETY: installs this domain's stage-2 tables and VMID on this CPU only, then drops any
+    // stale translations for it.
+    unsafe {
+        write_sysreg!("vttbr_el2", dom.vttbr);
+        arch::isb();
+        core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
+    }
+    if v == 0 {
+        RT[d].on_entry[0].store(dom.entry, Ordering::Relaxed);
+        RT[d].on_ctx[0].store(dom.dtb, Ordering::Relaxed);
+        RT[d].power[0].store(Power::OnPending.to_u8(), Ordering::Release);
+    }
+    idle(cpu)
+}
+
+/// Waits until this pCPU's vCPU is asked to start, then enters it.
+fn idle(cpu: usize) -> ! {
+    let cfg = config();
+    let Some((d, v)) = cfg.vcpu_of_pcpu[cpu] else { crash::park() };
+    loop {
+        if RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8 && RT[d].power(v) == Power::OnPending {
+            let entry = RT[d].on_entry[v].load(Ordering::Relaxed);
+            let ctx = RT[d].on_ctx[v].load(Ordering::Relaxed);
+            RT[d].power[v].store(Power::On.to_u8(), Ordering::Release);
+            start_vcpu(cpu, v, entry, ctx);
+        }
+        arch::wfe();
+    }
+}
+
+fn frame(cpu: usize) -> *mut GuestRegs {
+    // SAFETY: computing the address of this CPU's own frame.
+    unsafe { addr_of_mut!((*addr_of_mut!(FRAMES))[cpu]) }
+}
+
+fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
+    // SAFETY: fresh EL1 state for a vCPU that is not running; guest RAM at `entry` was loaded.
+    unsafe {
+        write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
+        write_sysreg!("cpacr_el1", 3 << 20);
+        write_sysreg!("vbar_el1", 0);
+        write_sysreg!("cntkctl_el1", 0);
+        write_sysreg!("cntv_ctl_el0", 0);
+        write_sysreg!("cntp_ctl_el0", 0);
+        write_sysreg!("vmpidr_el2", psci::vmpidr(v));
+        arch::isb();
+        core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack));
+    }
+    let f = frame(cpu);
+    // SAFETY: this CPU's frame; the guest is not running.
+    unsafe {
+        let regs = &mut *f;
+        regs.x = [0; 31];
+        regs.x[0] = ctx;
+        regs.elr = entry;
+        regs.spsr = SPSR_EL1H_MASKED;
+        enter_guest(f)
+    }
+}
+
+fn current() -> (usize, usize, usize) {
+    let cpu = arch::cpu_index();
+    match config().vcpu_of_pcpu.get(cpu).copied().flatten() {
+        Some((d, v)) => (cpu, d, v),
+        None => crash::power_off(false, format_args!("trap from a guest on CPU {cpu}, which runs no vCPU")),
+    }
+}
+
+/// Synchronous exception from a guest. Returns the frame to resume.
+pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
+    let (cpu, d, v) = current();
+    let e = Esr(read_sysreg!("esr_el2"));
+    match e.class() {
+        Class::Hvc64 => match e.imm16() {
+            0 => handle_psci(regs, cpu, d, v),
+            0xea1 => regs.x[0] = XEN_ENOSYS as u64,
+            _ => inject_undef(regs),
+        },
+        Class::Smc64 => {
+            regs.elr += 4;
+            if e.imm16() == 0 {
+                handle_psci(regs, cpu, d, v);
+            } else {
+                regs.x[0] = psci::ret::NOT_SUPPORTED as u64;
+            }
+        }
+        Class::DataAbortLower => data_abort(regs, cpu, d, e),
+        Class::InstAbortLower => {
+            let ipa = fault_ipa();
+            stage2_fault(regs, cpu, d, "instruction fetch", ipa, false, false);
+        }
+        Class::Wfx => regs.elr += 4,
+        _ => inject_undef(regs),
+    }
+    regs
+}
+
+/// IRQ, FIQ or SError from a guest.
+pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs {
+    let (cpu, d, _) = current();
+    if kind == 3 {
+        let name = config().domains[d].name();
+        hprintln!("domain '{name}': SError (ESR_EL2={:#x}) at PC {:#x}; stopping it", read_sysreg!("esr_el2"), regs.elr);
+        end_domain(d, EndReason::Crashed);
+        idle(cpu);
+    }
+    regs
+}
+
+fn fault_ipa() -> u64 {
+    let hpfar = read_sysreg!("hpfar_el2");
+    let far = read_sysreg!("far_el2");
+    (((hpfar >> 4) & 0xff_ffff_ffff) << 12) | (far & 0xfff)
+}
+
+fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, e: Esr) {
+    let da = e.data_abort();
+    let ipa = fault_ipa();
+    if (VUART_BASE..VUART_BASE + VUART_SIZE).contains(&ipa) {
+        if !da.isv || da.size > 4 {
+            let name = config().domains[d].name();
+            hprintln!("domain '{name}': vPL011 access without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort", regs.elr);
+            inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
+            return;
+        }
+        let off = ipa - VUART_BASE;
+        let rt = &RT[d];
+        let mut uart = rt.console.lock();
+        let mask = if da.size == 4 { u64::from(u32::MAX) } else { (1u64 << (8 * u32::from(da.size))) - 1 };
+        if da.write {
+            let val = if da.reg == 31 { 0 } else { regs.x[usize::from(da.reg)] } & mask;
+            if let Some(b) = uart.0.write(off, val as u32) {
+                if let Some(line) = uart.1.push(b) {
+                    domain_line(config().domains[d].name(), line);
+                }
+            }
+        } else {
+            let mut val = u64::from(uart.0.read(off & !3)) & mask;
+            if da.sign_extend && val & (1 << (8 * u32::from(da.size) - 1)) != 0 {
+                val |= !mask;
+            }
+            if !da.sixty_four {
+                val &= 0xffff_ffff;
+            }
+            if da.reg != 31 {
+                regs.x[usize::from(da.reg)] = val;
+            }
+        }
+        regs.elr += 4;
+        return;
+    }
+    stage2_fault(regs, cpu, d, if da.write { "write" } else { "read" }, ipa, true, da.write);
+}
+
+fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64, data: bool, write: bool) {
+    let dom = &config().domains[d];
+    let n = RT[d].faults.fetch_add(1, Ordering::Relaxed) + 1;
+    let far = read_sysreg!("far_el2");
+    hprintln!(
+        "domain '{}': stage-2 fault: {what} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}) is outside its partition",
+        dom.name(),
+        regs.elr
+    );
+    let vbar = read_sysreg!("vbar_el1");
+    let in_vectors = vbar != 0 && regs.elr >= vbar && regs.elr < vbar + 0x800;
+    let give_up = n > MAX_FAULTS || in_vectors || vbar == 0 || !dom.ipa_in_ram(vbar);
+    match dom.on_fault {
+        FaultPolicy::Inject if !give_up => {
+            hprintln!("domain '{}': injected a synchronous external abort (fault #{n}); the domain keeps running", dom.name());
+            inject_abort(regs, data, write, far);
+        }
+        _ => {
+            let why = if dom.on_fault == FaultPolicy::Stop { "on_fault = stop" } else { "the guest cannot take the abort" };
+            hprintln!("domain '{}': stopping it ({why})", dom.name());
+            end_domain(d, EndReason::Fault);
+            idle(cpu);
+        }
+    }
+}
+
+/// Vector offset and ESR "from EL0" flag for an exception taken to EL1 from `spsr`'s mode.
+fn vector_for(spsr: u64) -> (u64, bool) {
+    match spsr & 0xf {
+        0b0101 => (0x200, false), // EL1h: current EL with SPx
+        0b0100 => (0x000, false), // EL1t: current EL with SP0
+        _ => (0x400, true),       // EL0: lower EL, AArch64
+    }
+}
+
+fn inject(regs: &mut GuestRegs, esr: u64, far: u64) {
+    let (off, _) = vector_for(regs.spsr);
+    let vbar = read_sysreg!("vbar_el1");
+    // SAFETY: EL1 exception registers of the vCPU running on this CPU.
+    unsafe {
+        write_sysreg!("esr_el1", esr);
+        write_sysreg!("far_el1", far);
+        write_sysreg!("elr_el1", regs.elr);
+        write_sysreg!("spsr_el1", regs.spsr);
+    }
+    regs.elr = vbar + off;
+    regs.spsr = SPSR_EL1H_MASKED;
+}
+
+fn inject_abort(regs: &mut GuestRegs, data: bool, write: bool, far: u64) {
+    let (_, from_el0) = vector_for(regs.spsr);
+    inject(regs, esr::injected_abort_esr(data, from_el0, write), far);
+}
+
+fn inject_undef(regs: &mut GuestRegs) {
+    inject(regs, esr::injected_undef_esr(), 0);
+}
+
+fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let nr = dom.pcpus.len();
+    let r: i64 = match psci::decode([regs.x[0], regs.x[1], regs.x[2], regs.x[3]]) {
+        Call::Version => psci::PSCI_VERSION_1_1,
+        Call::CpuSuspend => psci::ret::SUCCESS,
+        Call::CpuOff => {
+            rt.power[v].store(Power::Off.to_u8(), Ordering::Release);
+            if (0..nr).all(|i| rt.power(i) == Power::Off) {
+                end_domain(d, EndReason::AllCpusOff);
+            }
+            idle(cpu);
+        }
+        Call::CpuOn { target, entry, context } => match psci::vcpu_of_mpidr(target, nr) {
+            None => psci::ret::INVALID_PARAMETERS,
+            Some(_) if !dom.ipa_in_ram(entry) => psci::ret::INVALID_ADDRESS,
+            Some(t) => {
+                let cur = rt.power(t);
+                match cur.cpu_on_refusal() {
+                    Some(err) => err,
+                    None => {
+                        rt.on_entry[t].store(entry, Ordering::Relaxed);
+                        rt.on_ctx[t].store(context, Ordering::Relaxed);
+                        match rt.power[t].compare_exchange(cur.to_u8(), Power::OnPending.to_u8(), Ordering::AcqRel, Ordering::Acquire) {
+                            Ok(_) => {
+                                arch::sev();
+                                psci::ret::SUCCESS
+                            }
+                            Err(_) => psci::ret::ON_PENDING,
+                        }
+                    }
+                }
+            }
+        },
+        Call::AffinityInfo { target, level } => match (psci::vcpu_of_mpidr(target, nr), level) {
+            (Some(t), 0) => rt.power(t).affinity_info(),
+            _ => psci::ret::INVALID_PARAMETERS,
+        },
+        Call::MigrateInfoType => 2,
+        Call::SystemOff => {
+            end_domain(d, EndReason::PowerOff);
+            idle(cpu);
+        }
+        Call::SystemReset => restart_domain(cpu, d, v),
+        Call::Features(f) => psci::features(f),
+        Call::SmcccVersion => psci::SMCCC_VERSION_1_1,
+        Call::SmcccArchFeatures(_) | Call::Unknown(_) => psci::ret::NOT_SUPPORTED,
+    };
+    regs.x[0] = r as u64;
+}
+
+fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let others_running = (0..dom.pcpus.len()).any(|i| i != v && rt.power(i) != Power::Off);
+    if others_running {
+        end_domain(d, EndReason::Reset);
+        idle(cpu);
+    }
+    let n = rt.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+    hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
+    flush_console(d);
+    load_images(dom);
+    rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
+    rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
+    rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
+    rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
+    arch::sev();
+    idle(cpu)
+}
+
+fn flush_console(d: usize) {
+    let mut c = RT[d].console.lock();
+    let rest = c.1.take();
+    if !rest.is_empty() {
+        domain_line(config().domains[d].name(), rest);
+    }
+}
+
+/// Ends a domain; powers the board off when the policy or the last domain says so.
+pub fn end_domain(d: usize, why: EndReason) {
+    let cfg = config();
+    if RT[d].end.compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    flush_console(d);
+    let dom = &cfg.domains[d];
+    hprintln!("domain '{}' ended: {}", dom.name(), why.text());
+    let ended = ENDED.fetch_add(1, Ordering::AcqRel) + 1;
+    if why == EndReason::PowerOff && dom.on_poweroff == PowerOffPolicy::Board {
+        summary();
+        crash::power_off(true, format_args!("domain '{}' powered off the board (on_poweroff = board)", dom.name()));
+    }
+    if ended == cfg.domains.len() {
+        summary();
+        crash::power_off(true, format_args!("all domains ended"));
+    }
+}
+
+fn summary() {
+    let cfg = config();
+    hprintln!("summary of {} domain(s):", cfg.domains.len());
+    for (i, dom) in cfg.domains.iter().enumerate() {
+        let rt = &RT[i];
+        hprintln!(
+            "  {:<16} {:<38} faults contained: {}, restarts: {}",
+            dom.name(),
+            EndReason::from_u8(rt.end.load(Ordering::Acquire)).text(),
+            rt.faults.load(Ordering::Relaxed),
+            rt.restarts.load(Ordering::Relaxed)
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! ferrum: a statically partitioning EL2 hypervisor for ARMv8 boards.
+//!
+//! This crate is the arch layer: it owns the registers, the MMU, the exception vectors and the
+//! physical devices, and asks `hyp_core` (host-tested, no `unsafe`) for every decision over
+//! data that the boot loader, the deployment or a guest controls.
+//!
+//! Boot: U-Boot `booti`s the image at EL2 with the host DTB in x0 ([`boot`]); the boot CPU maps
+//! itself, prints the banner, parses and validates the plan from `/chosen`, loads every domain
+//! and starts the other CPUs with PSCI; each CPU then runs the one vCPU pinned to it
+//! ([`domain`]).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod boot;
+mod console;
+mod crash;
+mod domain;
+mod exceptions;
+mod heap;
+mod mm;
+mod sync;
+mod uart;
+
+use alloc::vec::Vec;
+use console::hprintln;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use domain::{Config, DomainCfg};
+use hyp_core::addr::PhysRange;
+use hyp_core::hostdt::{self, Conduit};
+use hyp_core::list::List;
+use hyp_core::plan::{self, BoardLimits, Plan, PlanError};
+use platforms::Platform;
+
+/// The board this image is built for.
+#[cfg(not(feature = "platform-rpi4"))]
+pub const PLATFORM: Platform = platforms::QEMU_VIRT;
+/// The board this image is built for.
+#[cfg(feature = "platform-rpi4")]
+pub const PLATFORM: Platform = platforms::RPI4;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __bss_start: u8;
+}
+
+fn image_bytes() -> (u64, u64) {
+    let s = core::ptr::addr_of!(__image_start) as u64;
+    (core::ptr::addr_of!(__bss_start) as u64 - s, core::ptr::addr_of!(__image_end) as u64 - s)
+}
+
+fn mib(b: u64) -> u64 {
+    b >> 20
+}
+
+/// Boot CPU, MMU on, x0 from U-Boot.
+extern "C" fn primary_main(dtb: u64) -> ! {
+    console::init(uart::Uart::new(PLATFORM.uart_base, PLATFORM.uart_kind));
+    exceptions::install();
+    hprintln!("ferrum {VERSION} — static partitioning hypervisor for ARMv8");
+    hprintln!("platform: {} ({}), running at EL{}", PLATFORM.name, PLATFORM.description, (arch::read_sysreg!("currentel") >> 2) & 3);
+
+    let fdt = match host_fdt(dtb) {
+        Ok(f) => f,
+        Err(why) => crash::power_off(false, format_args!("unusable device tree at {dtb:#x}: {why}")),
+    };
+    let board = hostdt::parse_board(&fdt);
+    let (file, total) = image_bytes();
+    hprintln!("board model: {}", board.model);
+    let ram_total: u64 = board.memory.iter().map(|r| r.size).sum();
+    for r in board.memory.iter() {
+        hprintln!("RAM: {r} ({} MiB)", mib(r.size));
+    }
+    hprintln!("RAM total: {} MiB", mib(ram_total));
+    match board.gic {
+        Some(g) => {
+            let v = match g.version {
+                platforms::GicVersion::V2 => "GICv2",
+                platforms::GicVersion::V3 => "GICv3",
+            };
+            let second = if g.version == platforms::GicVersion::V2 { "GICC" } else { "GICR" };
+            hprintln!(
+                "GIC: {v}, GICD {:#x}, {second} {:#x}, GICH {}, GICV {}",
+                g.dist,
+                g.cpu_or_redist,
+                opt_hex(g.hyp),
+                opt_hex(g.vcpu)
+            );
+        }
+        None => hprintln!("GIC: none described in the device tree"),
+    }
+    hprintln!(
+        "hypervisor: {} KiB image + {} KiB data at {:#x} (reserved {} MiB), {} translation-table pages",
+        file / 1024,
+        (total - file) / 1024,
+        PLATFORM.hyp_base,
+        mib(PLATFORM.hyp_size),
+        mm::POOL_PAGES
+    );
+    if board.psci != Some(Conduit::Smc) {
+        crash::power_off(false, format_args!("firmware PSCI over SMC is required (device tree psci method)"));
+    }
+    crash::FW_SMC.store(true, Ordering::Relaxed);
+
+    let cfg = match build_config(&fdt, &board) {
+        Ok(c) => c,
+        Err(()) => crash::power_off(false, format_args!("plan rejected, no domain was started")),
+    };
+    boot_cpus(&board, cfg)
+}
+
+fn opt_hex(v: Option<u64>) -> alloc::string::String {
+    match v {
+        Some(v) => alloc::format!("{v:#x}"),
+        None => alloc::string::String::from("-"),
+    }
+}
+
+fn host_fdt(dtb: u64) -> Result<fdt::Fdt<'static>, &'static str> {
+    let staging = PLATFORM.staging;
+    let in_ram = PLATFORM.ram.iter().any(|r| r.contains(dtb, 64));
+    if dtb % 8 != 0 || !in_ram {
+        return Err("not an 8-byte aligned address in RAM");
+    }
+    // SAFETY: 64 bytes of RAM (checked above), identity mapped and not written by anyone.
+    let head = unsafe { mm::phys_slice(dtb, 64) };
+    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let size = u64::from(u32::from_be_bytes([head[4], head[5], head[6], head[7]]));
+    if magic != 0xd00d_feed {
+        return Err("no FDT magic");
+    }
+    if size > 2 << 20 || !PLATFORM.ram.iter().any(|r| r.contains(dtb, size)) {
+        return Err("larger than 2 MiB or beyond RAM");
+    }
+    let _ = staging;
+    // SAFETY: the whole blob lies in RAM (checked) and stays untouched: domain RAM may not
+    // overlap the staging window where U-Boot put it (plan validation), and we never write it.
+    let blob = unsafe { mm::phys_slice(dtb, size) };
+    fdt::Fdt::new(blob).map_err(|_| "malformed FDT")
+}
+
+fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
+    match e.domain {
+        Some(i) => {
+            let name = plan.domains.get(i).map_or("?", |d| d.name);
+            hprintln!("plan rejected: domain #{i} '{name}', field '{}': {}", e.field, e.problem)
+        }
+        None => hprintln!("plan rejected: field '{}': {}", e.field, e.problem),
+    }
+}
+
+fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>) -> Result<Config, ()> {
+    let staging = PhysRange::new(PLATFORM.staging.base, PLATFORM.staging.size);
+    let footprint = |m: PhysRange| -> Result<u64, hyp_core::image::ImageError> {
+        if !staging.contains(&m) || m.size < 64 {
+            return Ok(0); // validation reports the module as outside the staging window
+        }
+        // SAFETY: the module lies in the staging window (checked), RAM that only U-Boot wrote.
+        let head = unsafe { mm::phys_slice(m.base.0, 64) };
+        hyp_core::image::parse(head).map(|h| h.footprint(m.size))
+    };
+    let plan = match hostdt::parse_plan(fdt, &footprint) {
+        Ok(p) => p,
+        Err(e) => {
+            report_plan_error(&Plan::default(), &e);
+            return Err(());
+        }
+    };
+    hprintln!("deployment '{}': {} domain(s)", board.deployment, plan.domains.len());
+    // Domains may use the board's RAM as the DTB describes it, clipped to the platform record.
+    let mut ram: List<PhysRange, 8> = List::new();
+    for bank in board.memory.iter() {
+        for w in PLATFORM.ram {
+            let s = bank.base.0.max(w.base);
+            let e = bank.end().min(w.end());
+            if s < e {
+                let _ = ram.push(PhysRange::new(s, e - s));
+            }
+        }
+    }
+    let limits = BoardLimits {
+        ram: &ram,
+        cpus: board.cpus.len().min(PLATFORM.cpus).min(boot::MAX_CPUS),
+        hyp: PhysRange::new(PLATFORM.hyp_base, PLATFORM.hyp_size),
+        staging,
+    };
+    if let Err(e) = plan::validate(&plan, &limits) {
+        report_plan_error(&plan, &e);
+        return Err(());
+    }
+    hprintln!("plan validated: CPUs, memory and images are disjoint and inside the board");
+
+    // SAFETY: single-threaded boot; secondaries are not started yet.
+    let mut pool = unsafe { mm::PoolMem::boot() };
+    let mut cfg = Config { domains: List::new(), vcpu_of_pcpu: [None; boot::MAX_CPUS] };
+    for (i, d) in plan.domains.iter().enumerate() {
+        // SAFETY: validated to lie in the staging window.
+        let head = unsafe { mm::phys_slice(d.kernel.base.0, 64) };
+        let text_offset = hyp_core::image::parse(head).map(|h| h.text_offset).unwrap_or(0);
+        let layout = plan::guest_layout(d, text_offset);
+        let blob: Vec<u8> = hyp_core::guestdt::build(d, text_offset, d.initrd.map_or(0, |r| r.size));
+        let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size) {
+            Ok(r) => r,
+            Err(e) => {
+                hprintln!("plan rejected: domain '{}': stage-2 tables: {e:?}", d.name);
+                return Err(());
+            }
+        };
+        let mut dc = DomainCfg {
+            pcpus: d.pcpus,
+            memory: d.memory,
+            ipa_base: d.ipa_base().0,
+            vttbr: root | ((i as u64 + 1) << 48),
+            entry: layout.kernel.0,
+            dtb: layout.dtb.0,
+            kernel: d.kernel,
+            initrd: d.initrd.zip(layout.initrd).map(|(r, ipa)| (r, ipa.0)),
+            footprint: d.kernel_footprint,
+            guest_dtb: blob.leak(),
+            on_fault: d.on_fault,
+            on_poweroff: d.on_poweroff,
+            ..Default::default()
+        };
+        dc.set_name(d.name);
+        domain::load_images(&dc);
+        for (v, &p) in d.pcpus.iter().enumerate() {
+            cfg.vcpu_of_pcpu[usize::from(p)] = Some((i, v));
+        }
+        hprintln!(
+            "domain #{i} '{}' ({}): {} vCPU(s) on pCPU {:?}, RAM {} ({} MiB) at IPA {:#x}, kernel {} KiB, on_fault={}, on_poweroff={}",
+            d.name,
+            d.kind.as_str(),
+            d.pcpus.len(),
+            &d.pcpus[..],
+            d.memory,
+            mib(d.memory.size),
+            d.ipa_base().0,
+            d.kernel.size / 1024,
+            d.on_fault.as_str(),
+            d.on_poweroff.as_str()
+        );
+        let _ = cfg.domains.push(dc);
+    }
+    hprintln!("stage-2 tables: {} pages used of {}", pool.used(), mm::POOL_PAGES);
+    Ok(cfg)
+}
+
+fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
+    domain::publish(cfg);
+    let me = arch::read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let n = board.cpus.len().min(PLATFORM.cpus).min(boot::MAX_CPUS);
+    let mut expected = 1;
+    for (i, &mpidr) in board.cpus.iter().enumerate().take(n) {
+        if mpidr == me {
+            continue;
+        }
+        // The boot CPU is index 0; the others take the following indices in tree order.
+        let idx = if i == 0 { 0 } else { i };
+        let r = arch::smc(0xc400_0003, mpidr, boot::secondary_entry as *const () as u64, idx as u64).0 as i64;
+        if r == 0 {
+            expected += 1;
+        } else {
+            hprintln!("CPU {idx} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {r}");
+        }
+    }
+    let freq = arch::read_sysreg!("cntfrq_el0");
+    let t0 = arch::read_sysreg!("cntpct_el0");
+    while ONLINE.load(Ordering::Acquire) < expected && arch::read_sysreg!("cntpct_el0") - t0 < freq {
+        core::hint::spin_loop();
+    }
+    hprintln!("CPUs online: {}/{}", ONLINE.load(Ordering::Acquire), n);
+    hprintln!("starting domains");
+    domain::cpu_setup(0);
+    domain::release_cpus();
+    domain::cpu_run(0)
+}
+
+/// Secondary CPUs, MMU on, x0 = CPU index.
+extern "C" fn secondary_main(cpu: u64) -> ! {
+    exceptions::install();
+    domain::cpu_setup(cpu as usize);
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+    domain::cpu_run(cpu as usize)
+}

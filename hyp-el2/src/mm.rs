@@ -1,0 +1,135 @@
+//! Memory management at EL2: the static page pool that holds every translation table, the
+//! EL2 identity map built from the board record, per-domain stage-2 tables, and raw access to
+//! physical memory (identity mapped) for loading guest images.
+//!
+//! Invariants: the pool is only allocated from on the boot CPU during boot (before secondaries
+//! start), so it needs no lock; tables are never freed.
+
+use crate::PLATFORM;
+use core::ptr::{addr_of, addr_of_mut};
+use hyp_core::pgtable::{Attrs, MapError, PageTable, Regime, TableMemory, ENTRIES};
+use platforms::MemKind;
+
+/// Pages in the translation-table pool.
+pub const POOL_PAGES: usize = 256;
+
+#[repr(C, align(4096))]
+struct Pool([[u64; ENTRIES]; POOL_PAGES]);
+
+static mut POOL: Pool = Pool([[0; ENTRIES]; POOL_PAGES]);
+static mut POOL_NEXT: usize = 0;
+static mut EL2_ROOT: u64 = 0;
+
+/// The page pool as a [`TableMemory`]. Only one exists at a time, on the boot CPU.
+pub struct PoolMem(());
+
+impl PoolMem {
+    /// Access to the pool during single-threaded boot.
+    ///
+    /// # Safety
+    /// Only the boot CPU may call this, before secondary CPUs are started.
+    pub unsafe fn boot() -> Self {
+        Self(())
+    }
+
+    /// Pages used so far.
+    pub fn used(&self) -> usize {
+        // SAFETY: single-threaded boot (constructor contract).
+        unsafe { *addr_of!(POOL_NEXT) }
+    }
+}
+
+impl TableMemory for PoolMem {
+    fn alloc_table(&mut self) -> Option<u64> {
+        // SAFETY: single-threaded boot (constructor contract); the pool is in zeroed BSS and each
+        // page is handed out once.
+        unsafe {
+            let next = *addr_of!(POOL_NEXT);
+            if next == POOL_PAGES {
+                return None;
+            }
+            *addr_of_mut!(POOL_NEXT) = next + 1;
+            Some(addr_of!((*addr_of!(POOL)).0[next]) as u64)
+        }
+    }
+    fn read(&self, table: u64, idx: usize) -> u64 {
+        assert!(idx < ENTRIES && is_pool_page(table));
+        // SAFETY: `table` is a pool page (checked) and idx is in range.
+        unsafe { core::ptr::read_volatile((table as *const u64).add(idx)) }
+    }
+    fn write(&mut self, table: u64, idx: usize, val: u64) {
+        assert!(idx < ENTRIES && is_pool_page(table));
+        // SAFETY: as for `read`; the write is visible to the walker after the caller's barriers.
+        unsafe { core::ptr::write_volatile((table as *mut u64).add(idx), val) };
+    }
+}
+
+fn is_pool_page(a: u64) -> bool {
+    let base = addr_of!(POOL) as u64;
+    a >= base && a < base + (POOL_PAGES * 4096) as u64 && a % 4096 == 0
+}
+
+/// Builds the EL2 identity map from the board's windows. Runs with the MMU off.
+pub fn build_el2_map() {
+    // SAFETY: called once by the boot CPU before anything else runs.
+    let mut mem = unsafe { PoolMem::boot() };
+    let Ok(mut pt) = PageTable::new(&mut mem, Regime::El2) else { halt() };
+    for w in PLATFORM.windows {
+        let attrs = match w.kind {
+            MemKind::Normal => Attrs::RAM,
+            MemKind::Device => Attrs::DEVICE,
+        };
+        if pt.map(&mut mem, w.base, w.base, w.size, attrs).is_err() {
+            halt();
+        }
+    }
+    // SAFETY: single-threaded boot; read by `el2_root` on every CPU after this store, which the
+    // CPU_ON call orders.
+    unsafe { *addr_of_mut!(EL2_ROOT) = pt.root() };
+}
+
+fn halt() -> ! {
+    loop {
+        crate::arch::wfe();
+    }
+}
+
+/// Root of the EL2 tables for TTBR0_EL2.
+pub fn el2_root() -> u64 {
+    // SAFETY: written once by the boot CPU before any reader runs.
+    unsafe { *addr_of!(EL2_ROOT) }
+}
+
+/// Builds stage-2 tables mapping `[ipa, ipa+size)` to `[pa, pa+size)` as normal RAM.
+pub fn build_stage2(mem: &mut PoolMem, ipa: u64, pa: u64, size: u64) -> Result<u64, MapError> {
+    let mut pt = PageTable::new(mem, Regime::Stage2)?;
+    pt.map(mem, ipa, pa, size, Attrs::RAM)?;
+    Ok(pt.root())
+}
+
+/// Copies `len` bytes between physical addresses (both identity mapped as normal memory).
+///
+/// # Safety
+/// Both ranges must be RAM owned by the caller for the duration and must not overlap.
+pub unsafe fn copy_phys(dst: u64, src: u64, len: u64) {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len as usize) };
+}
+
+/// Zeroes `len` bytes at a physical address.
+///
+/// # Safety
+/// The range must be RAM owned by the caller.
+pub unsafe fn zero_phys(dst: u64, len: u64) {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len as usize) };
+}
+
+/// A read-only view of physical memory.
+///
+/// # Safety
+/// The range must be mapped RAM that nobody writes while the slice lives.
+pub unsafe fn phys_slice<'a>(pa: u64, len: u64) -> &'a [u8] {
+    // SAFETY: caller contract.
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len as usize) }
+}
