@@ -1,0 +1,355 @@
+//! A minimal EL1 test guest, the seed of the unikernel runtime.
+//!
+//! Boots as an arm64 Image (Xen guest layout: RAM at 0x4000_0000), turns on its MMU with an
+//! identity map (first GiB device, next three GiB normal memory), prints through the PL011 its
+//! device tree names (`stdout-path`), and behaves as `/chosen/bootargs` says:
+//!
+//! - `mode=smp`: starts its second vCPU with PSCI `CPU_ON`, waits for it to report and turn
+//!   itself off (`AFFINITY_INFO`), does some work, prints `PASS`, powers off (`SYSTEM_OFF`).
+//! - `mode=single`: the same on one vCPU.
+//! - `mode=escape`: reads memory just past its own RAM; the hypervisor must inject an abort,
+//!   which this guest catches and reports before powering off.
+//! - `mode=panic`: takes an undefined-instruction exception and reports it.
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+global_asm!(
+    r#"
+.section .text.head, "ax"
+.global _start
+_start:
+    b       1f
+    .long   0
+    .quad   0                      // text_offset
+    .quad   __image_size
+    .quad   2                      // little endian, 4 KiB pages
+    .quad   0, 0, 0
+    .ascii  "ARM\x64"
+    .long   0
+1:  mov     x19, x0                // device tree
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1          // FP/SIMD on before any Rust code
+    isb
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+2:  cmp     x1, x2
+    b.hs    3f
+    str     xzr, [x1], #8
+    b       2b
+3:  adrp    x1, TTB
+    add     x1, x1, :lo12:TTB
+    mov     x2, #0x405             // block, AttrIndx 1 (device), AF
+    orr     x2, x2, #(3 << 53)     // PXN | UXN
+    str     x2, [x1]
+    mov     x3, #0x701             // block, AttrIndx 0 (normal), inner shareable, AF
+    mov     x4, #0x40000000
+    orr     x2, x3, x4
+    str     x2, [x1, #8]
+    add     x2, x2, x4
+    str     x2, [x1, #16]
+    add     x2, x2, x4
+    str     x2, [x1, #24]
+    mov     x0, #0
+    bl      set_stack
+    bl      mmu_on
+    mov     x0, x19
+    b       {main}
+
+.global secondary_start
+secondary_start:
+    mov     x19, x0                // vCPU index (CPU_ON context)
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    isb
+    bl      set_stack
+    bl      mmu_on
+    mov     x0, x19
+    b       {secondary}
+
+set_stack:
+    adrp    x1, STACKS
+    add     x1, x1, :lo12:STACKS
+    mov     x2, #16384
+    madd    x1, x0, x2, x2
+    adrp    x3, STACKS
+    add     x3, x3, :lo12:STACKS
+    add     sp, x3, x1
+    ret
+
+mmu_on:
+    mov     x1, #0x04ff            // attr0 normal WB, attr1 device-nGnRE
+    msr     mair_el1, x1
+    mrs     x1, id_aa64mmfr0_el1
+    and     x1, x1, #7
+    lsl     x1, x1, #32            // IPS
+    mov     x2, #25                // T0SZ: 39-bit VA
+    orr     x2, x2, #(1 << 8)      // IRGN0 WB
+    orr     x2, x2, #(1 << 10)     // ORGN0 WB
+    orr     x2, x2, #(3 << 12)     // SH0 inner
+    orr     x2, x2, #(1 << 23)     // EPD1
+    orr     x1, x1, x2
+    msr     tcr_el1, x1
+    adrp    x1, TTB
+    add     x1, x1, :lo12:TTB
+    msr     ttbr0_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    mrs     x1, sctlr_el1
+    mov     x2, #0x1005            // M, C, I
+    orr     x1, x1, x2
+    msr     sctlr_el1, x1
+    isb
+    ret
+
+.balign 2048
+.global guest_vectors
+guest_vectors:
+.rept 4
+.balign 0x80
+    b       bad_vector
+.endr
+.balign 0x80
+    b       sync_current
+.rept 11
+.balign 0x80
+    b       bad_vector
+.endr
+
+sync_current:
+    mrs     x0, esr_el1
+    mrs     x1, far_el1
+    mrs     x2, elr_el1
+    b       {sync}
+bad_vector:
+    mrs     x0, esr_el1
+    mrs     x1, far_el1
+    mrs     x2, elr_el1
+    b       {bad}
+"#,
+    main = sym guest_main,
+    secondary = sym secondary_main,
+    sync = sym sync_exception,
+    bad = sym bad_exception,
+);
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+#[no_mangle]
+static mut TTB: Table = Table([0; 512]);
+
+#[repr(C, align(16))]
+struct Stacks([[u8; 16384]; 2]);
+
+#[no_mangle]
+static mut STACKS: Stacks = Stacks([[0; 16384]; 2]);
+
+extern "C" {
+    static guest_vectors: u8;
+    fn secondary_start();
+}
+
+static UART: AtomicU64 = AtomicU64::new(0x2200_0000);
+static SECONDARY_SAID_HELLO: AtomicBool = AtomicBool::new(false);
+static EXPECT_ABORT: AtomicBool = AtomicBool::new(false);
+static mut NAME: [u8; 32] = [0; 32];
+
+struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let base = UART.load(Ordering::Relaxed);
+        for b in s.bytes() {
+            // SAFETY: `base` is the PL011 data register the device tree names; a plain 32-bit
+            // store with a base register, so the hypervisor gets a full syndrome if it traps it.
+            unsafe { asm!("str {v:w}, [{a}]", v = in(reg) u32::from(b), a = in(reg) base, options(nostack)) };
+        }
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(Console, $($arg)*);
+    }};
+}
+
+fn hvc(f: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: SMCCC call through the hypervisor; x0-x3 carry arguments and results.
+    unsafe { asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)) };
+    r as i64
+}
+
+const PSCI_VERSION: u64 = 0x8400_0000;
+const CPU_OFF: u64 = 0x8400_0002;
+const CPU_ON: u64 = 0xc400_0003;
+const AFFINITY_INFO: u64 = 0xc400_0004;
+const SYSTEM_OFF: u64 = 0x8400_0008;
+
+fn power_off() -> ! {
+    hvc(SYSTEM_OFF, 0, 0, 0);
+    say!("SYSTEM_OFF returned; spinning");
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn counter() -> (u64, u64) {
+    let (c, f): (u64, u64);
+    // SAFETY: reading the virtual counter and its frequency.
+    unsafe { asm!("isb", "mrs {c}, cntvct_el0", "mrs {f}, cntfrq_el0", c = out(reg) c, f = out(reg) f, options(nostack)) };
+    (c, f)
+}
+
+fn name() -> &'static str {
+    // SAFETY: written once by vCPU 0 before any other vCPU starts.
+    let n = unsafe { &*core::ptr::addr_of!(NAME) };
+    let l = n.iter().position(|&b| b == 0).unwrap_or(32);
+    core::str::from_utf8(&n[..l]).unwrap_or("?")
+}
+
+extern "C" fn guest_main(dtb: usize) -> ! {
+    // SAFETY: installs this guest's own vector table.
+    unsafe { asm!("msr vbar_el1, {}", "isb", in(reg) core::ptr::addr_of!(guest_vectors) as u64, options(nostack)) };
+    // SAFETY: the hypervisor passes a device tree in x0 inside our RAM, mapped by our identity map.
+    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(f) => f,
+        Err(_) => {
+            say!("testguest: no usable device tree at {dtb:#x}");
+            power_off();
+        }
+    };
+    if let Some(base) = fdt.chosen().stdout().and_then(|n| n.reg()).and_then(|mut r| r.next()) {
+        UART.store(base.starting_address as u64, Ordering::Relaxed);
+    }
+    let chosen = fdt.find_node("/chosen");
+    let nm = chosen.and_then(|c| c.property("ferrum,domain-name")).and_then(|p| p.as_str()).unwrap_or("testguest");
+    // SAFETY: single-threaded here; secondaries start later.
+    unsafe {
+        let n = &mut *core::ptr::addr_of_mut!(NAME);
+        let l = nm.len().min(31);
+        n[..l].copy_from_slice(&nm.as_bytes()[..l]);
+    }
+    let args = fdt.chosen().bootargs().unwrap_or("");
+    let mode = args.split_whitespace().find_map(|a| a.strip_prefix("mode=")).unwrap_or("single");
+    let ram = fdt.memory().regions().next();
+    let (rbase, rsize) = ram.map_or((0, 0), |r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    let ncpu = fdt.cpus().count();
+    let v = hvc(PSCI_VERSION, 0, 0, 0);
+    say!(
+        "hello from {}: EL1, {} vCPU(s), {} MiB RAM at {rbase:#x}, PSCI {}.{}, mode={mode}",
+        name(),
+        ncpu,
+        rsize >> 20,
+        v >> 16,
+        v & 0xffff
+    );
+    match mode {
+        "smp" => {
+            if ncpu < 2 {
+                say!("FAIL: mode=smp needs 2 vCPUs");
+                power_off();
+            }
+            let r = hvc(CPU_ON, 1, secondary_start as *const () as u64, 1);
+            if r != 0 {
+                say!("FAIL: CPU_ON returned {r}");
+                power_off();
+            }
+            let again = hvc(CPU_ON, 1, secondary_start as *const () as u64, 1);
+            let bad = hvc(CPU_ON, 7, secondary_start as *const () as u64, 1);
+            say!("CPU_ON vCPU 1: ok; again: {again}; vCPU 7: {bad}");
+            while !SECONDARY_SAID_HELLO.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+            while hvc(AFFINITY_INFO, 1, 0, 0) != 1 {
+                core::hint::spin_loop();
+            }
+            say!("vCPU 1 is off again (AFFINITY_INFO)");
+            work(rbase);
+            say!("PASS: {} finished", name());
+            power_off();
+        }
+        "escape" => {
+            let target = rbase + rsize + 0x10_0000;
+            say!("reading IPA {target:#x}, outside my partition");
+            EXPECT_ABORT.store(true, Ordering::SeqCst);
+            // SAFETY: deliberately touches memory that is not ours: the hypervisor must stop it.
+            let v = unsafe { core::ptr::read_volatile(target as *const u64) };
+            say!("FAIL: read outside the partition returned {v:#x}");
+            power_off();
+        }
+        "panic" => {
+            say!("executing an undefined instruction");
+            // SAFETY: deliberately undefined: exercises the guest's own exception path.
+            unsafe { asm!("udf #0", options(nostack)) };
+            power_off();
+        }
+        _ => {
+            work(rbase);
+            say!("PASS: {} finished", name());
+            power_off();
+        }
+    }
+}
+
+fn work(rbase: u64) {
+    let (t0, f) = counter();
+    let mut sum: u64 = 0;
+    // Touch 1 MiB of our own RAM beyond the image.
+    let buf = (rbase + 0x20_0000) as *mut u64;
+    for i in 0..(1 << 17) {
+        // SAFETY: inside our own RAM (validated size >= 4 MiB), above the image.
+        unsafe {
+            buf.add(i).write_volatile(i as u64 * 0x9e37_79b9);
+            sum = sum.wrapping_add(buf.add(i).read_volatile());
+        }
+    }
+    let (t1, _) = counter();
+    say!("work: checksum {sum:#x} in {} us", (t1 - t0) * 1_000_000 / f.max(1));
+}
+
+extern "C" fn secondary_main(idx: u64) -> ! {
+    let mpidr: u64;
+    // SAFETY: reads this vCPU's virtual MPIDR; installs the shared vector table.
+    unsafe {
+        asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nostack));
+        asm!("msr vbar_el1, {}", "isb", in(reg) core::ptr::addr_of!(guest_vectors) as u64, options(nostack));
+    }
+    say!("{}: vCPU {idx} up (MPIDR {:#x}), turning itself off", name(), mpidr & 0xff_ffff);
+    SECONDARY_SAID_HELLO.store(true, Ordering::Release);
+    hvc(CPU_OFF, 0, 0, 0);
+    say!("FAIL: CPU_OFF returned");
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+extern "C" fn sync_exception(esr: u64, far: u64, elr: u64) -> ! {
+    let ec = esr >> 26;
+    if EXPECT_ABORT.load(Ordering::SeqCst) && ec == 0x25 {
+        say!("contained: synchronous external abort (ESR {esr:#x}) at VA {far:#x}, PC {elr:#x}");
+    } else {
+        say!("exception: ESR {esr:#x} (EC {ec:#x}), FAR {far:#x}, PC {elr:#x}");
+    }
+    power_off();
+}
+
+extern "C" fn bad_exception(esr: u64, far: u64, elr: u64) -> ! {
+    say!("unexpected exception vector: ESR {esr:#x}, FAR {far:#x}, PC {elr:#x}");
+    power_off();
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    say!("panic: {info}");
+    power_off();
+}

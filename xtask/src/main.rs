@@ -1,0 +1,240 @@
+//! `cargo xtask`: the project's single entry point.
+//!
+//! - `run-qemu-aarch64`: install what is missing, build, write the boot disk, boot QEMU `virt`
+//!   through Debian's U-Boot into the hypervisor and the default deployment.
+//! - `test`: formatting, clippy (host and aarch64), host unit tests, aarch64 builds and the QEMU
+//!   scenarios of `tests/scenarios` on GICv2 and GICv3.
+//! - `check`, `image`, `build`, `setup`: the pieces on their own.
+//!
+//! Run `cargo xtask help` for the options.
+#![forbid(unsafe_code)]
+
+mod deploy;
+mod image;
+mod qemu;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+commands:
+  run-qemu-aarch64   build everything and boot a deployment on QEMU virt through U-Boot
+      --gic 2|3            GIC version of the virtual board (default 2)
+      --deployment FILE    deployment file (default deployments/default.toml)
+      --timeout SECONDS    stop QEMU after this long (exit status 124)
+      --unchecked          skip the host-side plan check (the hypervisor still checks at boot)
+  test               run every test: fmt, clippy, host unit tests, aarch64 builds, QEMU scenarios
+      --no-qemu            skip the QEMU scenarios
+  check FILE...      validate deployment files and print their partition plan
+  image              build the boot disk image for a deployment (--deployment FILE, -o FILE)
+  build              build the hypervisor and guest images
+  setup              install missing host tools (QEMU, U-Boot, Rust targets)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{HELP}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "run-qemu-aarch64" => qemu::cmd_run(rest),
+        "test" => test::cmd_test(rest),
+        "check" => cmd_check(rest),
+        "image" => cmd_image(rest),
+        "build" => build_all("qemu-virt").map(|_| 0),
+        "setup" => setup::ensure_host_tools().map(|_| 0),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(0)
+        }
+        other => Err(format!("unknown command '{other}'\n\n{HELP}")),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Takes `--name VALUE` out of `args`.
+pub fn opt(args: &[String], name: &str) -> Result<Option<String>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args.get(i + 1).cloned().map(Some).ok_or_else(|| format!("{name} needs a value")),
+    }
+}
+
+/// Rejects options the command does not know.
+pub fn check_args(args: &[String], with_value: &[&str], flags: &[&str]) -> Result<(), String> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if with_value.contains(&a) {
+            i += 2;
+        } else if flags.contains(&a) {
+            i += 1;
+        } else {
+            return Err(format!("unknown option '{a}' (see cargo xtask help)"));
+        }
+    }
+    Ok(())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs cargo with `args` in the workspace root.
+pub fn run_cargo(args: &[&str]) -> Result<(), String> {
+    let st = Command::new(cargo()).args(args).current_dir(root()).status().map_err(|e| format!("cargo: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed", args.join(" ")))
+    }
+}
+
+/// Builds an aarch64 binary crate and flattens it into `build/images/<name>.img`.
+fn build_flat(pkg: &str, target: &str, features: &[&str], out_name: &str) -> Result<PathBuf, String> {
+    let mut args = vec!["build", "--quiet", "--release", "-p", pkg, "--target", target];
+    let feat = features.join(",");
+    if !features.is_empty() {
+        args.extend(["--no-default-features", "--features", &feat]);
+    }
+    run_cargo(&args)?;
+    let elf = root().join("target").join(target).join("release").join(pkg);
+    let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let bin = image::elf_to_bin(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let dir = root().join("build/images");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join(format!("{out_name}.img"));
+    std::fs::write(&out, bin).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Builds the hypervisor for `platform`.
+pub fn build_hyp(platform: &str) -> Result<PathBuf, String> {
+    let feature = format!("platform-{platform}");
+    build_flat("hyp-el2", "aarch64-unknown-none-softfloat", &[&feature], &format!("ferrum-{platform}"))
+}
+
+/// Builds guests on demand for deployment files.
+pub struct Guests;
+
+impl deploy::ImageResolver for Guests {
+    fn guest(&mut self, name: &str) -> Result<PathBuf, String> {
+        if !root().join("guests").join(name).join("Cargo.toml").is_file() {
+            return Err(format!("no guest crate guests/{name}"));
+        }
+        build_flat(name, "aarch64-unknown-none", &[], name)
+    }
+}
+
+fn build_all(platform: &str) -> Result<(), String> {
+    setup::ensure_targets()?;
+    let h = build_hyp(platform)?;
+    let g = deploy::ImageResolver::guest(&mut Guests, "testguest")?;
+    println!("{}\n{}", h.display(), g.display());
+    Ok(())
+}
+
+/// Loads a deployment, building the images it names.
+pub fn load_deployment(file: &Path, unchecked: bool) -> Result<deploy::Deployment, String> {
+    // The board decides which hypervisor build is needed; read it first.
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let platform = toml::from_str::<toml::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("platform").and_then(|p| p.as_str().map(String::from)))
+        .unwrap_or_else(|| "qemu-virt".into());
+    let hyp = if platforms::by_name(&platform).is_some() { build_hyp(&platform)? } else { PathBuf::from("/nonexistent") };
+    deploy::load(file, &hyp, &mut Guests, unchecked)
+}
+
+/// Writes the boot disk for a deployment; returns its path.
+pub fn write_disk(dep: &deploy::Deployment, out: Option<PathBuf>) -> Result<PathBuf, String> {
+    let dir = root().join("build").join(dep.platform.name).join(&dep.name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let script = image::boot_script(dep);
+    std::fs::write(dir.join("boot.cmd"), &script).map_err(|e| e.to_string())?;
+    let mut files = vec![("boot.scr".to_string(), image::script_image(&script))];
+    let rd = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    files.push((dep.hyp.disk_name.clone(), rd(&dep.hyp.path)?));
+    for d in &dep.domains {
+        files.push((d.kernel.disk_name.clone(), rd(&d.kernel.path)?));
+        if let Some(m) = &d.initrd {
+            files.push((m.disk_name.clone(), rd(&m.path)?));
+        }
+    }
+    let disk = out.unwrap_or_else(|| dir.join("disk.img"));
+    image::disk_image(&disk, &files)?;
+    Ok(disk)
+}
+
+/// Prints the partition plan of a deployment.
+pub fn print_plan(dep: &deploy::Deployment) {
+    println!("deployment '{}' ({}), platform {}:", dep.name, dep.file.display(), dep.platform.name);
+    for d in &dep.domains {
+        println!(
+            "  {:<12} {:<9} pCPUs {:?}  RAM {} ({} MiB)  kernel {} ({} KiB)  on_fault={} on_poweroff={}",
+            d.name,
+            d.kind.as_str(),
+            d.cpus,
+            d.memory,
+            d.memory.size >> 20,
+            d.kernel.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            d.kernel.size / 1024,
+            d.on_fault.as_str(),
+            d.on_poweroff.as_str()
+        );
+    }
+}
+
+fn cmd_check(args: &[String]) -> Result<u8, String> {
+    if args.is_empty() {
+        return Err("check needs one or more deployment files".into());
+    }
+    setup::ensure_targets()?;
+    let mut bad = 0;
+    for f in args {
+        match load_deployment(Path::new(f), false) {
+            Ok(dep) => {
+                print_plan(&dep);
+                println!("  ok");
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                bad += 1;
+            }
+        }
+    }
+    Ok(if bad == 0 { 0 } else { 1 })
+}
+
+fn cmd_image(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--deployment", "-o", "--platform"], &[])?;
+    if let Some(p) = opt(args, "--platform")? {
+        if p != "qemu-virt" {
+            return Err(format!("--platform {p}: only qemu-virt images can be built so far (Raspberry Pi 4 SD images are tracked separately)"));
+        }
+    }
+    setup::ensure_targets()?;
+    let file = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
+    let dep = load_deployment(&file, false)?;
+    print_plan(&dep);
+    let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from))?;
+    println!("disk image: {}", disk.display());
+    Ok(0)
+}

@@ -1,0 +1,198 @@
+//! Booting a deployment on QEMU `virt` through Debian's U-Boot, interactively (a terminal on
+//! stdin: QEMU owns the terminal, Ctrl-A X quits) or as a batch run (output copied to stdout
+//! and a log; the exit status says how the board ended: 0 only for a clean power-off).
+
+use crate::{check_args, load_deployment, opt, root, setup, write_disk};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a batch run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The hypervisor powered the board off cleanly.
+    Clean,
+    /// The hypervisor powered off with an error status (plan rejected, crash).
+    Error,
+    /// The timeout expired.
+    Timeout,
+    /// QEMU exited without the hypervisor's power-off line.
+    NoStatus,
+}
+
+/// A finished batch run.
+pub struct RunResult {
+    /// How it ended.
+    pub ending: Ending,
+    /// Everything the serial port printed.
+    pub log: String,
+    /// Wall time.
+    pub secs: f64,
+}
+
+/// Options of one boot.
+pub struct RunOpts {
+    /// GIC version.
+    pub gic: u8,
+    /// Deployment file.
+    pub deployment: PathBuf,
+    /// Timeout.
+    pub timeout: Option<u64>,
+    /// Skip host validation.
+    pub unchecked: bool,
+    /// Copy output to stdout as it comes.
+    pub echo: bool,
+}
+
+/// Builds everything for `o` and returns the QEMU command line.
+pub fn prepare(o: &RunOpts) -> Result<Command, String> {
+    let dep = load_deployment(&o.deployment, o.unchecked)?;
+    if dep.platform.name != "qemu-virt" {
+        return Err(format!("{}: platform {}: only qemu-virt deployments boot on QEMU so far", o.deployment.display(), dep.platform.name));
+    }
+    let disk = write_disk(&dep, None)?;
+    let env = root().join("build/qemu-virt/uboot-env.img");
+    std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
+    Ok(qemu_command(o.gic, dep.platform, &disk, &env))
+}
+
+fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Command {
+    let mut c = Command::new("qemu-system-aarch64");
+    c.args(["-M", &format!("virt,virtualization=on,gic-version={gic}")])
+        .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .args(["-bios", setup::UBOOT_QEMU])
+        .args(["-drive", &format!("if=pflash,format=raw,index=1,file={},readonly=on", env.display())])
+        .args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
+        .args(["-device", "virtio-blk-device,drive=hd0"]);
+    c
+}
+
+/// Runs QEMU without a terminal, capturing the serial output.
+pub fn run_batch(mut cmd: Command, timeout: Option<u64>, echo: bool) -> Result<RunResult, String> {
+    let start = Instant::now();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut out = child.stdout.take().unwrap();
+    let l2 = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                let mut so = std::io::stdout().lock();
+                let _ = so.write_all(&buf[..n]);
+                let _ = so.flush();
+            }
+            l2.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(st);
+        }
+        if timeout.is_some_and(|t| start.elapsed() > Duration::from_secs(t)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).replace('\r', "");
+    let mut log = log;
+    if !stderr.trim().is_empty() {
+        log.push_str(&format!("\n[qemu stderr] {}\n", stderr.trim()));
+        if echo {
+            eprintln!("qemu: {}", stderr.trim());
+        }
+    }
+    let ending = if timed_out {
+        Ending::Timeout
+    } else if log.contains("(hyp) power off (status: clean)") && status.is_some_and(|s| s.success()) {
+        Ending::Clean
+    } else if log.contains("(hyp) power off (status: error)") {
+        Ending::Error
+    } else {
+        Ending::NoStatus
+    };
+    Ok(RunResult { ending, log, secs: start.elapsed().as_secs_f64() })
+}
+
+/// Parses the common run options.
+pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
+    check_args(args, &["--gic", "--deployment", "--timeout", "--platform"], &["--unchecked"])?;
+    let gic = match opt(args, "--gic")?.as_deref() {
+        None | Some("2") => 2,
+        Some("3") => 3,
+        Some(v) => return Err(format!("--gic {v}: the virt board has GIC version 2 or 3")),
+    };
+    if let Some(p) = opt(args, "--platform")? {
+        if p != "qemu-virt" {
+            return Err(format!("--platform {p}: only qemu-virt boots on QEMU so far (the Raspberry Pi 4 flow is tracked separately)"));
+        }
+    }
+    let deployment = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
+    let timeout = match opt(args, "--timeout")? {
+        None => None,
+        Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
+    };
+    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked"), echo: true })
+}
+
+/// `cargo xtask run-qemu-aarch64`.
+pub fn cmd_run(args: &[String]) -> Result<u8, String> {
+    let o = parse_opts(args)?;
+    setup::ensure_host_tools()?;
+    let mut cmd = prepare(&o)?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    eprintln!(
+        "xtask: booting {} on QEMU virt (GICv{}){}",
+        o.deployment.display(),
+        o.gic,
+        if interactive { " — press Ctrl-A then X to quit QEMU" } else { "" }
+    );
+    if interactive {
+        let st = if let Some(t) = o.timeout {
+            let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            loop {
+                if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                    break st;
+                }
+                if start.elapsed() > Duration::from_secs(t) {
+                    let _ = child.kill();
+                    eprintln!("\nxtask: timed out after {t} s");
+                    return Ok(124);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            cmd.status().map_err(|e| e.to_string())?
+        };
+        return Ok(if st.success() { 0 } else { 1 });
+    }
+    let r = run_batch(cmd, o.timeout, true)?;
+    let (code, what) = match r.ending {
+        Ending::Clean => (0, "clean power-off".to_string()),
+        Ending::Error => (1, "the hypervisor powered off with an error status".to_string()),
+        Ending::Timeout => (124, format!("timed out after {} s", o.timeout.unwrap_or(0))),
+        Ending::NoStatus => (1, "QEMU exited without the hypervisor's power-off line".to_string()),
+    };
+    eprintln!("xtask: {what} after {:.1} s", r.secs);
+    Ok(code)
+}

@@ -1,0 +1,211 @@
+//! `cargo xtask test`: every check the project has, in the order a developer wants failures:
+//! formatting, clippy (host and both aarch64 targets), host unit tests, the aarch64 builds, and
+//! the QEMU scenarios in `tests/scenarios/*.toml`, each booted on the GIC versions it lists.
+//! Ends with a `N passed, N failed` line.
+
+use crate::qemu::{self, Ending, RunOpts};
+use crate::{root, run_cargo, setup};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A QEMU scenario file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    /// What it shows.
+    description: String,
+    /// Deployment file, relative to the workspace root.
+    deployment: String,
+    /// GIC versions to boot with.
+    gic: Vec<u8>,
+    /// Seconds before QEMU is stopped.
+    timeout: u64,
+    /// "clean" or "error": how the board must end.
+    ending: String,
+    /// Skip the host-side plan check.
+    #[serde(default)]
+    unchecked: bool,
+    /// Lines that must appear, in this order.
+    expect: Vec<String>,
+    /// Text that must not appear.
+    #[serde(default)]
+    forbid: Vec<String>,
+}
+
+struct Tally {
+    passed: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, r: Result<(), String>, t: Instant) {
+        match r {
+            Ok(()) => {
+                println!("xtask test: PASS {name} ({:.1} s)", t.elapsed().as_secs_f64());
+                self.passed.push(name.into());
+            }
+            Err(e) => {
+                println!("xtask test: FAIL {name}: {e}");
+                self.failed.push(name.into());
+            }
+        }
+    }
+}
+
+fn step(t: &mut Tally, name: &str, f: impl FnOnce() -> Result<(), String>) {
+    let start = Instant::now();
+    println!("xtask test: --- {name}");
+    let r = f();
+    t.record(name, r, start);
+}
+
+/// Checks a serial log against a scenario.
+fn judge(s: &Scenario, ending: Ending, log: &str) -> Result<(), String> {
+    let want = match s.ending.as_str() {
+        "clean" => Ending::Clean,
+        "error" => Ending::Error,
+        other => return Err(format!("scenario ending '{other}' is not clean or error")),
+    };
+    if ending != want {
+        return Err(format!("the board ended {ending:?}, expected {want:?}"));
+    }
+    let mut pos = 0;
+    for e in &s.expect {
+        match log[pos..].find(e.as_str()) {
+            Some(i) => pos += i + e.len(),
+            None => {
+                return Err(if log.contains(e.as_str()) {
+                    format!("'{e}' appeared, but not after the previous expectation")
+                } else {
+                    format!("'{e}' never appeared")
+                })
+            }
+        }
+    }
+    if let Some(f) = s.forbid.iter().find(|f| log.contains(f.as_str())) {
+        return Err(format!("'{f}' appeared"));
+    }
+    Ok(())
+}
+
+fn scenarios() -> Result<Vec<(String, Scenario)>, String> {
+    let dir = root().join("tests/scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
+            let s: Scenario = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p.file_stem().unwrap().to_string_lossy().into_owned(), s))
+        })
+        .collect()
+}
+
+/// `cargo xtask test`.
+pub fn cmd_test(args: &[String]) -> Result<u8, String> {
+    crate::check_args(args, &[], &["--no-qemu"])?;
+    let no_qemu = args.iter().any(|a| a == "--no-qemu");
+    if no_qemu {
+        setup::ensure_targets()?;
+    } else {
+        setup::ensure_host_tools()?;
+    }
+    let mut t = Tally { passed: vec![], failed: vec![] };
+    step(&mut t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
+    step(&mut t, "clippy (host)", || run_cargo(&["clippy", "--quiet", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest", "--all-targets", "--", "-D", "warnings"]));
+    step(&mut t, "clippy (aarch64 hypervisor)", || {
+        run_cargo(&["clippy", "--quiet", "-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat", "--", "-D", "warnings"])?;
+        run_cargo(&["clippy", "--quiet", "-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat", "--no-default-features", "--features", "platform-rpi4", "--", "-D", "warnings"])
+    });
+    step(&mut t, "clippy (aarch64 guests)", || run_cargo(&["clippy", "--quiet", "-p", "testguest", "--target", "aarch64-unknown-none", "--", "-D", "warnings"]));
+    step(&mut t, "host unit tests", || run_cargo(&["test", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest"]));
+    step(&mut t, "no_std crates build for aarch64", || {
+        run_cargo(&["build", "--quiet", "-p", "hyp-core", "-p", "platforms", "--target", "aarch64-unknown-none-softfloat"])
+    });
+    step(&mut t, "hypervisor builds for every board", || {
+        crate::build_hyp("qemu-virt")?;
+        crate::build_hyp("rpi4").map(|_| ())
+    });
+    if !no_qemu {
+        let list = match scenarios() {
+            Ok(l) => l,
+            Err(e) => {
+                t.record("scenario files", Err(e), Instant::now());
+                Vec::new()
+            }
+        };
+        for (name, s) in &list {
+            for &gic in &s.gic {
+                let label = format!("qemu {name} gicv{gic}");
+                let start = Instant::now();
+                println!("xtask test: --- {label}: {}", s.description);
+                let r = (|| {
+                    let o = RunOpts { gic, deployment: root().join(&s.deployment), timeout: Some(s.timeout), unchecked: s.unchecked, echo: false };
+                    let cmd = qemu::prepare(&o)?;
+                    let run = qemu::run_batch(cmd, o.timeout, false)?;
+                    let dir = root().join("build/logs");
+                    let _ = std::fs::create_dir_all(&dir);
+                    let logf = dir.join(format!("{name}-gicv{gic}.log"));
+                    let _ = std::fs::write(&logf, &run.log);
+                    judge(s, run.ending, &run.log).map_err(|e| {
+                        let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        format!("{e}\n--- serial log ({}) last lines:\n{}\n---", logf.display(), tail.join("\n"))
+                    })
+                })();
+                t.record(&label, r, start);
+            }
+        }
+    }
+    println!();
+    if !t.failed.is_empty() {
+        println!("failed: {}", t.failed.join(", "));
+    }
+    println!("{} passed, {} failed", t.passed.len(), t.failed.len());
+    Ok(if t.failed.is_empty() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(expect: &[&str], forbid: &[&str]) -> Scenario {
+        Scenario {
+            description: String::new(),
+            deployment: String::new(),
+            gic: vec![2],
+            timeout: 1,
+            ending: "clean".into(),
+            unchecked: false,
+            expect: expect.iter().map(|s| s.to_string()).collect(),
+            forbid: forbid.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn judging_order_and_forbidden_text() {
+        let log = "a\nb\nc\n";
+        assert!(judge(&sc(&["a", "c"], &[]), Ending::Clean, log).is_ok());
+        assert!(judge(&sc(&["c", "a"], &[]), Ending::Clean, log).unwrap_err().contains("not after"));
+        assert!(judge(&sc(&["z"], &[]), Ending::Clean, log).unwrap_err().contains("never"));
+        assert!(judge(&sc(&[], &["b"]), Ending::Clean, log).is_err());
+        assert!(judge(&sc(&[], &[]), Ending::Error, log).is_err());
+    }
+
+    #[test]
+    fn scenario_files_parse() {
+        let l = scenarios().unwrap();
+        assert!(!l.is_empty());
+        for (name, s) in l {
+            assert!(root().join(&s.deployment).is_file(), "{name}: deployment missing");
+            assert!(s.gic.iter().all(|g| *g == 2 || *g == 3), "{name}");
+        }
+    }
+}
