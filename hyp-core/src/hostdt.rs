@@ -138,11 +138,8 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
             _ => None,
         });
     let uart = fdt.chosen().stdout().and_then(|n| regs(&n, ac, sc).next()).map(|r| r.0);
-    let deployment = fdt
-        .find_node("/chosen")
-        .and_then(|c| c.property("ferrum,deployment"))
-        .and_then(|p| p.as_str())
-        .unwrap_or("");
+    let deployment =
+        fdt.find_node("/chosen").and_then(|c| c.property("ferrum,deployment")).and_then(|p| p.as_str()).unwrap_or("");
     let _ = root;
     BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, deployment }
 }
@@ -157,13 +154,16 @@ fn collect<T: Copy + Default, const N: usize>(it: impl Iterator<Item = T>) -> Li
     l
 }
 
-/// Reads the domain nodes of `/chosen` into a plan. `footprint` reads the arm64 Image header of
-/// a kernel module (from memory, on the target) and returns text offset + image size.
+/// Reads the domain nodes of `/chosen` into a plan, in the order of their unit addresses
+/// (`domain@0`, `domain@1`, …; boot loaders may add nodes in any order). `footprint` reads the
+/// arm64 Image header of a kernel module (from memory, on the target) and returns text offset +
+/// image size.
 pub fn parse_plan<'a>(
     fdt: &Fdt<'a>,
     footprint: &dyn Fn(PhysRange) -> Result<u64, ImageError>,
 ) -> Result<Plan<'a>, PlanError> {
     let mut plan = Plan::default();
+    let mut order: List<u64, MAX_DOMAINS> = List::new();
     let Some(chosen) = fdt.find_node("/chosen") else {
         return Ok(plan);
     };
@@ -177,7 +177,18 @@ pub fn parse_plan<'a>(
             return Err(PlanError { domain: Some(i), field: "domain", problem: Problem::TooManyDomains });
         }
         let d = parse_domain(&node, i, footprint)?;
+        let unit = node.name.split_once('@').and_then(|(_, u)| u64::from_str_radix(u, 16).ok()).unwrap_or(u64::MAX);
         let _ = plan.domains.push(d);
+        let _ = order.push(unit);
+    }
+    // Stable insertion sort by unit address (at most MAX_DOMAINS entries).
+    for i in 1..plan.domains.len() {
+        let mut j = i;
+        while j > 0 && order[j - 1] > order[j] {
+            order.swap(j - 1, j);
+            plan.domains.swap(j - 1, j);
+            j -= 1;
+        }
     }
     Ok(plan)
 }
@@ -187,7 +198,11 @@ fn parse_domain<'a>(
     i: usize,
     footprint: &dyn Fn(PhysRange) -> Result<u64, ImageError>,
 ) -> Result<Domain<'a>, PlanError> {
-    let bad = |field: &'static str, prop: &'static str| PlanError { domain: Some(i), field, problem: Problem::BadProperty(prop) };
+    let bad = |field: &'static str, prop: &'static str| PlanError {
+        domain: Some(i),
+        field,
+        problem: Problem::BadProperty(prop),
+    };
     let s = |prop: &str| node.property(prop).and_then(|p| p.as_str());
     let name = s("ferrum,name").unwrap_or(node.name);
     let kind = match s("ferrum,kind") {
@@ -213,8 +228,18 @@ fn parse_domain<'a>(
         let v = u8::try_from(v).map_err(|_| bad("cpus", "ferrum,pcpus"))?;
         pcpus.push(v).map_err(|_| PlanError { domain: Some(i), field: "cpus", problem: Problem::TooManyCpus })?;
     }
-    let kib = node.property("memory").map(|p| p.value).filter(|v| v.len() == 8 || v.len() == 4).map(cells).ok_or(bad("memory", "memory"))?;
-    let base = node.property("ferrum,memory-base").map(|p| p.value).filter(|v| v.len() == 8).map(cells).ok_or(bad("memory_base", "ferrum,memory-base"))?;
+    let kib = node
+        .property("memory")
+        .map(|p| p.value)
+        .filter(|v| v.len() == 8 || v.len() == 4)
+        .map(cells)
+        .ok_or(bad("memory", "memory"))?;
+    let base = node
+        .property("ferrum,memory-base")
+        .map(|p| p.value)
+        .filter(|v| v.len() == 8)
+        .map(cells)
+        .ok_or(bad("memory_base", "ferrum,memory-base"))?;
     let size = kib.checked_mul(1024).ok_or(bad("memory", "memory"))?;
     let ac = cell_prop(node, "#address-cells", 2);
     let sc = cell_prop(node, "#size-cells", 2);
@@ -235,7 +260,8 @@ fn parse_domain<'a>(
         }
     }
     let kernel = kernel.ok_or(bad("kernel", "multiboot,kernel"))?;
-    let kernel_footprint = footprint(kernel).map_err(|e| PlanError { domain: Some(i), field: "kernel", problem: Problem::BadImage(e) })?;
+    let kernel_footprint =
+        footprint(kernel).map_err(|e| PlanError { domain: Some(i), field: "kernel", problem: Problem::BadImage(e) })?;
     Ok(Domain {
         name,
         kind,
@@ -328,7 +354,10 @@ mod tests {
         assert_eq!(b.uart, Some(0x900_0000));
         assert_eq!(b.deployment, "default");
         let g = b.gic.unwrap();
-        assert_eq!((g.version, g.dist, g.cpu_or_redist, g.hyp, g.vcpu), (GicVersion::V2, 0x800_0000, 0x801_0000, Some(0x803_0000), Some(0x804_0000)));
+        assert_eq!(
+            (g.version, g.dist, g.cpu_or_redist, g.hyp, g.vcpu),
+            (GicVersion::V2, 0x800_0000, 0x801_0000, Some(0x803_0000), Some(0x804_0000))
+        );
     }
 
     #[test]
@@ -372,6 +401,31 @@ mod tests {
         let blob = host_tree(good_domain);
         let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Err(ImageError::BadMagic)).unwrap_err();
         assert_eq!((e.field, e.problem), ("kernel", Problem::BadImage(ImageError::BadMagic)));
+    }
+
+    #[test]
+    fn domains_sorted_by_unit_address() {
+        let blob = host_tree(|w| {
+            for (unit, name) in [(2, "c"), (0, "a"), (1, "b")] {
+                w.begin_node(&alloc::format!("domain@{unit}"));
+                w.prop_str("compatible", "xen,domain");
+                w.prop_u32("#address-cells", 2);
+                w.prop_u32("#size-cells", 2);
+                w.prop_str("ferrum,name", name);
+                w.prop_u32("cpus", 1);
+                w.prop_cells("ferrum,pcpus", &[unit]);
+                w.prop_u64s("memory", &[4096]);
+                w.prop_u64s("ferrum,memory-base", &[0x5000_0000]);
+                w.begin_node("module@0");
+                w.prop_strs("compatible", &["multiboot,kernel", "multiboot,module"]);
+                w.prop_u64s("reg", &[0x4120_0000, 0x8000]);
+                w.end_node();
+                w.end_node();
+            }
+        });
+        let plan = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0)).unwrap();
+        let names: Vec<&str> = plan.domains.iter().map(|d| d.name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
     }
 
     #[test]

@@ -65,8 +65,8 @@ impl Attrs {
         match regime {
             Regime::El2 => {
                 d |= match self.kind {
-                    MemKind::Normal => SH_INNER,        // AttrIndx 0
-                    MemKind::Device => 1 << 2,          // AttrIndx 1
+                    MemKind::Normal => SH_INNER, // AttrIndx 0
+                    MemKind::Device => 1 << 2,   // AttrIndx 1
                 };
                 d |= 1 << 6; // AP[1]: RES1 in the EL2 regime
                 if self.perm == Perm::Ro {
@@ -151,7 +151,14 @@ impl PageTable {
     }
 
     /// Maps `[va, va+size)` to `[pa, pa+size)`.
-    pub fn map(&mut self, mem: &mut impl TableMemory, va: u64, pa: u64, size: u64, attrs: Attrs) -> Result<(), MapError> {
+    pub fn map(
+        &mut self,
+        mem: &mut impl TableMemory,
+        va: u64,
+        pa: u64,
+        size: u64,
+        attrs: Attrs,
+    ) -> Result<(), MapError> {
         if size == 0 || (va | pa | size) & 0xfff != 0 {
             return Err(MapError::Misaligned);
         }
@@ -189,7 +196,16 @@ impl PageTable {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn map_level(&mut self, mem: &mut impl TableMemory, table: u64, level: u32, va: u64, end: u64, pa: u64, desc: u64) -> Result<(), MapError> {
+    fn map_level(
+        &mut self,
+        mem: &mut impl TableMemory,
+        table: u64,
+        level: u32,
+        va: u64,
+        end: u64,
+        pa: u64,
+        desc: u64,
+    ) -> Result<(), MapError> {
         let sh = shift(level);
         let block = 1u64 << sh;
         let mut cur = va;

@@ -316,7 +316,7 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
             return Err(err(i, "memory", Problem::OverlapsStaging(m)));
         }
         if let Some(j) = doms[..i].iter().position(|o| o.memory.overlaps(&m)) {
-            return Err(err(i, "memory", Problem::OverlapsDomain(j, doms[j].memory)));
+            return Err(err(i, "memory", Problem::OverlapsDomain(j, m)));
         }
         if d.kind == DomainKind::Unikernel && m.size > GUEST_RAM0_SIZE {
             return Err(err(i, "memory", Problem::TooLargeForGuestLayout(m.size)));
@@ -453,7 +453,7 @@ mod tests {
         let e = check(&[dom("a", &[0], 0x4200_0000, 32 * MIB)]).unwrap_err();
         assert!(matches!(e.problem, Problem::OverlapsStaging(_)));
         let e = check(&[dom("a", &[0], 0x5000_0000, 64 * MIB), dom("b", &[1], 0x5200_0000, 32 * MIB)]).unwrap_err();
-        assert_eq!((e.domain, e.problem), (Some(1), Problem::OverlapsDomain(0, PhysRange::new(0x5000_0000, 64 * MIB))));
+        assert_eq!((e.domain, e.problem), (Some(1), Problem::OverlapsDomain(0, PhysRange::new(0x5200_0000, 32 * MIB))));
         // Overflowing ranges never pass.
         let e = check(&[dom("a", &[0], 0xffff_ffff_ffe0_0000, 4 * MIB)]).unwrap_err();
         assert!(matches!(e.problem, Problem::OutsideRam(_)));

@@ -342,7 +342,11 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
     let (cpu, d, _) = current();
     if kind == 3 {
         let name = config().domains[d].name();
-        hprintln!("domain '{name}': SError (ESR_EL2={:#x}) at PC {:#x}; stopping it", read_sysreg!("esr_el2"), regs.elr);
+        hprintln!(
+            "domain '{name}': SError (ESR_EL2={:#x}) at PC {:#x}; stopping it",
+            read_sysreg!("esr_el2"),
+            regs.elr
+        );
         end_domain(d, EndReason::Crashed);
         idle(cpu);
     }
@@ -361,7 +365,10 @@ fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, e: Esr) {
     if (VUART_BASE..VUART_BASE + VUART_SIZE).contains(&ipa) {
         if !da.isv || da.size > 4 {
             let name = config().domains[d].name();
-            hprintln!("domain '{name}': vPL011 access without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort", regs.elr);
+            hprintln!(
+                "domain '{name}': vPL011 access without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
+                regs.elr
+            );
             inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
             return;
         }
@@ -408,11 +415,15 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
     let give_up = n > MAX_FAULTS || in_vectors || vbar == 0 || !dom.ipa_in_ram(vbar);
     match dom.on_fault {
         FaultPolicy::Inject if !give_up => {
-            hprintln!("domain '{}': injected a synchronous external abort (fault #{n}); the domain keeps running", dom.name());
+            hprintln!(
+                "domain '{}': injected a synchronous external abort (fault #{n}); the domain keeps running",
+                dom.name()
+            );
             inject_abort(regs, data, write, far);
         }
         _ => {
-            let why = if dom.on_fault == FaultPolicy::Stop { "on_fault = stop" } else { "the guest cannot take the abort" };
+            let why =
+                if dom.on_fault == FaultPolicy::Stop { "on_fault = stop" } else { "the guest cannot take the abort" };
             hprintln!("domain '{}': stopping it ({why})", dom.name());
             end_domain(d, EndReason::Fault);
             idle(cpu);
@@ -476,7 +487,12 @@ fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
                     None => {
                         rt.on_entry[t].store(entry, Ordering::Relaxed);
                         rt.on_ctx[t].store(context, Ordering::Relaxed);
-                        match rt.power[t].compare_exchange(cur.to_u8(), Power::OnPending.to_u8(), Ordering::AcqRel, Ordering::Acquire) {
+                        match rt.power[t].compare_exchange(
+                            cur.to_u8(),
+                            Power::OnPending.to_u8(),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
                             Ok(_) => {
                                 arch::sev();
                                 psci::ret::SUCCESS

@@ -64,7 +64,12 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     console::init(uart::Uart::new(PLATFORM.uart_base, PLATFORM.uart_kind));
     exceptions::install();
     hprintln!("ferrum {VERSION} — static partitioning hypervisor for ARMv8");
-    hprintln!("platform: {} ({}), running at EL{}", PLATFORM.name, PLATFORM.description, (arch::read_sysreg!("currentel") >> 2) & 3);
+    hprintln!(
+        "platform: {} ({}), running at EL{}",
+        PLATFORM.name,
+        PLATFORM.description,
+        (arch::read_sysreg!("currentel") >> 2) & 3
+    );
 
     let fdt = match host_fdt(dtb) {
         Ok(f) => f,
@@ -108,7 +113,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     }
     crash::FW_SMC.store(true, Ordering::Relaxed);
 
-    let cfg = match build_config(&fdt, &board) {
+    let cfg = match build_config(&fdt, &board, dtb) {
         Ok(c) => c,
         Err(()) => crash::power_off(false, format_args!("plan rejected, no domain was started")),
     };
@@ -155,7 +160,8 @@ fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
     }
 }
 
-fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>) -> Result<Config, ()> {
+fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: u64) -> Result<Config, ()> {
+    let dtb_size = fdt.total_size() as u64;
     let staging = PhysRange::new(PLATFORM.staging.base, PLATFORM.staging.size);
     let footprint = |m: PhysRange| -> Result<u64, hyp_core::image::ImageError> {
         if !staging.contains(&m) || m.size < 64 {
@@ -192,6 +198,11 @@ fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>) -> Resul
     };
     if let Err(e) = plan::validate(&plan, &limits) {
         report_plan_error(&plan, &e);
+        return Err(());
+    }
+    let dtb_range = PhysRange::new(dtb_pa, dtb_size);
+    if let Some(d) = plan.domains.iter().find(|d| d.memory.overlaps(&dtb_range)) {
+        hprintln!("plan rejected: the boot device tree at {dtb_range} lies in the RAM of domain '{}' (set fdt_high in U-Boot)", d.name);
         return Err(());
     }
     hprintln!("plan validated: CPUs, memory and images are disjoint and inside the board");

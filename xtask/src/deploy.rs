@@ -34,9 +34,15 @@ impl Num {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");
     let (num, mult) = match t.to_ascii_uppercase() {
-        u if u.ends_with("KIB") || u.ends_with('K') => (t.trim_end_matches(['K', 'k', 'i', 'B', 'b']).to_string(), 1u64 << 10),
-        u if u.ends_with("MIB") || u.ends_with('M') => (t.trim_end_matches(['M', 'm', 'i', 'B', 'b']).to_string(), 1 << 20),
-        u if u.ends_with("GIB") || u.ends_with('G') => (t.trim_end_matches(['G', 'g', 'i', 'B', 'b']).to_string(), 1 << 30),
+        u if u.ends_with("KIB") || u.ends_with('K') => {
+            (t.trim_end_matches(['K', 'k', 'i', 'B', 'b']).to_string(), 1u64 << 10)
+        }
+        u if u.ends_with("MIB") || u.ends_with('M') => {
+            (t.trim_end_matches(['M', 'm', 'i', 'B', 'b']).to_string(), 1 << 20)
+        }
+        u if u.ends_with("GIB") || u.ends_with('G') => {
+            (t.trim_end_matches(['G', 'g', 'i', 'B', 'b']).to_string(), 1 << 30)
+        }
         _ => (t.clone(), 1),
     };
     let v = if let Some(h) = num.strip_prefix("0x").or_else(|| num.strip_prefix("0X")) {
@@ -174,14 +180,23 @@ fn field_err(file: &Path, i: usize, name: &str, field: &str, msg: impl std::fmt:
 }
 
 /// Reads, resolves, places and (unless `unchecked`) validates a deployment.
-pub fn load(file: &Path, hyp_image: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Result<Deployment, String> {
+pub fn load(
+    file: &Path,
+    hyp_image: &Path,
+    images: &mut dyn ImageResolver,
+    unchecked: bool,
+) -> Result<Deployment, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-    let df: DeploymentFile = toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.to_string().trim_end()))?;
+    let df: DeploymentFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.to_string().trim_end()))?;
     let platform = platforms::by_name(&df.platform).ok_or_else(|| {
         let known: Vec<_> = platforms::ALL.iter().map(|p| p.name).collect();
         format!("{}: platform: unknown board '{}' (known: {})", file.display(), df.platform, known.join(", "))
     })?;
-    let name = df.name.clone().unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let name = df
+        .name
+        .clone()
+        .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
     if df.domains.is_empty() {
         return Err(format!("{}: domain: the deployment has no [[domain]] table", file.display()));
     }
@@ -207,12 +222,17 @@ pub fn load(file: &Path, hyp_image: &Path, images: &mut dyn ImageResolver, unche
     let mut domains = Vec::new();
     for (i, d) in df.domains.iter().enumerate() {
         let ferr = |field: &str, msg: &dyn std::fmt::Display| field_err(file, i, &d.name, field, msg);
-        let kind = DomainKind::parse(&d.kind).ok_or_else(|| ferr("kind", &format!("'{}' is not one of: unikernel, linux", d.kind)))?;
-        let on_fault = FaultPolicy::parse(&d.on_fault).ok_or_else(|| ferr("on_fault", &format!("'{}' is not one of: inject, stop", d.on_fault)))?;
-        let on_poweroff = PowerOffPolicy::parse(&d.on_poweroff).ok_or_else(|| ferr("on_poweroff", &format!("'{}' is not one of: domain, board", d.on_poweroff)))?;
+        let kind = DomainKind::parse(&d.kind)
+            .ok_or_else(|| ferr("kind", &format!("'{}' is not one of: unikernel, linux", d.kind)))?;
+        let on_fault = FaultPolicy::parse(&d.on_fault)
+            .ok_or_else(|| ferr("on_fault", &format!("'{}' is not one of: inject, stop", d.on_fault)))?;
+        let on_poweroff = PowerOffPolicy::parse(&d.on_poweroff)
+            .ok_or_else(|| ferr("on_poweroff", &format!("'{}' is not one of: domain, board", d.on_poweroff)))?;
         let mut cpus = Vec::new();
         for &c in &d.cpus {
-            cpus.push(u8::try_from(c).map_err(|_| ferr("cpus", &format!("physical CPU {c} does not exist on this board")))?);
+            cpus.push(
+                u8::try_from(c).map_err(|_| ferr("cpus", &format!("physical CPU {c} does not exist on this board")))?,
+            );
         }
         let size = d.memory.value().map_err(|e| ferr("memory", &e))?;
         let kernel_path = if let Some(g) = d.kernel.strip_prefix("guest:") {
@@ -224,8 +244,10 @@ pub fn load(file: &Path, hyp_image: &Path, images: &mut dyn ImageResolver, unche
             }
             p
         };
-        let head = std::fs::read(&kernel_path).map_err(|e| ferr("kernel", &format!("{}: {e}", kernel_path.display())))?;
-        let hdr = hyp_core::image::parse(&head).map_err(|e| ferr("kernel", &format!("{}: {e}", kernel_path.display())))?;
+        let head =
+            std::fs::read(&kernel_path).map_err(|e| ferr("kernel", &format!("{}: {e}", kernel_path.display())))?;
+        let hdr =
+            hyp_core::image::parse(&head).map_err(|e| ferr("kernel", &format!("{}: {e}", kernel_path.display())))?;
         let kernel = place(&kernel_path, format!("d{i}-kernel.img")).map_err(|e| ferr("kernel", &e))?;
         let footprint = hdr.footprint(kernel.size);
         let initrd = match &d.initrd {
@@ -288,7 +310,8 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
     let p = dep.platform;
     let mut plan = Plan::default();
     for d in &dep.domains {
-        let pcpus = List::from_slice(&d.cpus).ok_or_else(|| field_err(&dep.file, 0, &d.name, "cpus", Problem::TooManyCpus))?;
+        let pcpus =
+            List::from_slice(&d.cpus).ok_or_else(|| field_err(&dep.file, 0, &d.name, "cpus", Problem::TooManyCpus))?;
         let dom = Domain {
             name: &d.name,
             kind: d.kind,
@@ -336,5 +359,62 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+}
+
+/// Every file in `tests/deployments` names the error it must produce on its first line
+/// (`# expect-error: …`); files without that line must load.
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+
+    struct FakeGuests(PathBuf);
+
+    impl ImageResolver for FakeGuests {
+        fn guest(&mut self, _name: &str) -> Result<PathBuf, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn fake_image(dir: &Path) -> PathBuf {
+        let mut img = vec![0u8; 8192];
+        img[16..24].copy_from_slice(&0x4000u64.to_le_bytes());
+        img[24..32].copy_from_slice(&2u64.to_le_bytes());
+        img[56..60].copy_from_slice(&hyp_core::image::MAGIC.to_le_bytes());
+        let p = dir.join("fake.img");
+        std::fs::write(&p, img).unwrap();
+        p
+    }
+
+    #[test]
+    fn deployment_fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let tmp = std::env::temp_dir().join(format!("ferrum-fixtures-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let img = fake_image(&tmp);
+        let mut checked = 0;
+        for dir in ["tests/deployments", "deployments"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let p = e.path();
+                if p.extension().is_none_or(|x| x != "toml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect-error: "));
+                let r = load(&p, &img, &mut FakeGuests(img.clone()), false);
+                match (expect, r) {
+                    (None, Ok(_)) => {}
+                    (None, Err(e)) => panic!("{}: should load, got: {e}", p.display()),
+                    (Some(want), Ok(_)) => panic!("{}: should fail with '{want}'", p.display()),
+                    (Some(want), Err(e)) => {
+                        assert!(e.contains(want), "{}:\n  want: {want}\n  got:  {e}", p.display());
+                        assert!(e.starts_with(&p.display().to_string()), "error must name the file: {e}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10);
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

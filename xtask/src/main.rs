@@ -159,7 +159,8 @@ pub fn load_deployment(file: &Path, unchecked: bool) -> Result<deploy::Deploymen
         .ok()
         .and_then(|v| v.get("platform").and_then(|p| p.as_str().map(String::from)))
         .unwrap_or_else(|| "qemu-virt".into());
-    let hyp = if platforms::by_name(&platform).is_some() { build_hyp(&platform)? } else { PathBuf::from("/nonexistent") };
+    let hyp =
+        if platforms::by_name(&platform).is_some() { build_hyp(&platform)? } else { PathBuf::from("/nonexistent") };
     deploy::load(file, &hyp, &mut Guests, unchecked)
 }
 

@@ -50,7 +50,11 @@ pub struct RunOpts {
 pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     let dep = load_deployment(&o.deployment, o.unchecked)?;
     if dep.platform.name != "qemu-virt" {
-        return Err(format!("{}: platform {}: only qemu-virt deployments boot on QEMU so far", o.deployment.display(), dep.platform.name));
+        return Err(format!(
+            "{}: platform {}: only qemu-virt deployments boot on QEMU so far",
+            o.deployment.display(),
+            dep.platform.name
+        ));
     }
     let disk = write_disk(&dep, None)?;
     let env = root().join("build/qemu-virt/uboot-env.img");
@@ -143,10 +147,13 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
     };
     if let Some(p) = opt(args, "--platform")? {
         if p != "qemu-virt" {
-            return Err(format!("--platform {p}: only qemu-virt boots on QEMU so far (the Raspberry Pi 4 flow is tracked separately)"));
+            return Err(format!(
+                "--platform {p}: only qemu-virt boots on QEMU so far (the Raspberry Pi 4 flow is tracked separately)"
+            ));
         }
     }
-    let deployment = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
+    let deployment =
+        opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
     let timeout = match opt(args, "--timeout")? {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),

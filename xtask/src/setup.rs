@@ -67,7 +67,10 @@ pub fn ensure_host_tools() -> Result<(), String> {
         eprintln!("xtask: installing missing host packages: {}", names.join(", "));
         let need_bpo = apt.iter().any(|a| a.1);
         if need_bpo && !backports_enabled(&suite) {
-            run(&format!("enabling {suite}-backports (QEMU ≥ 9)"), &format!("echo 'deb http://deb.debian.org/debian {suite}-backports main' > {BACKPORTS_LIST}"))?;
+            run(
+                &format!("enabling {suite}-backports (QEMU ≥ 9)"),
+                &format!("echo 'deb http://deb.debian.org/debian {suite}-backports main' > {BACKPORTS_LIST}"),
+            )?;
         }
         run("updating the package lists", "apt-get update -q")?;
         let bpo: Vec<&str> = apt.iter().filter(|a| a.1).map(|a| a.0).collect();
@@ -81,7 +84,10 @@ pub fn ensure_host_tools() -> Result<(), String> {
         if !plain.is_empty() {
             run(
                 &format!("installing {}", plain.join(" ")),
-                &format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {}", plain.join(" ")),
+                &format!(
+                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {}",
+                    plain.join(" ")
+                ),
             )?;
         }
         if !qemu_major().is_some_and(|v| v >= 9) {
@@ -107,11 +113,19 @@ pub fn ensure_targets() -> Result<(), String> {
     let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
     let installed = match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Err(_) => return Err(format!("rustup not found; install the targets with:\n  rustup target add {}", TARGETS.join(" "))),
+        Err(_) => {
+            return Err(format!(
+                "rustup not found; install the targets with:\n  rustup target add {}",
+                TARGETS.join(" ")
+            ))
+        }
     };
     let missing: Vec<&str> = TARGETS.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
     if !missing.is_empty() {
-        run(&format!("installing Rust targets {}", missing.join(" ")), &format!("rustup target add {}", missing.join(" ")))?;
+        run(
+            &format!("installing Rust targets {}", missing.join(" ")),
+            &format!("rustup target add {}", missing.join(" ")),
+        )?;
     }
     Ok(())
 }

@@ -119,15 +119,65 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
     }
     let mut t = Tally { passed: vec![], failed: vec![] };
     step(&mut t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
-    step(&mut t, "clippy (host)", || run_cargo(&["clippy", "--quiet", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest", "--all-targets", "--", "-D", "warnings"]));
-    step(&mut t, "clippy (aarch64 hypervisor)", || {
-        run_cargo(&["clippy", "--quiet", "-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat", "--", "-D", "warnings"])?;
-        run_cargo(&["clippy", "--quiet", "-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat", "--no-default-features", "--features", "platform-rpi4", "--", "-D", "warnings"])
+    step(&mut t, "clippy (host)", || {
+        run_cargo(&[
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--exclude",
+            "hyp-el2",
+            "--exclude",
+            "testguest",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
     });
-    step(&mut t, "clippy (aarch64 guests)", || run_cargo(&["clippy", "--quiet", "-p", "testguest", "--target", "aarch64-unknown-none", "--", "-D", "warnings"]));
-    step(&mut t, "host unit tests", || run_cargo(&["test", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest"]));
+    step(&mut t, "clippy (aarch64 hypervisor)", || {
+        run_cargo(&[
+            "clippy",
+            "--quiet",
+            "-p",
+            "hyp-el2",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+        run_cargo(&[
+            "clippy",
+            "--quiet",
+            "-p",
+            "hyp-el2",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+            "--no-default-features",
+            "--features",
+            "platform-rpi4",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    });
+    step(&mut t, "clippy (aarch64 guests)", || {
+        run_cargo(&["clippy", "--quiet", "-p", "testguest", "--target", "aarch64-unknown-none", "--", "-D", "warnings"])
+    });
+    step(&mut t, "host unit tests", || {
+        run_cargo(&["test", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest"])
+    });
     step(&mut t, "no_std crates build for aarch64", || {
-        run_cargo(&["build", "--quiet", "-p", "hyp-core", "-p", "platforms", "--target", "aarch64-unknown-none-softfloat"])
+        run_cargo(&[
+            "build",
+            "--quiet",
+            "-p",
+            "hyp-core",
+            "-p",
+            "platforms",
+            "--target",
+            "aarch64-unknown-none-softfloat",
+        ])
     });
     step(&mut t, "hypervisor builds for every board", || {
         crate::build_hyp("qemu-virt")?;
@@ -147,7 +197,13 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                 let start = Instant::now();
                 println!("xtask test: --- {label}: {}", s.description);
                 let r = (|| {
-                    let o = RunOpts { gic, deployment: root().join(&s.deployment), timeout: Some(s.timeout), unchecked: s.unchecked, echo: false };
+                    let o = RunOpts {
+                        gic,
+                        deployment: root().join(&s.deployment),
+                        timeout: Some(s.timeout),
+                        unchecked: s.unchecked,
+                        echo: false,
+                    };
                     let cmd = qemu::prepare(&o)?;
                     let run = qemu::run_batch(cmd, o.timeout, false)?;
                     let dir = root().join("build/logs");

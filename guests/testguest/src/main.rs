@@ -185,7 +185,9 @@ macro_rules! say {
 fn hvc(f: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     let r: u64;
     // SAFETY: SMCCC call through the hypervisor; x0-x3 carry arguments and results.
-    unsafe { asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)) };
+    unsafe {
+        asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack))
+    };
     r as i64
 }
 
@@ -206,7 +208,9 @@ fn power_off() -> ! {
 fn counter() -> (u64, u64) {
     let (c, f): (u64, u64);
     // SAFETY: reading the virtual counter and its frequency.
-    unsafe { asm!("isb", "mrs {c}, cntvct_el0", "mrs {f}, cntfrq_el0", c = out(reg) c, f = out(reg) f, options(nostack)) };
+    unsafe {
+        asm!("isb", "mrs {c}, cntvct_el0", "mrs {f}, cntfrq_el0", c = out(reg) c, f = out(reg) f, options(nostack))
+    };
     (c, f)
 }
 
