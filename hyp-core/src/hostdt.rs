@@ -68,7 +68,7 @@ pub struct BoardInfo<'a> {
 fn regs<'a>(node: &FdtNode<'_, 'a>, addr_cells: usize, size_cells: usize) -> impl Iterator<Item = (u64, u64)> + 'a {
     let v = node.property("reg").map_or(&[][..], |p| p.value);
     let stride = 4 * (addr_cells + size_cells);
-    let n = if stride == 0 { 0 } else { v.len() / stride };
+    let n = v.len().checked_div(stride).unwrap_or(0);
     (0..n).map(move |i| {
         let e = &v[i * stride..(i + 1) * stride];
         (cells(&e[..4 * addr_cells]), cells(&e[4 * addr_cells..]))

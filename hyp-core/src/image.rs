@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn parses_linux_like_header() {
-        let h = parse(&header(0, 0x2_0000_00, 0xa)).unwrap();
+        let h = parse(&header(0, 0x0200_0000, 0xa)).unwrap();
         assert_eq!(h.image_size, 0x200_0000);
         assert_eq!(h.footprint(0x100), 0x200_0000);
         assert_eq!(parse(&header(0x8_0000, 0, 2)).unwrap().footprint(0x1234), 0x8_1234);

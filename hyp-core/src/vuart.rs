@@ -61,7 +61,7 @@ impl Pl011 {
             IMSC => self.imsc,
             RIS => INT_TX,
             MIS => INT_TX & self.imsc,
-            0xfe0..=0xffc if offset % 4 == 0 => IDS[((offset - 0xfe0) / 4) as usize],
+            0xfe0..=0xffc if offset.is_multiple_of(4) => IDS[((offset - 0xfe0) / 4) as usize],
             _ => 0,
         }
     }

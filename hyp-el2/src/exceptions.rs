@@ -190,7 +190,7 @@ enter_guest:
 
 // The asm above hard-codes x30/ELR at 240/248; make sure the struct agrees.
 const _: () = assert!(offset_of!(GuestRegs, elr) == 248 && offset_of!(GuestRegs, x) == 0);
-const _: () = assert!(core::mem::size_of::<GuestRegs>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<GuestRegs>().is_multiple_of(16));
 
 extern "C" {
     static hyp_vectors: u8;

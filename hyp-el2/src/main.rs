@@ -130,7 +130,7 @@ fn opt_hex(v: Option<u64>) -> alloc::string::String {
 fn host_fdt(dtb: u64) -> Result<fdt::Fdt<'static>, &'static str> {
     let staging = PLATFORM.staging;
     let in_ram = PLATFORM.ram.iter().any(|r| r.contains(dtb, 64));
-    if dtb % 8 != 0 || !in_ram {
+    if !dtb.is_multiple_of(8) || !in_ram {
         return Err("not an 8-byte aligned address in RAM");
     }
     // SAFETY: 64 bytes of RAM (checked above), identity mapped and not written by anyone.

@@ -66,7 +66,7 @@ impl TableMemory for PoolMem {
 
 fn is_pool_page(a: u64) -> bool {
     let base = addr_of!(POOL) as u64;
-    a >= base && a < base + (POOL_PAGES * 4096) as u64 && a % 4096 == 0
+    a >= base && a < base + (POOL_PAGES * 4096) as u64 && a.is_multiple_of(4096)
 }
 
 /// Builds the EL2 identity map from the board's windows. Runs with the MMU off.

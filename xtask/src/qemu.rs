@@ -42,8 +42,6 @@ pub struct RunOpts {
     pub timeout: Option<u64>,
     /// Skip host validation.
     pub unchecked: bool,
-    /// Copy output to stdout as it comes.
-    pub echo: bool,
 }
 
 /// Builds everything for `o` and returns the QEMU command line.
@@ -158,7 +156,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
     };
-    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked"), echo: true })
+    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked") })
 }
 
 /// `cargo xtask run-qemu-aarch64`.

@@ -90,7 +90,7 @@ pub fn ensure_host_tools() -> Result<(), String> {
                 ),
             )?;
         }
-        if !qemu_major().is_some_and(|v| v >= 9) {
+        if qemu_major().is_none_or(|v| v < 9) {
             return Err(format!("qemu-system-aarch64 ≥ 9 is still missing; install it with:\n  {manual}"));
         }
     }

@@ -28,6 +28,9 @@ struct Scenario {
     unchecked: bool,
     /// Lines that must appear, in this order.
     expect: Vec<String>,
+    /// Lines that must appear, in any order (output of independent domains).
+    #[serde(default)]
+    expect_unordered: Vec<String>,
     /// Text that must not appear.
     #[serde(default)]
     forbid: Vec<String>,
@@ -82,6 +85,9 @@ fn judge(s: &Scenario, ending: Ending, log: &str) -> Result<(), String> {
                 })
             }
         }
+    }
+    if let Some(e) = s.expect_unordered.iter().find(|e| !log.contains(e.as_str())) {
+        return Err(format!("'{e}' never appeared"));
     }
     if let Some(f) = s.forbid.iter().find(|f| log.contains(f.as_str())) {
         return Err(format!("'{f}' appeared"));
@@ -202,7 +208,6 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         deployment: root().join(&s.deployment),
                         timeout: Some(s.timeout),
                         unchecked: s.unchecked,
-                        echo: false,
                     };
                     let cmd = qemu::prepare(&o)?;
                     let run = qemu::run_batch(cmd, o.timeout, false)?;
@@ -241,6 +246,7 @@ mod tests {
             ending: "clean".into(),
             unchecked: false,
             expect: expect.iter().map(|s| s.to_string()).collect(),
+            expect_unordered: vec!["b".into()],
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -6,7 +6,7 @@
 //!
 //! - `mode=smp`: starts its second vCPU with PSCI `CPU_ON`, waits for it to report and turn
 //!   itself off (`AFFINITY_INFO`), does some work, prints `PASS`, powers off (`SYSTEM_OFF`).
-//! - `mode=single`: the same on one vCPU.
+//! - `mode=single`: the same on one vCPU (`delay=<ms>` waits that long on the virtual counter first).
 //! - `mode=escape`: reads memory just past its own RAM; the hypervisor must inject an abort,
 //!   which this guest catches and reports before powering off.
 //! - `mode=panic`: takes an undefined-instruction exception and reports it.
@@ -176,9 +176,16 @@ impl Write for Console {
     }
 }
 
+static CONSOLE_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// Prints one line; the lock keeps lines of our two vCPUs from interleaving.
 macro_rules! say {
     ($($arg:tt)*) => {{
+        while CONSOLE_LOCK.swap(true, Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
         let _ = writeln!(Console, $($arg)*);
+        CONSOLE_LOCK.store(false, Ordering::Release);
     }};
 }
 
@@ -270,7 +277,9 @@ extern "C" fn guest_main(dtb: usize) -> ! {
             }
             let again = hvc(CPU_ON, 1, secondary_start as *const () as u64, 1);
             let bad = hvc(CPU_ON, 7, secondary_start as *const () as u64, 1);
-            say!("CPU_ON vCPU 1: ok; again: {again}; vCPU 7: {bad}");
+            // A second CPU_ON is refused with ALREADY_ON (-4) or ON_PENDING (-5), depending on timing.
+            let refused = again == -4 || again == -5;
+            say!("CPU_ON vCPU 1: ok; second CPU_ON refused: {refused}; vCPU 7: {bad}");
             while !SECONDARY_SAID_HELLO.load(Ordering::Acquire) {
                 core::hint::spin_loop();
             }
@@ -299,6 +308,18 @@ extern "C" fn guest_main(dtb: usize) -> ! {
         }
         _ => {
             work(rbase);
+            let delay_ms: u64 = args
+                .split_whitespace()
+                .find_map(|a| a.strip_prefix("delay="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if delay_ms > 0 {
+                let (t0, f) = counter();
+                while counter().0 - t0 < delay_ms * f / 1000 {
+                    core::hint::spin_loop();
+                }
+                say!("waited {delay_ms} ms on the virtual counter");
+            }
             say!("PASS: {} finished", name());
             power_off();
         }
