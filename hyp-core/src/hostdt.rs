@@ -85,7 +85,6 @@ fn cell_prop(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
 
 /// Reads the board facts. Root `#address-cells`/`#size-cells` apply to memory, GIC and UART.
 pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
-    let root = fdt.root();
     let rootnode = fdt.find_node("/");
     let (ac, sc) = rootnode.map_or((2, 1), |n| (cell_prop(&n, "#address-cells", 2), cell_prop(&n, "#size-cells", 1)));
     let mut memory = List::new();
@@ -140,7 +139,6 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
     let uart = fdt.chosen().stdout().and_then(|n| regs(&n, ac, sc).next()).map(|r| r.0);
     let deployment =
         fdt.find_node("/chosen").and_then(|c| c.property("ferrum,deployment")).and_then(|p| p.as_str()).unwrap_or("");
-    let _ = root;
     BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, deployment }
 }
 

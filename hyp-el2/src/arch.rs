@@ -90,12 +90,9 @@ pub fn invalidate_icache() {
     unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-/// Result registers of an SMCCC call.
-#[derive(Clone, Copy)]
-pub struct SmcccResult(pub u64);
-
-/// Calls firmware with `smc #0` (SMCCC: x0 = function, x1..x3 args, x0 result).
-pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> SmcccResult {
+/// Calls firmware with `smc #0` (SMCCC: x0 = function, x1..x3 args, x0 result). Boards whose
+/// PSCI conduit is not SMC are refused at boot, so this is the only firmware call.
+pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let r: u64;
     // SAFETY: SMCCC calls clobber at most x0-x17; all are declared clobbered.
     unsafe {
@@ -105,11 +102,5 @@ pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> SmcccResult {
             out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _, out("x15") _,
             out("x16") _, out("x17") _, options(nostack));
     }
-    SmcccResult(r)
-}
-
-/// Calls firmware with `hvc #0` from EL2 is not possible; boards with an HVC PSCI conduit are
-/// refused at boot. Provided for symmetry of the conduit switch.
-pub fn conduit_call(smc_conduit: bool, f: u64, a1: u64, a2: u64, a3: u64) -> Option<SmcccResult> {
-    smc_conduit.then(|| smc(f, a1, a2, a3))
+    r
 }

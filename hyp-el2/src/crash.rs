@@ -2,15 +2,13 @@
 //! the board power-off that ends every run with a status line the test harness reads:
 //! `(hyp) power off (status: clean): …` or `(hyp) power off (status: error): …`.
 
-use crate::arch::{self, read_sysreg};
+use crate::arch;
 use crate::console::emergency;
 use crate::exceptions::GuestRegs;
 use core::sync::atomic::{AtomicBool, Ordering};
 use hyp_core::esr::{class_name, Esr};
 
 static POWERING_OFF: AtomicBool = AtomicBool::new(false);
-/// PSCI conduit for the board's firmware (true = SMC). Set at boot.
-pub static FW_SMC: AtomicBool = AtomicBool::new(true);
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
@@ -21,7 +19,7 @@ pub fn power_off(clean: bool, why: core::fmt::Arguments<'_>) -> ! {
     }
     let status = if clean { "clean" } else { "error" };
     emergency(format_args!("(hyp) power off (status: {status}): {why}\r\n"));
-    arch::conduit_call(FW_SMC.load(Ordering::Relaxed), PSCI_SYSTEM_OFF, 0, 0, 0);
+    arch::smc(PSCI_SYSTEM_OFF, 0, 0, 0);
     emergency(format_args!("(hyp) firmware did not power off; halted\r\n"));
     park()
 }
@@ -56,7 +54,6 @@ pub fn report(regs: &GuestRegs, kind: u64, esr: u64, far: u64) -> ! {
         }
         emergency(format_args!("\r\n"));
     }
-    let _ = read_sysreg!("currentel");
     power_off(false, format_args!("hypervisor crash on CPU {cpu}"))
 }
 

@@ -28,7 +28,8 @@ pub struct GuestRegs {
 
 global_asm!(
     r#"
-.macro save_guest
+// Stores x0-x30, ELR_EL2 and SPSR_EL2 into the GuestRegs frame at sp; leaves x0 = sp.
+.macro save_frame
     stp     x0, x1, [sp, #0]
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
@@ -49,32 +50,19 @@ global_asm!(
     stp     x30, x1, [sp, #240]
     str     x2, [sp, #{spsr}]
     mov     x0, sp
+.endm
+
+// From a guest: sp is the vCPU frame; save into it, then switch to the hypervisor stack.
+.macro save_guest
+    save_frame
     ldr     x1, [sp, #{stack_top}]
     mov     sp, x1
 .endm
 
+// From EL2 itself: push a frame on the current stack.
 .macro save_hyp
     sub     sp, sp, #{frame_size}
-    stp     x0, x1, [sp, #0]
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    mrs     x1, elr_el2
-    mrs     x2, spsr_el2
-    stp     x30, x1, [sp, #240]
-    str     x2, [sp, #{spsr}]
-    mov     x0, sp
+    save_frame
 .endm
 
 .section .text.vectors, "ax"

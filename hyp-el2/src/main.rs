@@ -111,7 +111,6 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     if board.psci != Some(Conduit::Smc) {
         crash::power_off(false, format_args!("firmware PSCI over SMC is required (device tree psci method)"));
     }
-    crash::FW_SMC.store(true, Ordering::Relaxed);
 
     let cfg = match build_config(&fdt, &board, dtb) {
         Ok(c) => c,
@@ -128,7 +127,6 @@ fn opt_hex(v: Option<u64>) -> alloc::string::String {
 }
 
 fn host_fdt(dtb: u64) -> Result<fdt::Fdt<'static>, &'static str> {
-    let staging = PLATFORM.staging;
     let in_ram = PLATFORM.ram.iter().any(|r| r.contains(dtb, 64));
     if !dtb.is_multiple_of(8) || !in_ram {
         return Err("not an 8-byte aligned address in RAM");
@@ -143,7 +141,6 @@ fn host_fdt(dtb: u64) -> Result<fdt::Fdt<'static>, &'static str> {
     if size > 2 << 20 || !PLATFORM.ram.iter().any(|r| r.contains(dtb, size)) {
         return Err("larger than 2 MiB or beyond RAM");
     }
-    let _ = staging;
     // SAFETY: the whole blob lies in RAM (checked) and stays untouched: domain RAM may not
     // overlap the staging window where U-Boot put it (plan validation), and we never write it.
     let blob = unsafe { mm::phys_slice(dtb, size) };
@@ -264,16 +261,16 @@ fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: 
 
 fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
     domain::publish(cfg);
+    // pCPU numbers in deployments are positions in /cpus; the boot CPU runs as pCPU 0, so it
+    // must be the first entry (it is on QEMU virt and the Pi 4).
     let me = arch::read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    if board.cpus.first() != Some(&me) {
+        crash::power_off(false, format_args!("the boot CPU (MPIDR {me:#x}) is not the first /cpus entry"));
+    }
     let n = board.cpus.len().min(PLATFORM.cpus).min(boot::MAX_CPUS);
     let mut expected = 1;
-    for (i, &mpidr) in board.cpus.iter().enumerate().take(n) {
-        if mpidr == me {
-            continue;
-        }
-        // The boot CPU is index 0; the others take the following indices in tree order.
-        let idx = if i == 0 { 0 } else { i };
-        let r = arch::smc(0xc400_0003, mpidr, boot::secondary_entry as *const () as u64, idx as u64).0 as i64;
+    for (idx, &mpidr) in board.cpus.iter().enumerate().take(n).skip(1) {
+        let r = arch::smc(0xc400_0003, mpidr, boot::secondary_entry as *const () as u64, idx as u64) as i64;
         if r == 0 {
             expected += 1;
         } else {

@@ -169,8 +169,10 @@ pub const DTB_SLOT: u64 = MIB;
 /// Space reserved for the boot script.
 pub const SCRIPT_SLOT: u64 = MIB;
 
-/// Resolves `guest:<name>` to a built guest image.
+/// Supplies the built images a deployment names.
 pub trait ImageResolver {
+    /// Path of the hypervisor image for `platform`, building it if needed.
+    fn hypervisor(&mut self, platform: &Platform) -> Result<PathBuf, String>;
     /// Path of the built image for guest crate `name`, building it if needed.
     fn guest(&mut self, name: &str) -> Result<PathBuf, String>;
 }
@@ -180,12 +182,7 @@ fn field_err(file: &Path, i: usize, name: &str, field: &str, msg: impl std::fmt:
 }
 
 /// Reads, resolves, places and (unless `unchecked`) validates a deployment.
-pub fn load(
-    file: &Path,
-    hyp_image: &Path,
-    images: &mut dyn ImageResolver,
-    unchecked: bool,
-) -> Result<Deployment, String> {
+pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Result<Deployment, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     let df: DeploymentFile =
         toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.to_string().trim_end()))?;
@@ -213,7 +210,8 @@ pub fn load(
         next = addr + size;
         Ok(Module { path: path.to_path_buf(), disk_name, addr, size })
     };
-    let hyp = place(hyp_image, "ferrum.img".into())?;
+    let hyp_image = images.hypervisor(platform)?;
+    let hyp = place(&hyp_image, "ferrum.img".into())?;
 
     // Free RAM for domains without a fixed base: board RAM minus hypervisor and staging.
     let mut cursor = platform.ram.iter().map(|w| w.base).min().unwrap_or(0);
@@ -371,6 +369,9 @@ mod fixtures {
     struct FakeGuests(PathBuf);
 
     impl ImageResolver for FakeGuests {
+        fn hypervisor(&mut self, _platform: &Platform) -> Result<PathBuf, String> {
+            Ok(self.0.clone())
+        }
         fn guest(&mut self, _name: &str) -> Result<PathBuf, String> {
             Ok(self.0.clone())
         }
@@ -401,7 +402,7 @@ mod fixtures {
                 }
                 let text = std::fs::read_to_string(&p).unwrap();
                 let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect-error: "));
-                let r = load(&p, &img, &mut FakeGuests(img.clone()), false);
+                let r = load(&p, &mut FakeGuests(img.clone()), false);
                 match (expect, r) {
                     (None, Ok(_)) => {}
                     (None, Err(e)) => panic!("{}: should load, got: {e}", p.display()),

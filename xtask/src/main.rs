@@ -135,6 +135,9 @@ pub fn build_hyp(platform: &str) -> Result<PathBuf, String> {
 pub struct Guests;
 
 impl deploy::ImageResolver for Guests {
+    fn hypervisor(&mut self, platform: &platforms::Platform) -> Result<PathBuf, String> {
+        build_hyp(platform.name)
+    }
     fn guest(&mut self, name: &str) -> Result<PathBuf, String> {
         if !root().join("guests").join(name).join("Cargo.toml").is_file() {
             return Err(format!("no guest crate guests/{name}"));
@@ -153,15 +156,7 @@ fn build_all(platform: &str) -> Result<(), String> {
 
 /// Loads a deployment, building the images it names.
 pub fn load_deployment(file: &Path, unchecked: bool) -> Result<deploy::Deployment, String> {
-    // The board decides which hypervisor build is needed; read it first.
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-    let platform = toml::from_str::<toml::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("platform").and_then(|p| p.as_str().map(String::from)))
-        .unwrap_or_else(|| "qemu-virt".into());
-    let hyp =
-        if platforms::by_name(&platform).is_some() { build_hyp(&platform)? } else { PathBuf::from("/nonexistent") };
-    deploy::load(file, &hyp, &mut Guests, unchecked)
+    deploy::load(file, &mut Guests, unchecked)
 }
 
 /// Writes the boot disk for a deployment; returns its path.

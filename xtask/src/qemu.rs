@@ -115,8 +115,7 @@ pub fn run_batch(mut cmd: Command, timeout: Option<u64>, echo: bool) -> Result<R
     };
     let _ = reader.join();
     let stderr = err_reader.join().unwrap_or_default();
-    let log = String::from_utf8_lossy(&log.lock().unwrap()).replace('\r', "");
-    let mut log = log;
+    let mut log = String::from_utf8_lossy(&log.lock().unwrap()).replace('\r', "");
     if !stderr.trim().is_empty() {
         log.push_str(&format!("\n[qemu stderr] {}\n", stderr.trim()));
         if echo {

@@ -125,51 +125,26 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
     }
     let mut t = Tally { passed: vec![], failed: vec![] };
     step(&mut t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
-    step(&mut t, "clippy (host)", || {
-        run_cargo(&[
-            "clippy",
-            "--quiet",
-            "--workspace",
-            "--exclude",
-            "hyp-el2",
-            "--exclude",
-            "testguest",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ])
-    });
-    step(&mut t, "clippy (aarch64 hypervisor)", || {
-        run_cargo(&[
-            "clippy",
-            "--quiet",
-            "-p",
-            "hyp-el2",
-            "--target",
-            "aarch64-unknown-none-softfloat",
-            "--",
-            "-D",
-            "warnings",
-        ])?;
-        run_cargo(&[
-            "clippy",
-            "--quiet",
-            "-p",
-            "hyp-el2",
-            "--target",
-            "aarch64-unknown-none-softfloat",
-            "--no-default-features",
-            "--features",
-            "platform-rpi4",
-            "--",
-            "-D",
-            "warnings",
-        ])
-    });
-    step(&mut t, "clippy (aarch64 guests)", || {
-        run_cargo(&["clippy", "--quiet", "-p", "testguest", "--target", "aarch64-unknown-none", "--", "-D", "warnings"])
-    });
+    let clippy: [(&str, &[&str]); 4] = [
+        ("clippy (host)", &["--workspace", "--exclude", "hyp-el2", "--exclude", "testguest", "--all-targets"]),
+        ("clippy (aarch64 hypervisor, qemu-virt)", &["-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat"]),
+        (
+            "clippy (aarch64 hypervisor, rpi4)",
+            &[
+                "-p",
+                "hyp-el2",
+                "--target",
+                "aarch64-unknown-none-softfloat",
+                "--no-default-features",
+                "--features",
+                "platform-rpi4",
+            ],
+        ),
+        ("clippy (aarch64 guests)", &["-p", "testguest", "--target", "aarch64-unknown-none"]),
+    ];
+    for (name, sel) in clippy {
+        step(&mut t, name, || run_cargo(&[&["clippy", "--quiet"], sel, &["--", "-D", "warnings"]].concat()));
+    }
     step(&mut t, "host unit tests", || {
         run_cargo(&["test", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest"])
     });
