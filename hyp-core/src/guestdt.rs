@@ -1,16 +1,83 @@
-//! The device tree each domain boots with: its RAM, its vCPUs (PSCI over HVC), its console
-//! (the emulated PL011), command line and initrd. Everything in it comes from the validated
-//! plan; nothing of the host tree leaks into a unikernel's view.
+//! The device tree each domain boots with: its RAM, its vCPUs (PSCI over HVC), its virtual GIC
+//! and timer, its console (the emulated PL011), command line and initrd, and, for a domain
+//! that owns devices, copies of exactly those devices' host nodes. Everything else comes from
+//! the validated plan; nothing else of the host tree leaks into a domain's view.
 
 use crate::fdtw::FdtWriter;
+use crate::passthrough::Device;
 use crate::plan::{guest_layout, Domain};
 use crate::psci::vmpidr;
-use crate::vuart::{VUART_BASE, VUART_SIZE};
+use crate::vgic::{Version, CPUIF_SIZE, DIST_SIZE, REDIST_STRIDE};
+use crate::vuart::{VUART_BASE, VUART_SIZE, VUART_SPI};
 use alloc::format;
 use alloc::vec::Vec;
 
+/// Phandle of the guest's GIC.
+const GIC_PHANDLE: u32 = 2;
+
+/// Where a domain's virtual GIC appears in its guest-physical space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestGic {
+    /// GIC version (the host's).
+    pub version: Version,
+    /// Distributor IPA.
+    pub dist: u64,
+    /// GICv2: CPU interface IPA; GICv3: first redistributor IPA.
+    pub cpu_or_redist: u64,
+}
+
+impl GuestGic {
+    /// Xen's guest layout (`GUEST_GICD_BASE` / `GUEST_GICC_BASE` / `GUEST_GICV3_GICR0_BASE`).
+    pub const fn xen_layout(version: Version) -> Self {
+        match version {
+            Version::V2 => Self { version, dist: 0x0300_1000, cpu_or_redist: 0x0300_2000 },
+            Version::V3 => Self { version, dist: 0x0300_1000, cpu_or_redist: 0x0302_0000 },
+        }
+    }
+}
+
+/// What the domain sees besides RAM and CPUs.
+pub struct Hardware<'h, 'a> {
+    /// Its virtual GIC.
+    pub gic: GuestGic,
+    /// The host tree (source of the timer's interrupts and of passthrough nodes).
+    pub host: Option<&'h fdt::Fdt<'a>>,
+    /// Devices passed through (resolved by `passthrough::resolve`).
+    pub devices: &'h [Device<'a>],
+}
+
+/// The architected timer's interrupts: the host's (secure, non-secure, virtual, hypervisor
+/// PPIs with their flags) or the usual 13/14/11/10 level-low.
+fn timer_interrupts(host: Option<&fdt::Fdt<'_>>) -> Vec<u8> {
+    if let Some(v) = host
+        .and_then(|f| f.find_compatible(&["arm,armv8-timer", "arm,armv7-timer"]))
+        .and_then(|n| n.property("interrupts"))
+        .map(|p| p.value)
+        .filter(|v| v.len() == 48)
+    {
+        return v.to_vec();
+    }
+    [1u32, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08].iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+fn copy_device(w: &mut FdtWriter, host: &fdt::Fdt<'_>, dev: &Device<'_>) {
+    let Some(node) = host.find_node(dev.path) else { return };
+    let name = dev.path.rsplit('/').next().unwrap_or(node.name);
+    w.begin_node(name);
+    let regs: Vec<u64> = dev.regs.iter().flat_map(|r| [r.base.0, r.size]).collect();
+    w.prop_u64s("reg", &regs);
+    w.prop_u32("interrupt-parent", GIC_PHANDLE);
+    for p in node.properties() {
+        if matches!(p.name, "reg" | "interrupt-parent" | "phandle" | "linux,phandle") {
+            continue;
+        }
+        w.prop(p.name, p.value);
+    }
+    w.end_node();
+}
+
 /// Builds the device tree for `d`. `initrd_size` is the initrd length (0 for none).
-pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64) -> Vec<u8> {
+pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'_, '_>) -> Vec<u8> {
     let layout = guest_layout(d, text_offset);
     let base = d.ipa_base().0;
     let mut w = FdtWriter::new();
@@ -19,7 +86,7 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64) -> Vec<u8> {
     w.prop_u32("#size-cells", 2);
     w.prop_strs("compatible", &["ferrum,guest"]);
     w.prop_str("model", &format!("ferrum domain {}", d.name));
-    w.prop_u32("interrupt-parent", 2);
+    w.prop_u32("interrupt-parent", GIC_PHANDLE);
 
     w.begin_node("chosen");
     w.prop_str("bootargs", d.bootargs);
@@ -54,6 +121,31 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64) -> Vec<u8> {
     w.prop_str("method", "hvc");
     w.end_node();
 
+    let g = hw.gic;
+    w.begin_node(&format!("interrupt-controller@{:x}", g.dist));
+    w.prop_u32("#interrupt-cells", 3);
+    w.prop_u32("#address-cells", 0);
+    w.prop_empty("interrupt-controller");
+    match g.version {
+        Version::V2 => {
+            w.prop_strs("compatible", &["arm,cortex-a15-gic"]);
+            w.prop_u64s("reg", &[g.dist, 0x1000, g.cpu_or_redist, CPUIF_SIZE]);
+        }
+        Version::V3 => {
+            w.prop_strs("compatible", &["arm,gic-v3"]);
+            w.prop_u32("#redistributor-regions", 1);
+            let n = d.pcpus.len() as u64;
+            w.prop_u64s("reg", &[g.dist, DIST_SIZE, g.cpu_or_redist, n * REDIST_STRIDE]);
+        }
+    }
+    w.prop_u32("phandle", GIC_PHANDLE);
+    w.end_node();
+
+    w.begin_node("timer");
+    w.prop_strs("compatible", &["arm,armv8-timer"]);
+    w.prop("interrupts", &timer_interrupts(hw.host));
+    w.end_node();
+
     w.begin_node("apb-pclk");
     w.prop_str("compatible", "fixed-clock");
     w.prop_u32("#clock-cells", 0);
@@ -67,7 +159,14 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64) -> Vec<u8> {
     w.prop_u64s("reg", &[VUART_BASE, VUART_SIZE]);
     w.prop_cells("clocks", &[1, 1]);
     w.prop_strs("clock-names", &["uartclk", "apb_pclk"]);
+    w.prop_cells("interrupts", &[0, VUART_SPI, 4]);
     w.end_node();
+
+    if let Some(host) = hw.host {
+        for dev in hw.devices {
+            copy_device(&mut w, host, dev);
+        }
+    }
 
     w.end_node();
     w.finish(0).expect("balanced tree")
@@ -91,7 +190,8 @@ mod tests {
             bootargs: "mode=good",
             ..Default::default()
         };
-        let blob = build(&d, 0, 0x1000);
+        let hw = Hardware { gic: GuestGic::xen_layout(Version::V3), host: None, devices: &[] };
+        let blob = build(&d, 0, 0x1000, &hw);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(fdt.chosen().bootargs(), Some("mode=good"));
         let m = fdt.memory().regions().next().unwrap();
@@ -103,5 +203,50 @@ mod tests {
         assert_eq!(chosen.property("linux,initrd-start").unwrap().as_usize(), Some(0x4020_0000));
         assert_eq!(chosen.property("ferrum,domain-name").unwrap().as_str(), Some("web"));
         assert_eq!(fdt.find_node("/psci").unwrap().property("method").unwrap().as_str(), Some("hvc"));
+        let gic = fdt.find_compatible(&["arm,gic-v3"]).unwrap();
+        let r: Vec<_> = gic.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap())).collect();
+        assert_eq!(r, [(0x0300_1000, 0x1_0000), (0x0302_0000, 0x4_0000)]);
+        assert!(fdt.find_compatible(&["arm,armv8-timer"]).is_some());
+    }
+
+    #[test]
+    fn passthrough_nodes_are_copied_with_our_gic() {
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32("#address-cells", 2);
+        w.prop_u32("#size-cells", 2);
+        w.begin_node("virtio_mmio@a003e00");
+        w.prop_str("compatible", "virtio,mmio");
+        w.prop_u64s("reg", &[0xa003e00, 0x200]);
+        w.prop_cells("interrupts", &[0, 47, 1]);
+        w.prop_u32("interrupt-parent", 0x8002);
+        w.prop_empty("dma-coherent");
+        w.end_node();
+        w.begin_node("virtio_mmio@a003c00");
+        w.prop_str("compatible", "virtio,mmio");
+        w.prop_u64s("reg", &[0xa003c00, 0x200]);
+        w.end_node();
+        w.end_node();
+        let host_blob = w.finish(0).unwrap();
+        let host = fdt::Fdt::new(&host_blob).unwrap();
+        let dev = crate::passthrough::resolve(&host, "/virtio_mmio@a003e00").unwrap();
+        let d = Domain {
+            name: "ctl",
+            kind: crate::plan::DomainKind::Linux,
+            pcpus: List::from_slice(&[0, 1]).unwrap(),
+            memory: PhysRange::new(0x5000_0000, 0x1000_0000),
+            kernel: PhysRange::new(0x4120_0000, 0x1000),
+            kernel_footprint: 0x1000,
+            ..Default::default()
+        };
+        let gic = GuestGic { version: Version::V2, dist: 0x800_0000, cpu_or_redist: 0x801_0000 };
+        let blob = build(&d, 0, 0, &Hardware { gic, host: Some(&host), devices: &[dev] });
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let n = fdt.find_node("/virtio_mmio@a003e00").unwrap();
+        assert_eq!(n.property("interrupt-parent").unwrap().as_usize(), Some(2));
+        assert!(n.property("dma-coherent").is_some());
+        assert!(fdt.find_node("/virtio_mmio@a003c00").is_none(), "only the given device is visible");
+        let m = fdt.memory().regions().next().unwrap();
+        assert_eq!(m.starting_address as u64, 0x5000_0000, "direct-mapped");
     }
 }

@@ -61,6 +61,8 @@ pub struct BoardInfo<'a> {
     pub psci: Option<Conduit>,
     /// Base of the `stdout-path` UART.
     pub uart: Option<u64>,
+    /// Interrupt ID of the `stdout-path` UART (an SPI), if described.
+    pub uart_irq: Option<u32>,
     /// `/chosen/ferrum,deployment`.
     pub deployment: &'a str,
 }
@@ -139,7 +141,13 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
     let uart = fdt.chosen().stdout().and_then(|n| regs(&n, ac, sc).next()).map(|r| r.0);
     let deployment =
         fdt.find_node("/chosen").and_then(|c| c.property("ferrum,deployment")).and_then(|p| p.as_str()).unwrap_or("");
-    BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, deployment }
+    let uart_irq = fdt
+        .chosen()
+        .stdout()
+        .and_then(|n| n.property("interrupts").map(|p| p.value))
+        .filter(|v| v.len() >= 12 && v[..4] == [0, 0, 0, 0])
+        .map(|v| 32 + u32::from_be_bytes([v[4], v[5], v[6], v[7]]));
+    BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, uart_irq, deployment }
 }
 
 fn collect<T: Copy + Default, const N: usize>(it: impl Iterator<Item = T>) -> List<T, N> {
@@ -258,6 +266,16 @@ fn parse_domain<'a>(
         }
     }
     let kernel = kernel.ok_or(bad("kernel", "multiboot,kernel"))?;
+    let mut devices = List::new();
+    if let Some(p) = node.property("ferrum,passthrough") {
+        let v = p.value.strip_suffix(&[0]).ok_or(bad("devices", "ferrum,passthrough"))?;
+        for path in v.split(|&b| b == 0) {
+            let path = core::str::from_utf8(path).map_err(|_| bad("devices", "ferrum,passthrough"))?;
+            devices
+                .push(path)
+                .map_err(|_| PlanError { domain: Some(i), field: "devices", problem: Problem::TooManyDevices })?;
+        }
+    }
     let kernel_footprint =
         footprint(kernel).map_err(|e| PlanError { domain: Some(i), field: "kernel", problem: Problem::BadImage(e) })?;
     Ok(Domain {
@@ -271,6 +289,7 @@ fn parse_domain<'a>(
         bootargs,
         on_fault,
         on_poweroff,
+        devices,
     })
 }
 

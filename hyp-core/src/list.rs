@@ -20,6 +20,10 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
     pub fn new() -> Self {
         Self::default()
     }
+    /// An empty list using `items` as its (ignored) storage; usable in `const` contexts.
+    pub const fn with_storage(items: [T; N]) -> Self {
+        Self { items, len: 0 }
+    }
     /// Appends `v`; gives it back when the list is full.
     pub fn push(&mut self, v: T) -> Result<(), T> {
         if self.len == N {

@@ -25,6 +25,8 @@ pub const MAX_VCPUS: usize = 8;
 pub const MAX_NAME: usize = 31;
 /// Longest kernel command line.
 pub const MAX_BOOTARGS: usize = 1024;
+/// Most passthrough devices of one domain.
+pub const MAX_DEVICES: usize = 8;
 /// Bytes at the top of a domain's RAM reserved for its device tree.
 pub const GUEST_DTB_SLOT: u64 = BLOCK_2M;
 /// Guest physical base of unikernel RAM (Xen's `GUEST_RAM0_BASE`).
@@ -139,6 +141,8 @@ pub struct Domain<'a> {
     pub on_fault: FaultPolicy,
     /// `SYSTEM_OFF` policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Host device-tree paths of the devices passed through to this domain.
+    pub devices: List<&'a str, MAX_DEVICES>,
 }
 
 impl Domain<'_> {
@@ -219,6 +223,14 @@ pub enum Problem {
     BadImage(crate::image::ImageError),
     /// A device-tree property is missing or malformed (its name).
     BadProperty(&'static str),
+    /// Passthrough devices need a direct-mapped (`kind = "linux"`) domain.
+    PassthroughNeedsDirectMap,
+    /// Not an absolute device-tree path.
+    BadDevicePath,
+    /// The device is already given to the domain with that index.
+    DeviceUsedTwice(usize),
+    /// More than [`MAX_DEVICES`] devices.
+    TooManyDevices,
 }
 
 /// A validation error: which domain, which field, what is wrong.
@@ -259,6 +271,12 @@ impl fmt::Display for Problem {
             Self::BootargsTooLong(n) => write!(f, "{n} bytes, more than {MAX_BOOTARGS}"),
             Self::BadImage(e) => write!(f, "{e}"),
             Self::BadProperty(p) => write!(f, "device-tree property '{p}' is missing or malformed"),
+            Self::PassthroughNeedsDirectMap => {
+                write!(f, "passthrough devices need a direct-mapped domain (kind = \"linux\"): they DMA to physical addresses")
+            }
+            Self::BadDevicePath => write!(f, "must be an absolute device-tree path such as \"/virtio_mmio@a003e00\""),
+            Self::DeviceUsedTwice(i) => write!(f, "the device is already given to domain #{i}"),
+            Self::TooManyDevices => write!(f, "more than {MAX_DEVICES} devices"),
         }
     }
 }
@@ -338,6 +356,22 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
         }
         if d.bootargs.len() > MAX_BOOTARGS {
             return Err(err(i, "bootargs", Problem::BootargsTooLong(d.bootargs.len())));
+        }
+        for dev in d.devices.iter() {
+            if d.kind != DomainKind::Linux {
+                return Err(err(i, "devices", Problem::PassthroughNeedsDirectMap));
+            }
+            if !dev.starts_with('/') || dev.len() < 2 || dev.contains("//") {
+                return Err(err(i, "devices", Problem::BadDevicePath));
+            }
+            let mut earlier = doms[..=i].iter().enumerate().flat_map(|(j, o)| o.devices.iter().map(move |p| (j, *p)));
+            let first = earlier.find(|(_, p)| p == dev).map(|(j, _)| j);
+            let count_here = d.devices.iter().filter(|p| *p == dev).count();
+            match first {
+                Some(j) if j != i => return Err(err(i, "devices", Problem::DeviceUsedTwice(j))),
+                Some(_) if count_here > 1 => return Err(err(i, "devices", Problem::DeviceUsedTwice(i))),
+                _ => {}
+            }
         }
     }
     Ok(())

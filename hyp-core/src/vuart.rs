@@ -3,7 +3,9 @@
 //!
 //! Only 32-bit-or-narrower accesses inside the 4 KiB register window reach this code (the trap
 //! handler checks the syndrome). Reads of unknown offsets return 0, writes to them are ignored;
-//! the transmitter is always ready and never full, the receiver empty unless input is queued.
+//! the transmitter is always ready and never full, the receiver holds up to [`RX_FIFO`] bytes of
+//! console input. The interrupt line ([`Pl011::level`]) is `RIS & IMSC != 0`, as on the real
+//! part; the arch layer delivers it as a level-sensitive SPI.
 
 /// Guest physical base of the emulated PL011 (Xen's `GUEST_PL011_BASE`).
 pub const VUART_BASE: u64 = 0x2200_0000;
@@ -25,8 +27,13 @@ const MIS: u64 = 0x040;
 const ICR: u64 = 0x044;
 
 const FR_RXFE: u32 = 1 << 4;
+const FR_RXFF: u32 = 1 << 6;
 const FR_TXFE: u32 = 1 << 7;
+const INT_RX: u32 = 1 << 4;
 const INT_TX: u32 = 1 << 5;
+const INT_RT: u32 = 1 << 6;
+/// Depth of the receive FIFO.
+pub const RX_FIFO: usize = 32;
 
 /// PrimeCell identification registers 0xfe0..0xffc: PL011 r1p5.
 const IDS: [u32; 8] = [0x11, 0x10, 0x34, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
@@ -40,27 +47,69 @@ pub struct Pl011 {
     cr: u32,
     ifls: u32,
     imsc: u32,
+    rx: [u8; RX_FIFO],
+    rx_head: usize,
+    rx_len: usize,
 }
 
 impl Pl011 {
     /// A PL011 out of reset (UART, TX and RX enabled as firmware leaves it).
     pub const fn new() -> Self {
-        Self { ibrd: 0, fbrd: 0, lcr_h: 0, cr: 0x301, ifls: 0x12, imsc: 0 }
+        Self { ibrd: 0, fbrd: 0, lcr_h: 0, cr: 0x301, ifls: 0x12, imsc: 0, rx: [0; RX_FIFO], rx_head: 0, rx_len: 0 }
+    }
+
+    /// Queues a received byte; false (byte dropped) when the FIFO is full.
+    pub fn push_rx(&mut self, b: u8) -> bool {
+        if self.rx_len == RX_FIFO {
+            return false;
+        }
+        self.rx[(self.rx_head + self.rx_len) % RX_FIFO] = b;
+        self.rx_len += 1;
+        true
+    }
+
+    fn ris(&self) -> u32 {
+        INT_TX | if self.rx_len > 0 { INT_RX | INT_RT } else { 0 }
+    }
+
+    /// The interrupt output.
+    pub fn level(&self) -> bool {
+        self.ris() & self.imsc != 0
+    }
+
+    fn flags(&self) -> u32 {
+        FR_TXFE
+            | match self.rx_len {
+                0 => FR_RXFE,
+                RX_FIFO => FR_RXFF,
+                _ => 0,
+            }
+    }
+
+    /// A guest read of the data register: pops a received byte.
+    pub fn read_data(&mut self) -> u32 {
+        if self.rx_len == 0 {
+            return 0;
+        }
+        let b = self.rx[self.rx_head];
+        self.rx_head = (self.rx_head + 1) % RX_FIFO;
+        self.rx_len -= 1;
+        u32::from(b)
     }
 
     /// A guest read at `offset` from the base.
     pub fn read(&self, offset: u64) -> u32 {
         match offset {
             DR => 0,
-            FR => FR_TXFE | FR_RXFE,
+            FR => self.flags(),
             IBRD => self.ibrd,
             FBRD => self.fbrd,
             LCR_H => self.lcr_h,
             CR => self.cr,
             IFLS => self.ifls,
             IMSC => self.imsc,
-            RIS => INT_TX,
-            MIS => INT_TX & self.imsc,
+            RIS => self.ris(),
+            MIS => self.ris() & self.imsc,
             0xfe0..=0xffc if offset.is_multiple_of(4) => IDS[((offset - 0xfe0) / 4) as usize],
             _ => 0,
         }
@@ -151,6 +200,25 @@ mod tests {
         assert_eq!(u.read(0x800), 0);
         u.write(IMSC, INT_TX);
         assert_eq!(u.read(MIS), INT_TX);
+    }
+
+    #[test]
+    fn receive_fifo_and_interrupt_level() {
+        let mut u = Pl011::new();
+        assert!(!u.level());
+        u.write(IMSC, INT_RX | INT_RT);
+        assert!(!u.level());
+        assert!(u.push_rx(b'a') && u.push_rx(b'b'));
+        assert!(u.level());
+        assert_eq!(u.read(FR) & FR_RXFE, 0);
+        assert_eq!((u.read_data(), u.read_data()), (0x61, 0x62));
+        assert!(!u.level());
+        assert_eq!(u.read(FR) & FR_RXFE, FR_RXFE);
+        for _ in 0..RX_FIFO {
+            assert!(u.push_rx(b'x'));
+        }
+        assert!(!u.push_rx(b'y'), "full FIFO drops");
+        assert_eq!(u.read(FR) & FR_RXFF, FR_RXFF);
     }
 
     #[test]

@@ -27,6 +27,18 @@ impl Write for Out<'_> {
     }
 }
 
+/// Reads one byte of input from the physical UART, if any.
+pub fn getc() -> Option<u8> {
+    CONSOLE.lock().as_ref().and_then(|u| u.getc())
+}
+
+/// Lets the UART interrupt on input.
+pub fn enable_input() {
+    if let Some(u) = CONSOLE.lock().as_ref() {
+        u.enable_rx_irq();
+    }
+}
+
 /// Prints a hypervisor line.
 pub fn hyp_line(args: fmt::Arguments<'_>) {
     let g = CONSOLE.lock();

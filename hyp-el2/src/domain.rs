@@ -1,5 +1,6 @@
 //! Domains at run time: loading their images, their vCPUs' lives on the pinned pCPUs, and the
-//! guest trap handlers (PSCI over HVC/SMC, Xen hypercall entry, MMIO emulation of the vPL011,
+//! guest trap handlers (PSCI over HVC/SMC, Xen hypercall entry, MMIO emulation of the vGIC
+//! distributor/redistributors and the vPL011, SGI system registers, physical interrupts,
 //! stage-2 faults, everything else).
 //!
 //! Invariants: a pCPU only ever runs the one vCPU the plan pins to it; a domain's state only
@@ -18,7 +19,12 @@ use hyp_core::esr::{self, Class, Esr};
 use hyp_core::list::List;
 use hyp_core::plan::{FaultPolicy, PowerOffPolicy, MAX_DOMAINS, MAX_VCPUS};
 use hyp_core::psci::{self, Call, Power};
-use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE};
+use hyp_core::guestdt::GuestGic;
+use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
+use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
+
+/// Interrupt ID of every domain's emulated PL011.
+pub const VUART_INTID: u32 = 32 + VUART_SPI;
 
 use crate::boot::MAX_CPUS;
 
@@ -60,6 +66,12 @@ pub struct DomainCfg {
     pub on_fault: FaultPolicy,
     /// Power-off policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Where its virtual GIC sits.
+    pub gic: Option<GuestGic>,
+    /// CNTVOFF_EL2: its virtual counter starts near zero when it is created.
+    pub cntvoff: u64,
+    /// Runs Linux (gets the console focus first).
+    pub linux: bool,
 }
 
 impl DomainCfg {
@@ -139,6 +151,8 @@ pub struct DomainRt {
     on_entry: [AtomicU64; MAX_VCPUS],
     on_ctx: [AtomicU64; MAX_VCPUS],
     console: SpinLock<(Pl011, LineBuf)>,
+    /// The vPL011 interrupt is in a list register (or latched) until the guest EOIs it.
+    uart_inflight: AtomicBool,
 }
 
 impl DomainRt {
@@ -151,6 +165,7 @@ impl DomainRt {
             on_entry: [const { AtomicU64::new(0) }; MAX_VCPUS],
             on_ctx: [const { AtomicU64::new(0) }; MAX_VCPUS],
             console: SpinLock::new((Pl011::new(), LineBuf::new())),
+            uart_inflight: AtomicBool::new(false),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -173,6 +188,56 @@ fn config() -> &'static Config {
     match CONFIG.get() {
         Some(c) => c,
         None => crash::power_off(false, format_args!("configuration used before it was published")),
+    }
+}
+
+/// Physical CPUs of domain `d`'s vCPUs.
+pub fn pcpus(d: usize) -> &'static [u8] {
+    config().domains.get(d).map_or(&[], |c| &c.pcpus[..])
+}
+
+/// Name of domain `d`.
+pub fn name(d: usize) -> &'static str {
+    config().domains.get(d).map_or("?", |c| c.name())
+}
+
+/// Number of domains.
+pub fn count() -> usize {
+    config().domains.len()
+}
+
+/// Whether domain `d` runs Linux.
+pub fn is_linux(d: usize) -> bool {
+    config().domains.get(d).is_some_and(|c| c.linux)
+}
+
+/// Whether domain `d` has not ended.
+pub fn is_running(d: usize) -> bool {
+    d < MAX_DOMAINS && RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8
+}
+
+/// A byte of console input for domain `d`.
+pub fn console_input(d: usize, b: u8) {
+    if !is_running(d) {
+        return;
+    }
+    let _ = RT[d].console.lock().0.push_rx(b);
+    uart_update(d);
+}
+
+/// Re-evaluates domain `d`'s vPL011 interrupt line.
+fn uart_update(d: usize) {
+    let level = RT[d].console.lock().0.level();
+    if level && !RT[d].uart_inflight.swap(true, Ordering::AcqRel) && !crate::irq::raise(d, 0, VUART_INTID) {
+        RT[d].uart_inflight.store(false, Ordering::Release);
+    }
+}
+
+/// The guest EOI'd a level-sensitive software interrupt: re-sample its source.
+pub fn level_eoi(d: usize, intid: u32) {
+    if intid == VUART_INTID {
+        RT[d].uart_inflight.store(false, Ordering::Release);
+        uart_update(d);
     }
 }
 
@@ -210,12 +275,13 @@ pub fn cpu_setup(cpu: usize) {
         | 1 << 20 // TIDCP: trap implementation-defined registers
         | 1 << 31; // RW: EL1 is AArch64
     let pmcr_n = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
+    crate::gic::init_cpu(cpu);
     // SAFETY: these registers configure how this CPU traps and translates guests; no guest runs
     // on it yet.
     unsafe {
         write_sysreg!("vtcr_el2", hyp_core::pgtable::vtcr_el2(parange));
         write_sysreg!("hcr_el2", hcr);
-        write_sysreg!("cnthctl_el2", 0b11); // EL1 may use the physical counter and timer
+        write_sysreg!("cnthctl_el2", 0b01); // EL1 reads the physical counter; its timer traps
         write_sysreg!("cntvoff_el2", 0);
         write_sysreg!("cptr_el2", 0x33ff); // no FP/SIMD traps
         write_sysreg!("mdcr_el2", pmcr_n);
@@ -244,6 +310,7 @@ pub fn cpu_run(cpu: usize) -> ! {
     // stale translations for it.
     unsafe {
         write_sysreg!("vttbr_el2", dom.vttbr);
+        write_sysreg!("cntvoff_el2", dom.cntvoff);
         arch::isb();
         core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
     }
@@ -276,6 +343,12 @@ fn frame(cpu: usize) -> *mut GuestRegs {
 }
 
 fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
+    if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+        if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
+            vd.reset_vcpu(v);
+        }
+    }
+    crate::irq::reset_cpu(cpu);
     // SAFETY: fresh EL1 state for a vCPU that is not running; guest RAM at `entry` was loaded.
     unsafe {
         write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
@@ -311,6 +384,12 @@ fn current() -> (usize, usize, usize) {
 /// Synchronous exception from a guest. Returns the frame to resume.
 pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
     let (cpu, d, v) = current();
+    guest_sync_inner(regs, cpu, d, v);
+    crate::irq::flush(cpu);
+    regs
+}
+
+fn guest_sync_inner(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
     let e = Esr(read_sysreg!("esr_el2"));
     match e.class() {
         Class::Hvc64 => match e.imm16() {
@@ -326,20 +405,39 @@ pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
                 regs.x[0] = psci::ret::NOT_SUPPORTED as u64;
             }
         }
-        Class::DataAbortLower => data_abort(regs, cpu, d, e),
+        Class::DataAbortLower => data_abort(regs, cpu, d, v, e),
         Class::InstAbortLower => {
             let ipa = fault_ipa();
             stage2_fault(regs, cpu, d, "instruction fetch", ipa, false, false);
         }
         Class::Wfx => regs.elr += 4,
+        Class::SysReg => sysreg(regs, d, v, e),
         _ => inject_undef(regs),
     }
-    regs
+}
+
+/// Trapped system registers: only the GICv3 SGI generation registers are emulated.
+fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
+    let s = e.sysreg();
+    let is_sgi = (s.op0, s.op1, s.crn, s.crm) == (3, 0, 12, 11) && (5..=7).contains(&s.op2);
+    if !is_sgi || s.read {
+        inject_undef(regs);
+        return;
+    }
+    let val = if s.reg == 31 { 0 } else { regs.x[usize::from(s.reg)] };
+    if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
+        let (targets, sgi) = vd.decode_sgi1r(v, val);
+        vd.send_sgi(targets, sgi, &mut crate::irq::DomainSink::new(d));
+    }
+    regs.elr += 4;
 }
 
 /// IRQ, FIQ or SError from a guest.
 pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs {
-    let (cpu, d, _) = current();
+    let (cpu, d, v) = current();
+    if kind == 1 {
+        crate::irq::handle(d, v);
+    }
     if kind == 3 {
         let name = config().domains[d].name();
         hprintln!(
@@ -350,6 +448,7 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
         end_domain(d, EndReason::Crashed);
         idle(cpu);
     }
+    crate::irq::flush(cpu);
     regs
 }
 
@@ -359,46 +458,120 @@ fn fault_ipa() -> u64 {
     (((hpfar >> 4) & 0xff_ffff_ffff) << 12) | (far & 0xfff)
 }
 
-fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, e: Esr) {
+/// An emulated MMIO device a trapped access hit.
+enum Emu {
+    Uart(u64),
+    Dist(u64),
+    Redist(usize, u64),
+}
+
+fn emulated(dom: &DomainCfg, ipa: u64) -> Option<Emu> {
+    if (VUART_BASE..VUART_BASE + VUART_SIZE).contains(&ipa) {
+        return Some(Emu::Uart(ipa - VUART_BASE));
+    }
+    let g = dom.gic?;
+    if (g.dist..g.dist + DIST_SIZE).contains(&ipa) {
+        return Some(Emu::Dist(ipa - g.dist));
+    }
+    let rsize = dom.pcpus.len() as u64 * REDIST_STRIDE;
+    if g.version == Version::V3 && (g.cpu_or_redist..g.cpu_or_redist + rsize).contains(&ipa) {
+        let off = ipa - g.cpu_or_redist;
+        return Some(Emu::Redist((off / REDIST_STRIDE) as usize, off % REDIST_STRIDE));
+    }
+    None
+}
+
+fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize, e: Esr) {
     let da = e.data_abort();
     let ipa = fault_ipa();
-    if (VUART_BASE..VUART_BASE + VUART_SIZE).contains(&ipa) {
-        if !da.isv || da.size > 4 {
-            let name = config().domains[d].name();
-            hprintln!(
-                "domain '{name}': vPL011 access without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
-                regs.elr
-            );
-            inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
-            return;
+    let dom = &config().domains[d];
+    let Some(dev) = emulated(dom, ipa) else {
+        stage2_fault(regs, cpu, d, if da.write { "write" } else { "read" }, ipa, true, da.write);
+        return;
+    };
+    if !da.isv || da.size > 8 {
+        hprintln!(
+            "domain '{}': emulated MMIO access at IPA {ipa:#x} without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
+            dom.name(),
+            regs.elr
+        );
+        inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
+        return;
+    }
+    let mask = if da.size == 8 { u64::MAX } else { (1u64 << (8 * u32::from(da.size))) - 1 };
+    let wval = if da.reg == 31 { 0 } else { regs.x[usize::from(da.reg)] } & mask;
+    let size = da.size;
+    let result = match dev {
+        Emu::Uart(off) => uart_access(d, off, size, da.write, wval),
+        Emu::Dist(off) => {
+            let mut g = crate::irq::VDIST[d].lock();
+            g.as_mut().and_then(|vd| {
+                if da.write {
+                    vd.mmio_write(v, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
+                } else {
+                    vd.mmio_read(v, off, size)
+                }
+            })
         }
-        let off = ipa - VUART_BASE;
-        let rt = &RT[d];
+        Emu::Redist(rv, off) => {
+            let mut g = crate::irq::VDIST[d].lock();
+            g.as_mut().filter(|vd| rv < vd.nr_vcpus()).and_then(|vd| {
+                if da.write {
+                    vd.redist_write(rv, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
+                } else {
+                    vd.redist_read(rv, off, size)
+                }
+            })
+        }
+    };
+    let Some(mut val) = result else {
+        hprintln!(
+            "domain '{}': bad {}-byte {} of emulated register at IPA {ipa:#x} (PC {:#x}); injecting an abort",
+            dom.name(),
+            size,
+            if da.write { "write" } else { "read" },
+            regs.elr
+        );
+        inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
+        return;
+    };
+    if !da.write {
+        val &= mask;
+        if da.sign_extend && size < 8 && val & (1 << (8 * u32::from(size) - 1)) != 0 {
+            val |= !mask;
+        }
+        if !da.sixty_four {
+            val &= 0xffff_ffff;
+        }
+        if da.reg != 31 {
+            regs.x[usize::from(da.reg)] = val;
+        }
+    }
+    regs.elr += 4;
+}
+
+fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u64> {
+    if size > 4 {
+        return None;
+    }
+    let rt = &RT[d];
+    let r = {
         let mut uart = rt.console.lock();
-        let mask = if da.size == 4 { u64::from(u32::MAX) } else { (1u64 << (8 * u32::from(da.size))) - 1 };
-        if da.write {
-            let val = if da.reg == 31 { 0 } else { regs.x[usize::from(da.reg)] } & mask;
+        if write {
             if let Some(b) = uart.0.write(off, val as u32) {
                 if let Some(line) = uart.1.push(b) {
                     domain_line(config().domains[d].name(), line);
                 }
             }
+            0
+        } else if off == 0 {
+            u64::from(uart.0.read_data())
         } else {
-            let mut val = u64::from(uart.0.read(off & !3)) & mask;
-            if da.sign_extend && val & (1 << (8 * u32::from(da.size) - 1)) != 0 {
-                val |= !mask;
-            }
-            if !da.sixty_four {
-                val &= 0xffff_ffff;
-            }
-            if da.reg != 31 {
-                regs.x[usize::from(da.reg)] = val;
-            }
+            u64::from(uart.0.read(off & !3))
         }
-        regs.elr += 4;
-        return;
-    }
-    stage2_fault(regs, cpu, d, if da.write { "write" } else { "read" }, ipa, true, da.write);
+    };
+    uart_update(d);
+    Some(r)
 }
 
 fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64, data: bool, write: bool) {

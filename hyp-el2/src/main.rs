@@ -23,6 +23,9 @@ mod heap;
 mod mm;
 mod sync;
 mod uart;
+mod gic;
+mod irq;
+mod mux;
 
 use alloc::vec::Vec;
 use console::hprintln;
@@ -32,6 +35,9 @@ use hyp_core::addr::PhysRange;
 use hyp_core::hostdt::{self, Conduit};
 use hyp_core::list::List;
 use hyp_core::plan::{self, BoardLimits, Plan, PlanError};
+use hyp_core::guestdt::{GuestGic, Hardware};
+use hyp_core::passthrough::{self, Device, Reserved};
+use hyp_core::vgic::{Vdist, Version, CPUIF_SIZE, DIST_SIZE};
 use platforms::Platform;
 
 /// The board this image is built for.
@@ -112,11 +118,27 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         crash::power_off(false, format_args!("firmware PSCI over SMC is required (device tree psci method)"));
     }
 
-    let cfg = match build_config(&fdt, &board, dtb) {
+    let gic = match init_gic(&board) {
+        Ok(g) => g,
+        Err(why) => crash::power_off(false, format_args!("GIC: {why}")),
+    };
+    gic::init_cpu(0); // the boot CPU's interface mask is needed to route SPIs below
+    hprintln!("GIC: {} interrupt IDs, {} list registers per CPU", gic.lines, gic.nr_lrs);
+
+    let cfg = match build_config(&fdt, &board, dtb, gic) {
         Ok(c) => c,
         Err(()) => crash::power_off(false, format_args!("plan rejected, no domain was started")),
     };
     boot_cpus(&board, cfg)
+}
+
+fn init_gic(board: &hostdt::BoardInfo<'_>) -> Result<&'static gic::Gic, &'static str> {
+    let g = board.gic.ok_or("the device tree describes no GIC")?;
+    let version = match g.version {
+        platforms::GicVersion::V2 => Version::V2,
+        platforms::GicVersion::V3 => Version::V3,
+    };
+    gic::init(version, g.dist, g.cpu_or_redist, g.hyp.unwrap_or(0), g.vcpu.unwrap_or(0), &board.cpus)
 }
 
 fn opt_hex(v: Option<u64>) -> alloc::string::String {
@@ -157,7 +179,28 @@ fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
     }
 }
 
-fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: u64) -> Result<Config, ()> {
+/// What no passthrough device may share a page or an interrupt with.
+fn reserved(board: &hostdt::BoardInfo<'_>, g: &gic::Gic) -> List<Reserved, 8> {
+    let mut r = List::new();
+    let page = |b: u64, s: u64| PhysRange::new(b & !0xfff, (b + s).next_multiple_of(0x1000) - (b & !0xfff));
+    let _ = r.push(Reserved { what: "the hypervisor's console UART", range: page(PLATFORM.uart_base, 0x1000), intid: board.uart_irq });
+    let _ = r.push(Reserved { what: "the GIC distributor", range: page(g.dist, DIST_SIZE), intid: None });
+    let cpu_size = if g.version == Version::V3 { 0x2_0000 * board.cpus.len() as u64 } else { CPUIF_SIZE };
+    let _ = r.push(Reserved { what: "the GIC CPU interface/redistributors", range: page(g.cpu_or_redist, cpu_size), intid: None });
+    if g.version == Version::V2 {
+        let _ = r.push(Reserved { what: "the GIC virtual interface", range: page(g.hyp, 0x1000), intid: None });
+        let _ = r.push(Reserved { what: "the GIC virtual CPU interface", range: page(g.vcpu, CPUIF_SIZE), intid: None });
+    }
+    let _ = r.push(Reserved { what: "the domains' emulated console", range: PhysRange::new(0, 0), intid: Some(domain::VUART_INTID) });
+    r
+}
+
+fn build_config(
+    fdt: &fdt::Fdt<'static>,
+    board: &hostdt::BoardInfo<'_>,
+    dtb_pa: u64,
+    g: &'static gic::Gic,
+) -> Result<Config, ()> {
     let dtb_size = fdt.total_size() as u64;
     let staging = PhysRange::new(PLATFORM.staging.base, PLATFORM.staging.size);
     let footprint = |m: PhysRange| -> Result<u64, hyp_core::image::ImageError> {
@@ -202,7 +245,28 @@ fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: 
         hprintln!("plan rejected: the boot device tree at {dtb_range} lies in the RAM of domain '{}' (set fdt_high in U-Boot)", d.name);
         return Err(());
     }
-    hprintln!("plan validated: CPUs, memory and images are disjoint and inside the board");
+    // Passthrough devices: resolve every path in the board's tree, keep them disjoint.
+    let reserved = reserved(board, g);
+    let mut given: Vec<(usize, Device<'static>)> = Vec::new();
+    for (i, d) in plan.domains.iter().enumerate() {
+        for &path in d.devices.iter() {
+            let dev = passthrough::resolve(fdt, path).and_then(|dev| {
+                let others: Vec<Device<'static>> = given.iter().filter(|(j, _)| *j != i).map(|(_, x)| *x).collect();
+                let ram = board.memory.iter().map(|m| Reserved { what: "RAM", range: *m, intid: None });
+                let all: Vec<Reserved> = reserved.iter().copied().chain(ram).collect();
+                passthrough::check_disjoint(&dev, &all, &others).map(|()| dev)
+            });
+            match dev {
+                Ok(dev) => given.push((i, dev)),
+                Err(e) => {
+                    hprintln!("plan rejected: domain #{i} '{}', field 'devices': {path}: {e}", d.name);
+                    return Err(());
+                }
+            }
+        }
+    }
+    hprintln!("plan validated: CPUs, memory, images and devices are disjoint and inside the board");
+    let boot_count = arch::read_sysreg!("cntpct_el0");
 
     // SAFETY: single-threaded boot; secondaries are not started yet.
     let mut pool = unsafe { mm::PoolMem::boot() };
@@ -212,8 +276,37 @@ fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: 
         let head = unsafe { mm::phys_slice(d.kernel.base.0, 64) };
         let text_offset = hyp_core::image::parse(head).map(|h| h.text_offset).unwrap_or(0);
         let layout = plan::guest_layout(d, text_offset);
-        let blob: Vec<u8> = hyp_core::guestdt::build(d, text_offset, d.initrd.map_or(0, |r| r.size));
-        let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size) {
+        let devices: Vec<Device<'static>> = given.iter().filter(|(j, _)| *j == i).map(|(_, x)| *x).collect();
+        let ggic = match d.kind {
+            plan::DomainKind::Linux => GuestGic { version: g.version, dist: g.dist, cpu_or_redist: g.cpu_or_redist },
+            plan::DomainKind::Unikernel => GuestGic::xen_layout(g.version),
+        };
+        let hw = Hardware { gic: ggic, host: Some(fdt), devices: &devices };
+        let blob: Vec<u8> = hyp_core::guestdt::build(d, text_offset, d.initrd.map_or(0, |r| r.size), &hw);
+        // Stage-2 device mappings: the GICv2 virtual CPU interface where the guest expects its
+        // CPU interface, and every page of its passthrough devices (IPA == PA).
+        let mut maps: Vec<(u64, u64, u64)> = Vec::new();
+        if g.version == Version::V2 {
+            maps.push((ggic.cpu_or_redist, g.vcpu, CPUIF_SIZE));
+        }
+        for dev in &devices {
+            for p in dev.pages.iter() {
+                if !maps.iter().any(|m| m.0 == p.base.0) {
+                    maps.push((p.base.0, p.base.0, p.size));
+                }
+            }
+        }
+        let mut vd = Vdist::new(g.version, d.pcpus.len(), g.lines);
+        vd.assign_spi(domain::VUART_INTID, false);
+        for dev in &devices {
+            for &intid in dev.spis.iter() {
+                vd.assign_spi(intid, true);
+                irq::assign_spi(intid, i, usize::from(d.pcpus[0]));
+            }
+            hprintln!("domain '{}': passthrough {} (MMIO {:?}, interrupts {:?})", d.name, dev.path, &dev.regs[..], &dev.spis[..]);
+        }
+        *irq::VDIST[i].lock() = Some(vd);
+        let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size, &maps) {
             Ok(r) => r,
             Err(e) => {
                 hprintln!("plan rejected: domain '{}': stage-2 tables: {e:?}", d.name);
@@ -233,6 +326,9 @@ fn build_config(fdt: &fdt::Fdt<'static>, board: &hostdt::BoardInfo<'_>, dtb_pa: 
             guest_dtb: blob.leak(),
             on_fault: d.on_fault,
             on_poweroff: d.on_poweroff,
+            gic: Some(ggic),
+            linux: d.kind == plan::DomainKind::Linux,
+            cntvoff: boot_count,
             ..Default::default()
         };
         dc.set_name(d.name);
@@ -283,6 +379,13 @@ fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
         core::hint::spin_loop();
     }
     hprintln!("CPUs online: {}/{}", ONLINE.load(Ordering::Acquire), n);
+    if let Some(intid) = board.uart_irq {
+        irq::set_uart_irq(intid);
+        console::enable_input();
+    }
+    let focus = (0..domain::count()).find(|&d| domain::is_linux(d)).unwrap_or(0);
+    mux::set_focus(focus);
+    mux::announce();
     hprintln!("starting domains");
     domain::cpu_setup(0);
     domain::release_cpus();

@@ -100,10 +100,20 @@ pub fn el2_root() -> u64 {
     unsafe { *addr_of!(EL2_ROOT) }
 }
 
-/// Builds stage-2 tables mapping `[ipa, ipa+size)` to `[pa, pa+size)` as normal RAM.
-pub fn build_stage2(mem: &mut PoolMem, ipa: u64, pa: u64, size: u64) -> Result<u64, MapError> {
+/// Builds stage-2 tables mapping `[ipa, ipa+size)` to `[pa, pa+size)` as normal RAM, and each
+/// `(ipa, pa, size)` of `devices` as device MMIO.
+pub fn build_stage2(
+    mem: &mut PoolMem,
+    ipa: u64,
+    pa: u64,
+    size: u64,
+    devices: &[(u64, u64, u64)],
+) -> Result<u64, MapError> {
     let mut pt = PageTable::new(mem, Regime::Stage2)?;
     pt.map(mem, ipa, pa, size, Attrs::RAM)?;
+    for &(i, p, s) in devices {
+        pt.map(mem, i, p, s, Attrs::DEVICE)?;
+    }
     Ok(pt.root())
 }
 

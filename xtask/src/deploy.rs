@@ -95,6 +95,9 @@ pub struct DomainFile {
     /// "domain" or "board".
     #[serde(default = "default_poweroff")]
     pub on_poweroff: String,
+    /// Host device-tree paths of passthrough devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 fn default_kind() -> String {
@@ -143,6 +146,8 @@ pub struct ResolvedDomain {
     pub on_fault: FaultPolicy,
     /// Power-off policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Passthrough devices (host DT paths).
+    pub devices: Vec<String>,
 }
 
 /// A deployment ready to become a boot image.
@@ -175,6 +180,10 @@ pub trait ImageResolver {
     fn hypervisor(&mut self, platform: &Platform) -> Result<PathBuf, String>;
     /// Path of the built image for guest crate `name`, building it if needed.
     fn guest(&mut self, name: &str) -> Result<PathBuf, String>;
+    /// Path of Debian's arm64 kernel Image of `series` (`kernel = "debian:6.12"`).
+    fn linux_kernel(&mut self, series: &str) -> Result<PathBuf, String>;
+    /// Path of the control-domain initramfs for `series` (`initrd = "initramfs:6.12"`).
+    fn linux_initramfs(&mut self, series: &str) -> Result<PathBuf, String>;
 }
 
 fn field_err(file: &Path, i: usize, name: &str, field: &str, msg: impl std::fmt::Display) -> String {
@@ -235,6 +244,8 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
         let size = d.memory.value().map_err(|e| ferr("memory", &e))?;
         let kernel_path = if let Some(g) = d.kernel.strip_prefix("guest:") {
             images.guest(g).map_err(|e| ferr("kernel", &e))?
+        } else if let Some(series) = d.kernel.strip_prefix("debian:") {
+            images.linux_kernel(series).map_err(|e| ferr("kernel", &e))?
         } else {
             let p = dir.join(&d.kernel);
             if !p.is_file() {
@@ -250,6 +261,10 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
         let footprint = hdr.footprint(kernel.size);
         let initrd = match &d.initrd {
             None => None,
+            Some(spec) if spec.starts_with("initramfs:") => {
+                let p = images.linux_initramfs(&spec["initramfs:".len()..]).map_err(|e| ferr("initrd", &e))?;
+                Some(place(&p, format!("d{i}-initrd.img")).map_err(|e| ferr("initrd", &e))?)
+            }
             Some(p) => {
                 let p = dir.join(p);
                 if !p.is_file() {
@@ -285,6 +300,7 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
             bootargs: d.bootargs.clone(),
             on_fault,
             on_poweroff,
+            devices: d.devices.clone(),
         });
     }
     if next > st.base + st.size {
@@ -321,6 +337,8 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
             bootargs: &d.bootargs,
             on_fault: d.on_fault,
             on_poweroff: d.on_poweroff,
+            devices: List::from_slice(&d.devices.iter().map(String::as_str).collect::<Vec<_>>())
+                .ok_or_else(|| field_err(&dep.file, 0, &d.name, "devices", Problem::TooManyDevices))?,
         };
         plan.domains.push(dom).map_err(|_| format!("{}: domain: {}", dep.file.display(), Problem::TooManyDomains))?;
     }
@@ -373,6 +391,12 @@ mod fixtures {
             Ok(self.0.clone())
         }
         fn guest(&mut self, _name: &str) -> Result<PathBuf, String> {
+            Ok(self.0.clone())
+        }
+        fn linux_kernel(&mut self, _series: &str) -> Result<PathBuf, String> {
+            Ok(self.0.clone())
+        }
+        fn linux_initramfs(&mut self, _series: &str) -> Result<PathBuf, String> {
             Ok(self.0.clone())
         }
     }

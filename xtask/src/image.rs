@@ -100,6 +100,10 @@ pub fn boot_script(dep: &Deployment) -> String {
         let _ = writeln!(s, "fdt set {n} ferrum,memory-base <{}>", hex(d.memory.base.0));
         let _ = writeln!(s, "fdt set {n} ferrum,on-fault \"{}\"", d.on_fault.as_str());
         let _ = writeln!(s, "fdt set {n} ferrum,on-poweroff \"{}\"", d.on_poweroff.as_str());
+        if !d.devices.is_empty() {
+            let list: Vec<String> = d.devices.iter().map(|p| format!("\"{p}\"")).collect();
+            let _ = writeln!(s, "fdt set {n} ferrum,passthrough {}", list.join(" "));
+        }
         let k = format!("{n}/module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt mknod {n} module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt set {k} compatible \"multiboot,kernel\" \"multiboot,module\"");

@@ -11,6 +11,7 @@
 
 mod deploy;
 mod image;
+mod linux;
 mod qemu;
 mod setup;
 mod test;
@@ -144,6 +145,12 @@ impl deploy::ImageResolver for Guests {
         }
         build_flat(name, "aarch64-unknown-none", &[], name)
     }
+    fn linux_kernel(&mut self, series: &str) -> Result<PathBuf, String> {
+        Ok(linux::prepare(&root().join("build"), series)?.image)
+    }
+    fn linux_initramfs(&mut self, series: &str) -> Result<PathBuf, String> {
+        Ok(linux::prepare(&root().join("build"), series)?.initramfs)
+    }
 }
 
 fn build_all(platform: &str) -> Result<(), String> {
@@ -160,7 +167,13 @@ pub fn load_deployment(file: &Path, unchecked: bool) -> Result<deploy::Deploymen
 }
 
 /// Writes the boot disk for a deployment; returns its path.
-pub fn write_disk(dep: &deploy::Deployment, out: Option<PathBuf>) -> Result<PathBuf, String> {
+/// `extra` files are added to the boot partition (tests use it to hand the control domain its
+/// self-test instructions).
+pub fn write_disk(
+    dep: &deploy::Deployment,
+    out: Option<PathBuf>,
+    extra: &[(String, Vec<u8>)],
+) -> Result<PathBuf, String> {
     let dir = root().join("build").join(dep.platform.name).join(&dep.name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let script = image::boot_script(dep);
@@ -174,6 +187,9 @@ pub fn write_disk(dep: &deploy::Deployment, out: Option<PathBuf>) -> Result<Path
             files.push((m.disk_name.clone(), rd(&m.path)?));
         }
     }
+    let note = format!("ferrum boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
+    files.push(("ferrum.txt".to_string(), note.into_bytes()));
+    files.extend(extra.iter().cloned());
     let disk = out.unwrap_or_else(|| dir.join("disk.img"));
     image::disk_image(&disk, &files)?;
     Ok(disk)
@@ -230,7 +246,7 @@ fn cmd_image(args: &[String]) -> Result<u8, String> {
     let file = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
     let dep = load_deployment(&file, false)?;
     print_plan(&dep);
-    let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from))?;
+    let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[])?;
     println!("disk image: {}", disk.display());
     Ok(0)
 }

@@ -42,6 +42,8 @@ pub struct RunOpts {
     pub timeout: Option<u64>,
     /// Skip host validation.
     pub unchecked: bool,
+    /// Extra files for the boot partition.
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 /// Builds everything for `o` and returns the QEMU command line.
@@ -54,7 +56,7 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
             dep.platform.name
         ));
     }
-    let disk = write_disk(&dep, None)?;
+    let disk = write_disk(&dep, None, &o.extra_files)?;
     let env = root().join("build/qemu-virt/uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     Ok(qemu_command(o.gic, dep.platform, &disk, &env))
@@ -64,11 +66,15 @@ fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Co
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-M", &format!("virt,virtualization=on,gic-version={gic}")])
         .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
-        .args(["-nographic", "-no-reboot", "-nic", "none"])
+        .args(["-nographic", "-no-reboot"])
         .args(["-bios", setup::UBOOT_QEMU])
         .args(["-drive", &format!("if=pflash,format=raw,index=1,file={},readonly=on", env.display())])
         .args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
-        .args(["-device", "virtio-blk-device,drive=hd0"]);
+        // virtio-mmio transports fill from the top: the disk lands at 0x0a003e00 (SPI 47), the
+        // NIC at 0x0a003c00 (SPI 46); deployments pass them through by those DT paths.
+        .args(["-device", "virtio-blk-device,drive=hd0"])
+        .args(["-netdev", "user,id=net0"])
+        .args(["-device", "virtio-net-device,netdev=net0"]);
     c
 }
 
@@ -155,7 +161,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
     };
-    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked") })
+    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked"), extra_files: Vec::new() })
 }
 
 /// `cargo xtask run-qemu-aarch64`.

@@ -34,6 +34,31 @@ struct Scenario {
     /// Text that must not appear.
     #[serde(default)]
     forbid: Vec<String>,
+    /// Start an HTTP server on the host and tell the control domain's init (through
+    /// `selftest.txt` on the boot partition) to run its self-test against it.
+    #[serde(default)]
+    selftest: bool,
+}
+
+/// Body the host's test HTTP server answers with.
+pub const HTTP_BODY: &str = "ferrum-http-ok";
+
+/// Starts a tiny HTTP server on 127.0.0.1 (reachable from the guest as 10.0.2.2 through QEMU's
+/// user network); returns its port. It serves until xtask exits.
+pub fn start_http_server() -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("http server: {e}"))?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = c.read(&mut buf);
+            let body = format!("{HTTP_BODY}\n");
+            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        }
+    });
+    Ok(port)
 }
 
 struct Tally {
@@ -183,6 +208,12 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         deployment: root().join(&s.deployment),
                         timeout: Some(s.timeout),
                         unchecked: s.unchecked,
+                        extra_files: if s.selftest {
+                            let port = start_http_server()?;
+                            vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())]
+                        } else {
+                            Vec::new()
+                        },
                     };
                     let cmd = qemu::prepare(&o)?;
                     let run = qemu::run_batch(cmd, o.timeout, false)?;

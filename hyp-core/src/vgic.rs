@@ -1,0 +1,873 @@
+//! The virtual GIC of one domain: its distributor (and, for GICv3, its redistributors) as the
+//! guest sees them through trapped MMIO, the queue of interrupts waiting for a list register,
+//! and the list-register encodings of both GIC versions.
+//!
+//! One model serves GICv2 and GICv3; only register layouts differ. The arch layer owns the
+//! physical GIC and the list registers; it calls [`Vdist::mmio_read`] / [`Vdist::mmio_write`]
+//! / [`Vdist::redist_read`] / [`Vdist::redist_write`] for trapped accesses, [`Vdist::raise`]
+//! when a source fires, and [`flush`] to move queued interrupts into list registers.
+//!
+//! Invariants:
+//! - a domain only ever reads or changes the interrupts it owns: its SGIs/PPIs (banked per
+//!   vCPU) and the SPIs the plan gives it; every other SPI reads as zero and ignores writes;
+//! - physical side effects (enable, routing, trigger mode) are only ever requested for SPIs the
+//!   domain owns and that are hardware-mapped to it, and for routing only to its own vCPUs;
+//! - a vCPU index passed in is `< nr_vcpus` (the arch layer's own pinning guarantees it); guest
+//!   values (targets, affinities, offsets) are range-checked here.
+
+use crate::list::List;
+
+/// Interrupt IDs the model covers (SGIs, PPIs and SPIs 32..511).
+pub const NR_IRQS: usize = 512;
+/// Private interrupts (SGIs and PPIs) per vCPU.
+pub const NR_PRIVATE: usize = 32;
+/// Most vCPUs of one domain.
+pub const MAX_VCPUS: usize = crate::plan::MAX_VCPUS;
+/// The virtual timer PPI.
+pub const VTIMER_PPI: u32 = 27;
+/// Size of the distributor window the guest sees.
+pub const DIST_SIZE: u64 = 0x1_0000;
+/// Size of one GICv3 redistributor (RD_base + SGI_base frames).
+pub const REDIST_STRIDE: u64 = 0x2_0000;
+/// Size of the GICv2 CPU interface window the guest sees (mapped onto GICV).
+pub const CPUIF_SIZE: u64 = 0x2000;
+
+/// GIC architecture version the guest sees (always the host's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// GICv2 (GIC-400).
+    V2,
+    /// GICv3 without LPIs/ITS.
+    V3,
+}
+
+/// State of one interrupt as the guest programs it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Irq {
+    enabled: bool,
+    /// Raised while disabled; delivered when enabled.
+    latched: bool,
+    priority: u8,
+    edge: bool,
+    group1: bool,
+    /// vCPU the SPI is routed to.
+    target: u8,
+    /// SPI given to this domain by the plan.
+    owned: bool,
+    /// Backed by the physical interrupt with the same ID (passthrough).
+    hw: bool,
+}
+
+/// An interrupt on its way to a vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Virtual interrupt ID.
+    pub intid: u16,
+    /// Guest-programmed priority.
+    pub priority: u8,
+    /// Group 1 (GICv3 guests) or group 0 (GICv2 guests).
+    pub group1: bool,
+    /// The physical interrupt of the same ID is deactivated by the guest's EOI.
+    pub hw: bool,
+    /// Ask for a maintenance interrupt at EOI (software level-sensitive sources).
+    pub eoi_notify: bool,
+}
+
+impl Pending {
+    /// An empty entry (queue storage).
+    pub const NONE: Pending = Pending { intid: 0, priority: 0, group1: false, hw: false, eoi_notify: false };
+}
+
+/// An empty queue, usable in `const` contexts.
+pub const fn empty_queue() -> Queue {
+    Queue::with_storage([Pending::NONE; 64])
+}
+
+/// Physical side effects a distributor write asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhysOp {
+    /// Enable (true) or disable the physical SPI.
+    Enable(u16, bool),
+    /// Route the physical SPI to the pCPU running this vCPU.
+    Route(u16, u8),
+    /// Set the physical SPI's trigger mode (true = edge).
+    Config(u16, bool),
+}
+
+/// Receives what a distributor operation produces.
+pub trait Sink {
+    /// Queue `p` for `vcpu`.
+    fn deliver(&mut self, vcpu: usize, p: Pending);
+    /// Apply a physical side effect.
+    fn phys(&mut self, op: PhysOp);
+}
+
+/// A domain's virtual distributor and redistributors.
+#[derive(Clone)]
+pub struct Vdist {
+    version: Version,
+    nr_vcpus: usize,
+    /// Number of interrupt IDs presented (multiple of 32, <= NR_IRQS).
+    lines: usize,
+    ctlr: u32,
+    spis: [Irq; NR_IRQS - NR_PRIVATE],
+    private: [[Irq; NR_PRIVATE]; MAX_VCPUS],
+    /// GICR_WAKER.ProcessorSleep per vCPU.
+    asleep: [bool; MAX_VCPUS],
+}
+
+const fn bit(n: usize) -> u32 {
+    1 << n
+}
+
+impl Vdist {
+    /// A distributor out of reset for `nr_vcpus` vCPUs presenting `lines` interrupt IDs.
+    pub fn new(version: Version, nr_vcpus: usize, lines: usize) -> Self {
+        let lines = lines.clamp(64, NR_IRQS) & !31;
+        let mut private = [[Irq::default(); NR_PRIVATE]; MAX_VCPUS];
+        for bank in private.iter_mut() {
+            for (i, irq) in bank.iter_mut().enumerate() {
+                irq.edge = i < 16;
+                irq.owned = true;
+            }
+        }
+        Self {
+            version,
+            nr_vcpus: nr_vcpus.clamp(1, MAX_VCPUS),
+            lines,
+            ctlr: 0,
+            spis: [Irq::default(); NR_IRQS - NR_PRIVATE],
+            private,
+            asleep: [true; MAX_VCPUS],
+        }
+    }
+
+    /// GIC version presented.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Gives SPI `intid` to this domain; `hw` if a physical device drives it.
+    pub fn assign_spi(&mut self, intid: u32, hw: bool) -> bool {
+        let i = intid as usize;
+        if !(NR_PRIVATE..self.lines).contains(&i) {
+            return false;
+        }
+        let irq = &mut self.spis[i - NR_PRIVATE];
+        irq.owned = true;
+        irq.hw = hw;
+        true
+    }
+
+    /// Whether the domain owns `intid` (SGIs and PPIs always).
+    pub fn owns(&self, intid: u32) -> bool {
+        let i = intid as usize;
+        i < NR_PRIVATE || (i < self.lines && self.spis[i - NR_PRIVATE].owned)
+    }
+
+    fn irq(&self, vcpu: usize, intid: usize) -> Option<&Irq> {
+        if intid < NR_PRIVATE {
+            self.private.get(vcpu).map(|b| &b[intid])
+        } else if intid < self.lines && self.spis[intid - NR_PRIVATE].owned {
+            Some(&self.spis[intid - NR_PRIVATE])
+        } else {
+            None
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: usize, intid: usize) -> Option<&mut Irq> {
+        if intid < NR_PRIVATE {
+            self.private.get_mut(vcpu).map(|b| &mut b[intid])
+        } else if intid < self.lines && self.spis[intid - NR_PRIVATE].owned {
+            Some(&mut self.spis[intid - NR_PRIVATE])
+        } else {
+            None
+        }
+    }
+
+    fn pending_of(&self, irq: &Irq, intid: usize, eoi_notify: bool) -> Pending {
+        let hw = irq.hw || intid == VTIMER_PPI as usize;
+        Pending {
+            intid: intid as u16,
+            priority: irq.priority,
+            group1: irq.group1 || self.version == Version::V3,
+            hw,
+            // A level-sensitive software source is re-sampled when the guest EOIs it.
+            eoi_notify: !hw && (eoi_notify || (intid >= NR_PRIVATE && !irq.edge)),
+        }
+    }
+
+    /// A source raised `intid` (for a private interrupt: on `vcpu`). Delivers it if enabled,
+    /// otherwise latches it until the guest enables it. `eoi_notify` asks for a maintenance
+    /// interrupt at the guest's EOI (level-sensitive software sources). Returns false for an
+    /// interrupt the domain does not own.
+    pub fn raise(&mut self, vcpu: usize, intid: u32, eoi_notify: bool, sink: &mut impl Sink) -> bool {
+        let i = intid as usize;
+        let Some(irq) = self.irq_mut(vcpu, i) else { return false };
+        if !irq.enabled {
+            irq.latched = true;
+            return true;
+        }
+        let irq = *irq;
+        let to = if i < NR_PRIVATE { vcpu } else { usize::from(irq.target) };
+        sink.deliver(to, self.pending_of(&irq, i, eoi_notify));
+        true
+    }
+
+    /// Sends SGI `sgi` from `from` to every vCPU in `targets` (bit n = vCPU n).
+    pub fn send_sgi(&mut self, targets: u32, sgi: u32, sink: &mut impl Sink) {
+        if sgi >= 16 {
+            return;
+        }
+        for v in 0..self.nr_vcpus {
+            if targets & bit(v) != 0 {
+                self.raise(v, sgi, false, sink);
+            }
+        }
+    }
+
+    /// Target mask of a GICv3 `ICC_SGI1R_EL1` write from `from`, and the SGI number.
+    pub fn decode_sgi1r(&self, from: usize, val: u64) -> (u32, u32) {
+        let sgi = ((val >> 24) & 0xf) as u32;
+        let all_mask = (bit(self.nr_vcpus) - 1) & !bit(from);
+        if val & (1 << 40) != 0 {
+            return (all_mask, sgi);
+        }
+        // Our vCPUs have Aff3.Aff2.Aff1 = 0 and Aff0 = index.
+        if (val >> 16) & 0xff != 0 || (val >> 32) & 0xff != 0 || (val >> 48) & 0xff != 0 {
+            return (0, sgi);
+        }
+        ((val & 0xffff) as u32 & (bit(self.nr_vcpus) - 1), sgi)
+    }
+
+    fn set_enable(&mut self, vcpu: usize, i: usize, on: bool, sink: &mut impl Sink) {
+        let Some(irq) = self.irq_mut(vcpu, i) else { return };
+        if irq.enabled == on {
+            return;
+        }
+        irq.enabled = on;
+        let irq = *irq;
+        if irq.hw && i >= NR_PRIVATE {
+            sink.phys(PhysOp::Enable(i as u16, on));
+        }
+        if on && irq.latched {
+            if let Some(m) = self.irq_mut(vcpu, i) {
+                m.latched = false;
+            }
+            let to = if i < NR_PRIVATE { vcpu } else { usize::from(irq.target) };
+            sink.deliver(to, self.pending_of(&irq, i, false));
+        }
+    }
+
+    /// Bits of a 1-bit-per-interrupt register covering IDs `first..first+32`.
+    fn bits(&self, vcpu: usize, first: usize, f: impl Fn(&Irq) -> bool) -> u32 {
+        (0..32).filter(|&n| self.irq(vcpu, first + n).is_some_and(&f)).fold(0, |acc, n| acc | bit(n))
+    }
+
+    fn read_common(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
+        let o = off as usize;
+        Some(match o {
+            0x080..=0x0ff => u64::from(self.bits(vcpu, (o - 0x080) * 8, |q| q.group1)),
+            0x100..=0x1ff => u64::from(self.bits(vcpu, (o & 0x7f) * 8, |q| q.enabled)),
+            0x200..=0x2ff => u64::from(self.bits(vcpu, (o & 0x7f) * 8, |q| q.latched)),
+            0x300..=0x3ff => 0,
+            0x400..=0x7ff => {
+                let first = o - 0x400;
+                (0..usize::from(size))
+                    .map(|k| u64::from(self.irq(vcpu, first + k).map_or(0, |q| q.priority)) << (8 * k))
+                    .fold(0, |a, b| a | b)
+            }
+            0xc00..=0xcff => {
+                let first = (o - 0xc00) * 4;
+                (0..16)
+                    .filter(|&k| self.irq(vcpu, first + k).is_some_and(|q| q.edge))
+                    .fold(0u64, |a, k| a | (2 << (2 * k)))
+            }
+            _ => return None,
+        })
+    }
+
+    fn write_common(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
+        let o = off as usize;
+        let v32 = val as u32;
+        match o {
+            0x080..=0x0ff => {
+                let first = (o - 0x080) * 8;
+                for n in 0..32 {
+                    if let Some(q) = self.irq_mut(vcpu, first + n) {
+                        q.group1 = v32 & bit(n) != 0;
+                    }
+                }
+            }
+            0x100..=0x1ff => {
+                let first = (o & 0x7f) * 8;
+                for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
+                    self.set_enable(vcpu, first + n, o < 0x180, sink);
+                }
+            }
+            0x200..=0x27f => {
+                let first = (o & 0x7f) * 8;
+                for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
+                    // Software-set pending only for interrupts no device drives.
+                    if self.irq(vcpu, first + n).is_some_and(|q| !q.hw && first + n != VTIMER_PPI as usize) {
+                        self.raise(vcpu, (first + n) as u32, false, sink);
+                    }
+                }
+            }
+            0x280..=0x2ff => {
+                let first = (o & 0x7f) * 8;
+                for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
+                    if let Some(q) = self.irq_mut(vcpu, first + n) {
+                        q.latched = false;
+                    }
+                }
+            }
+            0x300..=0x3ff => {}
+            0x400..=0x7ff => {
+                let first = o - 0x400;
+                for k in 0..usize::from(size) {
+                    if let Some(q) = self.irq_mut(vcpu, first + k) {
+                        q.priority = (val >> (8 * k)) as u8;
+                    }
+                }
+            }
+            0xc00..=0xcff => {
+                let first = (o - 0xc00) * 4;
+                for k in 0..16 {
+                    let i = first + k;
+                    if i < 16 {
+                        continue; // SGIs are always edge
+                    }
+                    let edge = v32 & (2 << (2 * k)) != 0;
+                    if let Some(q) = self.irq_mut(vcpu, i) {
+                        if q.edge != edge {
+                            q.edge = edge;
+                            if q.hw && i >= NR_PRIVATE {
+                                sink.phys(PhysOp::Config(i as u16, edge));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn valid_size(off: u64, size: u8) -> bool {
+        match size {
+            4 => off.is_multiple_of(4),
+            1 => (0x400..0xc00).contains(&off),
+            8 => off.is_multiple_of(8) && (0x6000..0x8000).contains(&off),
+            _ => false,
+        }
+    }
+
+    /// A guest read of the distributor at `off` by `vcpu`. `None` for an access that is not a
+    /// register access (bad size or alignment): the caller injects an abort.
+    pub fn mmio_read(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
+        if !Self::valid_size(off, size) {
+            return None;
+        }
+        let v3 = self.version == Version::V3;
+        // Private interrupts are reached through the redistributor on GICv3 (ARE=1).
+        if v3 && (0x080..0xd00).contains(&off) && Self::private_window(off) {
+            return Some(0);
+        }
+        if let Some(v) = self.read_common(vcpu, off, size) {
+            return Some(v);
+        }
+        Some(match off {
+            0x000 => u64::from(if v3 { self.ctlr | 0x10 } else { self.ctlr }),
+            0x004 => {
+                let cpus = if v3 { 0 } else { (self.nr_vcpus as u32 - 1) << 5 };
+                let idbits = if v3 { 9 << 19 } else { 0 };
+                u64::from((self.lines as u32 / 32 - 1) | cpus | idbits)
+            }
+            0x008 => 0x0100_143b, // implementer: ARM, as a GIC-400/GIC-600 reports
+            0x800..=0xbff if !v3 => {
+                let first = off as usize - 0x800;
+                (0..usize::from(size))
+                    .map(|k| {
+                        let i = first + k;
+                        let t = if i < NR_PRIVATE {
+                            u64::from(bit(vcpu) as u8)
+                        } else {
+                            self.irq(vcpu, i).map_or(0, |q| 1u64 << q.target)
+                        };
+                        t << (8 * k)
+                    })
+                    .fold(0, |a, b| a | b)
+            }
+            0x6100..=0x7fff if v3 => {
+                let i = (off as usize - 0x6000) / 8;
+                let t = self.irq(vcpu, i).map_or(0, |q| u64::from(q.target));
+                if size == 4 && off % 8 == 4 {
+                    0
+                } else {
+                    t
+                }
+            }
+            0xfe8 if !v3 => 0x2b,
+            0xffe8 if v3 => 0x3b,
+            _ => 0,
+        })
+    }
+
+    fn private_window(off: u64) -> bool {
+        // The first register of each 1-bit bank, the first 32 priority bytes and ICFGR0/1.
+        matches!(off, 0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0xc00 | 0xc04)
+            || (0x400..0x420).contains(&off)
+    }
+
+    /// A guest write of the distributor. Returns false for a bad access (abort).
+    pub fn mmio_write(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
+        if !Self::valid_size(off, size) {
+            return false;
+        }
+        let v3 = self.version == Version::V3;
+        if v3 && Self::private_window(off) {
+            return true;
+        }
+        if self.write_common(vcpu, off, size, val, sink) {
+            return true;
+        }
+        match off {
+            0x000 => self.ctlr = val as u32 & 0x3,
+            0x800..=0xbff if !v3 => {
+                let first = off as usize - 0x800;
+                for k in 0..usize::from(size) {
+                    let i = first + k;
+                    let mask = (val >> (8 * k)) as u8 as u32 & (bit(self.nr_vcpus) - 1);
+                    if i < NR_PRIVATE || mask == 0 {
+                        continue;
+                    }
+                    self.route(vcpu, i, mask.trailing_zeros() as u8, sink);
+                }
+            }
+            0x6100..=0x7fff if v3 => {
+                let i = (off as usize - 0x6000) / 8;
+                if size == 8 || off % 8 == 0 {
+                    // Aff0 names the vCPU; other affinity levels must be 0, IRM routing is
+                    // not offered (one target).
+                    let aff0 = (val & 0xff) as u8;
+                    if (aff0 as usize) < self.nr_vcpus && val & 0xff_00ff_ff00 == 0 {
+                        self.route(vcpu, i, aff0, sink);
+                    }
+                }
+            }
+            0xf00 if !v3 => {
+                let sgi = val as u32 & 0xf;
+                let all = bit(self.nr_vcpus) - 1;
+                let targets = match (val >> 24) & 3 {
+                    0 => ((val >> 16) & 0xff) as u32 & all,
+                    1 => all & !bit(vcpu),
+                    2 => bit(vcpu),
+                    _ => 0,
+                };
+                self.send_sgi(targets, sgi, sink);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn route(&mut self, vcpu: usize, i: usize, to: u8, sink: &mut impl Sink) {
+        if let Some(q) = self.irq_mut(vcpu, i) {
+            if q.target != to {
+                q.target = to;
+                if q.hw {
+                    sink.phys(PhysOp::Route(i as u16, to));
+                }
+            }
+        }
+    }
+
+    /// The vCPU an SPI is routed to.
+    pub fn target_of(&self, intid: u32) -> Option<usize> {
+        self.irq(0, intid as usize).filter(|_| intid as usize >= NR_PRIVATE).map(|q| usize::from(q.target))
+    }
+
+    /// A guest read of `vcpu`'s GICv3 redistributor frames (`off` < [`REDIST_STRIDE`]).
+    pub fn redist_read(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
+        if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
+            return None;
+        }
+        if off >= 0x1_0000 {
+            let o = off - 0x1_0000;
+            return Some(match o {
+                0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0x400..=0x41f | 0xc00 | 0xc04 => {
+                    self.read_common(vcpu, o, size.min(4)).unwrap_or(0)
+                }
+                _ => 0,
+            });
+        }
+        Some(match off {
+            0x0000 => 0,                     // GICR_CTLR: no LPIs
+            0x0004 => 0x0100_143b,           // GICR_IIDR
+            0x0008 | 0x000c => {
+                let last = if vcpu + 1 == self.nr_vcpus { 1 << 4 } else { 0 };
+                let typer = ((vcpu as u64) << 32) | ((vcpu as u64) << 8) | last;
+                if off == 0x000c {
+                    typer >> 32
+                } else if size == 4 {
+                    typer & 0xffff_ffff
+                } else {
+                    typer
+                }
+            }
+            0x0014 => {
+                if self.asleep[vcpu] {
+                    0b110
+                } else {
+                    0
+                }
+            }
+            0xffe8 => 0x3b,
+            _ => 0,
+        })
+    }
+
+    /// A guest write of `vcpu`'s GICv3 redistributor frames. False for a bad access.
+    pub fn redist_write(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
+        if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
+            return false;
+        }
+        if off >= 0x1_0000 {
+            let o = off - 0x1_0000;
+            if matches!(o, 0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0x400..=0x41f | 0xc00 | 0xc04) {
+                self.write_common(vcpu, o, 4, val, sink);
+            }
+            return true;
+        }
+        if off == 0x0014 {
+            self.asleep[vcpu] = val & 0b10 != 0;
+        }
+        true
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> usize {
+        self.nr_vcpus
+    }
+
+    /// Forgets `vcpu`'s private interrupt state (vCPU reset by PSCI CPU_ON).
+    pub fn reset_vcpu(&mut self, vcpu: usize) {
+        if let Some(bank) = self.private.get_mut(vcpu) {
+            for (i, irq) in bank.iter_mut().enumerate() {
+                *irq = Irq { edge: i < 16, owned: true, ..Irq::default() };
+            }
+        }
+    }
+}
+
+/// State of a list register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LrState {
+    /// Free.
+    #[default]
+    Invalid,
+    /// Pending.
+    Pending,
+    /// Active.
+    Active,
+    /// Active and pending again.
+    PendingActive,
+}
+
+/// A decoded list register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lr {
+    /// Virtual interrupt ID.
+    pub intid: u16,
+    /// State.
+    pub state: LrState,
+    /// Priority (8-bit scale).
+    pub priority: u8,
+    /// Group 1.
+    pub group1: bool,
+    /// Hardware interrupt (physical ID == virtual ID).
+    pub hw: bool,
+    /// Maintenance interrupt at EOI (software interrupts only).
+    pub eoi: bool,
+}
+
+impl LrState {
+    fn bits(self) -> u64 {
+        match self {
+            Self::Invalid => 0,
+            Self::Pending => 1,
+            Self::Active => 2,
+            Self::PendingActive => 3,
+        }
+    }
+    fn from_bits(b: u64) -> Self {
+        match b & 3 {
+            0 => Self::Invalid,
+            1 => Self::Pending,
+            2 => Self::Active,
+            _ => Self::PendingActive,
+        }
+    }
+}
+
+impl Lr {
+    /// From a queued interrupt.
+    pub fn from_pending(p: Pending) -> Self {
+        Self {
+            intid: p.intid,
+            state: LrState::Pending,
+            priority: p.priority,
+            group1: p.group1,
+            hw: p.hw,
+            eoi: p.eoi_notify && !p.hw,
+        }
+    }
+
+    /// GICH_LR encoding (GICv2).
+    pub fn encode_v2(&self) -> u32 {
+        if self.state == LrState::Invalid {
+            return 0;
+        }
+        let mut v = u32::from(self.intid) & 0x3ff;
+        if self.hw {
+            v |= (u32::from(self.intid) & 0x3ff) << 10 | 1 << 31;
+        } else if self.eoi {
+            v |= 1 << 19;
+        }
+        v |= u32::from(self.priority >> 3) << 23;
+        v |= (self.state.bits() as u32) << 28;
+        if self.group1 {
+            v |= 1 << 30;
+        }
+        v
+    }
+
+    /// Decodes a GICH_LR value.
+    pub fn decode_v2(v: u32) -> Self {
+        let hw = v & (1 << 31) != 0;
+        Self {
+            intid: (v & 0x3ff) as u16,
+            state: LrState::from_bits(u64::from(v >> 28)),
+            priority: (((v >> 23) & 0x1f) << 3) as u8,
+            group1: v & (1 << 30) != 0,
+            hw,
+            eoi: !hw && v & (1 << 19) != 0,
+        }
+    }
+
+    /// ICH_LR<n>_EL2 encoding (GICv3).
+    pub fn encode_v3(&self) -> u64 {
+        if self.state == LrState::Invalid {
+            return 0;
+        }
+        let mut v = u64::from(self.intid);
+        if self.hw {
+            v |= u64::from(self.intid) << 32 | 1 << 61;
+        } else if self.eoi {
+            v |= 1 << 41;
+        }
+        v |= u64::from(self.priority) << 48;
+        if self.group1 {
+            v |= 1 << 60;
+        }
+        v | self.state.bits() << 62
+    }
+
+    /// Decodes an ICH_LR<n>_EL2 value.
+    pub fn decode_v3(v: u64) -> Self {
+        let hw = v & (1 << 61) != 0;
+        Self {
+            intid: (v & 0xffff) as u16,
+            state: LrState::from_bits(v >> 62),
+            priority: (v >> 48) as u8,
+            group1: v & (1 << 60) != 0,
+            hw,
+            eoi: !hw && v & (1 << 41) != 0,
+        }
+    }
+}
+
+/// Interrupts waiting for a list register, per vCPU.
+pub type Queue = List<Pending, 64>;
+
+/// Adds `p` to `q` unless it is already queued. False if the queue is full.
+pub fn enqueue(q: &mut Queue, p: Pending) -> bool {
+    if q.iter().any(|x| x.intid == p.intid) {
+        return true;
+    }
+    q.push(p).is_ok()
+}
+
+/// Moves queued interrupts into the list registers `lrs`, highest priority (lowest value)
+/// first; a queued interrupt of higher priority evicts a merely pending one of lower priority
+/// back into the queue. Returns the bit mask of list registers changed.
+pub fn flush(q: &mut Queue, lrs: &mut [Lr]) -> u32 {
+    let mut changed = 0;
+    loop {
+        let Some(best) = q.iter().enumerate().min_by_key(|(_, p)| p.priority).map(|(i, _)| i) else { break };
+        let p = q[best];
+        if let Some(n) = lrs.iter().position(|l| l.state != LrState::Invalid && l.intid == p.intid) {
+            // Already in flight: an edge that comes again while active is pending again.
+            if lrs[n].state == LrState::Active && !lrs[n].hw {
+                lrs[n].state = LrState::PendingActive;
+                changed |= bit(n);
+            }
+            remove(q, best);
+            continue;
+        }
+        let slot = lrs.iter().position(|l| l.state == LrState::Invalid).or_else(|| {
+            lrs.iter()
+                .enumerate()
+                .filter(|(_, l)| l.state == LrState::Pending && l.priority > p.priority)
+                .max_by_key(|(_, l)| l.priority)
+                .map(|(i, _)| i)
+        });
+        let Some(n) = slot else { break };
+        remove(q, best);
+        if lrs[n].state == LrState::Pending {
+            let old = lrs[n];
+            let _ = q.push(Pending {
+                intid: old.intid,
+                priority: old.priority,
+                group1: old.group1,
+                hw: old.hw,
+                eoi_notify: old.eoi,
+            });
+        }
+        lrs[n] = Lr::from_pending(p);
+        changed |= bit(n);
+    }
+    changed
+}
+
+fn remove(q: &mut Queue, i: usize) {
+    let mut out = Queue::new();
+    for (k, p) in q.iter().enumerate() {
+        if k != i {
+            let _ = out.push(*p);
+        }
+    }
+    *q = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    #[derive(Default)]
+    struct Rec {
+        delivered: Vec<(usize, Pending)>,
+        ops: Vec<PhysOp>,
+    }
+    impl Sink for Rec {
+        fn deliver(&mut self, vcpu: usize, p: Pending) {
+            self.delivered.push((vcpu, p));
+        }
+        fn phys(&mut self, op: PhysOp) {
+            self.ops.push(op);
+        }
+    }
+
+    #[test]
+    fn unowned_spis_read_as_zero_and_ignore_writes() {
+        let mut d = Vdist::new(Version::V2, 2, 288);
+        let mut r = Rec::default();
+        d.assign_spi(79, true);
+        assert!(d.mmio_write(0, 0x100 + 8, 4, u64::MAX, &mut r)); // ISENABLER2: 64..95
+        assert_eq!(d.mmio_read(0, 0x100 + 8, 4), Some(1 << (79 - 64)));
+        assert_eq!(r.ops, [PhysOp::Enable(79, true)]);
+        // Another domain's SPI 78 cannot be raised here.
+        assert!(!d.raise(0, 78, false, &mut r));
+        assert_eq!(d.mmio_read(0, 0x400 + 78, 1), Some(0));
+    }
+
+    #[test]
+    fn latched_until_enabled_then_delivered_to_target() {
+        let mut d = Vdist::new(Version::V2, 2, 288);
+        let mut r = Rec::default();
+        d.assign_spi(40, false);
+        d.mmio_write(0, 0x800 + 40, 1, 0b10, &mut r); // route to vCPU 1
+        d.mmio_write(0, 0x400 + 40, 1, 0xa0, &mut r);
+        assert!(d.raise(0, 40, true, &mut r));
+        assert!(r.delivered.is_empty());
+        d.mmio_write(0, 0x104, 4, 1 << 8, &mut r);
+        assert_eq!(r.delivered.len(), 1);
+        let (v, p) = r.delivered[0];
+        assert_eq!((v, p.intid, p.priority, p.hw), (1, 40, 0xa0, false));
+        assert_eq!(d.mmio_read(1, 0x800 + 40, 1), Some(0b10));
+    }
+
+    #[test]
+    fn sgis_v2_and_v3() {
+        let mut d = Vdist::new(Version::V2, 2, 288);
+        let mut r = Rec::default();
+        d.mmio_write(1, 0x100, 4, 0xffff, &mut r);
+        d.mmio_write(0, 0xf00, 4, (1 << 24) | 3, &mut r); // to all but self
+        d.mmio_write(1, 0xf00, 4, (2 << 24) | 4, &mut r); // to self: vCPU 1
+        d.mmio_write(1, 0xf00, 4, (1 << 16) | 6, &mut r); // vCPU 0 has SGIs disabled: latched
+        assert_eq!(r.delivered.iter().map(|(v, p)| (*v, p.intid)).collect::<Vec<_>>(), [(1, 3), (1, 4)]);
+        let d3 = Vdist::new(Version::V3, 4, 288);
+        assert_eq!(d3.decode_sgi1r(0, (2 << 24) | 0b1010), (0b1010, 2));
+        assert_eq!(d3.decode_sgi1r(1, 1 << 40), (0b1101, 0));
+        assert_eq!(d3.decode_sgi1r(0, (1 << 16) | 1).0, 0, "Aff1 != 0 names no vCPU of ours");
+    }
+
+    #[test]
+    fn v3_routing_and_redistributor() {
+        let mut d = Vdist::new(Version::V3, 2, 288);
+        let mut r = Rec::default();
+        d.assign_spi(78, true);
+        d.mmio_write(0, 0x6000 + 78 * 8, 8, 1, &mut r);
+        assert_eq!(r.ops, [PhysOp::Route(78, 1)]);
+        d.mmio_write(0, 0x6000 + 78 * 8, 8, 7, &mut r);
+        assert_eq!(d.target_of(78), Some(1), "vCPU 7 does not exist: ignored");
+        assert_eq!(d.redist_read(1, 0x8, 8), Some((1 << 32) | (1 << 8) | (1 << 4)));
+        assert_eq!(d.redist_read(0, 0x14, 4), Some(0b110));
+        d.redist_write(0, 0x14, 4, 0, &mut r);
+        assert_eq!(d.redist_read(0, 0x14, 4), Some(0));
+        d.redist_write(1, 0x1_0100, 4, 1 << 27, &mut r);
+        assert!(d.raise(1, 27, false, &mut r));
+        let (v, p) = *r.delivered.last().unwrap();
+        assert_eq!((v, p.intid, p.hw, p.group1), (1, 27, true, true));
+        assert_eq!(d.mmio_read(0, 0x0, 4), Some(0x10));
+        assert_eq!(d.mmio_read(0, 0x3, 4), None, "misaligned");
+    }
+
+    #[test]
+    fn list_register_encodings_round_trip() {
+        let l = Lr { intid: 79, state: LrState::Pending, priority: 0xa0, group1: false, hw: true, eoi: false };
+        assert_eq!(Lr::decode_v2(l.encode_v2()), l);
+        assert_eq!(l.encode_v2(), 79 | 79 << 10 | 1 << 31 | (0xa0 >> 3) << 23 | 1 << 28);
+        let s = Lr { intid: 32, state: LrState::Active, priority: 0x80, group1: true, hw: false, eoi: true };
+        assert_eq!(Lr::decode_v3(s.encode_v3()), s);
+        assert_eq!(s.encode_v3(), 32 | 1 << 41 | 0x80 << 48 | 1 << 60 | 2 << 62);
+    }
+
+    #[test]
+    fn flush_orders_by_priority_and_evicts() {
+        let p = |intid, priority| Pending { intid, priority, ..Pending::default() };
+        let mut q = Queue::new();
+        for (i, pr) in [(40, 0xc0), (41, 0x80), (42, 0xa0)] {
+            enqueue(&mut q, p(i, pr));
+        }
+        enqueue(&mut q, p(41, 0x80));
+        assert_eq!(q.len(), 3);
+        let mut lrs = [Lr::default(); 2];
+        assert_eq!(flush(&mut q, &mut lrs), 0b11);
+        assert_eq!((lrs[0].intid, lrs[1].intid), (41, 42));
+        assert_eq!(q[0].intid, 40);
+        // A more urgent interrupt evicts the lowest-priority pending one.
+        enqueue(&mut q, p(43, 0x10));
+        flush(&mut q, &mut lrs);
+        assert_eq!((lrs[0].intid, lrs[1].intid), (41, 43));
+        assert_eq!(q.iter().map(|x| x.intid).collect::<Vec<_>>(), [40, 42]);
+        // An edge while active becomes pending+active.
+        lrs[0].state = LrState::Active;
+        enqueue(&mut q, p(41, 0x80));
+        flush(&mut q, &mut lrs);
+        assert_eq!(lrs[0].state, LrState::PendingActive);
+    }
+}

@@ -1,0 +1,375 @@
+//! Debian's arm64 Linux for the control domain: fetching the kernel and busybox packages with
+//! `apt-get download`, unpacking them with `dpkg-deb -x`, and building the initramfs (busybox,
+//! the kernel modules the passthrough devices need with their dependencies, and `/init`).
+//!
+//! Nothing of Linux is patched or rebuilt: the kernel Image is Debian's `vmlinuz` as shipped.
+//! Everything is cached under `build/cache/` (packages) and `build/linux/<series>/` (Image,
+//! initramfs); a series is resolved to a package through Debian's `linux-image-arm64`
+//! metapackage of the suite that carries it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Kernel series we support: (series, suite that has it).
+pub const SERIES: &[(&str, &str)] = &[("6.12", "bookworm-backports"), ("6.1", "bookworm")];
+
+/// Modules the control domain loads (dependencies are added automatically).
+const MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii"];
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).map(|s| s.trim() == "0").unwrap_or(false)
+}
+
+/// Makes sure dpkg knows the arm64 architecture (so `apt-get download PKG:arm64` works).
+pub fn ensure_arm64_arch() -> Result<(), String> {
+    let foreign = run(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    let has_lists = run(Command::new("apt-cache").args(["show", "busybox-static:arm64"])).is_ok();
+    if foreign.lines().any(|l| l.trim() == "arm64") && has_lists {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err("arm64 packages are not known to apt; run as root:\n  dpkg --add-architecture arm64 && apt-get update".into());
+    }
+    println!("setup: dpkg --add-architecture arm64 && apt-get update");
+    run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    Ok(())
+}
+
+/// The linux-image package for `series`, from the `linux-image-arm64` metapackage.
+fn kernel_package(series: &str) -> Result<String, String> {
+    let info = run(Command::new("apt-cache").args(["show", "linux-image-arm64:arm64"]))?;
+    let prefix = format!("linux-image-{series}.");
+    for line in info.lines() {
+        if let Some(deps) = line.strip_prefix("Depends:") {
+            for dep in deps.split(',') {
+                let name = dep.split_whitespace().next().unwrap_or("");
+                if name.starts_with(&prefix) && name.ends_with("-arm64") {
+                    return Ok(name.to_string());
+                }
+            }
+        }
+    }
+    let suite = SERIES.iter().find(|s| s.0 == series).map_or("bookworm", |s| s.1);
+    Err(format!(
+        "no Debian arm64 kernel of series {series} is known to apt (is {suite} enabled? run `cargo xtask setup`)"
+    ))
+}
+
+/// Downloads (once) and unpacks `pkg:arm64`; returns the unpacked tree.
+fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
+    let dir = cache.join("unpacked").join(pkg);
+    if dir.join(".done").is_file() {
+        return Ok(dir);
+    }
+    let debs = cache.join("debs");
+    std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
+    let find = |debs: &Path| -> Option<PathBuf> {
+        std::fs::read_dir(debs).ok()?.flatten().map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
+    };
+    let deb = match find(&debs) {
+        Some(d) => d,
+        None => {
+            println!("fetch: apt-get download {pkg}:arm64");
+            run(Command::new("apt-get").current_dir(&debs).args(["download", "-q", &format!("{pkg}:arm64")]))?;
+            find(&debs).ok_or_else(|| format!("apt-get download {pkg}:arm64 left no .deb in {}", debs.display()))?
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    println!("fetch: dpkg-deb -x {} {}", deb.display(), dir.display());
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    std::fs::write(dir.join(".done"), b"").map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// Paths of a prepared kernel series.
+pub struct Linux {
+    /// The arm64 Image (Debian's vmlinuz).
+    pub image: PathBuf,
+    /// The initramfs (gzip'd newc cpio).
+    pub initramfs: PathBuf,
+    /// Kernel release, e.g. 6.12.95+deb12-arm64.
+    pub release: String,
+}
+
+/// Fetches and prepares `series` under `build/`.
+pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
+    if !SERIES.iter().any(|s| s.0 == series) {
+        let known: Vec<_> = SERIES.iter().map(|s| s.0).collect();
+        return Err(format!("unknown kernel series '{series}' (supported: {})", known.join(", ")));
+    }
+    let out = build.join("linux").join(series);
+    let stamp = out.join("release");
+    let image = out.join("Image");
+    let initramfs = out.join("initramfs.cpio.gz");
+    let init_now = init_script();
+    let fresh = std::fs::read_to_string(out.join("init")).is_ok_and(|s| s == init_now);
+    if let (Ok(release), true, true, true) = (std::fs::read_to_string(&stamp), image.is_file(), initramfs.is_file(), fresh)
+    {
+        return Ok(Linux { image, initramfs, release: release.trim().to_string() });
+    }
+    ensure_arm64_arch()?;
+    let cache = build.join("cache");
+    let pkg = kernel_package(series)?;
+    let kdir = fetch_unpack(&cache, &pkg)?;
+    let bdir = fetch_unpack(&cache, "busybox-static")?;
+    let release = pkg.trim_start_matches("linux-image-").to_string();
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let vmlinuz = kdir.join("boot").join(format!("vmlinuz-{release}"));
+    let img = std::fs::read(&vmlinuz).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
+    let img = if img.starts_with(&[0x1f, 0x8b]) { gunzip(&img)? } else { img };
+    hyp_core::image::parse(&img).map_err(|e| format!("{}: {e}", vmlinuz.display()))?;
+    std::fs::write(&image, &img).map_err(|e| e.to_string())?;
+
+    let moddir = kdir.join("lib/modules").join(&release);
+    let mods = resolve_modules(&moddir, MODULES)?;
+    let busybox = std::fs::read(bdir.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
+    let mut cpio = Cpio::default();
+    for d in ["bin", "sbin", "dev", "proc", "sys", "mnt", "mnt/boot", "tmp", "etc", "lib", "lib/modules", "root"] {
+        cpio.dir(d);
+    }
+    cpio.file("bin/busybox", 0o755, &busybox);
+    cpio.file("init", 0o755, init_now.as_bytes());
+    cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
+    let mut order = String::new();
+    for (name, bytes) in &mods {
+        cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
+        order.push_str(name);
+        order.push('\n');
+    }
+    cpio.file("lib/modules/load-order", 0o644, order.as_bytes());
+    let raw = cpio.finish();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&raw).map_err(|e| e.to_string())?;
+    std::fs::write(&initramfs, gz.finish().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("init"), &init_now).map_err(|e| e.to_string())?;
+    std::fs::write(&stamp, &release).map_err(|e| e.to_string())?;
+    println!("linux {series}: {release}, {} modules in the initramfs", mods.len());
+    Ok(Linux { image, initramfs, release })
+}
+
+fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b).read_to_end(&mut out).map_err(|e| format!("gunzip: {e}"))?;
+    Ok(out)
+}
+
+/// Finds `name`'s module file under `moddir/kernel` (`.ko` or `.ko.xz`) and returns its bytes,
+/// decompressed.
+fn module_bytes(index: &[(String, PathBuf)], name: &str) -> Result<Vec<u8>, String> {
+    let (_, path) = index
+        .iter()
+        .find(|(n, _)| n == name || n.replace('-', "_") == name)
+        .ok_or_else(|| format!("kernel module {name} not found in the package"))?;
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "xz") {
+        let mut out = Vec::new();
+        lzma_rs::xz_decompress(&mut &raw[..], &mut out).map_err(|e| format!("{}: {e:?}", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+fn index_modules(dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            index_modules(&p, out);
+        } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+            if let Some(stem) = n.strip_suffix(".ko.xz").or_else(|| n.strip_suffix(".ko")) {
+                out.push((stem.to_string(), p.clone()));
+            }
+        }
+    }
+}
+
+/// The `depends=` list in a module's `.modinfo`.
+pub fn module_depends(ko: &[u8]) -> Vec<String> {
+    let key = b"\0depends=";
+    let Some(at) = ko.windows(key.len()).position(|w| w == key) else { return Vec::new() };
+    let rest = &ko[at + key.len()..];
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// The modules `wanted` and their dependencies, dependencies first.
+fn resolve_modules(moddir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut index = Vec::new();
+    index_modules(&moddir.join("kernel"), &mut index);
+    let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
+    let is_builtin = |n: &str| builtin.lines().any(|l| l.rsplit('/').next().and_then(|f| f.strip_suffix(".ko")) == Some(n));
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    fn visit(
+        n: &str,
+        index: &[(String, PathBuf)],
+        is_builtin: &dyn Fn(&str) -> bool,
+        out: &mut Vec<(String, Vec<u8>)>,
+        depth: usize,
+    ) -> Result<(), String> {
+        if out.iter().any(|(m, _)| m == n) || is_builtin(n) {
+            return Ok(());
+        }
+        if depth > 16 {
+            return Err(format!("module dependency loop at {n}"));
+        }
+        let bytes = module_bytes(index, n)?;
+        for dep in module_depends(&bytes) {
+            visit(&dep, index, is_builtin, out, depth + 1)?;
+        }
+        out.push((n.to_string(), bytes));
+        Ok(())
+    }
+    for w in wanted {
+        visit(w, &index, &is_builtin, &mut out, 0)?;
+    }
+    Ok(out)
+}
+
+/// A newc cpio archive writer.
+#[derive(Default)]
+pub struct Cpio {
+    buf: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.ino += 1;
+        let namesz = name.len() + 1;
+        let hdr = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            namesz,
+            0
+        );
+        self.buf.extend_from_slice(hdr.as_bytes());
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+        self.buf.extend_from_slice(data);
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+    /// Adds a directory.
+    pub fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, &[]);
+    }
+    /// Adds a regular file.
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.entry(name, 0o100000 | perm, data);
+    }
+    /// Ends the archive.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[]);
+        self.buf
+    }
+}
+
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  bound|renew)
+    ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+    [ -n "$router" ] && route add default gw "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"#;
+
+/// The control domain's `/init`.
+pub fn init_script() -> String {
+    r#"#!/bin/busybox sh
+# ferrum control domain init (busybox): mounts, modules, disk, network, then a shell.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "ferrum-init: Linux $(uname -r), CPUs online: $(cat /sys/devices/system/cpu/online)"
+for m in $(cat /lib/modules/load-order); do
+  insmod /lib/modules/$m.ko || echo "ferrum-init: insmod $m failed"
+done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda1 ] && break; sleep 0.2; done
+if mount -t vfat -o ro /dev/vda1 /mnt/boot; then
+  echo "ferrum-init: boot partition mounted on /mnt/boot"
+else
+  echo "ferrum-init: no boot partition (/dev/vda1)"
+fi
+ifconfig lo 127.0.0.1 up
+ADDR=none
+if ifconfig eth0 up 2>/dev/null; then
+  udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 8 -T 1 >/dev/null 2>&1
+  ADDR=$(ifconfig eth0 | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
+fi
+echo "ferrum-init: eth0 address ${ADDR:-none}"
+echo "FERRUM-READY control domain up: $(cat /sys/devices/system/cpu/online | tr -d '\n') online, eth0 ${ADDR:-none}"
+if [ -f /mnt/boot/selftest.txt ]; then
+  URL=$(cat /mnt/boot/selftest.txt)
+  irqs() { awk -v k="$1" '$0 ~ k { s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; else break; t += s } END { print t + 0 }' /proc/interrupts; }
+  t1=$(irqs arch_timer); v1=$(irqs virtio)
+  sleep 1
+  wget -q -O /tmp/page "$URL" && echo "selftest: fetched $URL: $(cat /tmp/page)" || echo "selftest: fetch of $URL failed"
+  t2=$(irqs arch_timer); v2=$(irqs virtio)
+  echo "selftest: cpus online $(cat /sys/devices/system/cpu/online)"
+  [ "$t2" -gt "$t1" ] && echo "selftest: timer interrupts count up ($t1 -> $t2)"
+  [ "$v2" -gt "$v1" ] && echo "selftest: virtio interrupts count up ($v1 -> $v2)"
+  echo "selftest: disk file says: $(cat /mnt/boot/ferrum.txt)"
+  grep -E 'arch_timer|virtio|uart' /proc/interrupts
+  echo "selftest: done, powering off"
+  poweroff -f
+fi
+echo "ferrum-init: type commands below; 'poweroff -f' powers the board off"
+exec setsid cttyhack sh
+"#
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modinfo_depends() {
+        let ko = b"\x7fELF....\0license=GPL\0depends=net_failover,failover\0name=virtio_net\0";
+        assert_eq!(module_depends(ko), ["net_failover", "failover"]);
+        assert!(module_depends(b"\0depends=\0").is_empty());
+    }
+
+    #[test]
+    fn cpio_layout() {
+        let mut c = Cpio::default();
+        c.file("init", 0o755, b"hi");
+        let b = c.finish();
+        assert!(b.starts_with(b"070701"));
+        assert_eq!(b.len() % 4, 0);
+        let s = String::from_utf8_lossy(&b);
+        assert!(s.contains("init\0") && s.contains("TRAILER!!!"));
+    }
+}
