@@ -139,17 +139,9 @@ fn scenarios() -> Result<Vec<(String, Scenario)>, String> {
         .collect()
 }
 
-/// `cargo xtask test`.
-pub fn cmd_test(args: &[String]) -> Result<u8, String> {
-    crate::check_args(args, &[], &["--no-qemu"])?;
-    let no_qemu = args.iter().any(|a| a == "--no-qemu");
-    if no_qemu {
-        setup::ensure_targets()?;
-    } else {
-        setup::ensure_host_tools()?;
-    }
-    let mut t = Tally { passed: vec![], failed: vec![] };
-    step(&mut t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
+/// Formatting, lints, host unit tests and the aarch64 builds.
+fn static_checks(t: &mut Tally) {
+    step(t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
     let clippy: [(&str, &[&str]); 4] = [
         ("clippy (host)", &["--workspace", "--exclude", "hyp-el2", "--exclude", "testguest", "--all-targets"]),
         ("clippy (aarch64 hypervisor, qemu-virt)", &["-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat"]),
@@ -168,12 +160,12 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
         ("clippy (aarch64 guests)", &["-p", "testguest", "--target", "aarch64-unknown-none"]),
     ];
     for (name, sel) in clippy {
-        step(&mut t, name, || run_cargo(&[&["clippy", "--quiet"], sel, &["--", "-D", "warnings"]].concat()));
+        step(t, name, || run_cargo(&[&["clippy", "--quiet"], sel, &["--", "-D", "warnings"]].concat()));
     }
-    step(&mut t, "host unit tests", || {
+    step(t, "host unit tests", || {
         run_cargo(&["test", "--workspace", "--exclude", "hyp-el2", "--exclude", "testguest"])
     });
-    step(&mut t, "no_std crates build for aarch64", || {
+    step(t, "no_std crates build for aarch64", || {
         run_cargo(&[
             "build",
             "--quiet",
@@ -185,10 +177,27 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
             "aarch64-unknown-none-softfloat",
         ])
     });
-    step(&mut t, "hypervisor builds for every board", || {
+    step(t, "hypervisor builds for every board", || {
         crate::build_hyp("qemu-virt")?;
         crate::build_hyp("rpi4").map(|_| ())
     });
+}
+
+/// `cargo xtask test`.
+pub fn cmd_test(args: &[String]) -> Result<u8, String> {
+    crate::check_args(args, &["--only"], &["--no-qemu"])?;
+    let no_qemu = args.iter().any(|a| a == "--no-qemu");
+    // `--only NAME`: just the QEMU scenarios whose file name contains NAME.
+    let only = crate::opt(args, "--only")?;
+    if no_qemu {
+        setup::ensure_targets()?;
+    } else {
+        setup::ensure_host_tools()?;
+    }
+    let mut t = Tally { passed: vec![], failed: vec![] };
+    if only.is_none() {
+        static_checks(&mut t);
+    }
     if !no_qemu {
         let list = match scenarios() {
             Ok(l) => l,
@@ -197,7 +206,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                 Vec::new()
             }
         };
-        for (name, s) in &list {
+        for (name, s) in list.iter().filter(|(n, _)| only.as_deref().is_none_or(|o| n.contains(o))) {
             for &gic in &s.gic {
                 let label = format!("qemu {name} gicv{gic}");
                 let start = Instant::now();
