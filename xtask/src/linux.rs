@@ -143,6 +143,7 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("init", 0o755, init_now.as_bytes());
     cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
+    cpio.file("etc/inittab", 0o644, INITTAB.as_bytes());
     let mut order = String::new();
     for (name, bytes) in &mods {
         cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
@@ -293,6 +294,10 @@ impl Cpio {
     }
 }
 
+/// busybox init, after `/init` has set the system up: a shell on the console, and a clean
+/// unmount on `poweroff` (which ends in PSCI SYSTEM_OFF).
+const INITTAB: &str = "::respawn:/bin/cttyhack /bin/sh\n::shutdown:/bin/umount -a -r\n";
+
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
 case "$1" in
   bound|renew)
@@ -306,7 +311,8 @@ exit 0
 /// The control domain's `/init`.
 pub fn init_script() -> String {
     r#"#!/bin/busybox sh
-# ferrum control domain init (busybox): mounts, modules, disk, network, then a shell.
+# ferrum control domain init (busybox): mounts, modules, disk, network, then busybox init
+# (a shell on the console; `poweroff` powers the domain off).
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -345,8 +351,8 @@ if [ -f /mnt/boot/selftest.txt ]; then
   echo "selftest: done, powering off"
   poweroff -f
 fi
-echo "ferrum-init: type commands below; 'poweroff -f' powers the board off"
-exec setsid cttyhack sh
+echo "ferrum-init: type commands below; 'poweroff' powers the board off"
+exec /bin/init
 "#
     .to_string()
 }

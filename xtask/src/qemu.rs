@@ -1,5 +1,6 @@
 //! Booting a deployment on QEMU `virt` through Debian's U-Boot, interactively (a terminal on
-//! stdin: QEMU owns the terminal, Ctrl-A X quits) or as a batch run (output copied to stdout
+//! stdin: QEMU owns the terminal, Ctrl-] X quits; QEMU's escape key is moved off Ctrl-A so that
+//! Ctrl-A reaches the hypervisor's console switch) or as a batch run (output copied to stdout
 //! and a log; the exit status says how the board ended: 0 only for a clean power-off).
 
 use crate::{check_args, load_deployment, opt, root, setup, write_disk};
@@ -66,7 +67,7 @@ fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Co
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-M", &format!("virt,virtualization=on,gic-version={gic}")])
         .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
-        .args(["-nographic", "-no-reboot"])
+        .args(["-nographic", "-no-reboot", "-echr", "0x1d"])
         .args(["-bios", setup::UBOOT_QEMU])
         .args(["-drive", &format!("if=pflash,format=raw,index=1,file={},readonly=on", env.display())])
         .args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
@@ -78,11 +79,21 @@ fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Co
     c
 }
 
-/// Runs QEMU without a terminal, capturing the serial output.
-pub fn run_batch(mut cmd: Command, timeout: Option<u64>, echo: bool) -> Result<RunResult, String> {
+/// Runs QEMU without a terminal, capturing the serial output. `input` is a script of
+/// (marker, bytes): once the output contains the marker (after the previous step's), the bytes
+/// are typed on the serial console.
+pub fn run_batch(
+    mut cmd: Command,
+    timeout: Option<u64>,
+    echo: bool,
+    input: &[(String, String)],
+) -> Result<RunResult, String> {
     let start = Instant::now();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let mut stdin = child.stdin.take();
+    let mut step = 0;
+    let mut seen_upto = 0;
     let log = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut out = child.stdout.take().unwrap();
     let l2 = Arc::clone(&log);
@@ -110,6 +121,24 @@ pub fn run_batch(mut cmd: Command, timeout: Option<u64>, echo: bool) -> Result<R
     let status = loop {
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
             break Some(st);
+        }
+        if let (Some((marker, text)), Some(w)) = (input.get(step), stdin.as_mut()) {
+            let hit = {
+                let l = log.lock().unwrap();
+                let hay = &l[seen_upto.min(l.len())..];
+                hay.windows(marker.len().max(1)).position(|w| w == marker.as_bytes()).map(|p| seen_upto + p + marker.len())
+            };
+            if let Some(end) = hit {
+                std::thread::sleep(Duration::from_millis(300));
+                // Type slowly: the guest's UART FIFO is small and input arrives by interrupt.
+                for b in text.bytes() {
+                    let _ = w.write_all(&[b]);
+                    let _ = w.flush();
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+                seen_upto = end;
+                step += 1;
+            }
         }
         if timeout.is_some_and(|t| start.elapsed() > Duration::from_secs(t)) {
             let _ = child.kill();
@@ -174,7 +203,7 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
         "xtask: booting {} on QEMU virt (GICv{}){}",
         o.deployment.display(),
         o.gic,
-        if interactive { " — press Ctrl-A then X to quit QEMU" } else { "" }
+        if interactive { " — press Ctrl-] then X to quit QEMU; Ctrl-A three times switches the console between domains" } else { "" }
     );
     if interactive {
         let st = if let Some(t) = o.timeout {
@@ -196,7 +225,7 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
         };
         return Ok(if st.success() { 0 } else { 1 });
     }
-    let r = run_batch(cmd, o.timeout, true)?;
+    let r = run_batch(cmd, o.timeout, true, &[])?;
     let (code, what) = match r.ending {
         Ending::Clean => (0, "clean power-off".to_string()),
         Ending::Error => (1, "the hypervisor powered off with an error status".to_string()),

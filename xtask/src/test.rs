@@ -38,6 +38,10 @@ struct Scenario {
     /// `selftest.txt` on the boot partition) to run its self-test against it.
     #[serde(default)]
     selftest: bool,
+    /// Console input: (marker, text) pairs; the text is typed once the marker has appeared.
+    /// `\u0001` is Ctrl-A.
+    #[serde(default)]
+    input: Vec<(String, String)>,
 }
 
 /// Body the host's test HTTP server answers with.
@@ -225,7 +229,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         },
                     };
                     let cmd = qemu::prepare(&o)?;
-                    let run = qemu::run_batch(cmd, o.timeout, false)?;
+                    let run = qemu::run_batch(cmd, o.timeout, false, &s.input)?;
                     let dir = root().join("build/logs");
                     let _ = std::fs::create_dir_all(&dir);
                     let logf = dir.join(format!("{name}-gicv{gic}.log"));
