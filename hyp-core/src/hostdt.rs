@@ -271,9 +271,11 @@ fn parse_domain<'a>(
         let v = p.value.strip_suffix(&[0]).ok_or(bad("devices", "ferrum,passthrough"))?;
         for path in v.split(|&b| b == 0) {
             let path = core::str::from_utf8(path).map_err(|_| bad("devices", "ferrum,passthrough"))?;
-            devices
-                .push(path)
-                .map_err(|_| PlanError { domain: Some(i), field: "devices", problem: Problem::TooManyDevices })?;
+            devices.push(path).map_err(|_| PlanError {
+                domain: Some(i),
+                field: "devices",
+                problem: Problem::TooManyDevices,
+            })?;
         }
     }
     let kernel_footprint =

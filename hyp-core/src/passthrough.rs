@@ -263,11 +263,15 @@ mod tests {
         let blob = tree();
         let fdt = Fdt::new(&blob).unwrap();
         let d = resolve(&fdt, "/virtio_mmio@a003e00").unwrap();
-        let uart = Reserved { what: "the hypervisor's UART", range: PhysRange::new(0x900_0000, 0x1000), intid: Some(33) };
+        let uart =
+            Reserved { what: "the hypervisor's UART", range: PhysRange::new(0x900_0000, 0x1000), intid: Some(33) };
         assert_eq!(check_disjoint(&d, &[uart], &[]), Ok(()));
         let mut other = d;
         other.spis = List::from_slice(&[80]).unwrap();
-        assert_eq!(check_disjoint(&d, &[uart], &[other]), Err(DevError::SharesPage("a device given to another domain")));
+        assert_eq!(
+            check_disjoint(&d, &[uart], &[other]),
+            Err(DevError::SharesPage("a device given to another domain"))
+        );
         let vuart = Reserved { what: "the console", range: PhysRange::new(0, 0), intid: Some(79) };
         assert!(matches!(check_disjoint(&d, &[vuart], &[]), Err(DevError::SharesInterrupt(79, _))));
     }

@@ -447,7 +447,7 @@ impl Vdist {
             }
             0x6100..=0x7fff if v3 => {
                 let i = (off as usize - 0x6000) / 8;
-                if size == 8 || off % 8 == 0 {
+                if size == 8 || off.is_multiple_of(8) {
                     // Aff0 names the vCPU; other affinity levels must be 0, IRM routing is
                     // not offered (one target).
                     let aff0 = (val & 0xff) as u8;
@@ -503,8 +503,8 @@ impl Vdist {
             });
         }
         Some(match off {
-            0x0000 => 0,                     // GICR_CTLR: no LPIs
-            0x0004 => 0x0100_143b,           // GICR_IIDR
+            0x0000 => 0,           // GICR_CTLR: no LPIs
+            0x0004 => 0x0100_143b, // GICR_IIDR
             0x0008 | 0x000c => {
                 let last = if vcpu + 1 == self.nr_vcpus { 1 << 4 } else { 0 };
                 let typer = ((vcpu as u64) << 32) | ((vcpu as u64) << 8) | last;
@@ -516,13 +516,7 @@ impl Vdist {
                     typer
                 }
             }
-            0x0014 => {
-                if self.asleep[vcpu] {
-                    0b110
-                } else {
-                    0
-                }
-            }
+            0x0014 if self.asleep[vcpu] => 0b110,
             0xffe8 => 0x3b,
             _ => 0,
         })
@@ -704,8 +698,7 @@ pub fn enqueue(q: &mut Queue, p: Pending) -> bool {
 /// back into the queue. Returns the bit mask of list registers changed.
 pub fn flush(q: &mut Queue, lrs: &mut [Lr]) -> u32 {
     let mut changed = 0;
-    loop {
-        let Some(best) = q.iter().enumerate().min_by_key(|(_, p)| p.priority).map(|(i, _)| i) else { break };
+    while let Some(best) = q.iter().enumerate().min_by_key(|(_, p)| p.priority).map(|(i, _)| i) {
         let p = q[best];
         if let Some(n) = lrs.iter().position(|l| l.state != LrState::Invalid && l.intid == p.intid) {
             // Already in flight: an edge that comes again while active is pending again.

@@ -53,6 +53,14 @@ pub fn wfe() {
     unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
 }
 
+/// Waits for an interrupt (pending, even if masked). Unlike WFE, QEMU's TCG really sleeps here.
+#[inline(always)]
+pub fn wfi() {
+    dsb_sy();
+    // SAFETY: WFI only pauses this CPU.
+    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Signals an event to all CPUs.
 #[inline(always)]
 pub fn sev() {

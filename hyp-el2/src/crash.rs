@@ -27,7 +27,7 @@ pub fn power_off(clean: bool, why: core::fmt::Arguments<'_>) -> ! {
 /// Stops this CPU for good.
 pub fn park() -> ! {
     loop {
-        arch::wfe();
+        arch::wfi();
     }
 }
 

@@ -16,10 +16,10 @@ use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use hyp_core::addr::PhysRange;
 use hyp_core::esr::{self, Class, Esr};
+use hyp_core::guestdt::GuestGic;
 use hyp_core::list::List;
 use hyp_core::plan::{FaultPolicy, PowerOffPolicy, MAX_DOMAINS, MAX_VCPUS};
 use hyp_core::psci::{self, Call, Power};
-use hyp_core::guestdt::GuestGic;
 use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
 use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
 
@@ -58,8 +58,6 @@ pub struct DomainCfg {
     pub kernel: PhysRange,
     /// Initrd module and its IPA.
     pub initrd: Option<(PhysRange, u64)>,
-    /// Kernel footprint (text offset + image size).
-    pub footprint: u64,
     /// Guest device tree, built at boot.
     pub guest_dtb: &'static [u8],
     /// Fault policy.
@@ -242,21 +240,32 @@ pub fn level_eoi(d: usize, intid: u32) {
 }
 
 /// Copies a domain's kernel, initrd and device tree into its RAM and cleans them to the point
-/// of coherency (the guest starts with its MMU and caches off).
-pub fn load_images(d: &DomainCfg) {
+/// of coherency (the guest starts with its MMU and caches off). `fresh` RAM (first boot) holds
+/// nothing of anyone else's; a restart first wipes the domain's whole RAM.
+pub fn load_images(d: &DomainCfg, fresh: bool) {
     let kpa = d.ipa_to_pa(d.entry);
+    let dtb_pa = d.ipa_to_pa(d.dtb);
     // SAFETY: the plan was validated: the kernel module lies in the staging window and the
     // destination inside the domain's RAM, which no one else uses; the two never overlap.
     unsafe {
-        mm::zero_phys(d.memory.base.0, d.footprint.max(d.kernel.size));
+        if !fresh {
+            mm::zero_phys(d.memory.base.0, d.memory.size);
+        }
         mm::copy_phys(kpa, d.kernel.base.0, d.kernel.size);
         if let Some((rd, ipa)) = d.initrd {
             mm::copy_phys(d.ipa_to_pa(ipa), rd.base.0, rd.size);
         }
-        let dtb_pa = d.ipa_to_pa(d.dtb);
         mm::copy_phys(dtb_pa, d.guest_dtb.as_ptr() as u64, d.guest_dtb.len() as u64);
     }
-    arch::clean_dcache_range(d.memory.base.0 as usize, d.memory.size as usize);
+    if fresh {
+        arch::clean_dcache_range(kpa as usize, d.kernel.size as usize);
+        if let Some((rd, ipa)) = d.initrd {
+            arch::clean_dcache_range(d.ipa_to_pa(ipa) as usize, rd.size as usize);
+        }
+        arch::clean_dcache_range(dtb_pa as usize, d.guest_dtb.len());
+    } else {
+        arch::clean_dcache_range(d.memory.base.0 as usize, d.memory.size as usize);
+    }
     arch::invalidate_icache();
 }
 
@@ -333,7 +342,7 @@ fn idle(cpu: usize) -> ! {
             RT[d].power[v].store(Power::On.to_u8(), Ordering::Release);
             start_vcpu(cpu, v, entry, ctx);
         }
-        arch::wfe();
+        crate::irq::idle_wait();
     }
 }
 
@@ -437,6 +446,9 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
     let (cpu, d, v) = current();
     if kind == 1 {
         crate::irq::handle(d, v);
+        if !is_running(d) {
+            idle(cpu); // the domain ended elsewhere and kicked this vCPU out
+        }
     }
     if kind == 3 {
         let name = config().domains[d].name();
@@ -667,7 +679,7 @@ fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
                             Ordering::Acquire,
                         ) {
                             Ok(_) => {
-                                arch::sev();
+                                crate::gic::send_sgi(usize::from(dom.pcpus[t]), crate::gic::SGI_KICK);
                                 psci::ret::SUCCESS
                             }
                             Err(_) => psci::ret::ON_PENDING,
@@ -704,7 +716,7 @@ fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
     let n = rt.restarts.fetch_add(1, Ordering::Relaxed) + 1;
     hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
     flush_console(d);
-    load_images(dom);
+    load_images(dom, false);
     rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
     rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
     rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
@@ -730,6 +742,10 @@ pub fn end_domain(d: usize, why: EndReason) {
     flush_console(d);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
+    let me = arch::cpu_index();
+    for &p in dom.pcpus.iter().filter(|&&p| usize::from(p) != me) {
+        crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK); // stop its other vCPUs now
+    }
     let ended = ENDED.fetch_add(1, Ordering::AcqRel) + 1;
     if why == EndReason::PowerOff && dom.on_poweroff == PowerOffPolicy::Board {
         summary();

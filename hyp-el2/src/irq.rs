@@ -12,7 +12,7 @@ use crate::gic::{self, MAINTENANCE, SGI_KICK, SPURIOUS};
 use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use hyp_core::plan::MAX_DOMAINS;
-use hyp_core::vgic::{self, Lr, PhysOp, Pending, Queue, Sink, Vdist, VTIMER_PPI};
+use hyp_core::vgic::{self, Lr, Pending, PhysOp, Queue, Sink, Vdist, VTIMER_PPI};
 
 /// Each domain's virtual distributor, set at boot.
 pub static VDIST: [SpinLock<Option<Vdist>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
@@ -138,6 +138,23 @@ fn maintenance(d: usize) {
         let lr = gic::read_lr(n);
         gic::write_lr_decoded(n, &Lr::default());
         domain::level_eoi(d, u32::from(lr.intid));
+    }
+}
+
+/// Sleeps until an interrupt arrives for this pCPU while it runs no vCPU, then consumes the
+/// physical interrupts (a kick, or a source of a vCPU that is off: dropped).
+pub fn idle_wait() {
+    crate::arch::wfi();
+    for _ in 0..64 {
+        let intid = gic::ack();
+        if intid >= SPURIOUS - 3 {
+            break;
+        }
+        gic::priority_drop(intid);
+        if intid == UART_IRQ.load(Ordering::Relaxed) && intid != 0 {
+            crate::mux::uart_input();
+        }
+        gic::deactivate(intid);
     }
 }
 

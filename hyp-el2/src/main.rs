@@ -19,24 +19,24 @@ mod console;
 mod crash;
 mod domain;
 mod exceptions;
+mod gic;
 mod heap;
+mod irq;
 mod mm;
+mod mux;
 mod sync;
 mod uart;
-mod gic;
-mod irq;
-mod mux;
 
 use alloc::vec::Vec;
 use console::hprintln;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use domain::{Config, DomainCfg};
 use hyp_core::addr::PhysRange;
+use hyp_core::guestdt::{GuestGic, Hardware};
 use hyp_core::hostdt::{self, Conduit};
 use hyp_core::list::List;
-use hyp_core::plan::{self, BoardLimits, Plan, PlanError};
-use hyp_core::guestdt::{GuestGic, Hardware};
 use hyp_core::passthrough::{self, Device, Reserved};
+use hyp_core::plan::{self, BoardLimits, Plan, PlanError};
 use hyp_core::vgic::{Vdist, Version, CPUIF_SIZE, DIST_SIZE};
 use platforms::Platform;
 
@@ -183,15 +183,28 @@ fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
 fn reserved(board: &hostdt::BoardInfo<'_>, g: &gic::Gic) -> List<Reserved, 8> {
     let mut r = List::new();
     let page = |b: u64, s: u64| PhysRange::new(b & !0xfff, (b + s).next_multiple_of(0x1000) - (b & !0xfff));
-    let _ = r.push(Reserved { what: "the hypervisor's console UART", range: page(PLATFORM.uart_base, 0x1000), intid: board.uart_irq });
+    let _ = r.push(Reserved {
+        what: "the hypervisor's console UART",
+        range: page(PLATFORM.uart_base, 0x1000),
+        intid: board.uart_irq,
+    });
     let _ = r.push(Reserved { what: "the GIC distributor", range: page(g.dist, DIST_SIZE), intid: None });
     let cpu_size = if g.version == Version::V3 { 0x2_0000 * board.cpus.len() as u64 } else { CPUIF_SIZE };
-    let _ = r.push(Reserved { what: "the GIC CPU interface/redistributors", range: page(g.cpu_or_redist, cpu_size), intid: None });
+    let _ = r.push(Reserved {
+        what: "the GIC CPU interface/redistributors",
+        range: page(g.cpu_or_redist, cpu_size),
+        intid: None,
+    });
     if g.version == Version::V2 {
         let _ = r.push(Reserved { what: "the GIC virtual interface", range: page(g.hyp, 0x1000), intid: None });
-        let _ = r.push(Reserved { what: "the GIC virtual CPU interface", range: page(g.vcpu, CPUIF_SIZE), intid: None });
+        let _ =
+            r.push(Reserved { what: "the GIC virtual CPU interface", range: page(g.vcpu, CPUIF_SIZE), intid: None });
     }
-    let _ = r.push(Reserved { what: "the domains' emulated console", range: PhysRange::new(0, 0), intid: Some(domain::VUART_INTID) });
+    let _ = r.push(Reserved {
+        what: "the domains' emulated console",
+        range: PhysRange::new(0, 0),
+        intid: Some(domain::VUART_INTID),
+    });
     r
 }
 
@@ -303,7 +316,13 @@ fn build_config(
                 vd.assign_spi(intid, true);
                 irq::assign_spi(intid, i, usize::from(d.pcpus[0]));
             }
-            hprintln!("domain '{}': passthrough {} (MMIO {:?}, interrupts {:?})", d.name, dev.path, &dev.regs[..], &dev.spis[..]);
+            hprintln!(
+                "domain '{}': passthrough {} (MMIO {:?}, interrupts {:?})",
+                d.name,
+                dev.path,
+                &dev.regs[..],
+                &dev.spis[..]
+            );
         }
         *irq::VDIST[i].lock() = Some(vd);
         let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size, &maps) {
@@ -322,7 +341,6 @@ fn build_config(
             dtb: layout.dtb.0,
             kernel: d.kernel,
             initrd: d.initrd.zip(layout.initrd).map(|(r, ipa)| (r, ipa.0)),
-            footprint: d.kernel_footprint,
             guest_dtb: blob.leak(),
             on_fault: d.on_fault,
             on_poweroff: d.on_poweroff,
@@ -332,7 +350,7 @@ fn build_config(
             ..Default::default()
         };
         dc.set_name(d.name);
-        domain::load_images(&dc);
+        domain::load_images(&dc, true);
         for (v, &p) in d.pcpus.iter().enumerate() {
             cfg.vcpu_of_pcpu[usize::from(p)] = Some((i, v));
         }

@@ -37,7 +37,10 @@ pub fn ensure_arm64_arch() -> Result<(), String> {
         return Ok(());
     }
     if !is_root() {
-        return Err("arm64 packages are not known to apt; run as root:\n  dpkg --add-architecture arm64 && apt-get update".into());
+        return Err(
+            "arm64 packages are not known to apt; run as root:\n  dpkg --add-architecture arm64 && apt-get update"
+                .into(),
+        );
     }
     println!("setup: dpkg --add-architecture arm64 && apt-get update");
     run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
@@ -75,7 +78,9 @@ fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
     let find = |debs: &Path| -> Option<PathBuf> {
         std::fs::read_dir(debs).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
         })
     };
     let deb = match find(&debs) {
@@ -116,7 +121,8 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     let initramfs = out.join("initramfs.cpio.gz");
     let init_now = init_script();
     let fresh = std::fs::read_to_string(out.join("init")).is_ok_and(|s| s == init_now);
-    if let (Ok(release), true, true, true) = (std::fs::read_to_string(&stamp), image.is_file(), initramfs.is_file(), fresh)
+    if let (Ok(release), true, true, true) =
+        (std::fs::read_to_string(&stamp), image.is_file(), initramfs.is_file(), fresh)
     {
         return Ok(Linux { image, initramfs, release: release.trim().to_string() });
     }
@@ -213,7 +219,8 @@ fn resolve_modules(moddir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8
     let mut index = Vec::new();
     index_modules(&moddir.join("kernel"), &mut index);
     let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
-    let is_builtin = |n: &str| builtin.lines().any(|l| l.rsplit('/').next().and_then(|f| f.strip_suffix(".ko")) == Some(n));
+    let is_builtin =
+        |n: &str| builtin.lines().any(|l| l.rsplit('/').next().and_then(|f| f.strip_suffix(".ko")) == Some(n));
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     fn visit(
         n: &str,

@@ -9,6 +9,7 @@
 //! Run `cargo xtask help` for the options.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod deploy;
 mod image;
 mod linux;
@@ -37,6 +38,8 @@ commands:
       --no-qemu            skip the QEMU scenarios
   check FILE...      validate deployment files and print their partition plan
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE)
+  bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]
+                     time Linux to its ready line natively and as the control domain
   build              build the hypervisor and guest images
   setup              install missing host tools (QEMU, U-Boot, Rust targets)
 ";
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let r = match cmd.as_str() {
         "run-qemu-aarch64" => qemu::cmd_run(rest),
         "test" => test::cmd_test(rest),
+        "bench" => bench::cmd_bench(rest),
         "check" => cmd_check(rest),
         "image" => cmd_image(rest),
         "build" => build_all("qemu-virt").map(|_| 0),

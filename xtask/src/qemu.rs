@@ -63,7 +63,7 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     Ok(qemu_command(o.gic, dep.platform, &disk, &env))
 }
 
-fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Command {
+pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Command {
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-M", &format!("virt,virtualization=on,gic-version={gic}")])
         .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
@@ -126,7 +126,9 @@ pub fn run_batch(
             let hit = {
                 let l = log.lock().unwrap();
                 let hay = &l[seen_upto.min(l.len())..];
-                hay.windows(marker.len().max(1)).position(|w| w == marker.as_bytes()).map(|p| seen_upto + p + marker.len())
+                hay.windows(marker.len().max(1))
+                    .position(|w| w == marker.as_bytes())
+                    .map(|p| seen_upto + p + marker.len())
             };
             if let Some(end) = hit {
                 std::thread::sleep(Duration::from_millis(300));
@@ -190,7 +192,13 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
     };
-    Ok(RunOpts { gic, deployment, timeout, unchecked: args.iter().any(|a| a == "--unchecked"), extra_files: Vec::new() })
+    Ok(RunOpts {
+        gic,
+        deployment,
+        timeout,
+        unchecked: args.iter().any(|a| a == "--unchecked"),
+        extra_files: Vec::new(),
+    })
 }
 
 /// `cargo xtask run-qemu-aarch64`.
@@ -203,7 +211,11 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
         "xtask: booting {} on QEMU virt (GICv{}){}",
         o.deployment.display(),
         o.gic,
-        if interactive { " — press Ctrl-] then X to quit QEMU; Ctrl-A three times switches the console between domains" } else { "" }
+        if interactive {
+            " — press Ctrl-] then X to quit QEMU; Ctrl-A three times switches the console between domains"
+        } else {
+            ""
+        }
     );
     if interactive {
         let st = if let Some(t) = o.timeout {

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// U-Boot for QEMU's arm64 virt board, from Debian's `u-boot-qemu`.
 pub const UBOOT_QEMU: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
-const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/ferrum-bookworm-backports.list";
+pub const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/ferrum-bookworm-backports.list";
 const TARGETS: [&str; 2] = ["aarch64-unknown-none-softfloat", "aarch64-unknown-none"];
 
 fn have(cmd: &str) -> bool {
@@ -97,7 +97,7 @@ pub fn ensure_host_tools() -> Result<(), String> {
     ensure_targets()
 }
 
-fn backports_enabled(suite: &str) -> bool {
+pub fn backports_enabled(suite: &str) -> bool {
     let needle = format!("{suite}-backports");
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {

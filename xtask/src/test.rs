@@ -59,7 +59,11 @@ pub fn start_http_server() -> Result<u16, String> {
             let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
             let _ = c.read(&mut buf);
             let body = format!("{HTTP_BODY}\n");
-            let _ = write!(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     Ok(port)
@@ -267,6 +271,8 @@ mod tests {
             expect: expect.iter().map(|s| s.to_string()).collect(),
             expect_unordered: vec!["b".into()],
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
+            selftest: false,
+            input: Vec::new(),
         }
     }
 

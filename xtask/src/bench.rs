@@ -1,0 +1,114 @@
+//! Benchmarks (commands, not tests): `cargo xtask bench boot` boots the same Debian kernel and
+//! initramfs natively (U-Boot → Linux) and as the control domain (U-Boot → ferrum → Linux), on
+//! the same QEMU machine, interleaved, and reports the median wall time from QEMU start to the
+//! initramfs' ready line and the ratio. Both runs go through the same U-Boot, disk and NIC; the
+//! native kernel is limited to the control domain's CPUs and memory (`maxcpus=2 mem=512M`).
+
+use crate::qemu::{self, RunOpts};
+use crate::{check_args, linux, opt, root, setup};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READY: &str = "FERRUM-READY";
+
+/// `cargo xtask bench …`.
+pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
+    match args.first().map(String::as_str) {
+        Some("boot") => bench_boot(&args[1..]),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]".into()),
+    }
+}
+
+fn bench_boot(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--runs", "--gic", "--kernel"], &[])?;
+    let runs: usize = opt(args, "--runs")?.map_or(Ok(5), |v| v.parse().map_err(|_| format!("--runs: '{v}'")))?;
+    let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
+    let series = opt(args, "--kernel")?.unwrap_or_else(|| "6.12".into());
+    setup::ensure_host_tools()?;
+    let dir = root().join("build/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+
+    // As the control domain: a deployment with only the control domain.
+    let dep_file = dir.join(format!("boot-{series}.toml"));
+    let toml = format!(
+        "name = \"bench-boot\"\nplatform = \"qemu-virt\"\n\n[[domain]]\nname = \"control\"\nkind = \"linux\"\n\
+         kernel = \"debian:{series}\"\ninitrd = \"initramfs:{series}\"\ncpus = [0, 1]\nmemory = \"512M\"\n\
+         devices = [\"/virtio_mmio@a003e00\", \"/virtio_mmio@a003c00\"]\nbootargs = \"console=ttyAMA0\"\n\
+         on_poweroff = \"board\"\n"
+    );
+    std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
+    let o = RunOpts { gic, deployment: dep_file, timeout: Some(300), unchecked: false, extra_files: Vec::new() };
+    qemu::prepare(&o)?; // builds everything once
+
+    // Natively: the same Image and initramfs booted by U-Boot with QEMU's own device tree.
+    let l = linux::prepare(&root().join("build"), &series)?;
+    let script_addr = 0x4010_0000u64;
+    let script = "echo ferrum-bench: native boot\n\
+                  load virtio 0:1 0x40400000 Image\n\
+                  load virtio 0:1 0x48000000 initrd.img\n\
+                  setenv bootargs console=ttyAMA0 maxcpus=2 mem=512M\n\
+                  booti 0x40400000 0x48000000:${filesize} ${fdtcontroladdr}\n";
+    let rd = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let files = vec![
+        ("boot.scr".to_string(), crate::image::script_image(script)),
+        ("Image".to_string(), rd(&l.image)?),
+        ("initrd.img".to_string(), rd(&l.initramfs)?),
+    ];
+    let native_disk = dir.join("native-disk.img");
+    crate::image::disk_image(&native_disk, &files)?;
+    let native_env = dir.join("native-env.img");
+    std::fs::write(&native_env, crate::image::uboot_env_qemu(script_addr)).map_err(|e| e.to_string())?;
+
+    println!(
+        "bench boot: Debian {series} ({}), GICv{gic}, {runs} runs each, interleaved; time = QEMU start -> '{READY}'",
+        l.release
+    );
+    let (mut native, mut hyp) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let n = time_to_ready(qemu::qemu_command(gic, &platforms::QEMU_VIRT, &native_disk, &native_env))?;
+        let h = time_to_ready(qemu::prepare(&o)?)?;
+        println!("  run {}: native {n:.2} s, control domain {h:.2} s", i + 1);
+        native.push(n);
+        hyp.push(h);
+    }
+    let (mn, mh) = (median(&mut native), median(&mut hyp));
+    println!("median: native {mn:.2} s, control domain under ferrum {mh:.2} s, ratio {:.3} (target <= 1.10)", mh / mn);
+    Ok(0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Starts QEMU, returns the seconds until the ready line, then stops QEMU.
+fn time_to_ready(mut cmd: Command) -> Result<f64, String> {
+    let start = Instant::now();
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu: {e}"))?;
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(READY.len()).any(|w| w == READY.as_bytes()) {
+                let _ = tx.send(start.elapsed().as_secs_f64());
+                return;
+            }
+            if seen.len() > 1 << 20 {
+                seen.drain(..seen.len() - 64);
+            }
+        }
+    });
+    let r = rx.recv_timeout(Duration::from_secs(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    r.map_err(|_| "no ready line within 300 s".to_string())
+}
