@@ -77,7 +77,7 @@ fn regs<'a>(node: &FdtNode<'_, 'a>, addr_cells: usize, size_cells: usize) -> imp
     })
 }
 
-fn cells(b: &[u8]) -> u64 {
+pub(crate) fn cells(b: &[u8]) -> u64 {
     b.chunks(4).fold(0u64, |acc, c| (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
 }
 

@@ -72,9 +72,7 @@ impl fmt::Display for DevError {
     }
 }
 
-fn be(b: &[u8]) -> u64 {
-    b.chunks(4).fold(0u64, |acc, c| (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-}
+use crate::hostdt::cells as be;
 
 fn cells(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
     node.property(name).and_then(|p| p.as_usize()).unwrap_or(default)
