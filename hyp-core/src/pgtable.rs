@@ -6,7 +6,8 @@
 //! code runs on the host against a fake and in the hypervisor against its page pool.
 //!
 //! Invariants: a mapping never silently replaces another one (overlap is an error); the largest
-//! block that alignment allows is used (1 GiB at level 1, 2 MiB at level 2, else 4 KiB pages).
+//! block that alignment allows is used (1 GiB at level 1, 2 MiB at level 2, else 4 KiB pages),
+//! unless the table was made with [`PageTable::pages_only`] (see `platforms::Stage2Leaf`).
 
 use platforms::MemKind;
 
@@ -136,13 +137,20 @@ fn shift(level: u32) -> u32 {
 pub struct PageTable {
     root: u64,
     regime: Regime,
+    blocks: bool,
 }
 
 impl PageTable {
     /// Allocates an empty root table.
     pub fn new(mem: &mut impl TableMemory, regime: Regime) -> Result<Self, MapError> {
         let root = mem.alloc_table().ok_or(MapError::NoMemory)?;
-        Ok(Self { root, regime })
+        Ok(Self { root, regime, blocks: true })
+    }
+
+    /// Makes every later mapping out of 4 KiB pages, never blocks.
+    pub fn pages_only(mut self) -> Self {
+        self.blocks = false;
+        self
     }
 
     /// Physical address of the root table (for TTBR0_EL2 / VTTBR_EL2).
@@ -217,7 +225,7 @@ impl PageTable {
             let whole = cur & (block - 1) == 0 && chunk_end - cur == block && out & (block - 1) == 0;
             if whole && level == 3 {
                 mem.write(table, idx, out | desc | VALID | TABLE);
-            } else if whole && level >= 1 {
+            } else if whole && self.blocks {
                 mem.write(table, idx, out | desc | VALID);
             } else {
                 let e = mem.read(table, idx);
@@ -343,6 +351,19 @@ mod tests {
         pt.map(&mut m, 0x8000_0000, 0x5100_1000, 2 * MIB, Attrs::DEVICE).unwrap();
         let (pa, a, l) = pt.translate(&m, 0x801f_f008).unwrap();
         assert_eq!((pa, a, l), (0x5120_0008, Attrs::DEVICE, 3));
+    }
+
+    #[test]
+    fn pages_only_never_uses_blocks() {
+        let mut m = FakeMem::new(16);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap().pages_only();
+        pt.map(&mut m, 0x4000_0000, 0x4000_0000, 4 * MIB, Attrs::RAM).unwrap();
+        // Root, one level-2 table, two level-3 tables.
+        assert_eq!(m.tables.len(), 4);
+        for a in [0x4000_0000, 0x401f_f000, 0x4020_0000, 0x403f_f000] {
+            assert_eq!(pt.translate(&m, a).unwrap(), (a, Attrs::RAM, 3));
+        }
+        assert!(pt.translate(&m, 0x4040_0000).is_none());
     }
 
     #[test]

@@ -74,6 +74,69 @@ pub fn cpu_index() -> usize {
     read_sysreg!("tpidr_el2") as usize
 }
 
+/// Copies `len` bytes from `src` to `dst`, 64 bytes per loop iteration with load/store pairs,
+/// then the tail with the generic copy. Image loading moves tens of MiB; under QEMU's TCG the
+/// generic `memcpy` costs about 20 times more per byte than this loop.
+///
+/// # Safety
+/// Both ranges must be mapped normal memory owned by the caller and must not overlap.
+pub unsafe fn copy_bulk(dst: *mut u8, src: *const u8, len: usize) {
+    let bulk = len & !63;
+    if bulk != 0 {
+        // SAFETY: the caller guarantees both ranges; the loop touches exactly `bulk` bytes of
+        // each, and normal memory allows unaligned pairs.
+        unsafe {
+            asm!(
+                "2:",
+                "ldp {a}, {b}, [{s}], #16",
+                "ldp {c}, {e}, [{s}], #16",
+                "stp {a}, {b}, [{d}], #16",
+                "stp {c}, {e}, [{d}], #16",
+                "ldp {a}, {b}, [{s}], #16",
+                "ldp {c}, {e}, [{s}], #16",
+                "stp {a}, {b}, [{d}], #16",
+                "stp {c}, {e}, [{d}], #16",
+                "subs {n}, {n}, #64",
+                "b.ne 2b",
+                s = inout(reg) src => _,
+                d = inout(reg) dst => _,
+                n = inout(reg) bulk => _,
+                a = out(reg) _, b = out(reg) _, c = out(reg) _, e = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+    // SAFETY: the rest of the caller's ranges.
+    unsafe { core::ptr::copy_nonoverlapping(src.add(bulk), dst.add(bulk), len - bulk) };
+}
+
+/// Zeroes `len` bytes at `dst`, 64 bytes per loop iteration, then the tail generically.
+///
+/// # Safety
+/// The range must be mapped normal memory owned by the caller.
+pub unsafe fn zero_bulk(dst: *mut u8, len: usize) {
+    let bulk = len & !63;
+    if bulk != 0 {
+        // SAFETY: the caller guarantees the range; the loop stores exactly `bulk` bytes.
+        unsafe {
+            asm!(
+                "2:",
+                "stp xzr, xzr, [{d}], #16",
+                "stp xzr, xzr, [{d}], #16",
+                "stp xzr, xzr, [{d}], #16",
+                "stp xzr, xzr, [{d}], #16",
+                "subs {n}, {n}, #64",
+                "b.ne 2b",
+                d = inout(reg) dst => _,
+                n = inout(reg) bulk => _,
+                options(nostack),
+            );
+        }
+    }
+    // SAFETY: the rest of the caller's range.
+    unsafe { core::ptr::write_bytes(dst.add(bulk), 0, len - bulk) };
+}
+
 /// Data-cache line size in bytes (CTR_EL0.DminLine).
 fn dline() -> usize {
     4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)

@@ -11,7 +11,7 @@ use hyp_core::pgtable::{Attrs, MapError, PageTable, Regime, TableMemory, ENTRIES
 use platforms::MemKind;
 
 /// Pages in the translation-table pool.
-pub const POOL_PAGES: usize = 256;
+pub const POOL_PAGES: usize = crate::PLATFORM.table_pages;
 
 #[repr(C, align(4096))]
 struct Pool([[u64; ENTRIES]; POOL_PAGES]);
@@ -110,6 +110,9 @@ pub fn build_stage2(
     devices: &[(u64, u64, u64)],
 ) -> Result<u64, MapError> {
     let mut pt = PageTable::new(mem, Regime::Stage2)?;
+    if crate::PLATFORM.stage2_leaf == platforms::Stage2Leaf::Page {
+        pt = pt.pages_only();
+    }
     pt.map(mem, ipa, pa, size, Attrs::RAM)?;
     for &(i, p, s) in devices {
         pt.map(mem, i, p, s, Attrs::DEVICE)?;
@@ -123,7 +126,7 @@ pub fn build_stage2(
 /// Both ranges must be RAM owned by the caller for the duration and must not overlap.
 pub unsafe fn copy_phys(dst: u64, src: u64, len: u64) {
     // SAFETY: caller contract.
-    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len as usize) };
+    unsafe { crate::arch::copy_bulk(dst as *mut u8, src as *const u8, len as usize) };
 }
 
 /// Zeroes `len` bytes at a physical address.
@@ -132,7 +135,7 @@ pub unsafe fn copy_phys(dst: u64, src: u64, len: u64) {
 /// The range must be RAM owned by the caller.
 pub unsafe fn zero_phys(dst: u64, len: u64) {
     // SAFETY: caller contract.
-    unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len as usize) };
+    unsafe { crate::arch::zero_bulk(dst as *mut u8, len as usize) };
 }
 
 /// A read-only view of physical memory.

@@ -17,15 +17,18 @@ const READY: &str = "FERRUM-READY";
 pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
     match args.first().map(String::as_str) {
         Some("boot") => bench_boot(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]".into()),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]"
+            .into()),
     }
 }
 
 fn bench_boot(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--runs", "--gic", "--kernel"], &[])?;
+    check_args(args, &["--runs", "--gic", "--kernel", "--append"], &[])?;
     let runs: usize = opt(args, "--runs")?.map_or(Ok(5), |v| v.parse().map_err(|_| format!("--runs: '{v}'")))?;
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
     let series = opt(args, "--kernel")?.unwrap_or_else(|| "6.12".into());
+    // Extra kernel arguments for both boots (e.g. `earlycon` to see where early boot spends time).
+    let append = opt(args, "--append")?.map(|a| format!(" {a}")).unwrap_or_default();
     setup::ensure_host_tools()?;
     let dir = root().join("build/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -35,7 +38,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
     let toml = format!(
         "name = \"bench-boot\"\nplatform = \"qemu-virt\"\n\n[[domain]]\nname = \"control\"\nkind = \"linux\"\n\
          kernel = \"debian:{series}\"\ninitrd = \"initramfs:{series}\"\ncpus = [0, 1]\nmemory = \"512M\"\n\
-         devices = [\"/virtio_mmio@a003e00\", \"/virtio_mmio@a003c00\"]\nbootargs = \"console=ttyAMA0\"\n\
+         devices = [\"/virtio_mmio@a003e00\", \"/virtio_mmio@a003c00\"]\nbootargs = \"console=ttyAMA0{append}\"\n\
          on_poweroff = \"board\"\n"
     );
     std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
@@ -45,14 +48,16 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
     // Natively: the same Image and initramfs booted by U-Boot with QEMU's own device tree.
     let l = linux::prepare(&root().join("build"), &series)?;
     let script_addr = 0x4010_0000u64;
-    let script = "echo ferrum-bench: native boot\n\
-                  load virtio 0:1 0x40400000 Image\n\
-                  load virtio 0:1 0x48000000 initrd.img\n\
-                  setenv bootargs console=ttyAMA0 maxcpus=2 mem=512M\n\
-                  booti 0x40400000 0x48000000:${filesize} ${fdtcontroladdr}\n";
+    let script = format!(
+        "echo ferrum-bench: native boot\n\
+         load virtio 0:1 0x40400000 Image\n\
+         load virtio 0:1 0x48000000 initrd.img\n\
+         setenv bootargs console=ttyAMA0 maxcpus=2 mem=512M{append}\n\
+         booti 0x40400000 0x48000000:${{filesize}} ${{fdtcontroladdr}}\n"
+    );
     let rd = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let files = vec![
-        ("boot.scr".to_string(), crate::image::script_image(script)),
+        ("boot.scr".to_string(), crate::image::script_image(&script)),
         ("Image".to_string(), rd(&l.image)?),
         ("initrd.img".to_string(), rd(&l.initramfs)?),
     ];
