@@ -91,7 +91,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// Starts QEMU, returns the seconds until the ready line, then stops QEMU.
 fn time_to_ready(mut cmd: Command) -> Result<f64, String> {
     let start = Instant::now();
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu: {e}"))?;
     let mut out = child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -115,5 +115,14 @@ fn time_to_ready(mut cmd: Command) -> Result<f64, String> {
     let r = rx.recv_timeout(Duration::from_secs(300));
     let _ = child.kill();
     let _ = child.wait();
-    r.map_err(|_| "no ready line within 300 s".to_string())
+    r.map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => "no ready line within 300 s".to_string(),
+        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            format!("QEMU stopped before the ready line: {}", err.trim())
+        }
+    })
 }
