@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod esr;
+pub mod evtchn;
 pub mod fdtw;
 pub mod guestdt;
 pub mod hostdt;
