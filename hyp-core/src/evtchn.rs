@@ -11,6 +11,8 @@
 //! [`EventWords`], whose implementation must use atomic read-modify-writes.
 
 use crate::plan::MAX_DOMAINS;
+use alloc::vec;
+use alloc::vec::Vec;
 use xen_abi::{errno, evtchn as ev};
 
 /// Ports per domain (of the 4096 the 2-level ABI can address).
@@ -79,7 +81,8 @@ pub enum Target {
 
 /// Every domain's port table.
 pub struct Table {
-    ports: [[Slot; MAX_PORTS as usize]; MAX_DOMAINS],
+    /// Heap-allocated: the tables are too large for a boot stack.
+    ports: Vec<Vec<Slot>>,
     domains: usize,
 }
 
@@ -88,7 +91,9 @@ type R<T> = Result<T, i64>;
 impl Table {
     /// Tables for `domains` domains, all ports free.
     pub fn new(domains: usize) -> Self {
-        Self { ports: [[Slot { state: State::Free, vcpu: 0 }; MAX_PORTS as usize]; MAX_DOMAINS], domains }
+        let domains = domains.min(MAX_DOMAINS);
+        let free = Slot { state: State::Free, vcpu: 0 };
+        Self { ports: (0..domains).map(|_| vec![free; MAX_PORTS as usize]).collect(), domains }
     }
 
     fn slot(&self, d: usize, p: u32) -> R<&Slot> {

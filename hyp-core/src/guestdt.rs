@@ -46,6 +46,9 @@ pub struct Hardware<'h, 'a> {
     pub devices: &'h [Device<'a>],
 }
 
+/// Grant-table frames each Xen-aware domain has (all mapped at the start of its grant window).
+pub const GRANT_FRAMES: u32 = 32;
+
 /// The architected timer's interrupts: the host's (secure, non-secure, virtual, hypervisor
 /// PPIs with their flags) or the usual 13/14/11/10 level-low.
 fn timer_interrupts(host: Option<&fdt::Fdt<'_>>) -> Vec<u8> {
@@ -162,6 +165,17 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'
     w.prop_cells("interrupts", &[0, VUART_SPI, 4]);
     w.end_node();
 
+    if d.xen {
+        // docs/xen-abi.md §1.1: exact node name, versioned compatible first, grant window as
+        // region 0, event-channel PPI 31 level-low on every CPU.
+        let (maj, min) = xen_abi::version::REPORTED;
+        w.begin_node("hypervisor");
+        w.prop_strs("compatible", &[&format!("xen,xen-{maj}.{min}"), "xen,xen"]);
+        w.prop_u64s("reg", &[xen_abi::layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * xen_abi::PAGE_SIZE]);
+        w.prop_cells("interrupts", &[1, xen_abi::layout::EVTCHN_PPI - 16, 0xf08]);
+        w.end_node();
+    }
+
     if let Some(host) = hw.host {
         for dev in hw.devices {
             copy_device(&mut w, host, dev);
@@ -198,6 +212,15 @@ mod tests {
         assert_eq!((m.starting_address as u64, m.size), (0x4000_0000, Some(0x400_0000)));
         assert_eq!(fdt.cpus().count(), 2);
         assert_eq!(fdt.cpus().nth(1).unwrap().ids().first(), 1);
+        assert!(fdt.find_node("/hypervisor").is_none());
+        let xen = Domain { xen: true, ..d };
+        let blob = build(&xen, 0, 0x1000, &hw);
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let h = fdt.find_node("/hypervisor").unwrap();
+        assert_eq!(h.compatible().unwrap().first(), "xen,xen-4.19");
+        let r = h.reg().unwrap().next().unwrap();
+        assert_eq!((r.starting_address as u64, r.size), (0x3800_0000, Some(32 * 4096)));
+        assert_eq!(h.property("interrupts").unwrap().value, &[0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8]);
         assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@22000000");
         let chosen = fdt.find_node("/chosen").unwrap();
         assert_eq!(chosen.property("linux,initrd-start").unwrap().as_usize(), Some(0x4020_0000));

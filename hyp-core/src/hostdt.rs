@@ -223,6 +223,11 @@ fn parse_domain<'a>(
         None => PowerOffPolicy::default(),
         Some(k) => PowerOffPolicy::parse(k).ok_or(bad("on_poweroff", "ferrum,on-poweroff"))?,
     };
+    let xen = match s("ferrum,xen") {
+        None | Some("no") => false,
+        Some("yes") => true,
+        Some(_) => return Err(bad("xen", "ferrum,xen")),
+    };
     let nr = node.property("cpus").and_then(|p| p.as_usize()).ok_or(bad("cpus", "cpus"))?;
     let pcpus_raw = node.property("ferrum,pcpus").ok_or(bad("cpus", "ferrum,pcpus"))?.value;
     if pcpus_raw.len() % 4 != 0 || pcpus_raw.len() / 4 != nr {
@@ -292,6 +297,7 @@ fn parse_domain<'a>(
         on_fault,
         on_poweroff,
         devices,
+        xen,
     })
 }
 

@@ -143,6 +143,9 @@ pub struct Domain<'a> {
     pub on_poweroff: PowerOffPolicy,
     /// Host device-tree paths of the devices passed through to this domain.
     pub devices: List<&'a str, MAX_DEVICES>,
+    /// Offered the Xen guest ABI (hypercalls, event channels, grant tables, xenstore, PV
+    /// console) with a `/hypervisor` node in its device tree.
+    pub xen: bool,
 }
 
 impl Domain<'_> {

@@ -3,6 +3,7 @@
 //! behaviour is an `unsafe fn` with its contract stated.
 
 use core::arch::asm;
+use core::sync::atomic::Ordering;
 
 /// Reads a system register by name.
 macro_rules! read_sysreg {
@@ -135,6 +136,72 @@ pub unsafe fn zero_bulk(dst: *mut u8, len: usize) {
     }
     // SAFETY: the rest of the caller's range.
     unsafe { core::ptr::write_bytes(dst.add(bulk), 0, len - bulk) };
+}
+
+/// Stage-1 translation of guest virtual address `va` through the running guest's EL1 regime
+/// (`AT S1E1R/W`, so EL1 read or write permission is checked). Returns the IPA. The guest's
+/// PAR_EL1 is preserved.
+pub fn guest_va_to_ipa(va: u64, write: bool) -> Option<u64> {
+    let saved = read_sysreg!("par_el1");
+    // SAFETY: AT only writes PAR_EL1, which is restored below; the EL1 regime is the guest's
+    // own, loaded because this runs in a trap from it.
+    unsafe {
+        if write {
+            asm!("at s1e1w, {}", in(reg) va, options(nostack, preserves_flags));
+        } else {
+            asm!("at s1e1r, {}", in(reg) va, options(nostack, preserves_flags));
+        }
+    }
+    isb();
+    let par = read_sysreg!("par_el1");
+    // SAFETY: restores the guest's own value.
+    unsafe { write_sysreg!("par_el1", saved) };
+    (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (va & 0xfff))
+}
+
+/// Atomic OR on a 64-bit word of memory shared with a guest; returns the old value.
+///
+/// # Safety
+/// `pa` must be an 8-byte aligned address of mapped normal memory.
+pub unsafe fn shared_fetch_or(pa: u64, mask: u64) -> u64 {
+    // SAFETY: caller contract; the guest updates the same word with atomics too.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) }.fetch_or(mask, Ordering::AcqRel)
+}
+
+/// Atomic AND on a 64-bit word of memory shared with a guest; returns the old value.
+///
+/// # Safety
+/// As [`shared_fetch_or`].
+pub unsafe fn shared_fetch_and(pa: u64, mask: u64) -> u64 {
+    // SAFETY: caller contract.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) }.fetch_and(mask, Ordering::AcqRel)
+}
+
+/// Atomic exchange of a byte of memory shared with a guest; returns the old value.
+///
+/// # Safety
+/// `pa` must be an address of mapped normal memory.
+pub unsafe fn shared_swap_u8(pa: u64, v: u8) -> u8 {
+    // SAFETY: caller contract.
+    unsafe { core::sync::atomic::AtomicU8::from_ptr(pa as *mut u8) }.swap(v, Ordering::AcqRel)
+}
+
+/// Acquire load of a 32-bit ring index shared with a guest.
+///
+/// # Safety
+/// `pa` must be a 4-byte aligned address of mapped normal memory.
+pub unsafe fn shared_load_u32(pa: u64) -> u32 {
+    // SAFETY: caller contract.
+    unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.load(Ordering::Acquire)
+}
+
+/// Release store of a 32-bit ring index shared with a guest.
+///
+/// # Safety
+/// As [`shared_load_u32`].
+pub unsafe fn shared_store_u32(pa: u64, v: u32) {
+    // SAFETY: caller contract.
+    unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.store(v, Ordering::Release)
 }
 
 /// Data-cache line size in bytes (CTR_EL0.DminLine).

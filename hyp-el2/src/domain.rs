@@ -29,7 +29,6 @@ pub const VUART_INTID: u32 = 32 + VUART_SPI;
 use crate::boot::MAX_CPUS;
 
 /// Xen's `-ENOSYS`.
-const XEN_ENOSYS: i64 = -38;
 /// Faults after which an `inject` domain is stopped anyway.
 const MAX_FAULTS: u32 = 64;
 /// PSTATE for a fresh EL1h entry with DAIF masked.
@@ -70,6 +69,8 @@ pub struct DomainCfg {
     pub cntvoff: u64,
     /// Runs Linux (gets the console focus first).
     pub linux: bool,
+    /// Offered the Xen guest ABI.
+    pub xen: bool,
 }
 
 impl DomainCfg {
@@ -105,7 +106,7 @@ pub struct Config {
 pub enum EndReason {
     /// Still running.
     Running = 0,
-    /// PSCI SYSTEM_OFF.
+    /// PSCI SYSTEM_OFF or SCHEDOP_shutdown(poweroff).
     PowerOff = 1,
     /// Every vCPU called CPU_OFF.
     AllCpusOff = 2,
@@ -131,7 +132,7 @@ impl EndReason {
     fn text(self) -> &'static str {
         match self {
             Self::Running => "running",
-            Self::PowerOff => "powered off (PSCI SYSTEM_OFF)",
+            Self::PowerOff => "powered off",
             Self::AllCpusOff => "all vCPUs off",
             Self::Fault => "stopped after a fault (on_fault = stop)",
             Self::Crashed => "crashed",
@@ -182,7 +183,7 @@ pub fn publish(cfg: Config) {
     CONFIG.set(cfg);
 }
 
-fn config() -> &'static Config {
+pub fn config() -> &'static Config {
     match CONFIG.get() {
         Some(c) => c,
         None => crash::power_off(false, format_args!("configuration used before it was published")),
@@ -219,6 +220,10 @@ pub fn console_input(d: usize, b: u8) {
     if !is_running(d) {
         return;
     }
+    if crate::xen::has_pv_console(d) {
+        crate::xen::console_input(d, b);
+        return;
+    }
     let _ = RT[d].console.lock().0.push_rx(b);
     uart_update(d);
 }
@@ -233,6 +238,12 @@ fn uart_update(d: usize) {
 
 /// The guest EOI'd a level-sensitive software interrupt: re-sample its source.
 pub fn level_eoi(d: usize, intid: u32) {
+    if intid == xen_abi::layout::EVTCHN_PPI {
+        if let Some((_, v)) = config().vcpu_of_pcpu.get(arch::cpu_index()).copied().flatten() {
+            crate::xen::upcall_eoi(d, v);
+        }
+        return;
+    }
     if intid == VUART_INTID {
         RT[d].uart_inflight.store(false, Ordering::Release);
         uart_update(d);
@@ -403,7 +414,7 @@ fn guest_sync_inner(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
     match e.class() {
         Class::Hvc64 => match e.imm16() {
             0 => handle_psci(regs, cpu, d, v),
-            0xea1 => regs.x[0] = XEN_ENOSYS as u64,
+            xen_abi::HYPERCALL_TAG => crate::xen::hypercall(&mut regs.x, d, v),
             _ => inject_undef(regs),
         },
         Class::Smc64 => {
@@ -705,6 +716,18 @@ fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
     regs.x[0] = r as u64;
 }
 
+/// `SCHEDOP_shutdown` with a reason other than reboot: the domain ends as PSCI `SYSTEM_OFF`
+/// would (poweroff) or as a crash.
+pub fn shutdown_from_hypercall(d: usize, why: EndReason) -> ! {
+    end_domain(d, why);
+    idle(arch::cpu_index())
+}
+
+/// `SCHEDOP_shutdown(reboot)`: as PSCI `SYSTEM_RESET`.
+pub fn reboot_from_hypercall(d: usize, v: usize) -> ! {
+    restart_domain(arch::cpu_index(), d, v)
+}
+
 fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
     let dom = &config().domains[d];
     let rt = &RT[d];
@@ -716,6 +739,7 @@ fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
     let n = rt.restarts.fetch_add(1, Ordering::Relaxed) + 1;
     hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
     flush_console(d);
+    crate::xen::reset(d);
     load_images(dom, false);
     rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
     rt.on_entry[0].store(dom.entry, Ordering::Relaxed);

@@ -82,7 +82,7 @@ unsafe impl GlobalAlloc for Heap {
         let mut free = self.free.lock();
         // SAFETY: the caller returns a block of this class it no longer uses; it is at least
         // 16 bytes and 16-byte aligned, so its first word can link the list.
-        unsafe { *(ptr as *mut usize) = free[c] };
+        unsafe { *ptr.cast::<usize>() = free[c] };
         free[c] = ptr as usize;
     }
 }

@@ -70,6 +70,16 @@ impl Sink for DomainSink {
     }
 }
 
+/// Raises `intid` in domain `d` on `vcpu`, asking for a maintenance interrupt at its EOI
+/// (so the source can be re-sampled, see [`domain::level_eoi`]).
+pub fn raise_notify(d: usize, vcpu: usize, intid: u32) -> bool {
+    let mut g = VDIST[d].lock();
+    match g.as_mut() {
+        Some(vd) => vd.raise(vcpu, intid, true, &mut DomainSink::new(d)),
+        None => false,
+    }
+}
+
 /// Raises `intid` in domain `d` (private interrupts: on `vcpu`).
 pub fn raise(d: usize, vcpu: usize, intid: u32) -> bool {
     let mut g = VDIST[d].lock();

@@ -26,6 +26,7 @@ mod mm;
 mod mux;
 mod sync;
 mod uart;
+mod xen;
 
 use alloc::vec::Vec;
 use console::hprintln;
@@ -325,7 +326,21 @@ fn build_config(
             );
         }
         *irq::VDIST[i].lock() = Some(vd);
-        let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size, &maps) {
+        let xen_pages = if d.xen { xen::stage2_pages(i) } else { Vec::new() };
+        if d.xen {
+            for (base, size) in xen::reserved_ipas() {
+                let clash = |a: u64, s: u64| a < base + size && base < a + s;
+                if clash(d.ipa_base().0, d.memory.size) || maps.iter().any(|m| clash(m.0, m.2)) {
+                    hprintln!(
+                        "plan rejected: domain '{}', field 'xen': the Xen pages at IPA {base:#x} overlap its RAM or devices",
+                        d.name
+                    );
+                    return Err(());
+                }
+            }
+        }
+        let root = match mm::build_stage2(&mut pool, d.ipa_base().0, d.memory.base.0, d.memory.size, &maps, &xen_pages)
+        {
             Ok(r) => r,
             Err(e) => {
                 hprintln!("plan rejected: domain '{}': stage-2 tables: {e:?}", d.name);
@@ -346,6 +361,7 @@ fn build_config(
             on_poweroff: d.on_poweroff,
             gic: Some(ggic),
             linux: d.kind == plan::DomainKind::Linux,
+            xen: d.xen,
             cntvoff: boot_count,
             ..Default::default()
         };
@@ -370,6 +386,8 @@ fn build_config(
         let _ = cfg.domains.push(dc);
     }
     hprintln!("stage-2 tables: {} pages used of {}", pool.used(), mm::POOL_PAGES);
+    xen::init(&cfg.domains);
+    hprintln!("heap: {} KiB in use", heap::used() / 1024);
     Ok(cfg)
 }
 

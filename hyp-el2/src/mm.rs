@@ -100,14 +100,15 @@ pub fn el2_root() -> u64 {
     unsafe { *addr_of!(EL2_ROOT) }
 }
 
-/// Builds stage-2 tables mapping `[ipa, ipa+size)` to `[pa, pa+size)` as normal RAM, and each
-/// `(ipa, pa, size)` of `devices` as device MMIO.
+/// Builds stage-2 tables mapping `[ipa, ipa+size)` to `[pa, pa+size)` as normal RAM, each
+/// `(ipa, pa, size)` of `devices` as device MMIO and each of `pages` as normal memory.
 pub fn build_stage2(
     mem: &mut PoolMem,
     ipa: u64,
     pa: u64,
     size: u64,
     devices: &[(u64, u64, u64)],
+    pages: &[(u64, u64, u64)],
 ) -> Result<u64, MapError> {
     let mut pt = PageTable::new(mem, Regime::Stage2)?;
     if crate::PLATFORM.stage2_leaf == platforms::Stage2Leaf::Page {
@@ -116,6 +117,9 @@ pub fn build_stage2(
     pt.map(mem, ipa, pa, size, Attrs::RAM)?;
     for &(i, p, s) in devices {
         pt.map(mem, i, p, s, Attrs::DEVICE)?;
+    }
+    for &(i, p, s) in pages {
+        pt.map(mem, i, p, s, Attrs::RAM)?;
     }
     Ok(pt.root())
 }
@@ -145,4 +149,22 @@ pub unsafe fn zero_phys(dst: u64, len: u64) {
 pub unsafe fn phys_slice<'a>(pa: u64, len: u64) -> &'a [u8] {
     // SAFETY: caller contract.
     unsafe { core::slice::from_raw_parts(pa as *const u8, len as usize) }
+}
+
+/// Copies physical memory into `buf`.
+///
+/// # Safety
+/// `[pa, pa+len)` must be mapped normal memory (RAM or hypervisor pages).
+pub unsafe fn read_phys(pa: u64, buf: &mut [u8]) {
+    // SAFETY: caller contract; `buf` is ours.
+    unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) };
+}
+
+/// Copies `buf` into physical memory.
+///
+/// # Safety
+/// `[pa, pa+len)` must be mapped normal memory that the caller may write.
+pub unsafe fn write_phys(pa: u64, buf: &[u8]) {
+    // SAFETY: caller contract.
+    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), pa as *mut u8, buf.len()) };
 }

@@ -98,6 +98,8 @@ pub struct DomainFile {
     /// Host device-tree paths of passthrough devices.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Offer the Xen guest ABI (default: yes for Linux, no for unikernels).
+    pub xen: Option<bool>,
 }
 
 fn default_kind() -> String {
@@ -148,6 +150,8 @@ pub struct ResolvedDomain {
     pub on_poweroff: PowerOffPolicy,
     /// Passthrough devices (host DT paths).
     pub devices: Vec<String>,
+    /// Offered the Xen guest ABI.
+    pub xen: bool,
 }
 
 /// A deployment ready to become a boot image.
@@ -301,6 +305,7 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
             on_fault,
             on_poweroff,
             devices: d.devices.clone(),
+            xen: d.xen.unwrap_or(kind == DomainKind::Linux),
         });
     }
     if next > st.base + st.size {
@@ -339,6 +344,7 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
             on_poweroff: d.on_poweroff,
             devices: List::from_slice(&d.devices.iter().map(String::as_str).collect::<Vec<_>>())
                 .ok_or_else(|| field_err(&dep.file, 0, &d.name, "devices", Problem::TooManyDevices))?,
+            xen: d.xen,
         };
         plan.domains.push(dom).map_err(|_| format!("{}: domain: {}", dep.file.display(), Problem::TooManyDomains))?;
     }

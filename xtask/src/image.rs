@@ -100,6 +100,7 @@ pub fn boot_script(dep: &Deployment) -> String {
         let _ = writeln!(s, "fdt set {n} ferrum,memory-base <{}>", hex(d.memory.base.0));
         let _ = writeln!(s, "fdt set {n} ferrum,on-fault \"{}\"", d.on_fault.as_str());
         let _ = writeln!(s, "fdt set {n} ferrum,on-poweroff \"{}\"", d.on_poweroff.as_str());
+        let _ = writeln!(s, "fdt set {n} ferrum,xen \"{}\"", if d.xen { "yes" } else { "no" });
         if !d.devices.is_empty() {
             let list: Vec<String> = d.devices.iter().map(|p| format!("\"{p}\"")).collect();
             let _ = writeln!(s, "fdt set {n} ferrum,passthrough {}", list.join(" "));

@@ -326,6 +326,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "ferrum-init: Linux $(uname -r), CPUs online: $(cat /sys/devices/system/cpu/online)"
+# /sys/hypervisor/uuid is read through xenstore (the domain's `vm` key): a round trip over xenbus.
+[ -r /sys/hypervisor/type ] && echo "ferrum-init: hypervisor $(cat /sys/hypervisor/type), uuid $(cat /sys/hypervisor/uuid 2>&1)"
 for m in $(cat /lib/modules/load-order); do
   insmod /lib/modules/$m.ko || echo "ferrum-init: insmod $m failed"
 done

@@ -1,0 +1,748 @@
+//! The Xen guest ABI for Xen-aware domains: hypercall dispatch (`hvc #0xEA1`, number in x16,
+//! arguments x0–x4, result in x0), guest-virtual argument access, the per-domain Xen pages
+//! (PV console ring, xenstore ring, grant-table frames), event-channel delivery through
+//! shared_info / vcpu_info and PPI 31, the PV console backend and the xenstore service.
+//!
+//! Decisions live in host-tested crates: port states and the 2-level delivery rules in
+//! `hyp_core::evtchn`, the store in `xenstore`, layouts in `xen_abi`. This module moves bytes
+//! between them and guest memory and validates every guest-controlled value on the way:
+//! pointers are translated through the guest's stage-1 with its own permissions and must land
+//! in its RAM or its Xen pages; ring indices are checked against the ring size.
+//!
+//! Invariants: lock order is `EVTCHN`, then `STORE`, then a vGIC lock; the hypervisor never
+//! keeps a guest virtual address; only a domain's own memory is ever touched on its behalf.
+
+use crate::console::{domain_line, hprintln};
+use crate::domain::{self, config, DomainCfg};
+use crate::sync::SpinLock;
+use crate::{arch, mm};
+use alloc::vec::Vec;
+use core::ptr::addr_of;
+use core::sync::atomic::{AtomicU64, Ordering};
+use hyp_core::evtchn::{self, domid_of, index_of, EventWords, Service, Table, Target};
+use hyp_core::guestdt::GRANT_FRAMES;
+use hyp_core::plan::{MAX_DOMAINS, MAX_VCPUS};
+use hyp_core::vuart::LineBuf;
+use xen_abi::{errno, hc, layout, shared, PAGE_SIZE};
+use xenstore::{Perm, Store, PERM_READ, TOOLSTACK};
+
+/// Xen pages per domain: console ring, xenstore ring, grant frames.
+const PAGES: usize = 2 + GRANT_FRAMES as usize;
+const CONSOLE_PAGE: usize = 0;
+const STORE_PAGE: usize = 1;
+
+#[repr(C, align(4096))]
+struct XenPages([[[u8; 4096]; PAGES]; MAX_DOMAINS]);
+
+static mut XEN_PAGES: XenPages = XenPages([[[0; 4096]; PAGES]; MAX_DOMAINS]);
+
+/// Physical address of Xen page `i` of domain `d`.
+fn page_pa(d: usize, i: usize) -> u64 {
+    // SAFETY: only the address is taken.
+    unsafe { addr_of!(XEN_PAGES.0[d][i]) as u64 }
+}
+
+/// Per-domain Xen state that hypercalls change.
+struct XenDom {
+    shared_info: AtomicU64,
+    vcpu_info: [AtomicU64; MAX_VCPUS],
+    store_port: AtomicU64,
+    console_port: AtomicU64,
+}
+
+static XD: [XenDom; MAX_DOMAINS] = [const {
+    XenDom {
+        shared_info: AtomicU64::new(0),
+        vcpu_info: [const { AtomicU64::new(0) }; MAX_VCPUS],
+        store_port: AtomicU64::new(0),
+        console_port: AtomicU64::new(0),
+    }
+}; MAX_DOMAINS];
+
+static EVTCHN: SpinLock<Option<Table>> = SpinLock::new(None);
+static STORE: SpinLock<Option<Store>> = SpinLock::new(None);
+static CONSOLE_LINES: [SpinLock<LineBuf>; MAX_DOMAINS] = [const { SpinLock::new(LineBuf::new()) }; MAX_DOMAINS];
+
+/// Stage-2 mappings of a Xen-aware domain's Xen pages: (IPA, PA, size), as normal memory.
+pub fn stage2_pages(d: usize) -> Vec<(u64, u64, u64)> {
+    let mut v = Vec::new();
+    v.push((layout::MAGIC_BASE, page_pa(d, CONSOLE_PAGE), PAGE_SIZE));
+    v.push((layout::MAGIC_BASE + PAGE_SIZE, page_pa(d, STORE_PAGE), PAGE_SIZE));
+    for f in 0..GRANT_FRAMES as usize {
+        v.push((layout::GNTTAB_BASE + f as u64 * PAGE_SIZE, page_pa(d, 2 + f), PAGE_SIZE));
+    }
+    v
+}
+
+/// IPA ranges a Xen-aware domain gets besides its RAM (for overlap checks).
+pub fn reserved_ipas() -> [(u64, u64); 2] {
+    [(layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * PAGE_SIZE), (layout::MAGIC_BASE, 2 * PAGE_SIZE)]
+}
+
+/// Sets up event channels, the store and each Xen-aware domain's ports and xenstore tree.
+pub fn init(cfg: &[DomainCfg]) {
+    let mut t = Table::new(cfg.len());
+    let mut s = Store::new(xenstore::Quota::default());
+    for (d, c) in cfg.iter().enumerate() {
+        if !c.xen {
+            continue;
+        }
+        let store = t.bind_service(d, Service::Store).unwrap_or(0);
+        let console = t.bind_service(d, Service::Console).unwrap_or(0);
+        XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
+        XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
+        write_tree(&mut s, d, c);
+    }
+    *EVTCHN.lock() = Some(t);
+    *STORE.lock() = Some(s);
+}
+
+/// Writes domain `d`'s xenstore tree from the plan (docs/xen-abi.md §6.8).
+fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
+    let id = domid_of(d);
+    s.introduce(id);
+    let home = alloc::format!("/local/domain/{id}");
+    let ro = [Perm { dom: TOOLSTACK, access: 0 }, Perm { dom: id, access: PERM_READ }];
+    let own = [Perm { dom: id, access: 0 }];
+    let kib = alloc::format!("{}", c.memory.size / 1024);
+    let idtxt = alloc::format!("{id}");
+    let uuid = alloc::format!("00000000-0000-0000-0000-{:012x}", id);
+    let vm = alloc::format!("/vm/{uuid}");
+    s.tool_write(&alloc::format!("{vm}/uuid"), uuid.as_bytes(), &ro);
+    s.tool_write(&alloc::format!("{vm}/name"), c.name().as_bytes(), &ro);
+    for (p, v, perms) in [
+        ("", "", &ro[..]),
+        ("/vm", vm.as_str(), &ro),
+        ("/name", c.name(), &ro),
+        ("/domid", idtxt.as_str(), &ro),
+        ("/memory/static-max", kib.as_str(), &ro),
+        ("/memory/target", kib.as_str(), &ro),
+        ("/control", "", &ro),
+        ("/control/shutdown", "", &own),
+        ("/control/sysrq", "", &own),
+        ("/control/feature-poweroff", "", &own),
+        ("/control/feature-reboot", "", &own),
+        ("/control/feature-suspend", "", &own),
+        ("/control/platform-feature-xs_reset_watches", "1", &ro),
+        ("/device", "", &ro),
+        ("/data", "", &own),
+        ("/drivers", "", &own),
+        ("/feature", "", &own),
+        ("/attr", "", &own),
+        ("/error", "", &own),
+    ] {
+        s.tool_write(&alloc::format!("{home}{p}"), v.as_bytes(), perms);
+    }
+}
+
+// ----- guest memory -----
+
+/// PA of guest IPA `ipa` of domain `d` when it is its RAM or one of its Xen pages.
+fn ipa_to_pa(d: usize, ipa: u64) -> Option<u64> {
+    let c = &config().domains[d];
+    if ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size {
+        return Some(c.memory.base.0 + (ipa - c.ipa_base));
+    }
+    if !c.xen {
+        return None;
+    }
+    stage2_pages(d).iter().find(|m| ipa >= m.0 && ipa - m.0 < m.2).map(|m| m.1 + (ipa - m.0))
+}
+
+/// Copies `buf.len()` bytes from guest virtual address `va` of the running domain `d`.
+fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
+    let mut done = 0;
+    while done < buf.len() {
+        let a = va.checked_add(done as u64).ok_or(-errno::EFAULT)?;
+        let n = ((PAGE_SIZE - (a & 0xfff)) as usize).min(buf.len() - done);
+        let ipa = arch::guest_va_to_ipa(a, false).ok_or(-errno::EFAULT)?;
+        let pa = ipa_to_pa(d, ipa).ok_or(-errno::EFAULT)?;
+        // SAFETY: `pa..pa+n` lies in one page of the domain's RAM or Xen pages.
+        unsafe { mm::read_phys(pa, &mut buf[done..done + n]) };
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copies `buf` to guest virtual address `va` of the running domain `d` (write permission
+/// checked through its stage-1).
+fn copy_to_guest(d: usize, va: u64, buf: &[u8]) -> Result<(), i64> {
+    let mut done = 0;
+    while done < buf.len() {
+        let a = va.checked_add(done as u64).ok_or(-errno::EFAULT)?;
+        let n = ((PAGE_SIZE - (a & 0xfff)) as usize).min(buf.len() - done);
+        let ipa = arch::guest_va_to_ipa(a, true).ok_or(-errno::EFAULT)?;
+        let pa = ipa_to_pa(d, ipa).ok_or(-errno::EFAULT)?;
+        // SAFETY: as in `copy_from_guest`; the domain owns this memory.
+        unsafe { mm::write_phys(pa, &buf[done..done + n]) };
+        done += n;
+    }
+    Ok(())
+}
+
+// ----- event delivery -----
+
+/// shared_info and one vCPU's vcpu_info of a domain, as physical addresses.
+struct Words {
+    si: u64,
+    vi: u64,
+}
+
+impl EventWords for Words {
+    fn set_pending(&mut self, bit: u32) -> bool {
+        let w = self.si + shared::EVTCHN_PENDING + u64::from(bit / 64) * 8;
+        // SAFETY: `si` is a page of the domain's RAM (checked at registration).
+        unsafe { arch::shared_fetch_or(w, 1 << (bit % 64)) & (1 << (bit % 64)) != 0 }
+    }
+    fn pending(&self, bit: u32) -> bool {
+        let w = self.si + shared::EVTCHN_PENDING + u64::from(bit / 64) * 8;
+        // SAFETY: as above.
+        unsafe { arch::shared_fetch_or(w, 0) & (1 << (bit % 64)) != 0 }
+    }
+    fn masked(&self, bit: u32) -> bool {
+        let w = self.si + shared::EVTCHN_MASK + u64::from(bit / 64) * 8;
+        // SAFETY: as above.
+        unsafe { arch::shared_fetch_or(w, 0) & (1 << (bit % 64)) != 0 }
+    }
+    fn clear_mask(&mut self, bit: u32) -> bool {
+        let w = self.si + shared::EVTCHN_MASK + u64::from(bit / 64) * 8;
+        // SAFETY: as above.
+        unsafe { arch::shared_fetch_and(w, !(1 << (bit % 64))) & (1 << (bit % 64)) != 0 }
+    }
+    fn set_sel(&mut self, bit: u32) -> bool {
+        // SAFETY: `vi` is 8-byte aligned inside one page of the domain's RAM.
+        unsafe { arch::shared_fetch_or(self.vi + shared::VCPU_PENDING_SEL, 1 << bit) & (1 << bit) != 0 }
+    }
+    fn set_upcall(&mut self) -> bool {
+        // SAFETY: as above.
+        unsafe { arch::shared_swap_u8(self.vi + shared::VCPU_UPCALL_PENDING, 1) != 0 }
+    }
+}
+
+fn words(d: usize, v: usize) -> Option<Words> {
+    let si = XD[d].shared_info.load(Ordering::Acquire);
+    if si == 0 {
+        return None;
+    }
+    let vi = match XD[d].vcpu_info[v].load(Ordering::Acquire) {
+        0 if v == 0 => si,
+        0 => return None,
+        vi => vi,
+    };
+    Some(Words { si, vi })
+}
+
+/// Raises PPI 31 on vCPU `v`. Called on every 0 → 1 edge of `evtchn_upcall_pending` and at
+/// each EOI while it stays 1, never gated on hypervisor-side state: an extra PPI is harmless
+/// (Linux finds nothing to do), a missing one loses events for good.
+fn raise_upcall(d: usize, v: usize) {
+    crate::irq::raise_notify(d, v, layout::EVTCHN_PPI);
+}
+
+/// Sets `port` of domain `d` pending and raises its upcall if needed.
+fn deliver(t: &Table, d: usize, port: u32) {
+    let v = t.vcpu(d, port);
+    if let Some(mut w) = words(d, v) {
+        if evtchn::deliver(&mut w, port) {
+            raise_upcall(d, v);
+        }
+    }
+}
+
+/// The guest EOI'd PPI 31 on vCPU `v`: raise it again while its upcall is still pending
+/// (the PPI behaves as a level equal to `evtchn_upcall_pending`).
+pub fn upcall_eoi(d: usize, v: usize) {
+    if let Some(w) = words(d, v) {
+        // SAFETY: vcpu_info lies in the domain's RAM.
+        let pending = unsafe { arch::shared_fetch_or(w.vi & !7, 0) } & 0xff != 0;
+        if pending {
+            raise_upcall(d, v);
+        }
+    }
+}
+
+/// Forgets a domain's Xen state (restart).
+pub fn reset(d: usize) {
+    XD[d].shared_info.store(0, Ordering::Release);
+    for v in 0..MAX_VCPUS {
+        XD[d].vcpu_info[v].store(0, Ordering::Release);
+    }
+}
+
+// ----- PV console -----
+
+/// Moves what domain `d` wrote to its console ring to the console multiplexer.
+fn drain_console(d: usize) {
+    let ring = page_pa(d, CONSOLE_PAGE);
+    // SAFETY: the console page is ours and mapped; indices are validated below.
+    let (cons, prod) = unsafe {
+        (
+            arch::shared_load_u32(ring + xen_abi::cons::OUT_CONS as u64),
+            arch::shared_load_u32(ring + xen_abi::cons::OUT_PROD as u64),
+        )
+    };
+    let n = prod.wrapping_sub(cons);
+    if n == 0 || n > xen_abi::cons::OUT_SIZE {
+        return; // nothing, or indices the guest corrupted: ignore until it fixes them
+    }
+    let name = config().domains[d].name();
+    let mut lb = CONSOLE_LINES[d].lock();
+    for i in 0..n {
+        let off = u64::from(cons.wrapping_add(i) & (xen_abi::cons::OUT_SIZE - 1));
+        let mut b = [0u8];
+        // SAFETY: inside the console page.
+        unsafe { mm::read_phys(ring + xen_abi::cons::OUT as u64 + off, &mut b) };
+        if let Some(line) = lb.push(b[0]) {
+            domain_line(name, line);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { arch::shared_store_u32(ring + xen_abi::cons::OUT_CONS as u64, prod) };
+}
+
+/// Whether domain `d` reads its console input from the PV console.
+pub fn has_pv_console(d: usize) -> bool {
+    config().domains.get(d).is_some_and(|c| c.xen)
+}
+
+/// A byte of console input for domain `d`'s PV console.
+pub fn console_input(d: usize, b: u8) {
+    let ring = page_pa(d, CONSOLE_PAGE);
+    // SAFETY: the console page is ours.
+    let (cons, prod) = unsafe {
+        (
+            arch::shared_load_u32(ring + xen_abi::cons::IN_CONS as u64),
+            arch::shared_load_u32(ring + xen_abi::cons::IN_PROD as u64),
+        )
+    };
+    if prod.wrapping_sub(cons) >= xen_abi::cons::IN_SIZE {
+        return; // full (or corrupted): the byte is dropped
+    }
+    let off = u64::from(prod & (xen_abi::cons::IN_SIZE - 1));
+    // SAFETY: inside the console page.
+    unsafe {
+        mm::write_phys(ring + xen_abi::cons::IN as u64 + off, &[b]);
+        arch::shared_store_u32(ring + xen_abi::cons::IN_PROD as u64, prod.wrapping_add(1));
+    }
+    let port = XD[d].console_port.load(Ordering::Relaxed) as u32;
+    if let Some(t) = EVTCHN.lock().as_ref() {
+        deliver(t, d, port);
+    }
+}
+
+// ----- xenstore -----
+
+/// Serves domain `d`'s request ring, then pushes every domain's pending replies and events.
+fn serve_store(t: &Table, d: usize) {
+    let mut guard = STORE.lock();
+    let Some(s) = guard.as_mut() else { return };
+    let ring = page_pa(d, STORE_PAGE);
+    loop {
+        // SAFETY: the store page is ours; indices are validated.
+        let (cons, prod) = unsafe {
+            (
+                arch::shared_load_u32(ring + xen_abi::xs::REQ_CONS as u64),
+                arch::shared_load_u32(ring + xen_abi::xs::REQ_PROD as u64),
+            )
+        };
+        let n = prod.wrapping_sub(cons);
+        if n == 0 || n > xen_abi::xs::RING_SIZE {
+            break;
+        }
+        let mut bytes = [0u8; 1024];
+        for i in 0..n {
+            let off = u64::from(cons.wrapping_add(i) & (xen_abi::xs::RING_SIZE - 1));
+            // SAFETY: inside the store page.
+            unsafe { mm::read_phys(ring + xen_abi::xs::REQ as u64 + off, &mut bytes[i as usize..=i as usize]) };
+        }
+        let taken = s.feed(domid_of(d), &bytes[..n as usize]) as u32;
+        // SAFETY: as above.
+        unsafe { arch::shared_store_u32(ring + xen_abi::xs::REQ_CONS as u64, cons.wrapping_add(taken)) };
+        if taken < n {
+            break; // its replies are not being read: leave the rest in its ring
+        }
+    }
+    let cfg = config();
+    for id in s.domains_with_output() {
+        let Some(e) = index_of(id, d, cfg.domains.len()) else { continue };
+        let ring = page_pa(e, STORE_PAGE);
+        // SAFETY: domain `e`'s store page is ours.
+        let (cons, prod) = unsafe {
+            (
+                arch::shared_load_u32(ring + xen_abi::xs::RSP_CONS as u64),
+                arch::shared_load_u32(ring + xen_abi::xs::RSP_PROD as u64),
+            )
+        };
+        let used = prod.wrapping_sub(cons);
+        if used > xen_abi::xs::RING_SIZE {
+            continue;
+        }
+        let out = s.take_output(id, (xen_abi::xs::RING_SIZE - used) as usize);
+        for (i, b) in out.iter().enumerate() {
+            let off = u64::from(prod.wrapping_add(i as u32) & (xen_abi::xs::RING_SIZE - 1));
+            // SAFETY: inside domain `e`'s store page.
+            unsafe { mm::write_phys(ring + xen_abi::xs::RSP as u64 + off, core::slice::from_ref(b)) };
+        }
+        if !out.is_empty() {
+            // SAFETY: as above.
+            unsafe { arch::shared_store_u32(ring + xen_abi::xs::RSP_PROD as u64, prod.wrapping_add(out.len() as u32)) };
+            deliver(t, e, XD[e].store_port.load(Ordering::Relaxed) as u32);
+        }
+    }
+}
+
+// ----- hypercalls -----
+
+/// Handles `hvc #0xEA1` from vCPU `v` of domain `d`: the result goes to x0.
+pub fn hypercall(x: &mut [u64; 31], d: usize, v: usize) {
+    let c = &config().domains[d];
+    let r = if !c.xen {
+        -errno::ENOSYS
+    } else {
+        match x[16] {
+            hc::XEN_VERSION => xen_version(d, x[0], x[1]),
+            hc::MEMORY_OP => memory_op(d, x[0], x[1]),
+            hc::GRANT_TABLE_OP => grant_table_op(d, x[0], x[1], x[2]),
+            hc::VCPU_OP => vcpu_op(d, c, x[0], x[1], x[2]),
+            hc::HVM_OP => hvm_op(d, x[0], x[1]),
+            hc::EVENT_CHANNEL_OP => event_channel_op(d, c, x[0], x[1]),
+            hc::SCHED_OP => return sched_op(x, d, v),
+            hc::CONSOLE_IO => console_io(d, x[0], x[1], x[2]),
+            hc::VM_ASSIST => {
+                if x[0] <= 1 && x[1] == 5 {
+                    0
+                } else {
+                    -errno::EINVAL
+                }
+            }
+            _ => -errno::ENOSYS,
+        }
+    };
+    x[0] = r as u64;
+}
+
+fn read<const N: usize>(d: usize, va: u64) -> Result<[u8; N], i64> {
+    let mut b = [0u8; N];
+    copy_from_guest(d, va, &mut b)?;
+    Ok(b)
+}
+
+fn xen_version(d: usize, cmd: u64, arg: u64) -> i64 {
+    let (maj, min) = xen_abi::version::REPORTED;
+    let put = |bytes: &[u8], len: usize| {
+        let mut b = alloc::vec![0u8; len];
+        let n = bytes.len().min(len - 1);
+        b[..n].copy_from_slice(&bytes[..n]);
+        copy_to_guest(d, arg, &b).map_or_else(|e| e, |()| 0)
+    };
+    use xen_abi::version as ver;
+    match cmd {
+        ver::VERSION => i64::from((maj << 16) | min),
+        ver::GET_FEATURES => {
+            let Ok(b) = read::<8>(d, arg) else { return -errno::EFAULT };
+            if xen_abi::rd32(&b, 0) != Some(0) {
+                return -errno::EINVAL;
+            }
+            let f = xen_abi::feature::WRITABLE_PAGE_TABLES
+                | xen_abi::feature::AUTO_TRANSLATED_PHYSMAP
+                | xen_abi::feature::NOT_DIRECT_MAPPED;
+            copy_to_guest(d, arg + 4, &f.to_le_bytes()).map_or_else(|e| e, |()| 0)
+        }
+        ver::EXTRAVERSION => put(b".0-ferrum", 16),
+        ver::CAPABILITIES => put(b"xen-3.0-aarch64", 1024),
+        ver::CHANGESET => put(b"ferrum", 64),
+        ver::COMPILE_INFO => put(b"rustc", 144),
+        ver::PLATFORM_PARAMETERS => copy_to_guest(d, arg, &[0; 8]).map_or_else(|e| e, |()| 0),
+        ver::PAGESIZE => PAGE_SIZE as i64,
+        ver::GUEST_HANDLE => {
+            let mut h = [0u8; 16];
+            h[14..].copy_from_slice(&domid_of(d).to_be_bytes());
+            copy_to_guest(d, arg, &h).map_or_else(|e| e, |()| 0)
+        }
+        _ => -errno::ENOSYS,
+    }
+}
+
+fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
+    use xen_abi::memory as m;
+    match cmd & 0xf_ffff {
+        m::ADD_TO_PHYSMAP => {
+            let Ok(b) = read::<{ m::ADD_TO_PHYSMAP_SIZE }>(d, arg) else { return -errno::EFAULT };
+            let (dom, space) = (xen_abi::rd16(&b, 0).unwrap_or(0), xen_abi::rd32(&b, 4).unwrap_or(u32::MAX));
+            let (idx, gpfn) = (xen_abi::rd64(&b, 8).unwrap_or(0), xen_abi::rd64(&b, 16).unwrap_or(0));
+            if index_of(dom, d, config().domains.len()) != Some(d) {
+                return -errno::EPERM;
+            }
+            let Some(ipa) = gpfn.checked_mul(PAGE_SIZE) else { return -errno::EINVAL };
+            match space {
+                m::SPACE_SHARED_INFO if idx == 0 => {
+                    let c = &config().domains[d];
+                    if !(ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size) {
+                        return -errno::EINVAL;
+                    }
+                    let pa = c.memory.base.0 + (ipa - c.ipa_base);
+                    XD[d].shared_info.store(pa, Ordering::Release);
+                    0
+                }
+                m::SPACE_GRANT_TABLE if idx < u64::from(GRANT_FRAMES) => {
+                    // Frames are mapped at boot, each at its place in the grant window.
+                    if ipa == layout::GNTTAB_BASE + idx * PAGE_SIZE {
+                        0
+                    } else {
+                        -errno::EINVAL
+                    }
+                }
+                _ => -errno::EINVAL,
+            }
+        }
+        _ => -errno::ENOSYS,
+    }
+}
+
+fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
+    use xen_abi::gnttab as g;
+    match cmd {
+        g::QUERY_SIZE => {
+            if count != 1 {
+                return -errno::EINVAL;
+            }
+            let mut b = [0u8; g::QUERY_SIZE_SIZE];
+            if copy_from_guest(d, arg, &mut b).is_err() {
+                return -errno::EFAULT;
+            }
+            xen_abi::wr32(&mut b, 4, GRANT_FRAMES);
+            xen_abi::wr32(&mut b, 8, GRANT_FRAMES);
+            xen_abi::wr16(&mut b, 12, 0);
+            copy_to_guest(d, arg, &b).map_or_else(|e| e, |()| 0)
+        }
+        g::SET_VERSION | g::GET_VERSION => {
+            let off = if cmd == g::SET_VERSION { 0 } else { 4 };
+            copy_to_guest(d, arg + off, &1u32.to_le_bytes()).map_or_else(|e| e, |()| 0)
+        }
+        _ => -errno::ENOSYS,
+    }
+}
+
+fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, vcpu: u64, arg: u64) -> i64 {
+    use xen_abi::vcpu as vc;
+    let Some(v) = usize::try_from(vcpu).ok().filter(|&v| v < c.pcpus.len()) else { return -errno::ENOENT };
+    match cmd {
+        vc::REGISTER_VCPU_INFO => {
+            let Ok(b) = read::<{ vc::REGISTER_VCPU_INFO_SIZE }>(d, arg) else { return -errno::EFAULT };
+            let (mfn, off) = (xen_abi::rd64(&b, 0).unwrap_or(0), u64::from(xen_abi::rd32(&b, 8).unwrap_or(0)));
+            if off % 8 != 0 || off + shared::VCPU_INFO_SIZE > PAGE_SIZE {
+                return -errno::ENXIO;
+            }
+            let Some(ipa) = mfn.checked_mul(PAGE_SIZE) else { return -errno::EINVAL };
+            if !(ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size) {
+                return -errno::EINVAL;
+            }
+            let pa = c.memory.base.0 + (ipa - c.ipa_base) + off;
+            if XD[d].vcpu_info[v].load(Ordering::Acquire) != 0 {
+                return -errno::EBUSY;
+            }
+            // Carry over what the legacy slot held, then announce a (spurious) event so the
+            // guest scans everything once.
+            let mut cur = [0u8; shared::VCPU_INFO_SIZE as usize];
+            if let Some(w) = words(d, v) {
+                // SAFETY: the old vcpu_info lies in the domain's RAM.
+                unsafe { mm::read_phys(w.vi, &mut cur) };
+            }
+            // SAFETY: the new area lies in one page of the domain's RAM.
+            unsafe { mm::write_phys(pa, &cur) };
+            XD[d].vcpu_info[v].store(pa, Ordering::Release);
+            // SAFETY: as above.
+            unsafe {
+                arch::shared_fetch_or(pa + shared::VCPU_PENDING_SEL, u64::MAX);
+                arch::shared_swap_u8(pa + shared::VCPU_UPCALL_PENDING, 1);
+            }
+            raise_upcall(d, v);
+            0
+        }
+        vc::REGISTER_RUNSTATE_MEMORY_AREA => 0, // accepted; steal time reads 0
+        _ => -errno::EINVAL,
+    }
+}
+
+fn hvm_op(d: usize, cmd: u64, arg: u64) -> i64 {
+    use xen_abi::hvm as h;
+    let Ok(mut b) = read::<{ h::PARAM_SIZE }>(d, arg) else { return -errno::EFAULT };
+    let dom = xen_abi::rd16(&b, 0).unwrap_or(0);
+    if index_of(dom, d, config().domains.len()) != Some(d) {
+        return -errno::EPERM;
+    }
+    let index = xen_abi::rd32(&b, 4).unwrap_or(u32::MAX);
+    let magic = layout::MAGIC_BASE / PAGE_SIZE;
+    let value = match index {
+        h::PARAM_CALLBACK_IRQ => (2 << 56) | (2 << 8) | u64::from(layout::EVTCHN_PPI),
+        h::PARAM_STORE_PFN => magic + layout::STORE_PFN_OFFSET,
+        h::PARAM_STORE_EVTCHN => XD[d].store_port.load(Ordering::Relaxed),
+        h::PARAM_CONSOLE_PFN => magic + layout::CONSOLE_PFN_OFFSET,
+        h::PARAM_CONSOLE_EVTCHN => XD[d].console_port.load(Ordering::Relaxed),
+        _ => return -errno::EINVAL,
+    };
+    match cmd {
+        h::GET_PARAM => {
+            xen_abi::wr64(&mut b, 8, value);
+            copy_to_guest(d, arg, &b).map_or_else(|e| e, |()| 0)
+        }
+        h::SET_PARAM => -errno::EPERM,
+        _ => -errno::ENOSYS,
+    }
+}
+
+fn event_channel_op(d: usize, c: &DomainCfg, cmd: u64, arg: u64) -> i64 {
+    use xen_abi::evtchn as e;
+    let n = config().domains.len();
+    let mut guard = EVTCHN.lock();
+    let Some(t) = guard.as_mut() else { return -errno::ENOSYS };
+    let r: Result<i64, i64> = (|| match cmd {
+        e::ALLOC_UNBOUND => {
+            let mut b = read::<8>(d, arg)?;
+            let dom = xen_abi::rd16(&b, 0).unwrap_or(0);
+            let remote = xen_abi::rd16(&b, 2).unwrap_or(0);
+            if index_of(dom, d, n) != Some(d) {
+                return Err(-errno::EPERM);
+            }
+            let rd = index_of(remote, d, n).ok_or(-errno::ESRCH)?;
+            let p = t.alloc_unbound(d, rd)?;
+            xen_abi::wr32(&mut b, 4, p);
+            copy_to_guest(d, arg, &b)?;
+            Ok(0)
+        }
+        e::BIND_INTERDOMAIN => {
+            let mut b = read::<12>(d, arg)?;
+            let rd = index_of(xen_abi::rd16(&b, 0).unwrap_or(0), d, n).ok_or(-errno::ESRCH)?;
+            let p = t.bind_interdomain(d, rd, xen_abi::rd32(&b, 4).unwrap_or(0))?;
+            xen_abi::wr32(&mut b, 8, p);
+            if let Err(err) = copy_to_guest(d, arg, &b) {
+                let _ = t.close(d, p);
+                return Err(err);
+            }
+            deliver(t, d, p);
+            Ok(0)
+        }
+        e::CLOSE => {
+            let b = read::<4>(d, arg)?;
+            let p = xen_abi::rd32(&b, 0).unwrap_or(0);
+            if matches!(t.state(d, p), evtchn::State::Service(_)) {
+                return Ok(0); // the hypervisor's end stays; the guest may bind it again via params
+            }
+            t.close(d, p)?;
+            Ok(0)
+        }
+        e::SEND => {
+            let b = read::<4>(d, arg)?;
+            match t.send(d, xen_abi::rd32(&b, 0).unwrap_or(0))? {
+                Target::Port(rd, rp) => deliver(t, rd, rp),
+                Target::Service(Service::Console) => drain_console(d),
+                Target::Service(Service::Store) => serve_store(t, d),
+                Target::Nobody => {}
+            }
+            Ok(0)
+        }
+        e::STATUS => {
+            let mut b = read::<24>(d, arg)?;
+            if index_of(xen_abi::rd16(&b, 0).unwrap_or(0), d, n) != Some(d) {
+                return Err(-errno::EPERM);
+            }
+            let (st, vcpu, a, p) = t.status(d, xen_abi::rd32(&b, 4).unwrap_or(u32::MAX))?;
+            xen_abi::wr32(&mut b, 8, st);
+            xen_abi::wr32(&mut b, 12, vcpu);
+            if st == e::STATUS_UNBOUND {
+                xen_abi::wr16(&mut b, 16, a as u16);
+            } else {
+                xen_abi::wr16(&mut b, 16, a as u16);
+                xen_abi::wr32(&mut b, 20, p);
+            }
+            copy_to_guest(d, arg, &b)?;
+            Ok(0)
+        }
+        e::BIND_VCPU => {
+            let b = read::<8>(d, arg)?;
+            let (p, v) = (xen_abi::rd32(&b, 0).unwrap_or(0), xen_abi::rd32(&b, 4).unwrap_or(u32::MAX));
+            t.bind_vcpu(d, p, v as usize, c.pcpus.len())?;
+            Ok(0)
+        }
+        e::UNMASK => {
+            let b = read::<4>(d, arg)?;
+            let p = xen_abi::rd32(&b, 0).unwrap_or(0);
+            if p == 0 || p >= xen_abi::evtchn::NR_2L {
+                return Err(-errno::EINVAL);
+            }
+            let v = t.vcpu(d, p);
+            if let Some(mut w) = words(d, v) {
+                if evtchn::unmask(&mut w, p) {
+                    raise_upcall(d, v);
+                }
+            }
+            Ok(0)
+        }
+        e::BIND_VIRQ => Err(-errno::EINVAL),
+        e::INIT_CONTROL | e::EXPAND_ARRAY | e::SET_PRIORITY => Err(-errno::ENOSYS),
+        _ => Err(-errno::ENOSYS),
+    })();
+    r.unwrap_or_else(|e| e)
+}
+
+fn sched_op(x: &mut [u64; 31], d: usize, v: usize) {
+    use xen_abi::sched as s;
+    match x[0] {
+        s::YIELD => {
+            drain_console(d);
+            x[0] = 0;
+        }
+        s::BLOCK => x[0] = 0,
+        s::SHUTDOWN => {
+            let reason = read::<4>(d, x[1]).map(u32::from_le_bytes);
+            match reason {
+                Ok(r) => {
+                    drain_console(d);
+                    let name = config().domains[d].name();
+                    let why = match r {
+                        s::SHUTDOWN_POWEROFF => domain::EndReason::PowerOff,
+                        s::SHUTDOWN_REBOOT => {
+                            hprintln!("domain '{name}': SCHEDOP_shutdown(reboot)");
+                            domain::reboot_from_hypercall(d, v)
+                        }
+                        _ => domain::EndReason::Crashed,
+                    };
+                    let what = match r {
+                        s::SHUTDOWN_POWEROFF => "poweroff",
+                        s::SHUTDOWN_SUSPEND => "suspend (not supported: treated as a crash)",
+                        s::SHUTDOWN_CRASH => "crash",
+                        s::SHUTDOWN_WATCHDOG => "watchdog",
+                        _ => "unknown reason: treated as a crash",
+                    };
+                    hprintln!("domain '{name}': SCHEDOP_shutdown({what})");
+                    domain::shutdown_from_hypercall(d, why)
+                }
+                Err(e) => x[0] = e as u64,
+            }
+        }
+        _ => x[0] = (-errno::ENOSYS) as u64,
+    }
+}
+
+fn console_io(d: usize, cmd: u64, count: u64, buf: u64) -> i64 {
+    use xen_abi::console_io as ci;
+    match cmd {
+        ci::WRITE => {
+            let n = count.min(4096) as usize;
+            let mut b = alloc::vec![0u8; n];
+            if copy_from_guest(d, buf, &mut b).is_err() {
+                return -errno::EFAULT;
+            }
+            let name = config().domains[d].name();
+            let mut lb = CONSOLE_LINES[d].lock();
+            for &c in &b {
+                if let Some(line) = lb.push(c) {
+                    domain_line(name, line);
+                }
+            }
+            0
+        }
+        ci::READ => 0,
+        _ => -errno::EINVAL,
+    }
+}
