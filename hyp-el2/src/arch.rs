@@ -186,6 +186,15 @@ pub unsafe fn shared_swap_u8(pa: u64, v: u8) -> u8 {
     unsafe { core::sync::atomic::AtomicU8::from_ptr(pa as *mut u8) }.swap(v, Ordering::AcqRel)
 }
 
+/// Acquire load of a 64-bit word of memory shared with a guest.
+///
+/// # Safety
+/// As [`shared_fetch_or`].
+pub unsafe fn shared_load_u64(pa: u64) -> u64 {
+    // SAFETY: caller contract.
+    unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) }.load(Ordering::Acquire)
+}
+
 /// Acquire load of a 32-bit ring index shared with a guest.
 ///
 /// # Safety

@@ -84,10 +84,12 @@ impl DomainCfg {
         self.name[..l].copy_from_slice(&n.as_bytes()[..l]);
         self.name_len = l;
     }
-    fn ipa_to_pa(&self, ipa: u64) -> u64 {
+    /// PA of an IPA of its RAM (check with [`Self::ipa_in_ram`] first).
+    pub fn ipa_to_pa(&self, ipa: u64) -> u64 {
         self.memory.base.0 + (ipa - self.ipa_base)
     }
-    fn ipa_in_ram(&self, ipa: u64) -> bool {
+    /// Whether `ipa` is in its RAM.
+    pub fn ipa_in_ram(&self, ipa: u64) -> bool {
         ipa >= self.ipa_base && ipa - self.ipa_base < self.memory.size
     }
 }

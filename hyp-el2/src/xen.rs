@@ -140,8 +140,8 @@ fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
 /// PA of guest IPA `ipa` of domain `d` when it is its RAM or one of its Xen pages.
 fn ipa_to_pa(d: usize, ipa: u64) -> Option<u64> {
     let c = &config().domains[d];
-    if ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size {
-        return Some(c.memory.base.0 + (ipa - c.ipa_base));
+    if c.ipa_in_ram(ipa) {
+        return Some(c.ipa_to_pa(ipa));
     }
     if !c.xen {
         return None;
@@ -149,35 +149,67 @@ fn ipa_to_pa(d: usize, ipa: u64) -> Option<u64> {
     stage2_pages(d).iter().find(|m| ipa >= m.0 && ipa - m.0 < m.2).map(|m| m.1 + (ipa - m.0))
 }
 
-/// Copies `buf.len()` bytes from guest virtual address `va` of the running domain `d`.
-fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
+/// Walks `[va, va+len)` of the running domain `d` page by page through its stage-1 (with
+/// write permission when `write`), calling `f(pa, offset, n)` for each piece that lands in its
+/// RAM or Xen pages.
+fn guest_pages(d: usize, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usize, usize)) -> Result<(), i64> {
     let mut done = 0;
-    while done < buf.len() {
+    while done < len {
         let a = va.checked_add(done as u64).ok_or(-errno::EFAULT)?;
-        let n = ((PAGE_SIZE - (a & 0xfff)) as usize).min(buf.len() - done);
-        let ipa = arch::guest_va_to_ipa(a, false).ok_or(-errno::EFAULT)?;
-        let pa = ipa_to_pa(d, ipa).ok_or(-errno::EFAULT)?;
-        // SAFETY: `pa..pa+n` lies in one page of the domain's RAM or Xen pages.
-        unsafe { mm::read_phys(pa, &mut buf[done..done + n]) };
+        let n = ((PAGE_SIZE - (a & 0xfff)) as usize).min(len - done);
+        let ipa = arch::guest_va_to_ipa(a, write).ok_or(-errno::EFAULT)?;
+        f(ipa_to_pa(d, ipa).ok_or(-errno::EFAULT)?, done, n);
         done += n;
     }
     Ok(())
 }
 
-/// Copies `buf` to guest virtual address `va` of the running domain `d` (write permission
-/// checked through its stage-1).
+/// Copies `buf.len()` bytes from guest virtual address `va` of the running domain `d`.
+fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
+    // SAFETY: each piece lies in one page of the domain's RAM or Xen pages.
+    guest_pages(d, va, buf.len(), false, |pa, off, n| unsafe { mm::read_phys(pa, &mut buf[off..off + n]) })
+}
+
+/// Copies `buf` to guest virtual address `va` of the running domain `d`.
 fn copy_to_guest(d: usize, va: u64, buf: &[u8]) -> Result<(), i64> {
-    let mut done = 0;
-    while done < buf.len() {
-        let a = va.checked_add(done as u64).ok_or(-errno::EFAULT)?;
-        let n = ((PAGE_SIZE - (a & 0xfff)) as usize).min(buf.len() - done);
-        let ipa = arch::guest_va_to_ipa(a, true).ok_or(-errno::EFAULT)?;
-        let pa = ipa_to_pa(d, ipa).ok_or(-errno::EFAULT)?;
-        // SAFETY: as in `copy_from_guest`; the domain owns this memory.
-        unsafe { mm::write_phys(pa, &buf[done..done + n]) };
-        done += n;
+    // SAFETY: as in `copy_from_guest`; the domain owns this memory.
+    guest_pages(d, va, buf.len(), true, |pa, off, n| unsafe { mm::write_phys(pa, &buf[off..off + n]) })
+}
+
+// ----- rings in the Xen pages -----
+
+/// Copies `out.len()` bytes of a byte ring at `data` (`size` a power of two) from index `from`.
+fn ring_read(data: u64, size: u32, from: u32, out: &mut [u8]) {
+    let start = (from & (size - 1)) as usize;
+    let first = out.len().min(size as usize - start);
+    // SAFETY: both pieces lie inside the ring, which is one of our Xen pages.
+    unsafe {
+        mm::read_phys(data + start as u64, &mut out[..first]);
+        mm::read_phys(data, &mut out[first..]);
     }
-    Ok(())
+}
+
+/// Copies `bytes` into a byte ring at `data` from index `from`.
+fn ring_write(data: u64, size: u32, from: u32, bytes: &[u8]) {
+    let start = (from & (size - 1)) as usize;
+    let first = bytes.len().min(size as usize - start);
+    // SAFETY: as in `ring_read`.
+    unsafe {
+        mm::write_phys(data + start as u64, &bytes[..first]);
+        mm::write_phys(data, &bytes[first..]);
+    }
+}
+
+/// (consumer, producer) indices of a ring in one of our Xen pages.
+fn ring_indices(page: u64, cons: usize, prod: usize) -> (u32, u32) {
+    // SAFETY: both indices lie in the page, which is ours and mapped.
+    unsafe { (arch::shared_load_u32(page + cons as u64), arch::shared_load_u32(page + prod as u64)) }
+}
+
+/// Publishes a ring index in one of our Xen pages.
+fn ring_set(page: u64, at: usize, v: u32) {
+    // SAFETY: as in `ring_indices`.
+    unsafe { arch::shared_store_u32(page + at as u64, v) };
 }
 
 // ----- event delivery -----
@@ -188,26 +220,34 @@ struct Words {
     vi: u64,
 }
 
+impl Words {
+    /// Address of the 64-bit word holding bit `bit` of the array at `off`, and its mask.
+    fn word(&self, off: u64, bit: u32) -> (u64, u64) {
+        (self.si + off + u64::from(bit / 64) * 8, 1 << (bit % 64))
+    }
+    fn test(&self, off: u64, bit: u32) -> bool {
+        let (w, m) = self.word(off, bit);
+        // SAFETY: `si` is a page of the domain's RAM (checked at registration).
+        unsafe { arch::shared_load_u64(w) & m != 0 }
+    }
+}
+
 impl EventWords for Words {
     fn set_pending(&mut self, bit: u32) -> bool {
-        let w = self.si + shared::EVTCHN_PENDING + u64::from(bit / 64) * 8;
-        // SAFETY: `si` is a page of the domain's RAM (checked at registration).
-        unsafe { arch::shared_fetch_or(w, 1 << (bit % 64)) & (1 << (bit % 64)) != 0 }
+        let (w, m) = self.word(shared::EVTCHN_PENDING, bit);
+        // SAFETY: as in `test`.
+        unsafe { arch::shared_fetch_or(w, m) & m != 0 }
     }
     fn pending(&self, bit: u32) -> bool {
-        let w = self.si + shared::EVTCHN_PENDING + u64::from(bit / 64) * 8;
-        // SAFETY: as above.
-        unsafe { arch::shared_fetch_or(w, 0) & (1 << (bit % 64)) != 0 }
+        self.test(shared::EVTCHN_PENDING, bit)
     }
     fn masked(&self, bit: u32) -> bool {
-        let w = self.si + shared::EVTCHN_MASK + u64::from(bit / 64) * 8;
-        // SAFETY: as above.
-        unsafe { arch::shared_fetch_or(w, 0) & (1 << (bit % 64)) != 0 }
+        self.test(shared::EVTCHN_MASK, bit)
     }
     fn clear_mask(&mut self, bit: u32) -> bool {
-        let w = self.si + shared::EVTCHN_MASK + u64::from(bit / 64) * 8;
-        // SAFETY: as above.
-        unsafe { arch::shared_fetch_and(w, !(1 << (bit % 64))) & (1 << (bit % 64)) != 0 }
+        let (w, m) = self.word(shared::EVTCHN_MASK, bit);
+        // SAFETY: as in `test`.
+        unsafe { arch::shared_fetch_and(w, !m) & m != 0 }
     }
     fn set_sel(&mut self, bit: u32) -> bool {
         // SAFETY: `vi` is 8-byte aligned inside one page of the domain's RAM.
@@ -254,7 +294,7 @@ fn deliver(t: &Table, d: usize, port: u32) {
 pub fn upcall_eoi(d: usize, v: usize) {
     if let Some(w) = words(d, v) {
         // SAFETY: vcpu_info lies in the domain's RAM.
-        let pending = unsafe { arch::shared_fetch_or(w.vi & !7, 0) } & 0xff != 0;
+        let pending = unsafe { arch::shared_load_u64(w.vi) } & 0xff != 0;
         if pending {
             raise_upcall(d, v);
         }
@@ -271,33 +311,30 @@ pub fn reset(d: usize) {
 
 // ----- PV console -----
 
-/// Moves what domain `d` wrote to its console ring to the console multiplexer.
-fn drain_console(d: usize) {
-    let ring = page_pa(d, CONSOLE_PAGE);
-    // SAFETY: the console page is ours and mapped; indices are validated below.
-    let (cons, prod) = unsafe {
-        (
-            arch::shared_load_u32(ring + xen_abi::cons::OUT_CONS as u64),
-            arch::shared_load_u32(ring + xen_abi::cons::OUT_PROD as u64),
-        )
-    };
-    let n = prod.wrapping_sub(cons);
-    if n == 0 || n > xen_abi::cons::OUT_SIZE {
-        return; // nothing, or indices the guest corrupted: ignore until it fixes them
-    }
+/// Emits console bytes of domain `d` (PV ring or `console_io`), tagged line by line.
+fn console_out(d: usize, bytes: &[u8]) {
     let name = config().domains[d].name();
     let mut lb = CONSOLE_LINES[d].lock();
-    for i in 0..n {
-        let off = u64::from(cons.wrapping_add(i) & (xen_abi::cons::OUT_SIZE - 1));
-        let mut b = [0u8];
-        // SAFETY: inside the console page.
-        unsafe { mm::read_phys(ring + xen_abi::cons::OUT as u64 + off, &mut b) };
-        if let Some(line) = lb.push(b[0]) {
+    for &b in bytes {
+        if let Some(line) = lb.push(b) {
             domain_line(name, line);
         }
     }
-    // SAFETY: as above.
-    unsafe { arch::shared_store_u32(ring + xen_abi::cons::OUT_CONS as u64, prod) };
+}
+
+/// Moves what domain `d` wrote to its console ring to the console multiplexer.
+fn drain_console(d: usize) {
+    use xen_abi::cons;
+    let page = page_pa(d, CONSOLE_PAGE);
+    let (c, p) = ring_indices(page, cons::OUT_CONS, cons::OUT_PROD);
+    let n = p.wrapping_sub(c);
+    if n == 0 || n > cons::OUT_SIZE {
+        return; // nothing, or indices the guest corrupted: ignore until it fixes them
+    }
+    let mut buf = [0u8; cons::OUT_SIZE as usize];
+    ring_read(page + cons::OUT as u64, cons::OUT_SIZE, c, &mut buf[..n as usize]);
+    console_out(d, &buf[..n as usize]);
+    ring_set(page, cons::OUT_CONS, p);
 }
 
 /// Whether domain `d` reads its console input from the PV console.
@@ -307,23 +344,14 @@ pub fn has_pv_console(d: usize) -> bool {
 
 /// A byte of console input for domain `d`'s PV console.
 pub fn console_input(d: usize, b: u8) {
-    let ring = page_pa(d, CONSOLE_PAGE);
-    // SAFETY: the console page is ours.
-    let (cons, prod) = unsafe {
-        (
-            arch::shared_load_u32(ring + xen_abi::cons::IN_CONS as u64),
-            arch::shared_load_u32(ring + xen_abi::cons::IN_PROD as u64),
-        )
-    };
-    if prod.wrapping_sub(cons) >= xen_abi::cons::IN_SIZE {
+    use xen_abi::cons;
+    let page = page_pa(d, CONSOLE_PAGE);
+    let (c, p) = ring_indices(page, cons::IN_CONS, cons::IN_PROD);
+    if p.wrapping_sub(c) >= cons::IN_SIZE {
         return; // full (or corrupted): the byte is dropped
     }
-    let off = u64::from(prod & (xen_abi::cons::IN_SIZE - 1));
-    // SAFETY: inside the console page.
-    unsafe {
-        mm::write_phys(ring + xen_abi::cons::IN as u64 + off, &[b]);
-        arch::shared_store_u32(ring + xen_abi::cons::IN_PROD as u64, prod.wrapping_add(1));
-    }
+    ring_write(page + cons::IN as u64, cons::IN_SIZE, p, &[b]);
+    ring_set(page, cons::IN_PROD, p.wrapping_add(1));
     let port = XD[d].console_port.load(Ordering::Relaxed) as u32;
     if let Some(t) = EVTCHN.lock().as_ref() {
         deliver(t, d, port);
@@ -336,28 +364,18 @@ pub fn console_input(d: usize, b: u8) {
 fn serve_store(t: &Table, d: usize) {
     let mut guard = STORE.lock();
     let Some(s) = guard.as_mut() else { return };
-    let ring = page_pa(d, STORE_PAGE);
+    use xen_abi::xs;
+    let page = page_pa(d, STORE_PAGE);
     loop {
-        // SAFETY: the store page is ours; indices are validated.
-        let (cons, prod) = unsafe {
-            (
-                arch::shared_load_u32(ring + xen_abi::xs::REQ_CONS as u64),
-                arch::shared_load_u32(ring + xen_abi::xs::REQ_PROD as u64),
-            )
-        };
-        let n = prod.wrapping_sub(cons);
-        if n == 0 || n > xen_abi::xs::RING_SIZE {
+        let (c, p) = ring_indices(page, xs::REQ_CONS, xs::REQ_PROD);
+        let n = p.wrapping_sub(c);
+        if n == 0 || n > xs::RING_SIZE {
             break;
         }
-        let mut bytes = [0u8; 1024];
-        for i in 0..n {
-            let off = u64::from(cons.wrapping_add(i) & (xen_abi::xs::RING_SIZE - 1));
-            // SAFETY: inside the store page.
-            unsafe { mm::read_phys(ring + xen_abi::xs::REQ as u64 + off, &mut bytes[i as usize..=i as usize]) };
-        }
+        let mut bytes = [0u8; xs::RING_SIZE as usize];
+        ring_read(page + xs::REQ as u64, xs::RING_SIZE, c, &mut bytes[..n as usize]);
         let taken = s.feed(domid_of(d), &bytes[..n as usize]) as u32;
-        // SAFETY: as above.
-        unsafe { arch::shared_store_u32(ring + xen_abi::xs::REQ_CONS as u64, cons.wrapping_add(taken)) };
+        ring_set(page, xs::REQ_CONS, c.wrapping_add(taken));
         if taken < n {
             break; // its replies are not being read: leave the rest in its ring
         }
@@ -365,27 +383,16 @@ fn serve_store(t: &Table, d: usize) {
     let cfg = config();
     for id in s.domains_with_output() {
         let Some(e) = index_of(id, d, cfg.domains.len()) else { continue };
-        let ring = page_pa(e, STORE_PAGE);
-        // SAFETY: domain `e`'s store page is ours.
-        let (cons, prod) = unsafe {
-            (
-                arch::shared_load_u32(ring + xen_abi::xs::RSP_CONS as u64),
-                arch::shared_load_u32(ring + xen_abi::xs::RSP_PROD as u64),
-            )
-        };
-        let used = prod.wrapping_sub(cons);
-        if used > xen_abi::xs::RING_SIZE {
+        let page = page_pa(e, STORE_PAGE);
+        let (c, p) = ring_indices(page, xs::RSP_CONS, xs::RSP_PROD);
+        let used = p.wrapping_sub(c);
+        if used > xs::RING_SIZE {
             continue;
         }
-        let out = s.take_output(id, (xen_abi::xs::RING_SIZE - used) as usize);
-        for (i, b) in out.iter().enumerate() {
-            let off = u64::from(prod.wrapping_add(i as u32) & (xen_abi::xs::RING_SIZE - 1));
-            // SAFETY: inside domain `e`'s store page.
-            unsafe { mm::write_phys(ring + xen_abi::xs::RSP as u64 + off, core::slice::from_ref(b)) };
-        }
+        let out = s.take_output(id, (xs::RING_SIZE - used) as usize);
         if !out.is_empty() {
-            // SAFETY: as above.
-            unsafe { arch::shared_store_u32(ring + xen_abi::xs::RSP_PROD as u64, prod.wrapping_add(out.len() as u32)) };
+            ring_write(page + xs::RSP as u64, xs::RING_SIZE, p, &out);
+            ring_set(page, xs::RSP_PROD, p.wrapping_add(out.len() as u32));
             deliver(t, e, XD[e].store_port.load(Ordering::Relaxed) as u32);
         }
     }
@@ -477,11 +484,10 @@ fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
             match space {
                 m::SPACE_SHARED_INFO if idx == 0 => {
                     let c = &config().domains[d];
-                    if !(ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size) {
+                    if !c.ipa_in_ram(ipa) {
                         return -errno::EINVAL;
                     }
-                    let pa = c.memory.base.0 + (ipa - c.ipa_base);
-                    XD[d].shared_info.store(pa, Ordering::Release);
+                    XD[d].shared_info.store(c.ipa_to_pa(ipa), Ordering::Release);
                     0
                 }
                 m::SPACE_GRANT_TABLE if idx < u64::from(GRANT_FRAMES) => {
@@ -534,10 +540,10 @@ fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, vcpu: u64, arg: u64) -> i64 {
                 return -errno::ENXIO;
             }
             let Some(ipa) = mfn.checked_mul(PAGE_SIZE) else { return -errno::EINVAL };
-            if !(ipa >= c.ipa_base && ipa - c.ipa_base < c.memory.size) {
+            if !c.ipa_in_ram(ipa) {
                 return -errno::EINVAL;
             }
-            let pa = c.memory.base.0 + (ipa - c.ipa_base) + off;
+            let pa = c.ipa_to_pa(ipa) + off;
             if XD[d].vcpu_info[v].load(Ordering::Acquire) != 0 {
                 return -errno::EBUSY;
             }
@@ -649,10 +655,8 @@ fn event_channel_op(d: usize, c: &DomainCfg, cmd: u64, arg: u64) -> i64 {
             let (st, vcpu, a, p) = t.status(d, xen_abi::rd32(&b, 4).unwrap_or(u32::MAX))?;
             xen_abi::wr32(&mut b, 8, st);
             xen_abi::wr32(&mut b, 12, vcpu);
-            if st == e::STATUS_UNBOUND {
-                xen_abi::wr16(&mut b, 16, a as u16);
-            } else {
-                xen_abi::wr16(&mut b, 16, a as u16);
+            xen_abi::wr16(&mut b, 16, a as u16); // unbound: remote dom; interdomain: peer dom
+            if st == e::STATUS_INTERDOMAIN {
                 xen_abi::wr32(&mut b, 20, p);
             }
             copy_to_guest(d, arg, &b)?;
@@ -733,13 +737,7 @@ fn console_io(d: usize, cmd: u64, count: u64, buf: u64) -> i64 {
             if copy_from_guest(d, buf, &mut b).is_err() {
                 return -errno::EFAULT;
             }
-            let name = config().domains[d].name();
-            let mut lb = CONSOLE_LINES[d].lock();
-            for &c in &b {
-                if let Some(line) = lb.push(c) {
-                    domain_line(name, line);
-                }
-            }
+            console_out(d, &b);
             0
         }
         ci::READ => 0,
