@@ -146,24 +146,21 @@ impl Tree {
         Some(old)
     }
 
-    fn children(&self, path: &str) -> Vec<String> {
+    /// Every node strictly below `path`, in order, with the length of `path`'s prefix.
+    fn below<'a>(&'a self, path: &str) -> (usize, impl Iterator<Item = &'a String> + 'a) {
         let prefix = if path == "/" { String::from("/") } else { format!("{path}/") };
-        self.nodes
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter(|(k, _)| k.len() > prefix.len() && !k[prefix.len()..].contains('/'))
-            .map(|(k, _)| String::from(&k[prefix.len()..]))
-            .collect()
+        let len = prefix.len();
+        let it = self.nodes.range(prefix.clone()..).map(|(k, _)| k).take_while(move |k| k.starts_with(&prefix));
+        (len, it)
+    }
+
+    fn children(&self, path: &str) -> Vec<String> {
+        let (len, it) = self.below(path);
+        it.filter(|k| k.len() > len && !k[len..].contains('/')).map(|k| String::from(&k[len..])).collect()
     }
 
     fn subtree(&self, path: &str) -> Vec<String> {
-        let prefix = if path == "/" { String::from("/") } else { format!("{path}/") };
-        let mut v: Vec<String> = self
-            .nodes
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut v: Vec<String> = self.below(path).1.cloned().collect();
         v.push(path.to_string());
         v
     }
