@@ -10,6 +10,8 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod balloon;
+pub mod command;
 pub mod esr;
 pub mod evtchn;
 pub mod fdtw;

@@ -114,6 +114,11 @@ pub trait TableMemory {
     fn read(&self, table: u64, idx: usize) -> u64;
     /// Writes entry `idx` of the table at `table`.
     fn write(&mut self, table: u64, idx: usize, val: u64);
+    /// Drops cached translations of `va` (for stage 2: of this table's VMID) after a valid entry
+    /// covering it was changed or removed; returns once no walker can use the old entry.
+    fn invalidate(&mut self, va: u64) {
+        let _ = va;
+    }
 }
 
 /// Why a mapping failed.
@@ -151,6 +156,70 @@ impl PageTable {
     pub fn pages_only(mut self) -> Self {
         self.blocks = false;
         self
+    }
+
+    /// The table tree rooted at `root` (built earlier by [`PageTable::new`] with `blocks`
+    /// deciding whether later mappings may use blocks).
+    pub fn from_root(root: u64, regime: Regime, blocks: bool) -> Self {
+        Self { root, regime, blocks }
+    }
+
+    /// Replaces the 4 KiB translation of `va` with `new` (an output address and attributes) or
+    /// removes it (`None`), splitting a block that covers `va` into the next level first (break
+    /// before make: the block entry is invalidated and its translations dropped before the
+    /// table takes its place). Returns the output address it translated to before, if any.
+    pub fn set_page(
+        &mut self,
+        mem: &mut impl TableMemory,
+        va: u64,
+        new: Option<(u64, Attrs)>,
+    ) -> Result<Option<u64>, MapError> {
+        if va & 0xfff != 0 || new.is_some_and(|(pa, _)| pa & 0xfff != 0) {
+            return Err(MapError::Misaligned);
+        }
+        if va >= 1 << VA_BITS || new.is_some_and(|(pa, _)| pa >= 1 << 48) {
+            return Err(MapError::OutOfRange);
+        }
+        let mut table = self.root;
+        for level in 1..3 {
+            let sh = shift(level);
+            let idx = ((va >> sh) as usize) & (ENTRIES - 1);
+            let e = mem.read(table, idx);
+            if e & VALID == 0 {
+                if new.is_none() {
+                    return Ok(None);
+                }
+                let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
+                mem.write(table, idx, t | VALID | TABLE);
+                table = t;
+            } else if e & TABLE != 0 {
+                table = e & ADDR_MASK;
+            } else {
+                // A block: rebuild it one level down, then swap it in (break before make).
+                let t = mem.alloc_table().ok_or(MapError::NoMemory)?;
+                let base = e & ADDR_MASK & !((1u64 << sh) - 1);
+                let attrs = e & !ADDR_MASK;
+                let sub = 1u64 << shift(level + 1);
+                let leaf = if level + 1 == 3 { TABLE } else { 0 };
+                for i in 0..ENTRIES {
+                    mem.write(t, i, (base + i as u64 * sub) | attrs | leaf);
+                }
+                mem.write(table, idx, 0);
+                mem.invalidate(va & !((1u64 << sh) - 1));
+                mem.write(table, idx, t | VALID | TABLE);
+                table = t;
+            }
+        }
+        let idx = ((va >> 12) as usize) & (ENTRIES - 1);
+        let old = mem.read(table, idx);
+        if old & VALID != 0 {
+            mem.write(table, idx, 0);
+            mem.invalidate(va);
+        }
+        if let Some((pa, attrs)) = new {
+            mem.write(table, idx, pa | attrs.encode(self.regime) | VALID | TABLE);
+        }
+        Ok((old & VALID != 0).then_some(old & ADDR_MASK))
     }
 
     /// Physical address of the root table (for TTBR0_EL2 / VTTBR_EL2).
@@ -325,6 +394,49 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn set_page_splits_blocks_and_invalidates() {
+        #[derive(Default)]
+        struct Inv(FakeMem, Vec<u64>);
+        impl TableMemory for Inv {
+            fn alloc_table(&mut self) -> Option<u64> {
+                self.0.alloc_table()
+            }
+            fn read(&self, t: u64, i: usize) -> u64 {
+                self.0.read(t, i)
+            }
+            fn write(&mut self, t: u64, i: usize, v: u64) {
+                self.0.write(t, i, v)
+            }
+            fn invalidate(&mut self, va: u64) {
+                self.1.push(va);
+            }
+        }
+        let mut m = Inv(FakeMem::new(16), Vec::new());
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap();
+        pt.map(&mut m, GIB, 2 * GIB, GIB, Attrs::RAM).unwrap();
+        // Removing one page splits the 1 GiB block into 2 MiB blocks, then one of those into pages.
+        assert_eq!(pt.set_page(&mut m, GIB + 3 * MIB + 0x5000, None), Ok(Some(2 * GIB + 3 * MIB + 0x5000)));
+        assert_eq!(m.1, [GIB, GIB + 2 * MIB, GIB + 3 * MIB + 0x5000]);
+        assert!(pt.translate(&m, GIB + 3 * MIB + 0x5000).is_none());
+        assert_eq!(pt.translate(&m, GIB + 3 * MIB + 0x4fff).unwrap(), (2 * GIB + 3 * MIB + 0x4fff, Attrs::RAM, 3));
+        assert_eq!(pt.translate(&m, GIB + 3 * MIB + 0x6000).unwrap().0, 2 * GIB + 3 * MIB + 0x6000);
+        assert_eq!(pt.translate(&m, GIB + 900 * MIB).unwrap(), (2 * GIB + 900 * MIB, Attrs::RAM, 2));
+        // Removing it again changes nothing; putting it back maps it without invalidation.
+        assert_eq!(pt.set_page(&mut m, GIB + 3 * MIB + 0x5000, None), Ok(None));
+        let n = m.1.len();
+        let ro = Attrs { perm: Perm::Ro, ..Attrs::RAM };
+        assert_eq!(pt.set_page(&mut m, GIB + 3 * MIB + 0x5000, Some((0x7000, ro))), Ok(None));
+        assert_eq!(m.1.len(), n);
+        assert_eq!(pt.translate(&m, GIB + 3 * MIB + 0x5010).unwrap(), (0x7010, ro, 3));
+        // An unmapped address gets fresh tables when something is put there.
+        assert_eq!(pt.set_page(&mut m, 0x1000, None), Ok(None));
+        assert_eq!(pt.set_page(&mut m, 0x1000, Some((0x9000, Attrs::RAM))), Ok(None));
+        assert_eq!(pt.translate(&m, 0x1000).unwrap().0, 0x9000);
+        assert_eq!(pt.set_page(&mut m, 0x1001, None), Err(MapError::Misaligned));
+        assert_eq!(pt.set_page(&mut m, 1 << 40, None), Err(MapError::OutOfRange));
+    }
 
     #[test]
     fn gib_block_uses_one_table() {

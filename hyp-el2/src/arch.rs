@@ -213,6 +213,29 @@ pub unsafe fn shared_store_u32(pa: u64, v: u32) {
     unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.store(v, Ordering::Release)
 }
 
+/// Drops every CPU's cached translations of `ipa` in the VMID of `vttbr` (stage-2 entries and
+/// the combined stage-1+2 entries built from them), after a stage-2 entry covering it changed.
+/// Returns when the invalidation is complete everywhere.
+pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
+    let cur = read_sysreg!("vttbr_el2");
+    // SAFETY: the table write is made visible first; TLBI by IPA and VMALLE1IS act on the VMID in
+    // VTTBR_EL2, which is switched only for their duration while this CPU is at EL2 (no EL1&0
+    // translation happens meanwhile) and restored before returning.
+    unsafe {
+        asm!("dsb ishst", options(nostack, preserves_flags));
+        if cur != vttbr {
+            write_sysreg!("vttbr_el2", vttbr);
+            asm!("isb", options(nostack, preserves_flags));
+        }
+        asm!("tlbi ipas2e1is, {}", in(reg) (ipa >> 12) & 0xf_ffff_ffff, options(nostack, preserves_flags));
+        asm!("dsb ish", "tlbi vmalle1is", "dsb ish", options(nostack, preserves_flags));
+        if cur != vttbr {
+            write_sysreg!("vttbr_el2", cur);
+        }
+        asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
 /// Data-cache line size in bytes (CTR_EL0.DminLine).
 fn dline() -> usize {
     4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)

@@ -63,6 +63,19 @@ pub fn domain_line(name: &str, line: &[u8]) {
     }
 }
 
+/// Echoes bytes typed at the hypervisor's command line.
+pub fn echo(bytes: &[u8]) {
+    let g = CONSOLE.lock();
+    if let Some(u) = g.as_ref() {
+        for &b in bytes {
+            if b == b'\n' {
+                u.putc(b'\r');
+            }
+            u.putc(b);
+        }
+    }
+}
+
 /// Prints without waiting long for the lock: used on the crash path, where the lock may be
 /// held by the CPU that crashed.
 pub fn emergency(args: fmt::Arguments<'_>) {

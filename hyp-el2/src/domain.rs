@@ -217,6 +217,14 @@ pub fn is_running(d: usize) -> bool {
     d < MAX_DOMAINS && RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8
 }
 
+/// Domain `d`'s state in words ("running", or why it ended).
+pub fn state_text(d: usize) -> &'static str {
+    if d >= MAX_DOMAINS {
+        return "?";
+    }
+    EndReason::from_u8(RT[d].end.load(Ordering::Acquire)).text()
+}
+
 /// A byte of console input for domain `d`.
 pub fn console_input(d: usize, b: u8) {
     if !is_running(d) {
@@ -742,6 +750,7 @@ fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
     hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
     flush_console(d);
     crate::xen::reset(d);
+    crate::p2m::refill(d, dom);
     load_images(dom, false);
     rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
     rt.on_entry[0].store(dom.entry, Ordering::Relaxed);

@@ -24,6 +24,7 @@ mod heap;
 mod irq;
 mod mm;
 mod mux;
+mod p2m;
 mod sync;
 mod uart;
 mod xen;
@@ -366,6 +367,7 @@ fn build_config(
             ..Default::default()
         };
         dc.set_name(d.name);
+        p2m::init(i, &dc);
         domain::load_images(&dc, true);
         for (v, &p) in d.pcpus.iter().enumerate() {
             cfg.vcpu_of_pcpu[usize::from(p)] = Some((i, v));

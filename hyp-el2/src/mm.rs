@@ -2,11 +2,13 @@
 //! EL2 identity map built from the board record, per-domain stage-2 tables, and raw access to
 //! physical memory (identity mapped) for loading guest images.
 //!
-//! Invariants: the pool is only allocated from on the boot CPU during boot (before secondaries
-//! start), so it needs no lock; tables are never freed.
+//! Invariants: pool pages are handed out by an atomic bump counter and never freed; during boot
+//! only the boot CPU builds tables, later each domain's stage-2 is changed only under that
+//! domain's lock in `p2m`.
 
 use crate::PLATFORM;
 use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use hyp_core::pgtable::{Attrs, MapError, PageTable, Regime, TableMemory, ENTRIES};
 use platforms::MemKind;
 
@@ -17,10 +19,11 @@ pub const POOL_PAGES: usize = crate::PLATFORM.table_pages;
 struct Pool([[u64; ENTRIES]; POOL_PAGES]);
 
 static mut POOL: Pool = Pool([[0; ENTRIES]; POOL_PAGES]);
-static mut POOL_NEXT: usize = 0;
+static POOL_NEXT: AtomicUsize = AtomicUsize::new(0);
 static mut EL2_ROOT: u64 = 0;
 
-/// The page pool as a [`TableMemory`]. Only one exists at a time, on the boot CPU.
+/// The page pool as a [`TableMemory`]. Whoever holds one writes only tables it owns: during
+/// boot the boot CPU, later the holder of a domain's `p2m` lock for that domain's tables.
 pub struct PoolMem(());
 
 impl PoolMem {
@@ -32,25 +35,25 @@ impl PoolMem {
         Self(())
     }
 
+    /// Access for changing one domain's stage-2 at run time.
+    ///
+    /// # Safety
+    /// The caller holds that domain's `p2m` lock and writes only that domain's tables.
+    pub unsafe fn runtime() -> Self {
+        Self(())
+    }
+
     /// Pages used so far.
     pub fn used(&self) -> usize {
-        // SAFETY: single-threaded boot (constructor contract).
-        unsafe { *addr_of!(POOL_NEXT) }
+        POOL_NEXT.load(Ordering::Relaxed)
     }
 }
 
 impl TableMemory for PoolMem {
     fn alloc_table(&mut self) -> Option<u64> {
-        // SAFETY: single-threaded boot (constructor contract); the pool is in zeroed BSS and each
-        // page is handed out once.
-        unsafe {
-            let next = *addr_of!(POOL_NEXT);
-            if next == POOL_PAGES {
-                return None;
-            }
-            *addr_of_mut!(POOL_NEXT) = next + 1;
-            Some(addr_of!((*addr_of!(POOL)).0[next]) as u64)
-        }
+        let next = POOL_NEXT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < POOL_PAGES).then_some(n + 1));
+        // SAFETY: only the address is taken; the page was zeroed BSS and is handed out once.
+        next.ok().map(|n| unsafe { addr_of!((*addr_of!(POOL)).0[n]) as u64 })
     }
     fn read(&self, table: u64, idx: usize) -> u64 {
         assert!(idx < ENTRIES && is_pool_page(table));

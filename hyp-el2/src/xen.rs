@@ -18,7 +18,7 @@ use crate::sync::SpinLock;
 use crate::{arch, mm};
 use alloc::vec::Vec;
 use core::ptr::addr_of;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hyp_core::evtchn::{self, domid_of, index_of, EventWords, Service, Table, Target};
 use hyp_core::guestdt::GRANT_FRAMES;
 use hyp_core::plan::{MAX_DOMAINS, MAX_VCPUS};
@@ -81,6 +81,8 @@ pub fn reserved_ipas() -> [(u64, u64); 2] {
 
 /// Sets up event channels, the store and each Xen-aware domain's ports and xenstore tree.
 pub fn init(cfg: &[DomainCfg]) {
+    let control = cfg.iter().position(|c| c.xen && c.linux);
+    CONTROL.store(control.unwrap_or(usize::MAX), Ordering::Relaxed);
     let mut t = Table::new(cfg.len());
     let mut s = Store::new(xenstore::Quota::default());
     for (d, c) in cfg.iter().enumerate() {
@@ -97,13 +99,33 @@ pub fn init(cfg: &[DomainCfg]) {
     *STORE.lock() = Some(s);
 }
 
+/// The control domain: the first Xen-aware Linux domain. Besides its own subtree it may read
+/// every domain's (so `xenstore-ls` there shows every domain, and its backends can read their
+/// frontends' entries); it writes only where a domain's permissions let it.
+fn control_domain() -> Option<usize> {
+    Some(CONTROL.load(Ordering::Relaxed)).filter(|&d| d < MAX_DOMAINS)
+}
+
+/// Index of the control domain (`usize::MAX`: none), set by [`init`].
+static CONTROL: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Permissions of a node the toolstack owns and domain `id` (and the control domain) may read.
+fn ro_perms(id: u16) -> Vec<Perm> {
+    let mut v = alloc::vec![Perm { dom: TOOLSTACK, access: 0 }, Perm { dom: id, access: PERM_READ }];
+    if let Some(c) = control_domain().map(domid_of).filter(|&c| c != id) {
+        v.push(Perm { dom: c, access: PERM_READ });
+    }
+    v
+}
+
 /// Writes domain `d`'s xenstore tree from the plan (docs/xen-abi.md §6.8).
 fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
     let id = domid_of(d);
     s.introduce(id);
     let home = alloc::format!("/local/domain/{id}");
-    let ro = [Perm { dom: TOOLSTACK, access: 0 }, Perm { dom: id, access: PERM_READ }];
-    let own = [Perm { dom: id, access: 0 }];
+    let ro = ro_perms(id);
+    let mut own = alloc::vec![Perm { dom: id, access: 0 }];
+    own.extend(ro.iter().skip(2).copied());
     let kib = alloc::format!("{}", c.memory.size / 1024);
     let idtxt = alloc::format!("{id}");
     let uuid = alloc::format!("00000000-0000-0000-0000-{:012x}", id);
@@ -111,7 +133,7 @@ fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
     s.tool_write(&alloc::format!("{vm}/uuid"), uuid.as_bytes(), &ro);
     s.tool_write(&alloc::format!("{vm}/name"), c.name().as_bytes(), &ro);
     for (p, v, perms) in [
-        ("", "", &ro[..]),
+        ("", "", &ro),
         ("/vm", vm.as_str(), &ro),
         ("/name", c.name(), &ro),
         ("/domid", idtxt.as_str(), &ro),
@@ -380,9 +402,15 @@ fn serve_store(t: &Table, d: usize) {
             break; // its replies are not being read: leave the rest in its ring
         }
     }
+    push_store_output(t, s);
+}
+
+/// Moves pending xenstore replies and watch events into each domain's response ring.
+fn push_store_output(t: &Table, s: &mut Store) {
+    use xen_abi::xs;
     let cfg = config();
     for id in s.domains_with_output() {
-        let Some(e) = index_of(id, d, cfg.domains.len()) else { continue };
+        let Some(e) = index_of(id, usize::MAX, cfg.domains.len()) else { continue };
         let page = page_pa(e, STORE_PAGE);
         let (c, p) = ring_indices(page, xs::RSP_CONS, xs::RSP_PROD);
         let used = p.wrapping_sub(c);
@@ -396,6 +424,21 @@ fn serve_store(t: &Table, d: usize) {
             deliver(t, e, XD[e].store_port.load(Ordering::Relaxed) as u32);
         }
     }
+}
+
+/// Sets Xen-aware domain `d`'s memory target (KiB): checked against its plan, then written to
+/// its `memory/target`, which its balloon driver watches.
+pub fn set_memory_target(d: usize, kib: u64) -> Result<(), hyp_core::balloon::TargetError> {
+    crate::p2m::set_target(d, kib)?;
+    let mut et = EVTCHN.lock();
+    let mut st = STORE.lock();
+    if let (Some(t), Some(s)) = (et.as_mut(), st.as_mut()) {
+        let id = domid_of(d);
+        let path = alloc::format!("/local/domain/{id}/memory/target");
+        s.tool_write(&path, alloc::format!("{kib}").as_bytes(), &ro_perms(id));
+        push_store_output(t, s);
+    }
+    Ok(())
 }
 
 // ----- hypercalls -----
@@ -470,9 +513,77 @@ fn xen_version(d: usize, cmd: u64, arg: u64) -> i64 {
     }
 }
 
+/// Most extents one `decrease_reservation` / `populate_physmap` call handles (Linux passes at
+/// most one page of frame numbers: 512); the count done is returned, as Xen does.
+const MAX_EXTENTS: u64 = 4096;
+
+/// `XENMEM_decrease_reservation` / `XENMEM_populate_physmap` for domain `d` (itself only):
+/// returns the number of extents done; stops at the first frame refused.
+fn reservation(d: usize, cmd: u64, arg: u64) -> i64 {
+    use xen_abi::memory as m;
+    let Ok(b) = read::<{ m::RESERVATION_SIZE }>(d, arg) else { return -errno::EFAULT };
+    let Some(r) = m::Reservation::parse(&b) else { return -errno::EFAULT };
+    if index_of(r.domid, d, config().domains.len()) != Some(d) {
+        return -errno::EPERM;
+    }
+    let start = cmd >> m::MEMOP_EXTENT_SHIFT;
+    if start > r.nr_extents {
+        return -errno::EINVAL;
+    }
+    let give = cmd & m::MEMOP_CMD_MASK == m::DECREASE_RESERVATION;
+    let c = &config().domains[d];
+    let end = r.nr_extents.min(start + MAX_EXTENTS);
+    let mut done = start;
+    while done < end {
+        let Some(va) = done.checked_mul(8).and_then(|o| r.extent_start.checked_add(o)) else { break };
+        let Ok(f) = read::<8>(d, va) else { break };
+        let gpfn = u64::from_le_bytes(f);
+        let moved = if give {
+            crate::p2m::give_back(d, gpfn, r.extent_order)
+        } else {
+            crate::p2m::populate(d, c, gpfn, r.extent_order)
+        };
+        if moved.is_err() {
+            break;
+        }
+        done += 1;
+    }
+    if done > start {
+        balloon_progress(d);
+    }
+    done as i64
+}
+
+/// Says when a domain's balloon has reached the target the operator set.
+fn balloon_progress(d: usize) {
+    let Some(f) = crate::p2m::figures(d) else { return };
+    if f.populated * 4 == f.target_kib {
+        hprintln!(
+            "domain '{}': balloon reached its target: {} KiB populated, {} pages given back to its pool (plan {} KiB)",
+            config().domains[d].name(),
+            f.populated * 4,
+            f.plan - f.populated,
+            f.plan * 4
+        );
+    }
+}
+
 fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
     use xen_abi::memory as m;
-    match cmd & 0xf_ffff {
+    match cmd & m::MEMOP_CMD_MASK {
+        m::DECREASE_RESERVATION | m::POPULATE_PHYSMAP => reservation(d, cmd, arg),
+        m::CURRENT_RESERVATION | m::MAXIMUM_RESERVATION => {
+            let Ok(b) = read::<2>(d, arg) else { return -errno::EFAULT };
+            if index_of(u16::from_le_bytes(b), d, config().domains.len()) != Some(d) {
+                return -errno::EPERM;
+            }
+            let Some(f) = crate::p2m::figures(d) else { return -errno::EINVAL };
+            if cmd & m::MEMOP_CMD_MASK == m::CURRENT_RESERVATION {
+                f.populated as i64
+            } else {
+                f.plan as i64
+            }
+        }
         m::ADD_TO_PHYSMAP => {
             let Ok(b) = read::<{ m::ADD_TO_PHYSMAP_SIZE }>(d, arg) else { return -errno::EFAULT };
             let (dom, space) = (xen_abi::rd16(&b, 0).unwrap_or(0), xen_abi::rd32(&b, 4).unwrap_or(u32::MAX));

@@ -184,7 +184,9 @@ pub const RPI4: Platform = Platform {
     cpu_boot: CpuBoot::SpinTable,
     qemu_ram_mib: 0,
     stage2_leaf: Stage2Leaf::Block,
-    table_pages: 256,
+    // Blocks at boot; ballooning and grant mappings split 2 MiB blocks at run time, one table
+    // each: 512 covers ballooning 1 GiB in scattered pages.
+    table_pages: 768,
 };
 
 /// Every supported board.

@@ -101,6 +101,33 @@ pub mod memory {
     /// `xen_memory_reservation`: 0 handle extent_start, 8 u64 nr_extents, 16 u32 extent_order,
     /// 20 u32 mem_flags, 24 u16 domid.
     pub const RESERVATION_SIZE: usize = 32;
+    /// `memory_op`'s command is the low bits; the bits above say where a preempted call resumes.
+    pub const MEMOP_CMD_MASK: u64 = 0x3f;
+    pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+
+    /// A decoded `xen_memory_reservation`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Reservation {
+        /// Guest handle (virtual address) of the `xen_pfn_t` extent list.
+        pub extent_start: u64,
+        pub nr_extents: u64,
+        pub extent_order: u32,
+        pub mem_flags: u32,
+        pub domid: u16,
+    }
+
+    impl Reservation {
+        /// Decodes the structure from its bytes (`None` when too short).
+        pub fn parse(b: &[u8]) -> Option<Self> {
+            Some(Self {
+                extent_start: super::rd64(b, 0)?,
+                nr_extents: super::rd64(b, 8)?,
+                extent_order: super::rd32(b, 16)?,
+                mem_flags: super::rd32(b, 20)?,
+                domid: super::rd16(b, 24)?,
+            })
+        }
+    }
 }
 
 /// `vcpu_op` (`vcpu.h`).

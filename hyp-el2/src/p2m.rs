@@ -1,0 +1,136 @@
+//! Run-time changes to a domain's stage-2 ("physical-to-machine") tables: pages a guest gives
+//! back by ballooning leave its stage-2 and return to it zeroed; the operator's memory target.
+//!
+//! The decisions (which frames may move, targets inside the plan) are `hyp_core::balloon`'s; this
+//! module applies them to the tables with break-before-make and TLB invalidation in the domain's
+//! VMID on every CPU.
+//!
+//! Invariants: one lock per domain serializes every change to its tables and its balloon; a page
+//! is out of the stage-2, with no CPU able to use a stale translation, before it is counted as
+//! given back; a page is zeroed before it is mapped again; only frames of the domain's own plan
+//! ever move, and always back to the same physical page, so a domain never exceeds its plan.
+
+use crate::domain::DomainCfg;
+use crate::mm::PoolMem;
+use crate::sync::SpinLock;
+use crate::{arch, mm};
+use hyp_core::balloon::{Balloon, Refused, TargetError};
+use hyp_core::pgtable::{Attrs, PageTable, Regime, TableMemory};
+use hyp_core::plan::MAX_DOMAINS;
+
+struct P2m {
+    vttbr: u64,
+    balloon: Balloon,
+}
+
+static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
+
+/// The pool, plus TLB invalidation in one domain's VMID.
+struct S2Mem {
+    pool: PoolMem,
+    vttbr: u64,
+}
+
+impl TableMemory for S2Mem {
+    fn alloc_table(&mut self) -> Option<u64> {
+        self.pool.alloc_table()
+    }
+    fn read(&self, table: u64, idx: usize) -> u64 {
+        self.pool.read(table, idx)
+    }
+    fn write(&mut self, table: u64, idx: usize, val: u64) {
+        self.pool.write(table, idx, val)
+    }
+    fn invalidate(&mut self, ipa: u64) {
+        arch::tlb_flush_ipa(self.vttbr, ipa);
+    }
+}
+
+/// Starts domain `d`'s accounts (boot, before the domain runs).
+pub fn init(d: usize, c: &DomainCfg) {
+    *P2M[d].lock() = Some(P2m { vttbr: c.vttbr, balloon: Balloon::new(c.ipa_base, c.memory.size) });
+}
+
+fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
+    let mut g = P2M[d].lock();
+    let p = g.as_mut()?;
+    let blocks = crate::PLATFORM.stage2_leaf == platforms::Stage2Leaf::Block;
+    let mut pt = PageTable::from_root(p.vttbr & 0x0000_ffff_ffff_fffe, Regime::Stage2, blocks);
+    // SAFETY: we hold domain `d`'s lock and touch only its tables.
+    let mut mem = S2Mem { pool: unsafe { PoolMem::runtime() }, vttbr: p.vttbr };
+    Some(f(p, &mut pt, &mut mem))
+}
+
+/// Domain `d` gives back the extent of `2^order` frames at `gpfn`: all of it or nothing.
+pub fn give_back(d: usize, gpfn: u64, order: u32) -> Result<(), Refused> {
+    with(d, |p, pt, mem| {
+        p.balloon.check(gpfn, order, true)?;
+        for f in gpfn..gpfn + (1 << order) {
+            let ipa = f << 12;
+            // Removing a page never allocates (a block is split with a table from the pool, and
+            // the pool is sized for page-granular RAM); a failure leaves the page mapped.
+            if pt.set_page(mem, ipa, None).is_err() {
+                return Err(Refused::WrongState);
+            }
+            p.balloon.give_back(f)?;
+        }
+        Ok(())
+    })
+    .unwrap_or(Err(Refused::NotRam))
+}
+
+/// Domain `d` takes the extent of `2^order` frames at `gpfn` again: zeroed, at the same place.
+pub fn populate(d: usize, c: &DomainCfg, gpfn: u64, order: u32) -> Result<(), Refused> {
+    with(d, |p, pt, mem| {
+        p.balloon.check(gpfn, order, false)?;
+        for f in gpfn..gpfn + (1 << order) {
+            let ipa = f << 12;
+            let pa = c.ipa_to_pa(ipa);
+            // SAFETY: a page of the domain's own RAM that its stage-2 does not map now.
+            unsafe { mm::zero_phys(pa, 4096) };
+            if pt.set_page(mem, ipa, Some((pa, Attrs::RAM))).is_err() {
+                return Err(Refused::WrongState);
+            }
+            p.balloon.take(f)?;
+        }
+        Ok(())
+    })
+    .unwrap_or(Err(Refused::NotRam))
+}
+
+/// Maps every given-back page of domain `d` again (it restarts with its whole plan).
+pub fn refill(d: usize, c: &DomainCfg) {
+    with(d, |p, pt, mem| {
+        for f in p.balloon.refill() {
+            let ipa = f << 12;
+            let _ = pt.set_page(mem, ipa, Some((c.ipa_to_pa(ipa), Attrs::RAM)));
+        }
+    });
+}
+
+/// Memory figures of domain `d`.
+#[derive(Clone, Copy)]
+pub struct Figures {
+    /// Pages in the plan.
+    pub plan: u64,
+    /// Pages it holds.
+    pub populated: u64,
+    /// Memory target in KiB.
+    pub target_kib: u64,
+}
+
+/// Domain `d`'s memory figures.
+pub fn figures(d: usize) -> Option<Figures> {
+    let g = P2M[d].lock();
+    let b = &g.as_ref()?.balloon;
+    Some(Figures { plan: b.plan_pages(), populated: b.populated(), target_kib: b.target_kib() })
+}
+
+/// Sets domain `d`'s memory target (KiB).
+pub fn set_target(d: usize, kib: u64) -> Result<(), TargetError> {
+    let mut g = P2M[d].lock();
+    match g.as_mut() {
+        Some(p) => p.balloon.set_target(kib),
+        None => Err(TargetError::AbovePlan { plan_kib: 0 }),
+    }
+}
