@@ -57,7 +57,13 @@ impl Balloon {
     /// RAM of `size` bytes at guest-physical `ipa_base` (both 4 KiB aligned), all populated.
     pub fn new(ipa_base: u64, size: u64) -> Self {
         let pages = size >> 12;
-        Self { base_pfn: ipa_base >> 12, pages, out: vec![0; pages.div_ceil(64) as usize], given: 0, target_kib: size >> 10 }
+        Self {
+            base_pfn: ipa_base >> 12,
+            pages,
+            out: vec![0; pages.div_ceil(64) as usize],
+            given: 0,
+            target_kib: size >> 10,
+        }
     }
 
     /// Pages in the plan.
@@ -91,7 +97,7 @@ impl Balloon {
             return Err(Refused::Order);
         }
         let n = 1u64 << order;
-        if gpfn % n != 0 {
+        if !gpfn.is_multiple_of(n) {
             return Err(Refused::NotRam);
         }
         for f in gpfn..gpfn.checked_add(n).ok_or(Refused::NotRam)? {

@@ -87,6 +87,7 @@ pub fn init(cfg: &[DomainCfg]) {
     let mut s = Store::new(xenstore::Quota::default());
     for (d, c) in cfg.iter().enumerate() {
         if !c.xen {
+            write_entry(&mut s, d, c); // listed for the control domain's tools, no connection
             continue;
         }
         let store = t.bind_service(d, Service::Store).unwrap_or(0);
@@ -94,6 +95,12 @@ pub fn init(cfg: &[DomainCfg]) {
         XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
         XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
         write_tree(&mut s, d, c);
+    }
+    // The upper nodes list every domain: readable by the control domain (not the others).
+    let mut upper = alloc::vec![Perm { dom: TOOLSTACK, access: 0 }];
+    upper.extend(control.map(|c| Perm { dom: domid_of(c), access: PERM_READ }));
+    for p in ["/", "/local", "/local/domain", "/vm"] {
+        s.tool_set_perms(p, &upper);
     }
     *EVTCHN.lock() = Some(t);
     *STORE.lock() = Some(s);
@@ -118,27 +125,40 @@ fn ro_perms(id: u16) -> Vec<Perm> {
     v
 }
 
-/// Writes domain `d`'s xenstore tree from the plan (docs/xen-abi.md §6.8).
-fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
+/// Writes what every domain has in xenstore, Xen-aware or not: its home with name, domid, vm
+/// and memory, and its `/vm/<uuid>` entry, all read-only to it.
+fn write_entry(s: &mut Store, d: usize, c: &DomainCfg) {
     let id = domid_of(d);
-    s.introduce(id);
     let home = alloc::format!("/local/domain/{id}");
     let ro = ro_perms(id);
-    let mut own = alloc::vec![Perm { dom: id, access: 0 }];
-    own.extend(ro.iter().skip(2).copied());
     let kib = alloc::format!("{}", c.memory.size / 1024);
     let idtxt = alloc::format!("{id}");
     let uuid = alloc::format!("00000000-0000-0000-0000-{:012x}", id);
     let vm = alloc::format!("/vm/{uuid}");
     s.tool_write(&alloc::format!("{vm}/uuid"), uuid.as_bytes(), &ro);
     s.tool_write(&alloc::format!("{vm}/name"), c.name().as_bytes(), &ro);
+    for (p, v) in [
+        ("", ""),
+        ("/vm", vm.as_str()),
+        ("/name", c.name()),
+        ("/domid", idtxt.as_str()),
+        ("/memory/static-max", kib.as_str()),
+        ("/memory/target", kib.as_str()),
+    ] {
+        s.tool_write(&alloc::format!("{home}{p}"), v.as_bytes(), &ro);
+    }
+}
+
+/// Writes Xen-aware domain `d`'s xenstore tree from the plan (docs/xen-abi.md §6.8).
+fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
+    let id = domid_of(d);
+    s.introduce(id);
+    write_entry(s, d, c);
+    let home = alloc::format!("/local/domain/{id}");
+    let ro = ro_perms(id);
+    let mut own = alloc::vec![Perm { dom: id, access: 0 }];
+    own.extend(ro.iter().skip(2).copied());
     for (p, v, perms) in [
-        ("", "", &ro),
-        ("/vm", vm.as_str(), &ro),
-        ("/name", c.name(), &ro),
-        ("/domid", idtxt.as_str(), &ro),
-        ("/memory/static-max", kib.as_str(), &ro),
-        ("/memory/target", kib.as_str(), &ro),
         ("/control", "", &ro),
         ("/control/shutdown", "", &own),
         ("/control/sysrq", "", &own),

@@ -348,6 +348,19 @@ impl Store {
         self.fire(path, false);
     }
 
+    /// Replaces the permissions of an existing node `path`, as the toolstack (watches fire).
+    pub fn tool_set_perms(&mut self, path: &str, perms: &[Perm]) {
+        if perms.is_empty() {
+            return;
+        }
+        if let Some(old) = self.tree.nodes.get(path) {
+            self.gen += 1;
+            let n = Node { value: old.value.clone(), perms: perms.to_vec(), gen: self.gen };
+            self.tree.insert(path, n);
+            self.fire(path, false);
+        }
+    }
+
     /// Reads `path` (absolute) as the toolstack.
     pub fn tool_read(&self, path: &str) -> Option<&[u8]> {
         self.tree.nodes.get(path).map(|n| n.value.as_slice())

@@ -292,3 +292,18 @@ fn domain_path_reset_and_introduced() {
     assert_eq!(s.usage(D1).watches, 0);
     assert_eq!(s.usage(D1).transactions, 0);
 }
+
+#[test]
+fn toolstack_grants_read_on_upper_nodes() {
+    let mut s = Store::new(Quota::default());
+    s.introduce(D1);
+    s.tool_write("/local/domain/2/name", b"guest", &[Perm { dom: TOOLSTACK, access: 0 }]);
+    let dir = |s: &mut Store| req(s, D1, xs::DIRECTORY, 0, b"/local/domain\0").0;
+    assert_eq!(dir(&mut s), xs::ERROR_MSG);
+    s.tool_set_perms("/local/domain", &[Perm { dom: TOOLSTACK, access: 0 }, Perm { dom: D1, access: PERM_READ }]);
+    assert_eq!(dir(&mut s), xs::DIRECTORY);
+    // Reading the list does not open the nodes below it.
+    assert_eq!(req(&mut s, D1, xs::READ, 0, b"/local/domain/2/name\0").0, xs::ERROR_MSG);
+    s.tool_set_perms("/nonexistent", &[Perm { dom: D1, access: 0 }]);
+    assert_eq!(s.tool_read("/nonexistent"), None);
+}

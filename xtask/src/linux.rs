@@ -14,6 +14,38 @@ use std::process::Command;
 /// Kernel series we support: (series, suite that has it).
 pub const SERIES: &[(&str, &str)] = &[("6.12", "bookworm-backports"), ("6.1", "bookworm")];
 
+/// Debian arm64 packages whose files go into the initramfs: (package, [(path in the package,
+/// path in the initramfs)]). Debian's `xenstore-utils` (Xen 4.17's `xenstore-*` tools) with
+/// the shared libraries it needs; `/dev/xen/xenbus` connects them to the hypervisor's xenstore.
+const PACKAGE_FILES: &[(&str, &[(&str, &str)])] = &[
+    ("xenstore-utils", &[("usr/bin/xenstore", "usr/bin/xenstore")]),
+    ("libxenstore4", &[("usr/lib/aarch64-linux-gnu/libxenstore.so.4.0", "usr/lib/aarch64-linux-gnu/libxenstore.so.4")]),
+    (
+        "libxentoolcore1",
+        &[("usr/lib/aarch64-linux-gnu/libxentoolcore.so.1.0", "usr/lib/aarch64-linux-gnu/libxentoolcore.so.1")],
+    ),
+    (
+        "libc6",
+        &[
+            ("lib/aarch64-linux-gnu/ld-linux-aarch64.so.1", "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"),
+            ("lib/aarch64-linux-gnu/libc.so.6", "lib/aarch64-linux-gnu/libc.so.6"),
+        ],
+    ),
+];
+
+/// Symbolic links in the initramfs: (link, target).
+const SYMLINKS: &[(&str, &str)] = &[
+    ("lib/ld-linux-aarch64.so.1", "aarch64-linux-gnu/ld-linux-aarch64.so.1"),
+    ("usr/bin/xenstore-ls", "xenstore"),
+    ("usr/bin/xenstore-read", "xenstore"),
+    ("usr/bin/xenstore-write", "xenstore"),
+    ("usr/bin/xenstore-list", "xenstore"),
+    ("usr/bin/xenstore-rm", "xenstore"),
+    ("usr/bin/xenstore-exists", "xenstore"),
+    ("usr/bin/xenstore-chmod", "xenstore"),
+    ("usr/bin/xenstore-watch", "xenstore"),
+];
+
 /// Modules the control domain loads (dependencies are added automatically).
 const MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii"];
 
@@ -120,7 +152,9 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     let image = out.join("Image");
     let initramfs = out.join("initramfs.cpio.gz");
     let init_now = init_script();
-    let fresh = std::fs::read_to_string(out.join("init")).is_ok_and(|s| s == init_now);
+    // What the initramfs is made of; a change rebuilds it.
+    let recipe = format!("{init_now}\n{PACKAGE_FILES:?}\n{SYMLINKS:?}\n{MODULES:?}");
+    let fresh = std::fs::read_to_string(out.join("init")).is_ok_and(|s| s == recipe);
     if let (Ok(release), true, true, true) =
         (std::fs::read_to_string(&stamp), image.is_file(), initramfs.is_file(), fresh)
     {
@@ -143,8 +177,36 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     let mods = resolve_modules(&moddir, MODULES)?;
     let busybox = std::fs::read(bdir.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
     let mut cpio = Cpio::default();
-    for d in ["bin", "sbin", "dev", "proc", "sys", "mnt", "mnt/boot", "tmp", "etc", "lib", "lib/modules", "root"] {
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "mnt",
+        "mnt/boot",
+        "tmp",
+        "etc",
+        "lib",
+        "lib/aarch64-linux-gnu",
+        "lib/modules",
+        "root",
+        "usr",
+        "usr/bin",
+        "usr/lib",
+        "usr/lib/aarch64-linux-gnu",
+    ] {
         cpio.dir(d);
+    }
+    for (pkg, files) in PACKAGE_FILES {
+        let dir = fetch_unpack(&cache, pkg)?;
+        for (from, to) in *files {
+            let bytes = std::fs::read(dir.join(from)).map_err(|e| format!("{pkg}: {from}: {e}"))?;
+            cpio.file(to, 0o755, &bytes);
+        }
+    }
+    for (link, target) in SYMLINKS {
+        cpio.symlink(link, target);
     }
     cpio.file("bin/busybox", 0o755, &busybox);
     cpio.file("init", 0o755, init_now.as_bytes());
@@ -161,7 +223,7 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     gz.write_all(&raw).map_err(|e| e.to_string())?;
     std::fs::write(&initramfs, gz.finish().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("init"), &init_now).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("init"), &recipe).map_err(|e| e.to_string())?;
     std::fs::write(&stamp, &release).map_err(|e| e.to_string())?;
     println!("linux {series}: {release}, {} modules in the initramfs", mods.len());
     Ok(Linux { image, initramfs, release })
@@ -290,6 +352,10 @@ impl Cpio {
     pub fn dir(&mut self, name: &str) {
         self.entry(name, 0o040755, &[]);
     }
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, 0o120777, target.as_bytes());
+    }
     /// Adds a regular file.
     pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
         self.entry(name, 0o100000 | perm, data);
@@ -321,7 +387,7 @@ pub fn init_script() -> String {
 # ferrum control domain init (busybox): mounts, modules, disk, network, then busybox init
 # (a shell on the console; `poweroff` powers the domain off).
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin
+export PATH=/bin:/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -356,6 +422,13 @@ if [ -f /mnt/boot/selftest.txt ]; then
   [ "$t2" -gt "$t1" ] && echo "selftest: timer interrupts count up ($t1 -> $t2)"
   [ "$v2" -gt "$v1" ] && echo "selftest: virtio interrupts count up ($v1 -> $v2)"
   echo "selftest: disk file says: $(cat /mnt/boot/ferrum.txt)"
+  # Debian's xenstore-utils against the hypervisor's xenstore.
+  xenstore-ls -f /local/domain | grep -E '/(name|domid) = ' | sed 's/^/selftest: xenstore: /'
+  ME=$(xenstore-read domid)
+  xenstore-write /local/domain/$ME/data/selftest "written-by-$ME" && echo "selftest: xenstore: own subtree write ok: $(xenstore-read /local/domain/$ME/data/selftest)"
+  xenstore-write /local/domain/$ME/name renamed 2>/dev/null && echo "selftest: FAIL: wrote its own read-only name" || echo "selftest: xenstore: write to its read-only name refused"
+  xenstore-write /local/domain/2/data/x intruder 2>/dev/null && echo "selftest: FAIL: wrote another domain's subtree" || echo "selftest: xenstore: write to another domain's subtree refused"
+  xenstore-write /tool/x intruder 2>/dev/null && echo "selftest: FAIL: wrote outside every domain's subtree" || echo "selftest: xenstore: write outside its subtree refused"
   grep -E 'arch_timer|virtio|uart' /proc/interrupts
   echo "selftest: done, powering off"
   poweroff -f
