@@ -171,7 +171,16 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'
         let (maj, min) = xen_abi::version::REPORTED;
         w.begin_node("hypervisor");
         w.prop_strs("compatible", &[&format!("xen,xen-{maj}.{min}"), "xen,xen"]);
-        w.prop_u64s("reg", &[xen_abi::layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * xen_abi::PAGE_SIZE]);
+        // Region 1: the extended region, where the domain maps other domains' grants.
+        w.prop_u64s(
+            "reg",
+            &[
+                xen_abi::layout::GNTTAB_BASE,
+                u64::from(GRANT_FRAMES) * xen_abi::PAGE_SIZE,
+                xen_abi::layout::EXT_BASE,
+                xen_abi::layout::EXT_SIZE,
+            ],
+        );
         w.prop_cells("interrupts", &[1, xen_abi::layout::EVTCHN_PPI - 16, 0xf08]);
         w.end_node();
     }
@@ -218,8 +227,8 @@ mod tests {
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let h = fdt.find_node("/hypervisor").unwrap();
         assert_eq!(h.compatible().unwrap().first(), "xen,xen-4.19");
-        let r = h.reg().unwrap().next().unwrap();
-        assert_eq!((r.starting_address as u64, r.size), (0x3800_0000, Some(32 * 4096)));
+        let r: Vec<_> = h.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap())).collect();
+        assert_eq!(r, [(0x3800_0000, 32 * 4096), (0x40_0000_0000, 512 << 20)]);
         assert_eq!(h.property("interrupts").unwrap().value, &[0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8]);
         assert_eq!(fdt.chosen().stdout().unwrap().name, "pl011@22000000");
         let chosen = fdt.find_node("/chosen").unwrap();

@@ -15,6 +15,7 @@ pub mod command;
 pub mod esr;
 pub mod evtchn;
 pub mod fdtw;
+pub mod gnttab;
 pub mod guestdt;
 pub mod hostdt;
 pub mod image;

@@ -204,6 +204,21 @@ pub unsafe fn shared_load_u32(pa: u64) -> u32 {
     unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.load(Ordering::Acquire)
 }
 
+/// Compare-and-swap of a 32-bit word shared with a guest: `Ok(old)` when it held `old` and now
+/// holds `new`, else `Err(current)`.
+///
+/// # Safety
+/// As [`shared_load_u32`].
+pub unsafe fn shared_cas_u32(pa: u64, old: u32, new: u32) -> Result<u32, u32> {
+    // SAFETY: caller contract; the guest updates the same word with atomics too.
+    unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.compare_exchange(
+        old,
+        new,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    )
+}
+
 /// Release store of a 32-bit ring index shared with a guest.
 ///
 /// # Safety

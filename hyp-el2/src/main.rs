@@ -20,6 +20,7 @@ mod crash;
 mod domain;
 mod exceptions;
 mod gic;
+mod grant;
 mod heap;
 mod irq;
 mod mm;

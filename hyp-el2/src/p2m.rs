@@ -1,5 +1,7 @@
 //! Run-time changes to a domain's stage-2 ("physical-to-machine") tables: pages a guest gives
-//! back by ballooning leave its stage-2 and return to it zeroed; the operator's memory target.
+//! back by ballooning leave its stage-2 and return to it zeroed; the operator's memory target;
+//! other domains' granted frames mapped in ("foreign" pages) and the pins that keep a granted
+//! frame from being ballooned away while in use.
 //!
 //! The decisions (which frames may move, targets inside the plan) are `hyp_core::balloon`'s; this
 //! module applies them to the tables with break-before-make and TLB invalidation in the domain's
@@ -8,19 +10,30 @@
 //! Invariants: one lock per domain serializes every change to its tables and its balloon; a page
 //! is out of the stage-2, with no CPU able to use a stale translation, before it is counted as
 //! given back; a page is zeroed before it is mapped again; only frames of the domain's own plan
-//! ever move, and always back to the same physical page, so a domain never exceeds its plan.
+//! ever move, and always back to the same physical page, so a domain never exceeds its plan; a
+//! foreign page sits only at a ballooned-out frame or in the extended region, never over the
+//! domain's own populated RAM; a pinned frame is never given back.
 
 use crate::domain::DomainCfg;
 use crate::mm::PoolMem;
 use crate::sync::SpinLock;
 use crate::{arch, mm};
+use alloc::collections::{BTreeMap, BTreeSet};
 use hyp_core::balloon::{Balloon, Refused, TargetError};
+use hyp_core::pgtable::Perm;
 use hyp_core::pgtable::{Attrs, PageTable, Regime, TableMemory};
 use hyp_core::plan::MAX_DOMAINS;
+use platforms::MemKind;
+use xen_abi::gnttab as g;
+use xen_abi::layout::{EXT_BASE, EXT_SIZE};
 
 struct P2m {
     vttbr: u64,
     balloon: Balloon,
+    /// Frames of this domain that grant mappings or copies use, with their use counts.
+    pinned: BTreeMap<u64, u32>,
+    /// IPAs where this domain has another domain's frame mapped.
+    foreign: BTreeSet<u64>,
 }
 
 static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
@@ -48,7 +61,12 @@ impl TableMemory for S2Mem {
 
 /// Starts domain `d`'s accounts (boot, before the domain runs).
 pub fn init(d: usize, c: &DomainCfg) {
-    *P2M[d].lock() = Some(P2m { vttbr: c.vttbr, balloon: Balloon::new(c.ipa_base, c.memory.size) });
+    *P2M[d].lock() = Some(P2m {
+        vttbr: c.vttbr,
+        balloon: Balloon::new(c.ipa_base, c.memory.size),
+        pinned: BTreeMap::new(),
+        foreign: BTreeSet::new(),
+    });
 }
 
 fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
@@ -65,6 +83,9 @@ fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) 
 pub fn give_back(d: usize, gpfn: u64, order: u32) -> Result<(), Refused> {
     with(d, |p, pt, mem| {
         p.balloon.check(gpfn, order, true)?;
+        if p.pinned.range(gpfn..gpfn + (1 << order)).next().is_some() {
+            return Err(Refused::WrongState); // granted and in use by another domain
+        }
         for f in gpfn..gpfn + (1 << order) {
             let ipa = f << 12;
             // Removing a page never allocates (a block is split with a table from the pool, and
@@ -83,6 +104,9 @@ pub fn give_back(d: usize, gpfn: u64, order: u32) -> Result<(), Refused> {
 pub fn populate(d: usize, c: &DomainCfg, gpfn: u64, order: u32) -> Result<(), Refused> {
     with(d, |p, pt, mem| {
         p.balloon.check(gpfn, order, false)?;
+        if p.foreign.range(gpfn << 12..(gpfn + (1 << order)) << 12).next().is_some() {
+            return Err(Refused::WrongState); // a grant is mapped there
+        }
         for f in gpfn..gpfn + (1 << order) {
             let ipa = f << 12;
             let pa = c.ipa_to_pa(ipa);
@@ -96,6 +120,69 @@ pub fn populate(d: usize, c: &DomainCfg, gpfn: u64, order: u32) -> Result<(), Re
         Ok(())
     })
     .unwrap_or(Err(Refused::NotRam))
+}
+
+/// Pins frame `gfn` of domain `d` for a grant use: it must be populated RAM. Returns its PA.
+pub fn pin(d: usize, c: &DomainCfg, gfn: u64) -> Result<u64, i16> {
+    let mut g = P2M[d].lock();
+    let p = g.as_mut().ok_or(g::GNTST_BAD_DOMAIN)?;
+    let ipa = gfn.checked_mul(4096).filter(|&a| c.ipa_in_ram(a)).ok_or(g::GNTST_BAD_PAGE)?;
+    if p.balloon.is_out(gfn) {
+        return Err(g::GNTST_BAD_PAGE);
+    }
+    *p.pinned.entry(gfn).or_insert(0) += 1;
+    Ok(c.ipa_to_pa(ipa))
+}
+
+/// Drops one pin of frame `gfn` of domain `d`.
+pub fn unpin(d: usize, gfn: u64) {
+    if let Some(p) = P2M[d].lock().as_mut() {
+        if let Some(n) = p.pinned.get_mut(&gfn) {
+            *n -= 1;
+            if *n == 0 {
+                p.pinned.remove(&gfn);
+            }
+        }
+    }
+}
+
+/// Maps another domain's frame at `pa` into domain `d` at `ipa`: only at one of its
+/// ballooned-out frames or in its extended region, and only where nothing foreign is yet.
+pub fn map_foreign(d: usize, c: &DomainCfg, ipa: u64, pa: u64, write: bool) -> Result<(), i16> {
+    let in_ext = ipa >= EXT_BASE && ipa - EXT_BASE < EXT_SIZE;
+    let vacated = c.ipa_in_ram(ipa) && P2M[d].lock().as_ref().is_some_and(|p| p.balloon.is_out(ipa >> 12));
+    if ipa & 0xfff != 0 || !(in_ext || vacated) {
+        return Err(g::GNTST_GENERAL_ERROR);
+    }
+    let attrs = Attrs { kind: MemKind::Normal, perm: if write { Perm::Rw } else { Perm::Ro }, exec: false };
+    with(d, |p, pt, mem| {
+        if p.foreign.contains(&ipa) {
+            return Err(g::GNTST_GENERAL_ERROR);
+        }
+        pt.set_page(mem, ipa, Some((pa, attrs))).map_err(|_| g::GNTST_NO_DEVICE_SPACE)?;
+        p.foreign.insert(ipa);
+        Ok(())
+    })
+    .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
+}
+
+/// Removes the foreign page at `ipa` of domain `d` (every CPU stops using it before this returns).
+pub fn unmap_foreign(d: usize, ipa: u64) -> Result<(), i16> {
+    with(d, |p, pt, mem| {
+        if !p.foreign.remove(&ipa) {
+            return Err(g::GNTST_GENERAL_ERROR);
+        }
+        let _ = pt.set_page(mem, ipa, None);
+        Ok(())
+    })
+    .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
+}
+
+/// PA of populated frame `gfn` of domain `d` (for a grant copy from or to its own frame).
+pub fn own_frame(d: usize, c: &DomainCfg, gfn: u64) -> Option<u64> {
+    let ipa = gfn.checked_mul(4096).filter(|&a| c.ipa_in_ram(a))?;
+    let populated = P2M[d].lock().as_ref().is_some_and(|p| !p.balloon.is_out(gfn));
+    populated.then(|| c.ipa_to_pa(ipa))
 }
 
 /// Maps every given-back page of domain `d` again (it restarts with its whole plan).

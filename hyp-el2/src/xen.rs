@@ -63,6 +63,12 @@ static EVTCHN: SpinLock<Option<Table>> = SpinLock::new(None);
 static STORE: SpinLock<Option<Store>> = SpinLock::new(None);
 static CONSOLE_LINES: [SpinLock<LineBuf>; MAX_DOMAINS] = [const { SpinLock::new(LineBuf::new()) }; MAX_DOMAINS];
 
+/// Physical address of entry `gref` (v1, 8 bytes) of domain `d`'s grant table.
+pub fn grant_entry_pa(d: usize, gref: u32) -> u64 {
+    let per = xen_abi::gnttab::ENTRIES_PER_FRAME;
+    page_pa(d, 2 + (gref / per) as usize) + u64::from(gref % per) * xen_abi::gnttab::ENTRY_SIZE as u64
+}
+
 /// Stage-2 mappings of a Xen-aware domain's Xen pages: (IPA, PA, size), as normal memory.
 pub fn stage2_pages(d: usize) -> Vec<(u64, u64, u64)> {
     let mut v = Vec::new();
@@ -75,8 +81,12 @@ pub fn stage2_pages(d: usize) -> Vec<(u64, u64, u64)> {
 }
 
 /// IPA ranges a Xen-aware domain gets besides its RAM (for overlap checks).
-pub fn reserved_ipas() -> [(u64, u64); 2] {
-    [(layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * PAGE_SIZE), (layout::MAGIC_BASE, 2 * PAGE_SIZE)]
+pub fn reserved_ipas() -> [(u64, u64); 3] {
+    [
+        (layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * PAGE_SIZE),
+        (layout::MAGIC_BASE, 2 * PAGE_SIZE),
+        (layout::EXT_BASE, layout::EXT_SIZE),
+    ]
 }
 
 /// Sets up event channels, the store and each Xen-aware domain's ports and xenstore tree.
@@ -104,6 +114,7 @@ pub fn init(cfg: &[DomainCfg]) {
     }
     *EVTCHN.lock() = Some(t);
     *STORE.lock() = Some(s);
+    crate::grant::init();
 }
 
 /// The control domain: the first Xen-aware Linux domain. Besides its own subtree it may read
@@ -207,13 +218,13 @@ fn guest_pages(d: usize, va: u64, len: usize, write: bool, mut f: impl FnMut(u64
 }
 
 /// Copies `buf.len()` bytes from guest virtual address `va` of the running domain `d`.
-fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
+pub fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
     // SAFETY: each piece lies in one page of the domain's RAM or Xen pages.
     guest_pages(d, va, buf.len(), false, |pa, off, n| unsafe { mm::read_phys(pa, &mut buf[off..off + n]) })
 }
 
 /// Copies `buf` to guest virtual address `va` of the running domain `d`.
-fn copy_to_guest(d: usize, va: u64, buf: &[u8]) -> Result<(), i64> {
+pub fn copy_to_guest(d: usize, va: u64, buf: &[u8]) -> Result<(), i64> {
     // SAFETY: as in `copy_from_guest`; the domain owns this memory.
     guest_pages(d, va, buf.len(), true, |pa, off, n| unsafe { mm::write_phys(pa, &buf[off..off + n]) })
 }
@@ -345,6 +356,16 @@ pub fn upcall_eoi(d: usize, v: usize) {
 
 /// Forgets a domain's Xen state (restart).
 pub fn reset(d: usize) {
+    // Its grant table empties first (no new use of its frames can start), then every mapping
+    // that involves it is revoked, before its memory is reloaded.
+    for f in 0..GRANT_FRAMES as usize {
+        // SAFETY: the domain's own grant frame, a hypervisor page; the domain is not running.
+        unsafe { mm::zero_phys(page_pa(d, 2 + f), PAGE_SIZE) };
+    }
+    let n = crate::grant::revoke_all(d);
+    if n > 0 {
+        hprintln!("domain '{}': {n} grant mapping(s) revoked", config().domains[d].name());
+    }
     XD[d].shared_info.store(0, Ordering::Release);
     for v in 0..MAX_VCPUS {
         XD[d].vcpu_info[v].store(0, Ordering::Release);
@@ -652,6 +673,7 @@ fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
             xen_abi::wr16(&mut b, 12, 0);
             copy_to_guest(d, arg, &b).map_or_else(|e| e, |()| 0)
         }
+        g::MAP_GRANT_REF | g::UNMAP_GRANT_REF | g::COPY => crate::grant::batch(d, cmd, arg, count),
         g::SET_VERSION | g::GET_VERSION => {
             let off = if cmd == g::SET_VERSION { 0 } else { 4 };
             copy_to_guest(d, arg + off, &1u32.to_le_bytes()).map_or_else(|e| e, |()| 0)

@@ -219,6 +219,81 @@ pub mod gnttab {
     pub const GNTST_OKAY: i16 = 0;
     pub const GNTST_GENERAL_ERROR: i16 = -1;
     pub const GNTST_BAD_DOMAIN: i16 = -2;
+    pub const GNTST_BAD_GNTREF: i16 = -3;
+    pub const GNTST_BAD_HANDLE: i16 = -4;
+    pub const GNTST_BAD_VIRT_ADDR: i16 = -5;
+    pub const GNTST_NO_DEVICE_SPACE: i16 = -7;
+    pub const GNTST_PERMISSION_DENIED: i16 = -8;
+    pub const GNTST_BAD_PAGE: i16 = -9;
+    pub const GNTST_BAD_COPY_ARG: i16 = -10;
+    pub const GNTMAP_DEVICE_MAP: u32 = 1 << 0;
+    pub const GNTMAP_HOST_MAP: u32 = 1 << 1;
+    pub const GNTMAP_READONLY: u32 = 1 << 2;
+    pub const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
+    pub const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+    pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+    pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+    /// `gnttab_map_grant_ref`: 0 u64 host_addr, 8 u32 flags, 12 u32 ref, 16 u16 dom,
+    /// 18 i16 status, 20 u32 handle, 24 u64 dev_bus_addr.
+    pub const MAP_SIZE: usize = 32;
+    /// `gnttab_unmap_grant_ref`: 0 u64 host_addr, 8 u64 dev_bus_addr, 16 u32 handle, 20 i16 status.
+    pub const UNMAP_SIZE: usize = 24;
+    /// `gnttab_copy`: source {0 u64 ref/gmfn, 8 u16 domid, 10 u16 offset}, dest the same at 16,
+    /// 32 u16 len, 34 u16 flags, 36 i16 status.
+    pub const COPY_SIZE: usize = 40;
+
+    /// A decoded `gnttab_map_grant_ref`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MapOp {
+        pub host_addr: u64,
+        pub flags: u32,
+        pub gref: u32,
+        pub dom: u16,
+    }
+
+    impl MapOp {
+        /// Decodes the inputs (`None` when too short).
+        pub fn parse(b: &[u8]) -> Option<Self> {
+            Some(Self {
+                host_addr: super::rd64(b, 0)?,
+                flags: super::rd32(b, 8)?,
+                gref: super::rd32(b, 12)?,
+                dom: super::rd16(b, 16)?,
+            })
+        }
+    }
+
+    /// One side of a `gnttab_copy`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct CopySide {
+        /// A grant reference (when the side's `*_GREF` flag is set) or a frame of the caller.
+        pub ref_or_gmfn: u64,
+        pub domid: u16,
+        pub offset: u16,
+    }
+
+    /// A decoded `gnttab_copy`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct CopyOp {
+        pub source: CopySide,
+        pub dest: CopySide,
+        pub len: u16,
+        pub flags: u16,
+    }
+
+    impl CopyOp {
+        /// Decodes the inputs (`None` when too short).
+        pub fn parse(b: &[u8]) -> Option<Self> {
+            let side = |o: usize| -> Option<CopySide> {
+                Some(CopySide {
+                    ref_or_gmfn: super::rd64(b, o)?,
+                    domid: super::rd16(b, o + 8)?,
+                    offset: super::rd16(b, o + 10)?,
+                })
+            };
+            Some(Self { source: side(0)?, dest: side(16)?, len: super::rd16(b, 32)?, flags: super::rd16(b, 34)? })
+        }
+    }
 }
 
 /// shared_info / vcpu_info layout (`xen.h`, `arch-arm.h`).
@@ -295,6 +370,11 @@ pub mod layout {
     pub const GNTTAB_BASE: u64 = 0x3800_0000;
     pub const GNTTAB_SIZE: u64 = 0x0100_0000;
     pub const MAGIC_BASE: u64 = 0x3900_0000;
+    /// The extended region every Xen-aware domain gets (`/hypervisor` reg 1): unused IPA space
+    /// where grants are mapped, 512 MiB at 256 GiB (128 MiB aligned, inside the 39-bit IPA
+    /// space, far above any RAM the boards have).
+    pub const EXT_BASE: u64 = 0x40_0000_0000;
+    pub const EXT_SIZE: u64 = 0x2000_0000;
     /// Page offsets inside the magic area (xl: console 0, xenstore 1).
     pub const CONSOLE_PFN_OFFSET: u64 = 0;
     pub const STORE_PFN_OFFSET: u64 = 1;

@@ -10,6 +10,12 @@
 //! - `mode=escape`: reads memory just past its own RAM; the hypervisor must inject an abort,
 //!   which this guest catches and reports before powering off.
 //! - `mode=panic`: takes an undefined-instruction exception and reports it.
+//! - `mode=grant-offer peer=N`: (a Xen-aware domain) grants domain N write access to one of
+//!   its pages through grant ref 8, waits for N's reply in it, checks the hypervisor cleared
+//!   `GTF_reading`/`GTF_writing` after N unmapped, and revokes the grant.
+//! - `mode=grant-map peer=N`: maps domain N's grant ref 8 into its extended region, reads it,
+//!   replies through it, copies with `GNTTABOP_copy`, checks that bad maps, unmaps and copies
+//!   get the right statuses, and unmaps.
 #![no_std]
 #![no_main]
 
@@ -55,6 +61,31 @@ _start:
     str     x2, [x1, #16]
     add     x2, x2, x4
     str     x2, [x1, #24]
+    // The first GiB through a level-2 table: device, except the Xen grant window and magic
+    // pages (0x3800_0000..0x3920_0000), which are normal memory shared with the hypervisor.
+    adrp    x5, TTB_LOW
+    add     x5, x5, :lo12:TTB_LOW
+    mov     x6, #0
+    mov     x8, #0x405
+    orr     x8, x8, #(3 << 53)
+4:  lsl     x7, x6, #21
+    cmp     x6, #448
+    b.lo    5f
+    cmp     x6, #457
+    b.hs    5f
+    orr     x7, x7, x3
+    b       6f
+5:  orr     x7, x7, x8
+6:  str     x7, [x5, x6, lsl #3]
+    add     x6, x6, #1
+    cmp     x6, #512
+    b.lo    4b
+    orr     x2, x5, #3
+    str     x2, [x1]
+    // The Xen extended region (256 GiB): normal memory, for grant mappings.
+    mov     x4, #0x4000000000
+    orr     x2, x3, x4
+    str     x2, [x1, #2048]
     mov     x0, #0
     bl      set_stack
     bl      mmu_on
@@ -145,6 +176,9 @@ struct Table([u64; 512]);
 
 #[no_mangle]
 static mut TTB: Table = Table([0; 512]);
+
+#[no_mangle]
+static mut TTB_LOW: Table = Table([0; 512]);
 
 #[repr(C, align(16))]
 struct Stacks([[u8; 16384]; 2]);
@@ -300,6 +334,15 @@ extern "C" fn guest_main(dtb: usize) -> ! {
             say!("FAIL: read outside the partition returned {v:#x}");
             power_off();
         }
+        "grant-offer" | "grant-map" => {
+            let peer: u16 =
+                args.split_whitespace().find_map(|a| a.strip_prefix("peer=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if mode == "grant-offer" {
+                grant_offer(rbase, peer)
+            } else {
+                grant_map(rbase, peer)
+            }
+        }
         "panic" => {
             say!("executing an undefined instruction");
             // SAFETY: deliberately undefined: exercises the guest's own exception path.
@@ -324,6 +367,211 @@ extern "C" fn guest_main(dtb: usize) -> ! {
             power_off();
         }
     }
+}
+
+fn xen_hc(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+    let r: u64;
+    // SAFETY: a Xen hypercall: number in x16, arguments x0-x2, result in x0; pointers passed
+    // are to our own memory.
+    unsafe {
+        asm!("hvc #0xea1", inout("x0") a0 => r, inout("x1") a1 => _, inout("x2") a2 => _, in("x16") nr, options(nostack))
+    };
+    r as i64
+}
+
+const HC_MEMORY_OP: u64 = 12;
+const HC_GRANT_TABLE_OP: u64 = 20;
+const GNTTAB_BASE: u64 = 0x3800_0000;
+const EXT_BASE: u64 = 0x40_0000_0000;
+const GREF: u32 = 8;
+const GTF_PERMIT_ACCESS: u16 = 1;
+const GTF_READING: u16 = 1 << 3;
+const GTF_WRITING: u16 = 1 << 4;
+const REPLY: usize = 2048;
+const ACK: usize = 3072;
+
+fn entry_flags(gref: u32) -> u16 {
+    // SAFETY: our grant frame 0, mapped normal (TTB_LOW); the hypervisor updates it atomically.
+    unsafe { core::ptr::read_volatile((GNTTAB_BASE + u64::from(gref) * 8) as *const u16) }
+}
+
+/// Seconds on the virtual counter since `t0`.
+fn waited(t0: u64) -> u64 {
+    let (c, f) = counter();
+    (c - t0) / f.max(1)
+}
+
+fn grant_offer(rbase: u64, peer: u16) -> ! {
+    // Grant frame 0 into our physmap (XENMEM_add_to_physmap, space grant_table), as Linux does.
+    let mut atp = [0u8; 24];
+    atp[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    atp[4..8].copy_from_slice(&1u32.to_le_bytes());
+    atp[16..24].copy_from_slice(&(GNTTAB_BASE >> 12).to_le_bytes());
+    let r = xen_hc(HC_MEMORY_OP, 7, atp.as_ptr() as u64, 0);
+    let page = rbase + 0x30_0000;
+    let text = b"ferrum-grant-page";
+    // SAFETY: a page of our own RAM above the image and the work area.
+    unsafe {
+        core::ptr::write_bytes(page as *mut u8, 0, 4096);
+        core::ptr::copy_nonoverlapping(text.as_ptr(), page as *mut u8, text.len());
+    }
+    let e = GNTTAB_BASE + u64::from(GREF) * 8;
+    // SAFETY: entry GREF of our grant table: frame and domid first, then the flags (v1 order).
+    unsafe {
+        core::ptr::write_volatile((e + 4) as *mut u32, (page >> 12) as u32);
+        core::ptr::write_volatile((e + 2) as *mut u16, peer);
+        asm!("dmb ishst", options(nostack));
+        core::ptr::write_volatile(e as *mut u16, GTF_PERMIT_ACCESS);
+    }
+    say!("granted page {page:#x} to domain {peer} as ref {GREF} (grant frame added: {r})");
+    let t0 = counter().0;
+    let reply = (page + REPLY as u64) as *const u8;
+    // SAFETY: our own page; the peer writes into it through its mapping.
+    while unsafe { core::ptr::read_volatile(reply) } == 0 {
+        if waited(t0) > 30 {
+            say!("FAIL: no reply from domain {peer}");
+            power_off();
+        }
+        core::hint::spin_loop();
+    }
+    let mut got = [0u8; 32];
+    // SAFETY: as above.
+    unsafe { core::ptr::copy_nonoverlapping(reply, got.as_mut_ptr(), 32) };
+    let n = got.iter().position(|&b| b == 0).unwrap_or(32);
+    let busy = entry_flags(GREF) & (GTF_READING | GTF_WRITING);
+    // SAFETY: our own page: tells the mapper it may unmap now.
+    unsafe { core::ptr::write_volatile((page + ACK as u64) as *mut u8, 1) };
+    say!("reply in the granted page: {}", core::str::from_utf8(&got[..n]).unwrap_or("?"));
+    while entry_flags(GREF) & (GTF_READING | GTF_WRITING) != 0 {
+        if waited(t0) > 30 {
+            say!("FAIL: GTF_reading/writing still set");
+            power_off();
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: no use is left (the flags say so): revoke the grant.
+    unsafe { core::ptr::write_volatile(e as *mut u16, 0) };
+    say!(
+        "in use: reading+writing = {}; after the peer unmapped: cleared; grant revoked",
+        busy == GTF_READING | GTF_WRITING
+    );
+    say!("PASS: {} finished", name());
+    power_off();
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapOp {
+    host_addr: u64,
+    flags: u32,
+    gref: u32,
+    dom: u16,
+    status: i16,
+    handle: u32,
+    dev_bus_addr: u64,
+}
+
+fn map(dom: u16, gref: u32, at: u64, ro: bool) -> MapOp {
+    let mut op = MapOp { host_addr: at, flags: 2 | if ro { 4 } else { 0 }, gref, dom, ..Default::default() };
+    let r = xen_hc(HC_GRANT_TABLE_OP, 0, &mut op as *mut MapOp as u64, 1);
+    if r != 0 {
+        say!("FAIL: map hypercall returned {r}");
+        power_off();
+    }
+    op
+}
+
+fn unmap(at: u64, handle: u32) -> i16 {
+    let mut op = [0u64; 3];
+    op[0] = at;
+    op[2] = u64::from(handle);
+    let r = xen_hc(HC_GRANT_TABLE_OP, 1, op.as_mut_ptr() as u64, 1);
+    if r != 0 {
+        say!("FAIL: unmap hypercall returned {r}");
+        power_off();
+    }
+    (op[2] >> 32) as i16
+}
+
+/// `GNTTABOP_copy` of `len` bytes: (source ref or frame, domid, offset), the same for dest, flags.
+fn copy(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> i16 {
+    let mut b = [0u8; 40];
+    for (o, (v, d, off)) in [(0, src), (16, dst)] {
+        b[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        b[o + 8..o + 10].copy_from_slice(&d.to_le_bytes());
+        b[o + 10..o + 12].copy_from_slice(&off.to_le_bytes());
+    }
+    b[32..34].copy_from_slice(&len.to_le_bytes());
+    b[34..36].copy_from_slice(&flags.to_le_bytes());
+    let r = xen_hc(HC_GRANT_TABLE_OP, 5, b.as_mut_ptr() as u64, 1);
+    if r != 0 {
+        say!("FAIL: copy hypercall returned {r}");
+        power_off();
+    }
+    i16::from_le_bytes([b[36], b[37]])
+}
+
+fn grant_map(rbase: u64, peer: u16) -> ! {
+    let t0 = counter().0;
+    let first = loop {
+        let op = map(peer, GREF, EXT_BASE, false);
+        if op.status == 0 {
+            break op;
+        }
+        if waited(t0) > 30 {
+            say!("FAIL: mapping ref {GREF} of domain {peer}: status {}", op.status);
+            power_off();
+        }
+    };
+    let mut got = [0u8; 17];
+    // SAFETY: the granted page, mapped at EXT_BASE by the hypervisor (normal memory in TTB).
+    unsafe { core::ptr::copy_nonoverlapping(EXT_BASE as *const u8, got.as_mut_ptr(), got.len()) };
+    say!(
+        "mapped domain {peer}'s ref {GREF} at {EXT_BASE:#x} (handle {}): it says {}",
+        first.handle,
+        core::str::from_utf8(&got).unwrap_or("?")
+    );
+    // Hostile and edge cases: each gets its own status, nothing else changes.
+    let own_ram = rbase + 0x40_0000;
+    say!(
+        "statuses: unknown domain {}, bad ref {}, over own RAM {}, same place twice {}, bad handle {}",
+        map(42, GREF, EXT_BASE + 0x1000, false).status,
+        map(peer, 1 << 20, EXT_BASE + 0x1000, false).status,
+        map(peer, GREF, own_ram, false).status,
+        map(peer, GREF, EXT_BASE, false).status,
+        unmap(0, 777)
+    );
+    let ro = map(peer, GREF, EXT_BASE + 0x1000, true);
+    let ro_unmapped = unmap(EXT_BASE + 0x1000, ro.handle);
+    say!("read-only map: {}, unmapped: {}, unmapped again: {}", ro.status, ro_unmapped, unmap(0, ro.handle));
+    // Copy from the grant into our own frame, and refusals.
+    let dst = rbase + 0x30_0000;
+    let c_ok = copy((u64::from(GREF), peer, 0), (dst >> 12, 0x7ff0, 0), 17, 1);
+    let mut copied = [0u8; 17];
+    // SAFETY: our own RAM, just written by the hypervisor's copy.
+    unsafe { core::ptr::copy_nonoverlapping(dst as *const u8, copied.as_mut_ptr(), copied.len()) };
+    say!(
+        "copy: {} ({}), across a page end {}, into another domain's frame {}",
+        c_ok,
+        core::str::from_utf8(&copied).unwrap_or("?"),
+        copy((u64::from(GREF), peer, 4000), (dst >> 12, 0x7ff0, 0), 200, 1),
+        copy((dst >> 12, 0x7ff0, 0), (0x40000, peer, 0), 8, 0)
+    );
+    let reply = b"pong from the mapper";
+    // SAFETY: the granted page is writable (a read-write mapping).
+    unsafe { core::ptr::copy_nonoverlapping(reply.as_ptr(), (EXT_BASE + REPLY as u64) as *mut u8, reply.len()) };
+    // SAFETY: the granted page, still mapped: wait for the granter's acknowledgement.
+    while unsafe { core::ptr::read_volatile((EXT_BASE + ACK as u64) as *const u8) } == 0 {
+        if waited(t0) > 30 {
+            say!("FAIL: no acknowledgement from domain {peer}");
+            power_off();
+        }
+        core::hint::spin_loop();
+    }
+    let st = unmap(EXT_BASE, first.handle);
+    say!("replied through the mapping and unmapped it: {st}");
+    say!("PASS: {} finished", name());
+    power_off();
 }
 
 fn work(rbase: u64) {
