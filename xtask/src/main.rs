@@ -4,6 +4,7 @@
 //!   through Debian's U-Boot into the hypervisor and the default deployment.
 //! - `test`: formatting, clippy (host and aarch64), host unit tests, aarch64 builds and the QEMU
 //!   scenarios of `tests/scenarios` on GICv2 and GICv3.
+//! - `fuzz`: the cargo-fuzz targets (xenstore wire decoder, hypercall argument decoding).
 //! - `check`, `image`, `build`, `setup`: the pieces on their own.
 //!
 //! Run `cargo xtask help` for the options.
@@ -11,6 +12,7 @@
 
 mod bench;
 mod deploy;
+mod fuzz;
 mod image;
 mod linux;
 mod qemu;
@@ -40,6 +42,8 @@ commands:
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]
                      time Linux to its ready line natively and as the control domain
+  fuzz [TARGET...] [--seconds N]
+                     run the cargo-fuzz targets (xenstore_wire, hypercall_args), N s each (default 60)
   build              build the hypervisor and guest images
   setup              install missing host tools (QEMU, U-Boot, Rust targets)
 ";
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         "run-qemu-aarch64" => qemu::cmd_run(rest),
         "test" => test::cmd_test(rest),
         "bench" => bench::cmd_bench(rest),
+        "fuzz" => fuzz::cmd_fuzz(rest),
         "check" => cmd_check(rest),
         "image" => cmd_image(rest),
         "build" => build_all("qemu-virt").map(|_| 0),
@@ -98,7 +103,8 @@ pub fn check_args(args: &[String], with_value: &[&str], flags: &[&str]) -> Resul
     Ok(())
 }
 
-fn cargo() -> String {
+/// The cargo that runs xtask (`$CARGO`), else `cargo`.
+pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

@@ -185,6 +185,12 @@ fn static_checks(t: &mut Tally) {
             "aarch64-unknown-none-softfloat",
         ])
     });
+    for target in crate::fuzz::TARGETS {
+        step(t, &format!("fuzz {target} (20 s)"), || {
+            crate::fuzz::ensure_cargo_fuzz()?;
+            crate::fuzz::run(target, 20)
+        });
+    }
     step(t, "hypervisor builds for every board", || {
         crate::build_hyp("qemu-virt")?;
         crate::build_hyp("rpi4").map(|_| ())
