@@ -19,7 +19,8 @@ const READY: &str = "FERRUM-READY";
 pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
     match args.first().map(String::as_str) {
         Some("boot") => bench_boot(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]"
+        Some("hypercall") => bench_hypercall(&args[1..]),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]\n       cargo xtask bench hypercall [--gic 2|3]"
             .into()),
     }
 }
@@ -127,4 +128,58 @@ fn time_to_ready(mut cmd: Command) -> Result<f64, String> {
             format!("QEMU stopped before the ready line: {}", err.trim())
         }
     })
+}
+
+/// `cargo xtask bench hypercall`: a Xen-aware test guest measures trap paths in counter ticks
+/// under DESIGN.md §7's deterministic QEMU settings (`-icount shift=0,sleep=off`, 1 GHz
+/// counter: one tick is one instruction), on GICv2 and GICv3 unless `--gic` picks one.
+fn bench_hypercall(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--gic"], &[])?;
+    let gics: Vec<u8> = match opt(args, "--gic")? {
+        Some(v) => vec![v.parse().map_err(|_| format!("--gic: '{v}'"))?],
+        None => vec![2, 3],
+    };
+    setup::ensure_host_tools()?;
+    let dir = root().join("build/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dep_file = dir.join("hypercall.toml");
+    let toml = "name = \"bench-hypercall\"\nplatform = \"qemu-virt\"\n\n[[domain]]\nname = \"bench\"\nkind = \"unikernel\"\nkernel = \"guest:testguest\"\ncpus = [0]\nmemory = \"32M\"\nxen = true\nbootargs = \"mode=bench\"\n";
+    std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
+    // (what, Xen 4.17 on GICv2 / GICv3, our target), from DESIGN.md §7.
+    let rows: [(&str, &str, [u32; 2], u32); 2] = [
+        ("null hypercall (xen_version)", "bench: null hypercall", [419, 417], 100),
+        ("distributor MMIO load", "bench: distributor MMIO load", [637, 599], 150),
+    ];
+    println!("{:<32} {:>5} {:>12} {:>10} {:>8}", "path (instructions, median)", "GIC", "ferrum", "Xen 4.17", "target");
+    for gic in gics {
+        let o = RunOpts {
+            gic,
+            deployment: dep_file.clone(),
+            timeout: Some(300),
+            unchecked: false,
+            extra_files: Vec::new(),
+        };
+        let mut cmd = qemu::prepare(&o)?;
+        // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
+        cmd.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
+        let run = qemu::run_batch(cmd, Some(300), false, &[])?;
+        for (what, marker, xen, target) in rows {
+            let line = run.log.lines().find(|l| l.contains(marker)).ok_or_else(|| {
+                format!("GICv{gic}: the guest printed no '{marker}' line (log: build/bench/hypercall-gicv{gic}.log)")
+            })?;
+            let ticks: u64 = line
+                .split(": ")
+                .nth(2)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| format!("cannot read the figure in '{line}'"))?;
+            println!(
+                "{what:<32} {gic:>5} {ticks:>12} {:>10} {:>8}",
+                xen[usize::from(gic == 3)],
+                format!("<= {target}")
+            );
+        }
+        let _ = std::fs::write(dir.join(format!("hypercall-gicv{gic}.log")), &run.log);
+    }
+    Ok(0)
 }

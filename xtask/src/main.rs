@@ -42,6 +42,8 @@ commands:
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]
                      time Linux to its ready line natively and as the control domain
+  bench hypercall [--gic 2|3]
+                     trap-path costs in instructions (null hypercall, distributor MMIO load)
   fuzz [TARGET...] [--seconds N]
                      run the cargo-fuzz targets (xenstore_wire, hypercall_args), N s each (default 60)
   build              build the hypervisor and guest images
