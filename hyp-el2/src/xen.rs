@@ -366,6 +366,16 @@ pub fn reset(d: usize) {
     if n > 0 {
         hprintln!("domain '{}': {n} grant mapping(s) revoked", config().domains[d].name());
     }
+    // It restarts with its whole plan: its memory target goes back to the plan too.
+    let c = &config().domains[d];
+    if c.xen {
+        let mut st = STORE.lock();
+        if let Some(s) = st.as_mut() {
+            let id = domid_of(d);
+            let kib = alloc::format!("{}", c.memory.size / 1024);
+            s.tool_write(&alloc::format!("/local/domain/{id}/memory/target"), kib.as_bytes(), &ro_perms(id));
+        }
+    }
     XD[d].shared_info.store(0, Ordering::Release);
     for v in 0..MAX_VCPUS {
         XD[d].vcpu_info[v].store(0, Ordering::Release);
