@@ -1,7 +1,9 @@
 //! The Xen guest ABI for Xen-aware domains: hypercall dispatch (`hvc #0xEA1`, number in x16,
 //! arguments x0–x4, result in x0), guest-virtual argument access, the per-domain Xen pages
 //! (PV console ring, xenstore ring, grant-table frames), event-channel delivery through
-//! shared_info / vcpu_info and PPI 31, the PV console backend and the xenstore service.
+//! shared_info / vcpu_info and PPI 31, the PV console backend, the xenstore service, and the
+//! memory_op reservation calls (ballooning; stage-2 work in `p2m`). Grant map/unmap/copy are
+//! dispatched to `grant`.
 //!
 //! Decisions live in host-tested crates: port states and the 2-level delivery rules in
 //! `hyp_core::evtchn`, the store in `xenstore`, layouts in `xen_abi`. This module moves bytes
