@@ -25,6 +25,10 @@
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use xen_abi::domid::SELF as DOMID_SELF;
+use xen_abi::gnttab::{self as gt, GTF_PERMIT_ACCESS, GTF_READING, GTF_WRITING};
+use xen_abi::hc::{GRANT_TABLE_OP, MEMORY_OP};
+use xen_abi::layout::{EXT_BASE, GNTTAB_BASE};
 
 global_asm!(
     r#"
@@ -376,12 +380,7 @@ extern "C" fn guest_main(dtb: usize) -> ! {
 /// Median and minimum of `f`'s cost in counter ticks over 257 runs, minus the cost of the
 /// measurement itself.
 fn measure(mut f: impl FnMut()) -> (u64, u64) {
-    fn ticks() -> u64 {
-        let c: u64;
-        // SAFETY: reads the virtual counter after an ISB (so earlier instructions retire first).
-        unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) c, options(nostack)) };
-        c
-    }
+    let ticks = || counter().0;
     let mut empty = [0u64; 257];
     let mut cost = [0u64; 257];
     for e in empty.iter_mut() {
@@ -401,7 +400,7 @@ fn measure(mut f: impl FnMut()) -> (u64, u64) {
 
 fn bench(fdt: &fdt::Fdt<'_>) -> ! {
     let (med, min) = measure(|| {
-        xen_hc(17, 0, 0, 0);
+        xen_hc(xen_abi::hc::XEN_VERSION, xen_abi::version::VERSION, 0, 0);
     });
     say!("bench: null hypercall (xen_version) round trip: {med} ticks (median of 257, min {min})");
     let gicd = fdt
@@ -430,20 +429,13 @@ fn xen_hc(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
     r as i64
 }
 
-const HC_MEMORY_OP: u64 = 12;
-const HC_GRANT_TABLE_OP: u64 = 20;
-const GNTTAB_BASE: u64 = 0x3800_0000;
-const EXT_BASE: u64 = 0x40_0000_0000;
 const GREF: u32 = 8;
-const GTF_PERMIT_ACCESS: u16 = 1;
-const GTF_READING: u16 = 1 << 3;
-const GTF_WRITING: u16 = 1 << 4;
 const REPLY: usize = 2048;
 const ACK: usize = 3072;
 
 fn entry_flags(gref: u32) -> u16 {
     // SAFETY: our grant frame 0, mapped normal (TTB_LOW); the hypervisor updates it atomically.
-    unsafe { core::ptr::read_volatile((GNTTAB_BASE + u64::from(gref) * 8) as *const u16) }
+    unsafe { core::ptr::read_volatile((GNTTAB_BASE + u64::from(gref) * gt::ENTRY_SIZE as u64) as *const u16) }
 }
 
 /// Seconds on the virtual counter since `t0`.
@@ -455,10 +447,10 @@ fn waited(t0: u64) -> u64 {
 fn grant_offer(rbase: u64, peer: u16) -> ! {
     // Grant frame 0 into our physmap (XENMEM_add_to_physmap, space grant_table), as Linux does.
     let mut atp = [0u8; 24];
-    atp[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes());
-    atp[4..8].copy_from_slice(&1u32.to_le_bytes());
+    atp[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    atp[4..8].copy_from_slice(&xen_abi::memory::SPACE_GRANT_TABLE.to_le_bytes());
     atp[16..24].copy_from_slice(&(GNTTAB_BASE >> 12).to_le_bytes());
-    let r = xen_hc(HC_MEMORY_OP, 7, atp.as_ptr() as u64, 0);
+    let r = xen_hc(MEMORY_OP, xen_abi::memory::ADD_TO_PHYSMAP, atp.as_ptr() as u64, 0);
     let page = rbase + 0x30_0000;
     let text = b"ferrum-grant-page";
     // SAFETY: a page of our own RAM above the image and the work area.
@@ -466,7 +458,7 @@ fn grant_offer(rbase: u64, peer: u16) -> ! {
         core::ptr::write_bytes(page as *mut u8, 0, 4096);
         core::ptr::copy_nonoverlapping(text.as_ptr(), page as *mut u8, text.len());
     }
-    let e = GNTTAB_BASE + u64::from(GREF) * 8;
+    let e = GNTTAB_BASE + u64::from(GREF) * gt::ENTRY_SIZE as u64;
     // SAFETY: entry GREF of our grant table: frame and domid first, then the flags (v1 order).
     unsafe {
         core::ptr::write_volatile((e + 4) as *mut u32, (page >> 12) as u32);
@@ -523,8 +515,14 @@ struct MapOp {
 }
 
 fn map(dom: u16, gref: u32, at: u64, ro: bool) -> MapOp {
-    let mut op = MapOp { host_addr: at, flags: 2 | if ro { 4 } else { 0 }, gref, dom, ..Default::default() };
-    let r = xen_hc(HC_GRANT_TABLE_OP, 0, &mut op as *mut MapOp as u64, 1);
+    let mut op = MapOp {
+        host_addr: at,
+        flags: gt::GNTMAP_HOST_MAP | if ro { gt::GNTMAP_READONLY } else { 0 },
+        gref,
+        dom,
+        ..Default::default()
+    };
+    let r = xen_hc(GRANT_TABLE_OP, gt::MAP_GRANT_REF, &mut op as *mut MapOp as u64, 1);
     if r != 0 {
         say!("FAIL: map hypercall returned {r}");
         power_off();
@@ -536,7 +534,7 @@ fn unmap(at: u64, handle: u32) -> i16 {
     let mut op = [0u64; 3];
     op[0] = at;
     op[2] = u64::from(handle);
-    let r = xen_hc(HC_GRANT_TABLE_OP, 1, op.as_mut_ptr() as u64, 1);
+    let r = xen_hc(GRANT_TABLE_OP, gt::UNMAP_GRANT_REF, op.as_mut_ptr() as u64, 1);
     if r != 0 {
         say!("FAIL: unmap hypercall returned {r}");
         power_off();
@@ -554,7 +552,7 @@ fn copy(src: (u64, u16, u16), dst: (u64, u16, u16), len: u16, flags: u16) -> i16
     }
     b[32..34].copy_from_slice(&len.to_le_bytes());
     b[34..36].copy_from_slice(&flags.to_le_bytes());
-    let r = xen_hc(HC_GRANT_TABLE_OP, 5, b.as_mut_ptr() as u64, 1);
+    let r = xen_hc(GRANT_TABLE_OP, gt::COPY, b.as_mut_ptr() as u64, 1);
     if r != 0 {
         say!("FAIL: copy hypercall returned {r}");
         power_off();
@@ -597,7 +595,7 @@ fn grant_map(rbase: u64, peer: u16) -> ! {
     say!("read-only map: {}, unmapped: {}, unmapped again: {}", ro.status, ro_unmapped, unmap(0, ro.handle));
     // Copy from the grant into our own frame, and refusals.
     let dst = rbase + 0x30_0000;
-    let c_ok = copy((u64::from(GREF), peer, 0), (dst >> 12, 0x7ff0, 0), 17, 1);
+    let c_ok = copy((u64::from(GREF), peer, 0), (dst >> 12, DOMID_SELF, 0), 17, gt::GNTCOPY_SOURCE_GREF);
     let mut copied = [0u8; 17];
     // SAFETY: our own RAM, just written by the hypervisor's copy.
     unsafe { core::ptr::copy_nonoverlapping(dst as *const u8, copied.as_mut_ptr(), copied.len()) };
@@ -605,8 +603,8 @@ fn grant_map(rbase: u64, peer: u16) -> ! {
         "copy: {} ({}), across a page end {}, into another domain's frame {}",
         c_ok,
         core::str::from_utf8(&copied).unwrap_or("?"),
-        copy((u64::from(GREF), peer, 4000), (dst >> 12, 0x7ff0, 0), 200, 1),
-        copy((dst >> 12, 0x7ff0, 0), (0x40000, peer, 0), 8, 0)
+        copy((u64::from(GREF), peer, 4000), (dst >> 12, DOMID_SELF, 0), 200, gt::GNTCOPY_SOURCE_GREF),
+        copy((dst >> 12, DOMID_SELF, 0), (0x40000, peer, 0), 8, 0)
     );
     let reply = b"pong from the mapper";
     // SAFETY: the granted page is writable (a read-write mapping).
