@@ -108,11 +108,6 @@ impl Grants {
         bits
     }
 
-    /// Whether some mapping or copy uses `frame` of `granter`.
-    pub fn frame_in_use(&self, granter: usize, frame: u64) -> bool {
-        self.pins.iter().any(|(k, p)| k.0 == granter && p.frame == frame)
-    }
-
     /// Gives `m` a handle in `mapper`'s maptrack.
     pub fn track(&mut self, mapper: usize, m: Mapping) -> Result<u32, i16> {
         let t = self.maptrack.entry(mapper).or_default();
@@ -185,7 +180,6 @@ mod tests {
         g.pin(1, 5, 0x4_0123, true);
         g.pin(1, 5, 0x9_9999, false); // the frame of the first pin stays
         assert_eq!(g.pinned_frame(1, 5), Some(0x4_0123));
-        assert!(g.frame_in_use(1, 0x4_0123) && !g.frame_in_use(2, 0x4_0123));
         assert_eq!(g.unpin(1, 5, true), GTF_WRITING); // a reader is left
         assert_eq!(g.unpin(1, 5, false), GTF_READING | GTF_WRITING);
         assert_eq!(g.pinned_frame(1, 5), None);

@@ -150,13 +150,11 @@ pub fn unpin(d: usize, gfn: u64) {
 /// ballooned-out frames or in its extended region, and only where nothing foreign is yet.
 pub fn map_foreign(d: usize, c: &DomainCfg, ipa: u64, pa: u64, write: bool) -> Result<(), i16> {
     let in_ext = ipa >= EXT_BASE && ipa - EXT_BASE < EXT_SIZE;
-    let vacated = c.ipa_in_ram(ipa) && P2M[d].lock().as_ref().is_some_and(|p| p.balloon.is_out(ipa >> 12));
-    if ipa & 0xfff != 0 || !(in_ext || vacated) {
-        return Err(g::GNTST_GENERAL_ERROR);
-    }
     let attrs = Attrs { kind: MemKind::Normal, perm: if write { Perm::Rw } else { Perm::Ro }, exec: false };
     with(d, |p, pt, mem| {
-        if p.foreign.contains(&ipa) {
+        // Checked under the lock, so a concurrent populate cannot refill the frame meanwhile.
+        let vacated = c.ipa_in_ram(ipa) && p.balloon.is_out(ipa >> 12);
+        if ipa & 0xfff != 0 || !(in_ext || vacated) || p.foreign.contains(&ipa) {
             return Err(g::GNTST_GENERAL_ERROR);
         }
         pt.set_page(mem, ipa, Some((pa, attrs))).map_err(|_| g::GNTST_NO_DEVICE_SPACE)?;

@@ -371,11 +371,8 @@ pub fn reset(d: usize) {
     // It restarts with its whole plan: its memory target goes back to the plan too.
     let c = &config().domains[d];
     if c.xen {
-        let mut st = STORE.lock();
-        if let Some(s) = st.as_mut() {
-            let id = domid_of(d);
-            let kib = alloc::format!("{}", c.memory.size / 1024);
-            s.tool_write(&alloc::format!("/local/domain/{id}/memory/target"), kib.as_bytes(), &ro_perms(id));
+        if let Some(s) = STORE.lock().as_mut() {
+            write_target(s, d, c.memory.size / 1024);
         }
     }
     XD[d].shared_info.store(0, Ordering::Release);
@@ -486,12 +483,17 @@ pub fn set_memory_target(d: usize, kib: u64) -> Result<(), hyp_core::balloon::Ta
     let mut et = EVTCHN.lock();
     let mut st = STORE.lock();
     if let (Some(t), Some(s)) = (et.as_mut(), st.as_mut()) {
-        let id = domid_of(d);
-        let path = alloc::format!("/local/domain/{id}/memory/target");
-        s.tool_write(&path, alloc::format!("{kib}").as_bytes(), &ro_perms(id));
+        write_target(s, d, kib);
         push_store_output(t, s);
     }
     Ok(())
+}
+
+/// Writes domain `d`'s `memory/target` (KiB), which its balloon driver watches.
+fn write_target(s: &mut Store, d: usize, kib: u64) {
+    let id = domid_of(d);
+    let path = alloc::format!("/local/domain/{id}/memory/target");
+    s.tool_write(&path, alloc::format!("{kib}").as_bytes(), &ro_perms(id));
 }
 
 // ----- hypercalls -----
