@@ -85,6 +85,16 @@ impl Esr {
     pub fn imm16(self) -> u16 {
         (self.0 & 0xffff) as u16
     }
+    /// Whether this is `HVC #imm` from AArch64: one comparison for the hypercall fast path.
+    #[inline]
+    pub fn is_hvc64(self, imm: u16) -> bool {
+        self.0 & 0xfc00_ffff == (0x16 << 26) | u64::from(imm)
+    }
+    /// Whether this is a data abort from a lower EL (EC 0x24): the MMIO emulation fast path.
+    #[inline]
+    pub fn is_data_abort_lower(self) -> bool {
+        (self.0 >> 26) & 0x3f == 0x24
+    }
     /// For WFx: true for WFE, false for WFI.
     pub fn is_wfe(self) -> bool {
         self.0 & 1 != 0
@@ -236,6 +246,9 @@ mod tests {
         let e = Esr((0x16 << 26) | (1 << 25) | 0xea1);
         assert_eq!(e.class(), Class::Hvc64);
         assert_eq!(e.imm16(), 0xea1);
+        assert!(e.is_hvc64(0xea1) && !e.is_hvc64(0) && !Esr(0x17 << 26 | 0xea1).is_hvc64(0xea1));
+        assert!(!e.is_data_abort_lower() && Esr(0x24 << 26 | 1 << 24).is_data_abort_lower());
+        assert_eq!(Esr(0x24 << 26).class(), Class::DataAbortLower);
         assert!(e.il());
     }
 

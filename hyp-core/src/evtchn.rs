@@ -60,6 +60,8 @@ pub enum State {
     },
     /// Connected to a hypervisor service.
     Service(Service),
+    /// Bound to a virtual IRQ (`EVTCHNOP_bind_virq`).
+    Virq(u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -176,10 +178,36 @@ impl Table {
         Ok(())
     }
 
+    /// `EVTCHNOP_bind_virq`: a new port of `d` for virtual IRQ `virq` on `vcpu`. A global
+    /// virtual IRQ binds on vCPU 0 only; each (virq, vCPU) binds once (`-EEXIST`).
+    pub fn bind_virq(&mut self, d: usize, virq: u32, vcpu: usize, nr_vcpus: usize) -> R<u32> {
+        if virq >= ev::NR_VIRQS || (ev::virq_is_global(virq) && vcpu != 0) {
+            return Err(-errno::EINVAL);
+        }
+        if vcpu >= nr_vcpus {
+            return Err(-errno::ENOENT);
+        }
+        if self.virq_port(d, virq, vcpu).is_some() {
+            return Err(-errno::EEXIST);
+        }
+        let p = self.alloc(d, State::Virq(virq))?;
+        self.ports[d][p as usize].vcpu = vcpu as u8;
+        Ok(p)
+    }
+
+    /// The port of `d` bound to `virq` for `vcpu` (for a global one: wherever it is bound).
+    pub fn virq_port(&self, d: usize, virq: u32, vcpu: usize) -> Option<u32> {
+        let slots = self.ports.get(d)?;
+        (1..MAX_PORTS).find(|&p| {
+            let s = &slots[p as usize];
+            s.state == State::Virq(virq) && (ev::virq_is_global(virq) || usize::from(s.vcpu) == vcpu)
+        })
+    }
+
     /// `EVTCHNOP_send`: where the notification goes.
     pub fn send(&self, d: usize, p: u32) -> R<Target> {
         match self.slot(d, p)?.state {
-            State::Free => Err(-errno::EINVAL),
+            State::Free | State::Virq(_) => Err(-errno::EINVAL),
             State::Unbound { .. } => Ok(Target::Nobody),
             State::Interdomain { dom, port } => Ok(Target::Port(dom, port)),
             State::Service(s) => Ok(Target::Service(s)),
@@ -192,8 +220,10 @@ impl Table {
             return Err(-errno::ENOENT);
         }
         let s = self.slot_mut(d, p)?;
-        if s.state == State::Free {
-            return Err(-errno::EINVAL);
+        match s.state {
+            State::Free => return Err(-errno::EINVAL),
+            State::Virq(virq) if !ev::virq_is_global(virq) => return Err(-errno::EINVAL),
+            _ => {}
         }
         s.vcpu = vcpu as u8;
         Ok(())
@@ -215,6 +245,7 @@ impl Table {
             State::Interdomain { dom, port } => (ev::STATUS_INTERDOMAIN, v, u32::from(domid_of(dom)), port),
             // A service looks like a port bound to the toolstack's domain.
             State::Service(_) => (ev::STATUS_INTERDOMAIN, v, 0, 0),
+            State::Virq(virq) => (ev::STATUS_VIRQ, v, virq, 0),
         })
     }
 
@@ -373,5 +404,33 @@ mod tests {
         assert_eq!(index_of(0, 1, 2), None);
         assert_eq!(index_of(2, 0, 2), Some(1));
         assert_eq!(index_of(3, 0, 2), None);
+    }
+
+    #[test]
+    fn virq_binding() {
+        use xen_abi::evtchn::{VIRQ_DEBUG, VIRQ_DOM_EXC, VIRQ_TIMER};
+        let mut t = Table::new(2);
+        // Per-vCPU: once per vCPU; global: vCPU 0 only.
+        let a = t.bind_virq(0, VIRQ_TIMER, 0, 2).unwrap();
+        let b = t.bind_virq(0, VIRQ_TIMER, 1, 2).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.bind_virq(0, VIRQ_TIMER, 1, 2), Err(-errno::EEXIST));
+        assert_eq!(t.bind_virq(0, VIRQ_DEBUG, 2, 2), Err(-errno::ENOENT));
+        assert_eq!(t.bind_virq(0, VIRQ_DOM_EXC, 1, 2), Err(-errno::EINVAL));
+        assert_eq!(t.bind_virq(0, xen_abi::evtchn::NR_VIRQS, 0, 2), Err(-errno::EINVAL));
+        let g = t.bind_virq(0, VIRQ_DOM_EXC, 0, 2).unwrap();
+        assert_eq!((t.virq_port(0, VIRQ_TIMER, 1), t.vcpu(0, b)), (Some(b), 1));
+        assert_eq!(t.virq_port(1, VIRQ_TIMER, 0), None);
+        // A global one may move to another vCPU and is still found; a per-vCPU one may not move.
+        t.bind_vcpu(0, g, 1, 2).unwrap();
+        assert_eq!(t.virq_port(0, VIRQ_DOM_EXC, 0), Some(g));
+        assert_eq!(t.bind_vcpu(0, a, 1, 2), Err(-errno::EINVAL));
+        assert_eq!(t.status(0, g), Ok((xen_abi::evtchn::STATUS_VIRQ, 1, VIRQ_DOM_EXC, 0)));
+        // Sending on a virq port is refused; closing frees the binding.
+        assert_eq!(t.send(0, a), Err(-errno::EINVAL));
+        t.close(0, a).unwrap();
+        assert_eq!(t.bind_virq(0, VIRQ_TIMER, 0, 2), Ok(a));
+        t.reset(0);
+        assert_eq!(t.virq_port(0, VIRQ_DOM_EXC, 0), None);
     }
 }

@@ -370,6 +370,17 @@ impl Vdist {
             return None;
         }
         let v3 = self.version == Version::V3;
+        // The control and identification registers first: a guest reads them most.
+        match off {
+            0x000 => return Some(u64::from(if v3 { self.ctlr | 0x10 } else { self.ctlr })),
+            0x004 => {
+                let cpus = if v3 { 0 } else { (self.nr_vcpus as u32 - 1) << 5 };
+                let idbits = if v3 { 9 << 19 } else { 0 };
+                return Some(u64::from((self.lines as u32 / 32 - 1) | cpus | idbits));
+            }
+            0x008 => return Some(0x0100_143b), // implementer: ARM, as a GIC-400/GIC-600 reports
+            _ => {}
+        }
         // Private interrupts are reached through the redistributor on GICv3 (ARE=1).
         if v3 && (0x080..0xd00).contains(&off) && Self::private_window(off) {
             return Some(0);
@@ -378,13 +389,6 @@ impl Vdist {
             return Some(v);
         }
         Some(match off {
-            0x000 => u64::from(if v3 { self.ctlr | 0x10 } else { self.ctlr }),
-            0x004 => {
-                let cpus = if v3 { 0 } else { (self.nr_vcpus as u32 - 1) << 5 };
-                let idbits = if v3 { 9 << 19 } else { 0 };
-                u64::from((self.lines as u32 / 32 - 1) | cpus | idbits)
-            }
-            0x008 => 0x0100_143b, // implementer: ARM, as a GIC-400/GIC-600 reports
             0x800..=0xbff if !v3 => {
                 let first = off as usize - 0x800;
                 (0..usize::from(size))

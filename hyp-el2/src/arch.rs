@@ -62,6 +62,33 @@ pub fn wfi() {
     unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
 }
 
+/// The physical counter (CNTPCT_EL0), ordered after earlier instructions.
+pub fn counter() -> u64 {
+    isb();
+    read_sysreg!("cntpct_el0")
+}
+
+/// Arms this CPU's EL2 physical timer (interrupt [`HYP_TIMER_PPI`]) for physical counter
+/// value `cval`.
+pub fn hyp_timer_set(cval: u64) {
+    // SAFETY: the EL2 timer only raises this CPU's PPI 26, which the hypervisor handles.
+    unsafe {
+        write_sysreg!("cnthp_cval_el2", cval);
+        write_sysreg!("cnthp_ctl_el2", 1);
+    }
+    isb();
+}
+
+/// Disarms this CPU's EL2 physical timer (its interrupt line drops).
+pub fn hyp_timer_off() {
+    // SAFETY: disabling the EL2 timer has no other effect.
+    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
+    isb();
+}
+
+/// The EL2 physical timer's interrupt.
+pub const HYP_TIMER_PPI: u32 = 26;
+
 /// Signals an event to all CPUs.
 #[inline(always)]
 pub fn sev() {

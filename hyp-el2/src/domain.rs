@@ -178,7 +178,7 @@ static CONFIG: Once<Config> = Once::new();
 static RT: [DomainRt; MAX_DOMAINS] = [const { DomainRt::new() }; MAX_DOMAINS];
 static ENDED: AtomicUsize = AtomicUsize::new(0);
 static GO: AtomicBool = AtomicBool::new(false);
-static mut FRAMES: [GuestRegs; MAX_CPUS] = [GuestRegs { x: [0; 31], elr: 0, spsr: 0, stack_top: 0 }; MAX_CPUS];
+static mut FRAMES: [GuestRegs; MAX_CPUS] = [GuestRegs::EMPTY; MAX_CPUS];
 
 /// Publishes the configuration (boot CPU).
 pub fn publish(cfg: Config) {
@@ -294,7 +294,10 @@ pub fn load_images(d: &DomainCfg, fresh: bool) {
 pub fn cpu_setup(cpu: usize) {
     let stack_top = core::ptr::addr_of!(crate::boot::STACKS) as u64 + ((cpu + 1) * crate::boot::STACK_SIZE) as u64;
     // SAFETY: each CPU only touches its own frame.
-    unsafe { (*addr_of_mut!(FRAMES))[cpu].stack_top = stack_top };
+    unsafe {
+        let f = &mut (*addr_of_mut!(FRAMES))[cpu];
+        (f.stack_top, f.cpu) = (stack_top, cpu);
+    }
     let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
     let hcr: u64 = 1 // VM: stage-2 on
         | 1 << 1 // SWIO
@@ -336,6 +339,11 @@ pub fn cpu_run(cpu: usize) -> ! {
         crash::park();
     };
     let dom = &cfg.domains[d];
+    // SAFETY: this CPU's own frame; its guest does not run yet.
+    unsafe {
+        let f = &mut *frame(cpu);
+        (f.dom, f.vcpu, f.xen, f.bound) = (d, v, dom.xen, true);
+    }
     // SAFETY: installs this domain's stage-2 tables and VMID on this CPU only, then drops any
     // stale translations for it.
     unsafe {
@@ -412,19 +420,29 @@ fn current() -> (usize, usize, usize) {
 }
 
 /// Synchronous exception from a guest. Returns the frame to resume.
+///
+/// Xen hypercalls take the short way (DESIGN.md §7): the frame says whose trap it is and
+/// whether the domain speaks Xen, so nothing is looked up before the dispatch.
 pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
-    let (cpu, d, v) = current();
-    guest_sync_inner(regs, cpu, d, v);
-    crate::irq::flush(cpu);
+    let e = Esr(read_sysreg!("esr_el2"));
+    if regs.xen && e.is_hvc64(xen_abi::HYPERCALL_TAG) {
+        crate::xen::hypercall(regs);
+    } else if regs.bound && e.is_data_abort_lower() {
+        data_abort(regs, e);
+    } else {
+        guest_sync_other(regs, e);
+    }
+    crate::irq::flush(regs.cpu);
     regs
 }
 
-fn guest_sync_inner(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
-    let e = Esr(read_sysreg!("esr_el2"));
+#[inline(never)]
+fn guest_sync_other(regs: &mut GuestRegs, e: Esr) {
+    let (cpu, d, v) = current();
     match e.class() {
         Class::Hvc64 => match e.imm16() {
             0 => handle_psci(regs, cpu, d, v),
-            xen_abi::HYPERCALL_TAG => crate::xen::hypercall(&mut regs.x, d, v),
+            xen_abi::HYPERCALL_TAG => regs.x[0] = (-xen_abi::errno::ENOSYS) as u64,
             _ => inject_undef(regs),
         },
         Class::Smc64 => {
@@ -435,7 +453,6 @@ fn guest_sync_inner(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
                 regs.x[0] = psci::ret::NOT_SUPPORTED as u64;
             }
         }
-        Class::DataAbortLower => data_abort(regs, cpu, d, v, e),
         Class::InstAbortLower => {
             let ipa = fault_ipa();
             stage2_fault(regs, cpu, d, "instruction fetch", ipa, false, false);
@@ -514,7 +531,12 @@ fn emulated(dom: &DomainCfg, ipa: u64) -> Option<Emu> {
     None
 }
 
-fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize, e: Esr) {
+/// A data abort: an emulated register (vGIC distributor/redistributor, vPL011) or a fault
+/// outside the partition. The emulation path is one of DESIGN.md §7's timed paths: the frame
+/// names the vCPU, and the rare outcomes (faults, bad accesses) are out of line.
+#[inline(never)]
+fn data_abort(regs: &mut GuestRegs, e: Esr) {
+    let (cpu, d, v) = (regs.cpu, regs.dom, regs.vcpu);
     let da = e.data_abort();
     let ipa = fault_ipa();
     let dom = &config().domains[d];
@@ -523,13 +545,7 @@ fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize, e: Esr) {
         return;
     };
     if !da.isv || da.size > 8 {
-        hprintln!(
-            "domain '{}': emulated MMIO access at IPA {ipa:#x} without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
-            dom.name(),
-            regs.elr
-        );
-        inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
-        return;
+        return no_syndrome(regs, dom, ipa, da.write);
     }
     let mask = if da.size == 8 { u64::MAX } else { (1u64 << (8 * u32::from(da.size))) - 1 };
     let wval = if da.reg == 31 { 0 } else { regs.x[usize::from(da.reg)] } & mask;
@@ -558,15 +574,7 @@ fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize, e: Esr) {
         }
     };
     let Some(mut val) = result else {
-        hprintln!(
-            "domain '{}': bad {}-byte {} of emulated register at IPA {ipa:#x} (PC {:#x}); injecting an abort",
-            dom.name(),
-            size,
-            if da.write { "write" } else { "read" },
-            regs.elr
-        );
-        inject_abort(regs, true, da.write, read_sysreg!("far_el2"));
-        return;
+        return bad_register(regs, dom, ipa, size, da.write);
     };
     if !da.write {
         val &= mask;
@@ -581,6 +589,30 @@ fn data_abort(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize, e: Esr) {
         }
     }
     regs.elr += 4;
+}
+
+#[cold]
+#[inline(never)]
+fn no_syndrome(regs: &mut GuestRegs, dom: &DomainCfg, ipa: u64, write: bool) {
+    hprintln!(
+        "domain '{}': emulated MMIO access at IPA {ipa:#x} without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
+        dom.name(),
+        regs.elr
+    );
+    inject_abort(regs, true, write, read_sysreg!("far_el2"));
+}
+
+#[cold]
+#[inline(never)]
+fn bad_register(regs: &mut GuestRegs, dom: &DomainCfg, ipa: u64, size: u8, write: bool) {
+    hprintln!(
+        "domain '{}': bad {}-byte {} of emulated register at IPA {ipa:#x} (PC {:#x}); injecting an abort",
+        dom.name(),
+        size,
+        if write { "write" } else { "read" },
+        regs.elr
+    );
+    inject_abort(regs, true, write, read_sysreg!("far_el2"));
 }
 
 fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u64> {
@@ -607,6 +639,8 @@ fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u6
     Some(r)
 }
 
+#[cold]
+#[inline(never)]
 fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64, data: bool, write: bool) {
     let dom = &config().domains[d];
     let n = RT[d].faults.fetch_add(1, Ordering::Relaxed) + 1;
@@ -726,6 +760,47 @@ fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
     regs.x[0] = r as u64;
 }
 
+/// Whether each pCPU's vCPU is blocked in [`block`] (a sender then kicks it).
+static BLOCKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Blocks the calling vCPU (`SCHEDOP_block`, `SCHEDOP_poll`) until `ready()` holds, a virtual
+/// interrupt waits for it, the physical counter reaches `deadline`, or its domain ends (then
+/// this never returns). Physical interrupts taken meanwhile are handled as usual. A sender
+/// that makes `ready()` true calls [`kick_blocked`] afterwards, so no wake-up is lost.
+pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: impl FnMut() -> bool) {
+    if let Some(t) = deadline {
+        arch::hyp_timer_set(t);
+    }
+    BLOCKED[cpu].store(true, Ordering::SeqCst);
+    loop {
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if ready() || crate::irq::vcpu_has_pending(cpu) || deadline.is_some_and(|t| arch::counter() >= t) {
+            break;
+        }
+        arch::wfi();
+        crate::irq::handle(d, v);
+        if !is_running(d) {
+            BLOCKED[cpu].store(false, Ordering::Relaxed);
+            arch::hyp_timer_off();
+            idle(cpu);
+        }
+    }
+    BLOCKED[cpu].store(false, Ordering::Relaxed);
+    arch::hyp_timer_off();
+}
+
+/// Wakes domain `d`'s vCPUs that are blocked in [`block`] on other pCPUs.
+pub fn kick_blocked(d: usize) {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let me = arch::cpu_index();
+    for &p in pcpus(d) {
+        let p = usize::from(p);
+        if p != me && BLOCKED[p].load(Ordering::SeqCst) {
+            crate::gic::send_sgi(p, crate::gic::SGI_KICK);
+        }
+    }
+}
+
 /// `SCHEDOP_shutdown` with a reason other than reboot: the domain ends as PSCI `SYSTEM_OFF`
 /// would (poweroff) or as a crash.
 pub fn shutdown_from_hypercall(d: usize, why: EndReason) -> ! {
@@ -750,6 +825,7 @@ fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
     hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
     flush_console(d);
     crate::xen::reset(d);
+    crate::xen::domain_changed(d);
     crate::p2m::refill(d, dom);
     load_images(dom, false);
     rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
@@ -777,6 +853,7 @@ pub fn end_domain(d: usize, why: EndReason) {
     flush_console(d);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
+    crate::xen::domain_changed(d);
     let me = arch::cpu_index();
     for &p in dom.pcpus.iter().filter(|&&p| usize::from(p) != me) {
         crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK); // stop its other vCPUs now

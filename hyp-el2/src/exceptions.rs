@@ -3,7 +3,8 @@
 //! While a guest runs, SP_EL2 points at its vCPU's [`GuestRegs`] frame. A trap from the guest
 //! saves x0-x30, ELR_EL2 and SPSR_EL2 into that frame, switches to the CPU's hypervisor stack
 //! (`stack_top` in the frame) and calls the Rust handler with the frame; returning restores the
-//! frame and `eret`s. Nothing else is saved: EL1 system registers and FP/SIMD state stay live in
+//! frame and `eret`s. The frame also names its pCPU, domain and vCPU, so a trap handler needs
+//! no look-up to know whose trap it is (the hot paths of DESIGN.md §7 stay short). Nothing else is saved: EL1 system registers and FP/SIMD state stay live in
 //! the CPU because each pCPU runs exactly one vCPU. Offsets come from `offset_of!`.
 //!
 //! An exception taken from EL2 itself is a hypervisor bug: the registers are saved on the
@@ -24,6 +25,23 @@ pub struct GuestRegs {
     pub spsr: u64,
     /// Top of this CPU's hypervisor stack (handler stack while the guest is out).
     pub stack_top: u64,
+    /// The pCPU this frame belongs to.
+    pub cpu: usize,
+    /// Index of the domain whose vCPU runs on it (valid once `bound`).
+    pub dom: usize,
+    /// That vCPU's index in its domain.
+    pub vcpu: usize,
+    /// Whether the domain is offered the Xen ABI (decides hypercall dispatch without a
+    /// configuration look-up).
+    pub xen: bool,
+    /// Whether `dom`/`vcpu` were filled in (the pCPU runs a vCPU).
+    pub bound: bool,
+}
+
+impl GuestRegs {
+    /// An empty frame.
+    pub const EMPTY: Self =
+        Self { x: [0; 31], elr: 0, spsr: 0, stack_top: 0, cpu: 0, dom: 0, vcpu: 0, xen: false, bound: false };
 }
 
 global_asm!(

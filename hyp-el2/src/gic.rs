@@ -153,7 +153,7 @@ fn aff_route(mpidr: u64) -> u64 {
 pub fn init_cpu(cpu: usize) {
     let g = get();
     let me = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
-    let wanted = (1 << SGI_KICK) | (1 << MAINTENANCE) | (1 << hyp_core::vgic::VTIMER_PPI);
+    let wanted = (1 << SGI_KICK) | (1 << MAINTENANCE) | (1 << hyp_core::vgic::VTIMER_PPI) | (1 << arch::HYP_TIMER_PPI);
     match g.version {
         Version::V2 => {
             let d = g.dist;

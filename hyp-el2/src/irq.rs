@@ -117,6 +117,9 @@ pub fn handle(d: usize, v: usize) {
         gic::priority_drop(intid);
         if intid == SGI_KICK {
             gic::deactivate(intid);
+        } else if intid == crate::arch::HYP_TIMER_PPI {
+            crate::arch::hyp_timer_off(); // a blocked vCPU's deadline: it checks the time itself
+            gic::deactivate(intid);
         } else if intid == MAINTENANCE {
             maintenance(d);
             gic::deactivate(intid);
@@ -163,6 +166,8 @@ pub fn idle_wait() {
         gic::priority_drop(intid);
         if intid == UART_IRQ.load(Ordering::Relaxed) && intid != 0 {
             crate::mux::uart_input();
+        } else if intid == crate::arch::HYP_TIMER_PPI {
+            crate::arch::hyp_timer_off();
         }
         gic::deactivate(intid);
     }
@@ -181,10 +186,15 @@ pub fn reset_cpu(cpu: usize) {
 
 /// Moves this pCPU's queued interrupts into its list registers. Called before every return
 /// to the guest.
+#[inline]
 pub fn flush(cpu: usize) {
-    if !QUEUED[cpu].load(Ordering::Acquire) {
-        return;
+    if QUEUED[cpu].load(Ordering::Acquire) {
+        flush_queue(cpu);
     }
+}
+
+#[inline(never)]
+fn flush_queue(cpu: usize) {
     let n = gic::nr_lrs();
     let mut lrs = [Lr::default(); 8];
     for (i, lr) in lrs.iter_mut().enumerate().take(n) {
@@ -201,6 +211,14 @@ pub fn flush(cpu: usize) {
     QUEUED[cpu].store(more, Ordering::Release);
     drop(q);
     gic::set_underflow(more);
+}
+
+/// Whether a virtual interrupt waits for this pCPU's vCPU: queued, or pending in a list
+/// register (what wakes a vCPU blocked in `SCHEDOP_block`/`SCHEDOP_poll`).
+pub fn vcpu_has_pending(cpu: usize) -> bool {
+    QUEUED[cpu].load(Ordering::Acquire)
+        || (0..gic::nr_lrs())
+            .any(|n| matches!(gic::read_lr(n).state, vgic::LrState::Pending | vgic::LrState::PendingActive))
 }
 
 /// Interrupts dropped on full queues so far.

@@ -16,6 +16,7 @@
 
 use crate::console::{domain_line, hprintln};
 use crate::domain::{self, config, DomainCfg};
+use crate::exceptions::GuestRegs;
 use crate::sync::SpinLock;
 use crate::{arch, mm};
 use alloc::vec::Vec;
@@ -341,18 +342,15 @@ fn deliver(t: &Table, d: usize, port: u32) {
         if evtchn::deliver(&mut w, port) {
             raise_upcall(d, v);
         }
+        domain::kick_blocked(d); // a vCPU polling this port wakes even when it is masked
     }
 }
 
 /// The guest EOI'd PPI 31 on vCPU `v`: raise it again while its upcall is still pending
 /// (the PPI behaves as a level equal to `evtchn_upcall_pending`).
 pub fn upcall_eoi(d: usize, v: usize) {
-    if let Some(w) = words(d, v) {
-        // SAFETY: vcpu_info lies in the domain's RAM.
-        let pending = unsafe { arch::shared_load_u64(w.vi) } & 0xff != 0;
-        if pending {
-            raise_upcall(d, v);
-        }
+    if upcall_pending(d, v) {
+        raise_upcall(d, v);
     }
 }
 
@@ -368,16 +366,45 @@ pub fn reset(d: usize) {
     if n > 0 {
         hprintln!("domain '{}': {n} grant mapping(s) revoked", config().domains[d].name());
     }
-    // It restarts with its whole plan: its memory target goes back to the plan too.
+    // It restarts with its whole plan: ring pages empty, no port bound but its xenstore and
+    // console ones (new numbers, published again through its HVM params), no watch or
+    // transaction, its xenstore home rewritten (memory target back to the plan).
     let c = &config().domains[d];
     if c.xen {
-        if let Some(s) = STORE.lock().as_mut() {
-            write_target(s, d, c.memory.size / 1024);
+        for page in [CONSOLE_PAGE, STORE_PAGE] {
+            // SAFETY: the domain's own ring page, a hypervisor page; the domain is not running.
+            unsafe { mm::zero_phys(page_pa(d, page), PAGE_SIZE) };
+        }
+        *CONSOLE_LINES[d].lock() = LineBuf::new();
+        let mut et = EVTCHN.lock();
+        let mut st = STORE.lock();
+        if let (Some(t), Some(s)) = (et.as_mut(), st.as_mut()) {
+            t.reset(d);
+            let store = t.bind_service(d, Service::Store).unwrap_or(0);
+            let console = t.bind_service(d, Service::Console).unwrap_or(0);
+            XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
+            XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
+            let id = domid_of(d);
+            s.reset_connection(id);
+            s.tool_rm(&alloc::format!("/local/domain/{id}"));
+            write_tree(s, d, c);
+            push_store_output(t, s);
         }
     }
     XD[d].shared_info.store(0, Ordering::Release);
     for v in 0..MAX_VCPUS {
         XD[d].vcpu_info[v].store(0, Ordering::Release);
+    }
+}
+
+/// Domain `d` ended or restarts: the control domain hears of it through `VIRQ_DOM_EXC` when
+/// it bound one, as Xen's toolstack domain does.
+pub fn domain_changed(d: usize) {
+    let Some(c) = control_domain().filter(|&c| c != d) else { return };
+    if let Some(t) = EVTCHN.lock().as_ref() {
+        if let Some(p) = t.virq_port(c, xen_abi::evtchn::VIRQ_DOM_EXC, 0) {
+            deliver(t, c, p);
+        }
     }
 }
 
@@ -498,32 +525,37 @@ fn write_target(s: &mut Store, d: usize, kib: u64) {
 
 // ----- hypercalls -----
 
-/// Handles `hvc #0xEA1` from vCPU `v` of domain `d`: the result goes to x0.
-pub fn hypercall(x: &mut [u64; 31], d: usize, v: usize) {
-    let c = &config().domains[d];
-    let r = if !c.xen {
-        -errno::ENOSYS
-    } else {
-        match x[16] {
-            hc::XEN_VERSION => xen_version(d, x[0], x[1]),
-            hc::MEMORY_OP => memory_op(d, x[0], x[1]),
-            hc::GRANT_TABLE_OP => grant_table_op(d, x[0], x[1], x[2]),
-            hc::VCPU_OP => vcpu_op(d, c, x[0], x[1], x[2]),
-            hc::HVM_OP => hvm_op(d, x[0], x[1]),
-            hc::EVENT_CHANNEL_OP => event_channel_op(d, c, x[0], x[1]),
-            hc::SCHED_OP => return sched_op(x, d, v),
-            hc::CONSOLE_IO => console_io(d, x[0], x[1], x[2]),
-            hc::VM_ASSIST => {
-                if x[0] <= 1 && x[1] == 5 {
-                    0
-                } else {
-                    -errno::EINVAL
-                }
-            }
-            _ => -errno::ENOSYS,
-        }
-    };
-    x[0] = r as u64;
+/// A hypercall handler: it reads its arguments from the caller's frame (x0-x4; the frame
+/// names the domain and vCPU) and returns what goes to x0.
+type Handler = fn(&mut GuestRegs) -> i64;
+
+/// Hypercall numbers below this are looked up in [`HANDLERS`]; the others get `-ENOSYS`.
+const NR_HANDLERS: usize = 64;
+
+/// The direct dispatch table, indexed by hypercall number (x16).
+static HANDLERS: [Option<Handler>; NR_HANDLERS] = {
+    let mut t: [Option<Handler>; NR_HANDLERS] = [None; NR_HANDLERS];
+    t[hc::XEN_VERSION as usize] = Some(|r| xen_version(r.dom, r.x[0], r.x[1]));
+    t[hc::MEMORY_OP as usize] = Some(|r| memory_op(r.dom, r.x[0], r.x[1]));
+    t[hc::GRANT_TABLE_OP as usize] = Some(|r| grant_table_op(r.dom, r.x[0], r.x[1], r.x[2]));
+    t[hc::VCPU_OP as usize] = Some(|r| vcpu_op(r.dom, &config().domains[r.dom], r.x[0], r.x[1], r.x[2]));
+    t[hc::HVM_OP as usize] = Some(|r| hvm_op(r.dom, r.x[0], r.x[1]));
+    t[hc::EVENT_CHANNEL_OP as usize] = Some(|r| event_channel_op(r.dom, &config().domains[r.dom], r.x[0], r.x[1]));
+    t[hc::SCHED_OP as usize] = Some(sched_op);
+    t[hc::CONSOLE_IO as usize] = Some(|r| console_io(r.dom, r.x[0], r.x[1], r.x[2]));
+    t[hc::VM_ASSIST as usize] = Some(|r| if r.x[0] <= 1 && r.x[1] == 5 { 0 } else { -errno::EINVAL });
+    t
+};
+
+/// Handles `hvc #0xEA1` from a Xen-aware domain's vCPU (the frame names it): a direct jump
+/// through [`HANDLERS`] on x16; the result goes to x0.
+#[inline]
+pub fn hypercall(regs: &mut GuestRegs) {
+    let handler = usize::try_from(regs.x[16]).ok().and_then(|n| HANDLERS.get(n).copied().flatten());
+    regs.x[0] = match handler {
+        Some(h) => h(regs),
+        None => -errno::ENOSYS,
+    } as u64;
 }
 
 fn read<const N: usize>(d: usize, va: u64) -> Result<[u8; N], i64> {
@@ -532,8 +564,21 @@ fn read<const N: usize>(d: usize, va: u64) -> Result<[u8; N], i64> {
     Ok(b)
 }
 
+/// `xen_version`: the numeric queries are answered at once, the rest copy into the guest.
 fn xen_version(d: usize, cmd: u64, arg: u64) -> i64 {
-    let (maj, min) = xen_abi::version::REPORTED;
+    use xen_abi::version as ver;
+    match cmd {
+        ver::VERSION => {
+            let (maj, min) = ver::REPORTED;
+            i64::from((maj << 16) | min)
+        }
+        ver::PAGESIZE => PAGE_SIZE as i64,
+        _ => xen_version_copy(d, cmd, arg),
+    }
+}
+
+#[inline(never)]
+fn xen_version_copy(d: usize, cmd: u64, arg: u64) -> i64 {
     let put = |bytes: &[u8], len: usize| {
         let mut b = alloc::vec![0u8; len];
         let n = bytes.len().min(len - 1);
@@ -542,7 +587,6 @@ fn xen_version(d: usize, cmd: u64, arg: u64) -> i64 {
     };
     use xen_abi::version as ver;
     match cmd {
-        ver::VERSION => i64::from((maj << 16) | min),
         ver::GET_FEATURES => {
             let Ok(b) = read::<8>(d, arg) else { return -errno::EFAULT };
             if xen_abi::rd32(&b, 0) != Some(0) {
@@ -558,7 +602,6 @@ fn xen_version(d: usize, cmd: u64, arg: u64) -> i64 {
         ver::CHANGESET => put(b"ferrum", 64),
         ver::COMPILE_INFO => put(b"rustc", 144),
         ver::PLATFORM_PARAMETERS => copy_to_guest(d, arg, &[0; 8]).map_or_else(|e| e, |()| 0),
-        ver::PAGESIZE => PAGE_SIZE as i64,
         ver::GUEST_HANDLE => {
             let mut h = [0u8; 16];
             h[14..].copy_from_slice(&domid_of(d).to_be_bytes());
@@ -623,6 +666,7 @@ fn balloon_progress(d: usize) {
     }
 }
 
+#[inline(never)]
 fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
     use xen_abi::memory as m;
     match cmd & m::MEMOP_CMD_MASK {
@@ -671,6 +715,7 @@ fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
     }
 }
 
+#[inline(never)]
 fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
     use xen_abi::gnttab as g;
     match cmd {
@@ -696,6 +741,7 @@ fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
     }
 }
 
+#[inline(never)]
 fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, vcpu: u64, arg: u64) -> i64 {
     use xen_abi::vcpu as vc;
     let Some(v) = usize::try_from(vcpu).ok().filter(|&v| v < c.pcpus.len()) else { return -errno::ENOENT };
@@ -737,6 +783,7 @@ fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, vcpu: u64, arg: u64) -> i64 {
     }
 }
 
+#[inline(never)]
 fn hvm_op(d: usize, cmd: u64, arg: u64) -> i64 {
     use xen_abi::hvm as h;
     let Ok(mut b) = read::<{ h::PARAM_SIZE }>(d, arg) else { return -errno::EFAULT };
@@ -764,6 +811,7 @@ fn hvm_op(d: usize, cmd: u64, arg: u64) -> i64 {
     }
 }
 
+#[inline(never)]
 fn event_channel_op(d: usize, c: &DomainCfg, cmd: u64, arg: u64) -> i64 {
     use xen_abi::evtchn as e;
     let n = config().domains.len();
@@ -849,52 +897,116 @@ fn event_channel_op(d: usize, c: &DomainCfg, cmd: u64, arg: u64) -> i64 {
             }
             Ok(0)
         }
-        e::BIND_VIRQ => Err(-errno::EINVAL),
+        e::BIND_VIRQ => {
+            let mut b = read::<{ e::BIND_VIRQ_SIZE }>(d, arg)?;
+            let virq = xen_abi::rd32(&b, 0).unwrap_or(u32::MAX);
+            let vcpu = xen_abi::rd32(&b, 4).unwrap_or(u32::MAX) as usize;
+            let p = t.bind_virq(d, virq, vcpu, c.pcpus.len())?;
+            xen_abi::wr32(&mut b, 8, p);
+            if let Err(err) = copy_to_guest(d, arg, &b) {
+                let _ = t.close(d, p);
+                return Err(err);
+            }
+            Ok(0)
+        }
         e::INIT_CONTROL | e::EXPAND_ARRAY | e::SET_PRIORITY => Err(-errno::ENOSYS),
         _ => Err(-errno::ENOSYS),
     })();
     r.unwrap_or_else(|e| e)
 }
 
-fn sched_op(x: &mut [u64; 31], d: usize, v: usize) {
+#[inline(never)]
+fn sched_op(r: &mut GuestRegs) -> i64 {
     use xen_abi::sched as s;
-    match x[0] {
+    let (d, v) = (r.dom, r.vcpu);
+    match r.x[0] {
         s::YIELD => {
             drain_console(d);
-            x[0] = 0;
+            0
         }
-        s::BLOCK => x[0] = 0,
+        s::BLOCK => {
+            // As Xen on Arm: event delivery (the vCPU's IRQs) is enabled, then the vCPU waits
+            // for an interrupt to be pending for it.
+            r.spsr &= !PSTATE_I;
+            domain::block(r.cpu, d, v, None, || upcall_pending(d, v));
+            0
+        }
+        s::POLL => poll(r.cpu, d, v, r.x[1]),
         s::SHUTDOWN => {
-            let reason = read::<4>(d, x[1]).map(u32::from_le_bytes);
-            match reason {
-                Ok(r) => {
-                    drain_console(d);
-                    let name = config().domains[d].name();
-                    let why = match r {
-                        s::SHUTDOWN_POWEROFF => domain::EndReason::PowerOff,
-                        s::SHUTDOWN_REBOOT => {
-                            hprintln!("domain '{name}': SCHEDOP_shutdown(reboot)");
-                            domain::reboot_from_hypercall(d, v)
-                        }
-                        _ => domain::EndReason::Crashed,
-                    };
-                    let what = match r {
-                        s::SHUTDOWN_POWEROFF => "poweroff",
-                        s::SHUTDOWN_SUSPEND => "suspend (not supported: treated as a crash)",
-                        s::SHUTDOWN_CRASH => "crash",
-                        s::SHUTDOWN_WATCHDOG => "watchdog",
-                        _ => "unknown reason: treated as a crash",
-                    };
-                    hprintln!("domain '{name}': SCHEDOP_shutdown({what})");
-                    domain::shutdown_from_hypercall(d, why)
+            let reason = match read::<4>(d, r.x[1]) {
+                Ok(b) => u32::from_le_bytes(b),
+                Err(e) => return e,
+            };
+            drain_console(d);
+            let name = config().domains[d].name();
+            let why = match reason {
+                s::SHUTDOWN_POWEROFF => domain::EndReason::PowerOff,
+                s::SHUTDOWN_REBOOT => {
+                    hprintln!("domain '{name}': SCHEDOP_shutdown(reboot)");
+                    domain::reboot_from_hypercall(d, v)
                 }
-                Err(e) => x[0] = e as u64,
-            }
+                _ => domain::EndReason::Crashed,
+            };
+            let what = match reason {
+                s::SHUTDOWN_POWEROFF => "poweroff",
+                s::SHUTDOWN_SUSPEND => "suspend (not supported: treated as a crash)",
+                s::SHUTDOWN_CRASH => "crash",
+                s::SHUTDOWN_WATCHDOG => "watchdog",
+                _ => "unknown reason: treated as a crash",
+            };
+            hprintln!("domain '{name}': SCHEDOP_shutdown({what})");
+            domain::shutdown_from_hypercall(d, why)
         }
-        _ => x[0] = (-errno::ENOSYS) as u64,
+        _ => -errno::ENOSYS,
     }
 }
 
+/// PSTATE.I: IRQs masked.
+const PSTATE_I: u64 = 1 << 7;
+
+/// Whether vCPU `v`'s `evtchn_upcall_pending` is set.
+fn upcall_pending(d: usize, v: usize) -> bool {
+    // SAFETY: vcpu_info lies in the domain's RAM (checked when it was registered).
+    words(d, v).is_some_and(|w| unsafe { arch::shared_load_u64(w.vi) } & 0xff != 0)
+}
+
+/// `SCHEDOP_poll`: waits until one of the named ports is pending (masked or not), an
+/// interrupt waits for the vCPU, or the timeout (system time: the domain's virtual counter
+/// in ns; 0 = none) passes. Returns at once when a port is already pending.
+fn poll(cpu: usize, d: usize, v: usize, arg: u64) -> i64 {
+    use xen_abi::poll as p;
+    let Ok(b) = read::<{ p::SIZE }>(d, arg) else { return -errno::EFAULT };
+    let (Some(list), Some(n), Some(timeout)) = (xen_abi::rd64(&b, 0), xen_abi::rd32(&b, 8), xen_abi::rd64(&b, 16))
+    else {
+        return -errno::EFAULT;
+    };
+    if n > p::MAX_PORTS {
+        return -errno::EINVAL;
+    }
+    let mut raw = [0u8; 4 * p::MAX_PORTS as usize];
+    let raw = &mut raw[..4 * n as usize];
+    if copy_from_guest(d, list, raw).is_err() {
+        return -errno::EFAULT;
+    }
+    let mut ports = [0u32; p::MAX_PORTS as usize];
+    for (i, port) in ports.iter_mut().take(n as usize).enumerate() {
+        *port = xen_abi::rd32(raw, 4 * i).unwrap_or(u32::MAX);
+        if *port >= evtchn::MAX_PORTS {
+            return -errno::EINVAL;
+        }
+    }
+    let ports = &ports[..n as usize];
+    let deadline = (timeout != 0).then(|| {
+        let freq = u128::from(arch::read_sysreg!("cntfrq_el0"));
+        let ticks = (u128::from(timeout) * freq / 1_000_000_000).min(u128::from(u64::MAX / 2)) as u64;
+        ticks.saturating_add(config().domains[d].cntvoff)
+    });
+    let pending = || words(d, 0).is_some_and(|w| ports.iter().any(|&p| evtchn::EventWords::pending(&w, p)));
+    domain::block(cpu, d, v, deadline, pending);
+    0
+}
+
+#[inline(never)]
 fn console_io(d: usize, cmd: u64, count: u64, buf: u64) -> i64 {
     use xen_abi::console_io as ci;
     match cmd {

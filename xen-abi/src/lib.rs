@@ -195,6 +195,29 @@ pub mod evtchn {
     pub const STATUS_UNBOUND: u32 = 1;
     pub const STATUS_INTERDOMAIN: u32 = 2;
     pub const STATUS_VIRQ: u32 = 4;
+    /// `evtchn_bind_virq`: 0 u32 virq, 4 u32 vcpu, 8 u32 port (out).
+    pub const BIND_VIRQ_SIZE: usize = 12;
+    /// Virtual IRQs (`xen.h`).
+    pub const VIRQ_TIMER: u32 = 0;
+    pub const VIRQ_DEBUG: u32 = 1;
+    pub const VIRQ_CONSOLE: u32 = 2;
+    pub const VIRQ_DOM_EXC: u32 = 3;
+    pub const VIRQ_XENOPROF: u32 = 7;
+    pub const VIRQ_XENPMU: u32 = 13;
+    pub const NR_VIRQS: u32 = 24;
+    /// Whether a virtual IRQ is global (bound on vCPU 0 only) rather than per vCPU, as Xen's
+    /// `virq_is_global` decides on Arm.
+    pub fn virq_is_global(virq: u32) -> bool {
+        !matches!(virq, VIRQ_TIMER | VIRQ_DEBUG | VIRQ_XENOPROF | VIRQ_XENPMU)
+    }
+}
+
+/// `sched_poll` (`sched.h`): 0 handle ports, 8 u32 nr_ports, 16 u64 timeout (system time, ns).
+pub mod poll {
+    /// Bytes of the structure.
+    pub const SIZE: usize = 24;
+    /// Most ports one `SCHEDOP_poll` may name (Xen's limit).
+    pub const MAX_PORTS: u32 = 128;
 }
 
 /// Grant tables v1 (`grant_table.h`).

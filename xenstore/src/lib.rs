@@ -312,6 +312,14 @@ impl Store {
         self.conns.entry(dom).or_default();
     }
 
+    /// Starts `dom`'s connection afresh (its domain restarts): its watches, transactions and
+    /// half-read requests and unsent replies are dropped. Nodes stay; the toolstack rewrites them.
+    pub fn reset_connection(&mut self, dom: u16) {
+        if let Some(c) = self.conns.get_mut(&dom) {
+            *c = Conn::default();
+        }
+    }
+
     /// Resource use of `dom`.
     pub fn usage(&self, dom: u16) -> Usage {
         let (nodes, bytes) = self.tree.owned.get(&dom).copied().unwrap_or((0, 0));

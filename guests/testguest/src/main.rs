@@ -10,9 +10,11 @@
 //! - `mode=escape`: reads memory just past its own RAM; the hypervisor must inject an abort,
 //!   which this guest catches and reports before powering off.
 //! - `mode=panic`: takes an undefined-instruction exception and reports it.
-//! - `mode=bench`: (Xen-aware) measures a null hypercall round trip (`xen_version`) and an
-//!   emulated distributor MMIO load in counter ticks (one tick = one instruction under
-//!   `cargo xtask bench hypercall`'s QEMU settings).
+//! - `mode=bench`: (Xen-aware) measures in counter ticks (one tick = one instruction under
+//!   `cargo xtask bench hypercall`'s QEMU settings) a null hypercall round trip
+//!   (`xen_version`), an emulated distributor MMIO load, an event-channel send to itself until
+//!   its upcall vector, and the virtual timer's latency (counter passes CVAL until the IRQ
+//!   vector) while spinning and while in WFI.
 //! - `mode=grant-offer peer=N`: (a Xen-aware domain) grants domain N write access to one of
 //!   its pages through grant ref 8, waits for N's reply in it, checks the hypervisor cleared
 //!   `GTF_reading`/`GTF_writing` after N unmapped, and revokes the grant.
@@ -21,6 +23,8 @@
 //!   get the right statuses, and unmaps.
 #![no_std]
 #![no_main]
+
+mod irq;
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
@@ -156,7 +160,9 @@ guest_vectors:
 .endr
 .balign 0x80
     b       sync_current
-.rept 11
+.balign 0x80
+    b       irq_entry
+.rept 10
 .balign 0x80
     b       bad_vector
 .endr
@@ -415,8 +421,98 @@ fn bench(fdt: &fdt::Fdt<'_>) -> ! {
         core::hint::black_box(v);
     });
     say!("bench: distributor MMIO load (GICD_TYPER): {med} ticks (median of 257, min {min})");
+    let gic = fdt.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"]);
+    let is_v3 = gic.and_then(|n| n.compatible()).is_some_and(|c| c.all().any(|c| c == "arm,gic-v3"));
+    let second = gic.and_then(|n| n.reg()).and_then(|mut r| r.nth(1)).map_or(0, |r| r.starting_address as u64);
+    irq::init(is_v3, gicd, second);
+    let Some(port) = loopback_port() else {
+        say!("FAIL: no loop-back event channel");
+        power_off();
+    };
+    let base = measure(|| {}).0;
+    let (med, min) = latency(base, |_| {
+        let t0 = counter().0;
+        let p = port.to_le_bytes();
+        xen_hc(xen_abi::hc::EVENT_CHANNEL_OP, xen_abi::evtchn::SEND, p.as_ptr() as u64, 0);
+        wait_irq(irq::EVTCHN, false);
+        t0
+    });
+    say!("bench: event-channel send to self until the upcall vector: {med} ticks (median of 257, min {min})");
+    for (wfi, what) in [(false, "spinning"), (true, "in WFI")] {
+        let (med, min) = latency(0, |_| {
+            let cval = counter().0 + 5000;
+            irq::timer_at(cval);
+            wait_irq(irq::VTIMER, wfi);
+            cval
+        });
+        say!("bench: virtual timer, counter passes CVAL until the IRQ vector ({what}): {med} ticks (median of 257, min {min})");
+    }
     say!("PASS: {} finished", name());
     power_off();
+}
+
+/// Median and minimum over 257 runs of (IRQ vector's counter stamp - what `f` returns - `base`).
+fn latency(base: u64, mut f: impl FnMut(usize) -> u64) -> (u64, u64) {
+    let mut l = [0u64; 257];
+    for (i, x) in l.iter_mut().enumerate() {
+        let from = f(i);
+        *x = irq::STAMP.load(Ordering::Acquire).wrapping_sub(from).saturating_sub(base);
+    }
+    l.sort_unstable();
+    (l[128], l[0])
+}
+
+/// Waits (spinning, or in WFI) until the IRQ handler reports `intid`; gives up after 1 s.
+fn wait_irq(intid: u32, wfi: bool) {
+    let (t0, f) = counter();
+    while irq::SEEN.load(Ordering::Acquire) != intid {
+        if counter().0 - t0 > f {
+            say!("FAIL: interrupt {intid} never arrived");
+            power_off();
+        }
+        if wfi {
+            // SAFETY: waits for an interrupt; IRQs are unmasked.
+            unsafe { asm!("wfi", options(nostack)) };
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+    irq::SEEN.store(1023, Ordering::Release);
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+static mut SHARED_INFO: Page = Page([0; 4096]);
+
+/// Registers shared_info and makes an event channel to ourselves (alloc_unbound for our own
+/// domain, then bind_interdomain to it); returns the port to send on.
+fn loopback_port() -> Option<u32> {
+    use xen_abi::{evtchn as ev, hc, memory as m};
+    let si = core::ptr::addr_of!(SHARED_INFO) as u64;
+    let mut a = [0u8; m::ADD_TO_PHYSMAP_SIZE];
+    a[..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    a[4..8].copy_from_slice(&m::SPACE_SHARED_INFO.to_le_bytes());
+    a[16..24].copy_from_slice(&(si >> 12).to_le_bytes());
+    if xen_hc(hc::MEMORY_OP, m::ADD_TO_PHYSMAP, a.as_ptr() as u64, 0) != 0 {
+        return None;
+    }
+    irq::set_shared_info(si);
+    let mut u = [0u8; 8];
+    u[..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    u[2..4].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    if xen_hc(hc::EVENT_CHANNEL_OP, ev::ALLOC_UNBOUND, u.as_mut_ptr() as u64, 0) != 0 {
+        return None;
+    }
+    let mut b = [0u8; 12];
+    b[..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    b[4..8].copy_from_slice(&u[4..8]);
+    if xen_hc(hc::EVENT_CHANNEL_OP, ev::BIND_INTERDOMAIN, b.as_mut_ptr() as u64, 0) != 0 {
+        return None;
+    }
+    // Binding left the new port pending: its upcall arrives now; start from a quiet state.
+    wait_irq(irq::EVTCHN, false);
+    Some(u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
 }
 
 fn xen_hc(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
