@@ -33,6 +33,16 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
         self.len += 1;
         Ok(())
     }
+    /// Removes and returns element `i` (order kept, in place); `None` past the end.
+    pub fn remove(&mut self, i: usize) -> Option<T> {
+        if i >= self.len {
+            return None;
+        }
+        let v = self.items[i];
+        self.items.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        Some(v)
+    }
     /// Builds a list from a slice; `None` if it does not fit.
     pub fn from_slice(s: &[T]) -> Option<Self> {
         let mut l = Self::new();
@@ -74,5 +84,9 @@ mod tests {
         assert_eq!(l.push(3), Err(3));
         assert_eq!(&l[..], &[1, 2]);
         assert!(List::<u8, 1>::from_slice(&[1, 2]).is_none());
+        let mut l: List<u8, 4> = List::from_slice(&[1, 2, 3]).unwrap();
+        assert_eq!((l.remove(1), l.remove(5)), (Some(2), None));
+        assert_eq!(&l[..], &[1, 3]);
+        assert_eq!((l.remove(1), l.remove(0), l.remove(0)), (Some(3), Some(1), None));
     }
 }

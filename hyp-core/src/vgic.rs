@@ -739,13 +739,7 @@ pub fn flush(q: &mut Queue, lrs: &mut [Lr]) -> u32 {
 }
 
 fn remove(q: &mut Queue, i: usize) {
-    let mut out = Queue::new();
-    for (k, p) in q.iter().enumerate() {
-        if k != i {
-            let _ = out.push(*p);
-        }
-    }
-    *q = out;
+    let _ = q.remove(i);
 }
 
 #[cfg(test)]

@@ -481,7 +481,7 @@ fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
 
 /// IRQ, FIQ or SError from a guest.
 pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs {
-    let (cpu, d, v) = current();
+    let (cpu, d, v) = if regs.bound { (regs.cpu, regs.dom, regs.vcpu) } else { current() };
     if kind == 1 {
         crate::irq::handle(d, v);
         if !is_running(d) {

@@ -376,6 +376,15 @@ pub fn nr_lrs() -> usize {
     get().nr_lrs.min(8)
 }
 
+/// Bit mask of this CPU's list registers that hold no interrupt (ELRSR).
+pub fn empty_lrs() -> u32 {
+    let g = get();
+    match g.version {
+        Version::V2 => rd(g.hyp + 0x30),
+        Version::V3 => read_sysreg!("ich_elrsr_el2") as u32,
+    }
+}
+
 /// Bit mask of list registers whose guest EOI asked for maintenance.
 pub fn eoi_status() -> u32 {
     let g = get();

@@ -196,8 +196,23 @@ pub fn flush(cpu: usize) {
 #[inline(never)]
 fn flush_queue(cpu: usize) {
     let n = gic::nr_lrs();
+    let empty = gic::empty_lrs();
+    let all = (1u32 << n) - 1;
+    let mut q = QUEUE[cpu].lock();
+    if empty & all == all && q.len() == 1 {
+        // The common case: one interrupt and every list register free. It goes to LR 0,
+        // exactly as the general merge below would put it.
+        if let Some(p) = q.remove(0) {
+            gic::write_lr_decoded(0, &Lr::from_pending(p));
+        }
+        QUEUED[cpu].store(false, Ordering::Release);
+        drop(q);
+        gic::set_underflow(false);
+        return;
+    }
+    drop(q);
     let mut lrs = [Lr::default(); 8];
-    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+    for (i, lr) in lrs.iter_mut().enumerate().take(n).filter(|(i, _)| empty & (1 << i) == 0) {
         *lr = gic::read_lr(i);
     }
     let mut q = QUEUE[cpu].lock();
@@ -216,8 +231,10 @@ fn flush_queue(cpu: usize) {
 /// Whether a virtual interrupt waits for this pCPU's vCPU: queued, or pending in a list
 /// register (what wakes a vCPU blocked in `SCHEDOP_block`/`SCHEDOP_poll`).
 pub fn vcpu_has_pending(cpu: usize) -> bool {
+    let empty = gic::empty_lrs();
     QUEUED[cpu].load(Ordering::Acquire)
         || (0..gic::nr_lrs())
+            .filter(|n| empty & (1 << n) == 0)
             .any(|n| matches!(gic::read_lr(n).state, vgic::LrState::Pending | vgic::LrState::PendingActive))
 }
 

@@ -15,6 +15,9 @@
 //!   (`xen_version`), an emulated distributor MMIO load, an event-channel send to itself until
 //!   its upcall vector, and the virtual timer's latency (counter passes CVAL until the IRQ
 //!   vector) while spinning and while in WFI.
+//! - `mode=events`: (Xen-aware) event channels end to end: a loop-back channel's upcall on
+//!   PPI 31, a masked port seen by `SCHEDOP_poll`, a poll timeout, `SCHEDOP_block` woken by
+//!   the virtual timer, `EVTCHNOP_bind_virq` and the errors of bad polls and bindings.
 //! - `mode=grant-offer peer=N`: (a Xen-aware domain) grants domain N write access to one of
 //!   its pages through grant ref 8, waits for N's reply in it, checks the hypervisor cleared
 //!   `GTF_reading`/`GTF_writing` after N unmapped, and revokes the grant.
@@ -357,6 +360,7 @@ extern "C" fn guest_main(dtb: usize) -> ! {
             }
         }
         "bench" => bench(&fdt),
+        "events" => events(&fdt),
         "panic" => {
             say!("executing an undefined instruction");
             // SAFETY: deliberately undefined: exercises the guest's own exception path.
@@ -421,11 +425,8 @@ fn bench(fdt: &fdt::Fdt<'_>) -> ! {
         core::hint::black_box(v);
     });
     say!("bench: distributor MMIO load (GICD_TYPER): {med} ticks (median of 257, min {min})");
-    let gic = fdt.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"]);
-    let is_v3 = gic.and_then(|n| n.compatible()).is_some_and(|c| c.all().any(|c| c == "arm,gic-v3"));
-    let second = gic.and_then(|n| n.reg()).and_then(|mut r| r.nth(1)).map_or(0, |r| r.starting_address as u64);
-    irq::init(is_v3, gicd, second);
-    let Some(port) = loopback_port() else {
+    gic_init(fdt);
+    let Some((port, _)) = loopback_port() else {
         say!("FAIL: no loop-back event channel");
         power_off();
     };
@@ -447,6 +448,97 @@ fn bench(fdt: &fdt::Fdt<'_>) -> ! {
         });
         say!("bench: virtual timer, counter passes CVAL until the IRQ vector ({what}): {med} ticks (median of 257, min {min})");
     }
+    say!("PASS: {} finished", name());
+    power_off();
+}
+
+/// Sets up our GIC CPU interface from the device tree's GIC node and unmasks IRQs.
+fn gic_init(fdt: &fdt::Fdt<'_>) {
+    let gic = fdt.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"]);
+    let is_v3 = gic.and_then(|n| n.compatible()).is_some_and(|c| c.all().any(|c| c == "arm,gic-v3"));
+    let mut regs = gic.and_then(|n| n.reg()).into_iter().flatten().map(|r| r.starting_address as u64);
+    let (dist, second) = (regs.next().unwrap_or(0), regs.next().unwrap_or(0));
+    irq::init(is_v3, dist, second);
+}
+
+fn evtchn_op(cmd: u64, arg: &mut [u8]) -> i64 {
+    xen_hc(xen_abi::hc::EVENT_CHANNEL_OP, cmd, arg.as_mut_ptr() as u64, 0)
+}
+
+fn sched_poll(ports: &[u32], timeout_ns: u64) -> i64 {
+    let mut p = [0u8; xen_abi::poll::SIZE];
+    p[..8].copy_from_slice(&(ports.as_ptr() as u64).to_le_bytes());
+    p[8..12].copy_from_slice(&(ports.len() as u32).to_le_bytes());
+    p[16..24].copy_from_slice(&timeout_ns.to_le_bytes());
+    xen_hc(xen_abi::hc::SCHED_OP, xen_abi::sched::POLL, p.as_ptr() as u64, 0)
+}
+
+fn shared_word(off: u64) -> &'static AtomicU64 {
+    // SAFETY: an 8-byte aligned word of our shared_info page, which the hypervisor updates
+    // only atomically.
+    unsafe { &*((core::ptr::addr_of!(SHARED_INFO) as u64 + off) as *const AtomicU64) }
+}
+
+fn events(fdt: &fdt::Fdt<'_>) -> ! {
+    use xen_abi::{evtchn as ev, sched, shared};
+    gic_init(fdt);
+    let Some((port, peer)) = loopback_port() else {
+        say!("FAIL: no loop-back event channel");
+        power_off();
+    };
+    // 1. A send arrives as an upcall on PPI 31.
+    let before = irq::UPCALLS.load(Ordering::Acquire);
+    evtchn_op(ev::SEND, &mut port.to_le_bytes());
+    wait_irq(irq::EVTCHN, false);
+    say!("events: send on port {port}: upcall with {} event(s)", irq::UPCALLS.load(Ordering::Acquire) - before);
+    // 2. Masked: no upcall, but SCHEDOP_poll sees it pending and returns at once.
+    let bit = 1u64 << (peer % 64);
+    let word = 8 * u64::from(peer / 64);
+    shared_word(shared::EVTCHN_MASK + word).fetch_or(bit, Ordering::AcqRel);
+    evtchn_op(ev::SEND, &mut port.to_le_bytes());
+    let (t0, f) = counter();
+    while counter().0 - t0 < f / 100 {
+        core::hint::spin_loop();
+    }
+    let quiet = irq::SEEN.load(Ordering::Acquire) != irq::EVTCHN;
+    let r = sched_poll(&[peer], 0);
+    let pending = shared_word(shared::EVTCHN_PENDING + word).fetch_and(!bit, Ordering::AcqRel) & bit != 0;
+    say!("events: masked port: no upcall {quiet}; SCHEDOP_poll returned {r} with it pending {pending}");
+    // 3. A poll that nobody answers ends at its timeout (system time = virtual counter in ns).
+    let (c, f) = counter();
+    let now_ns = (u128::from(c) * 1_000_000_000 / u128::from(f)) as u64;
+    let r = sched_poll(&[peer], now_ns + 20_000_000);
+    let waited_ms = (counter().0 - c) * 1000 / f;
+    say!("events: poll with a 20 ms timeout returned {r} after >= 20 ms: {}", waited_ms >= 20);
+    // 4. SCHEDOP_block returns once the virtual timer fires.
+    irq::timer_at(counter().0 + f / 100);
+    let r = xen_hc(xen_abi::hc::SCHED_OP, sched::BLOCK, 0, 0);
+    wait_irq(irq::VTIMER, false);
+    say!("events: SCHEDOP_block returned {r}, woken by the virtual timer");
+    // 5. Virtual IRQ bindings.
+    let mut b = [0u8; ev::BIND_VIRQ_SIZE];
+    let mut bind = |virq: u32, vcpu: u32| {
+        b[..4].copy_from_slice(&virq.to_le_bytes());
+        b[4..8].copy_from_slice(&vcpu.to_le_bytes());
+        (evtchn_op(ev::BIND_VIRQ, &mut b), u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
+    };
+    let (r, vport) = bind(ev::VIRQ_TIMER, 0);
+    let again = bind(ev::VIRQ_TIMER, 0).0;
+    let global_elsewhere = bind(ev::VIRQ_DOM_EXC, 1).0;
+    let unknown = bind(ev::NR_VIRQS, 0).0;
+    let (g, _) = bind(ev::VIRQ_DOM_EXC, 0);
+    let send = evtchn_op(ev::SEND, &mut vport.to_le_bytes());
+    say!(
+        "events: bind_virq timer {r}, again {again}, global on vCPU 1 {global_elsewhere}, unknown {unknown}, dom_exc {g}; send on it {send}"
+    );
+    // 6. Bad polls.
+    let too_many = sched_poll(&[peer; 129], 1);
+    let bad_port = sched_poll(&[9999], 1);
+    let mut p = [0u8; xen_abi::poll::SIZE];
+    p[..8].copy_from_slice(&0x10u64.to_le_bytes());
+    p[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let bad_list = xen_hc(xen_abi::hc::SCHED_OP, sched::POLL, p.as_ptr() as u64, 0);
+    say!("events: poll of 129 ports {too_many}, of port 9999 {bad_port}, of an unmapped list {bad_list}");
     say!("PASS: {} finished", name());
     power_off();
 }
@@ -486,8 +578,9 @@ struct Page([u8; 4096]);
 static mut SHARED_INFO: Page = Page([0; 4096]);
 
 /// Registers shared_info and makes an event channel to ourselves (alloc_unbound for our own
-/// domain, then bind_interdomain to it); returns the port to send on.
-fn loopback_port() -> Option<u32> {
+/// domain, then bind_interdomain to it); returns the port to send on and the one events
+/// arrive on.
+fn loopback_port() -> Option<(u32, u32)> {
     use xen_abi::{evtchn as ev, hc, memory as m};
     let si = core::ptr::addr_of!(SHARED_INFO) as u64;
     let mut a = [0u8; m::ADD_TO_PHYSMAP_SIZE];
@@ -512,7 +605,7 @@ fn loopback_port() -> Option<u32> {
     }
     // Binding left the new port pending: its upcall arrives now; start from a quiet state.
     wait_irq(irq::EVTCHN, false);
-    Some(u32::from_le_bytes([b[8], b[9], b[10], b[11]]))
+    Some((u32::from_le_bytes([b[8], b[9], b[10], b[11]]), u32::from_le_bytes([u[4], u[5], u[6], u[7]])))
 }
 
 fn xen_hc(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
