@@ -133,8 +133,11 @@ fn time_to_ready(mut cmd: Command) -> Result<f64, String> {
 /// `cargo xtask bench hypercall`: a Xen-aware test guest measures trap paths in counter ticks
 /// under DESIGN.md §7's deterministic QEMU settings (`-icount shift=0,sleep=off`, 1 GHz
 /// counter: one tick is one instruction), on GICv2 and GICv3 unless `--gic` picks one.
+/// `--trace FILE` also writes QEMU's trace of the hypervisor's executed instructions to
+/// `FILE-gicvN` (large: hundreds of MB).
 fn bench_hypercall(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic"], &[])?;
+    check_args(args, &["--gic", "--trace"], &[])?;
+    let trace = opt(args, "--trace")?;
     let gics: Vec<u8> = match opt(args, "--gic")? {
         Some(v) => vec![v.parse().map_err(|_| format!("--gic: '{v}'"))?],
         None => vec![2, 3],
@@ -166,17 +169,19 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
         let mut cmd = qemu::prepare(&o)?;
         // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
         cmd.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
-        if let Ok(t) = std::env::var("FERRUM_TRACE") {
-            cmd.args([
-                "-accel",
-                "tcg,one-insn-per-tb=on",
-                "-d",
-                "exec,nochain",
+        if let Some(t) = &trace {
+            // Every instruction executed inside the hypervisor's image (loaded at the start of
+            // RAM), one translation block per instruction: the trace tells where a path's
+            // instructions go (match the addresses against the hypervisor ELF's symbols).
+            let size = std::fs::metadata(crate::build_hyp("qemu-virt")?).map_err(|e| e.to_string())?.len();
+            let file = format!("{t}-gicv{gic}");
+            cmd.args(["-accel", "tcg,one-insn-per-tb=on", "-d", "exec,nochain"]).args([
                 "-dfilter",
-                "0x40000000..0x40030000",
+                &format!("0x40000000+{size:#x}"),
                 "-D",
-                &t,
+                &file,
             ]);
+            println!("(tracing the hypervisor's instructions into {file})");
         }
         let run = qemu::run_batch(cmd, Some(300), false, &[])?;
         for (what, marker, xen, target) in rows {
