@@ -18,6 +18,10 @@
 //! - `mode=events`: (Xen-aware) event channels end to end: a loop-back channel's upcall on
 //!   PPI 31, a masked port seen by `SCHEDOP_poll`, a poll timeout, `SCHEDOP_block` woken by
 //!   the virtual timer, `EVTCHNOP_bind_virq` and the errors of bad polls and bindings.
+//! - `mode=restart`: (Xen-aware) makes a loop-back event channel, takes its upcall, then
+//!   reboots with `SCHEDOP_shutdown(reboot)`; after the restart (told apart by its virtual
+//!   counter, which keeps running across restarts) it must get the same fresh port numbers
+//!   and a working channel again, then powers off.
 //! - `mode=grant-offer peer=N`: (a Xen-aware domain) grants domain N write access to one of
 //!   its pages through grant ref 8, waits for N's reply in it, checks the hypervisor cleared
 //!   `GTF_reading`/`GTF_writing` after N unmapped, and revokes the grant.
@@ -361,6 +365,7 @@ extern "C" fn guest_main(dtb: usize) -> ! {
         }
         "bench" => bench(&fdt),
         "events" => events(&fdt),
+        "restart" => restart(&fdt),
         "panic" => {
             say!("executing an undefined instruction");
             // SAFETY: deliberately undefined: exercises the guest's own exception path.
@@ -540,6 +545,30 @@ fn events(fdt: &fdt::Fdt<'_>) -> ! {
     let bad_list = xen_hc(xen_abi::hc::SCHED_OP, sched::POLL, p.as_ptr() as u64, 0);
     say!("events: poll of 129 ports {too_many}, of port 9999 {bad_port}, of an unmapped list {bad_list}");
     say!("PASS: {} finished", name());
+    power_off();
+}
+
+fn restart(fdt: &fdt::Fdt<'_>) -> ! {
+    let (c, f) = counter();
+    let second = c >= 2 * f;
+    gic_init(fdt);
+    let Some((port, peer)) = loopback_port() else {
+        say!("FAIL: no loop-back event channel");
+        power_off();
+    };
+    evtchn_op(xen_abi::evtchn::SEND, &mut port.to_le_bytes());
+    wait_irq(irq::EVTCHN, false);
+    say!("restart: boot {}: loop-back ports {peer}/{port}, upcall taken", if second { 2 } else { 1 });
+    if second {
+        say!("PASS: {} finished", name());
+        power_off();
+    }
+    while counter().0 < 2 * f {
+        core::hint::spin_loop();
+    }
+    let reason = xen_abi::sched::SHUTDOWN_REBOOT.to_le_bytes();
+    xen_hc(xen_abi::hc::SCHED_OP, xen_abi::sched::SHUTDOWN, reason.as_ptr() as u64, 0);
+    say!("FAIL: SCHEDOP_shutdown(reboot) returned");
     power_off();
 }
 
