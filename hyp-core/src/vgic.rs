@@ -701,6 +701,14 @@ pub fn enqueue(q: &mut Queue, p: Pending) -> bool {
 /// first; a queued interrupt of higher priority evicts a merely pending one of lower priority
 /// back into the queue. Returns the bit mask of list registers changed.
 pub fn flush(q: &mut Queue, lrs: &mut [Lr]) -> u32 {
+    // The usual case, one interrupt and every register free, without the search below (it
+    // would pick the same register).
+    if q.len() == 1 && lrs.iter().all(|l| l.state == LrState::Invalid) {
+        if let (Some(p), Some(first)) = (q.remove(0), lrs.first_mut()) {
+            *first = Lr::from_pending(p);
+            return 1;
+        }
+    }
     let mut changed = 0;
     while let Some(best) = q.iter().enumerate().min_by_key(|(_, p)| p.priority).map(|(i, _)| i) {
         let p = q[best];
@@ -835,6 +843,23 @@ mod tests {
         let s = Lr { intid: 32, state: LrState::Active, priority: 0x80, group1: true, hw: false, eoi: true };
         assert_eq!(Lr::decode_v3(s.encode_v3()), s);
         assert_eq!(s.encode_v3(), 32 | 1 << 41 | 0x80 << 48 | 1 << 60 | 2 << 62);
+    }
+
+    #[test]
+    fn flush_one_into_free_registers() {
+        let mut q = empty_queue();
+        let p = Pending { intid: 27, priority: 0xa0, group1: true, hw: true, eoi_notify: false };
+        q.push(p).unwrap();
+        let mut lrs = [Lr::default(); 4];
+        assert_eq!(flush(&mut q, &mut lrs), 1);
+        assert!(q.is_empty());
+        assert_eq!(lrs[0], Lr::from_pending(p));
+        assert!(lrs[1..].iter().all(|l| l.state == LrState::Invalid));
+        // Again while it is in flight: nothing changes, the queue empties.
+        q.push(p).unwrap();
+        lrs[0].state = LrState::Active;
+        assert_eq!(flush(&mut q, &mut lrs), 0);
+        assert!(q.is_empty());
     }
 
     #[test]

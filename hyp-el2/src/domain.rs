@@ -762,6 +762,8 @@ fn handle_psci(regs: &mut GuestRegs, cpu: usize, d: usize, v: usize) {
 
 /// Whether each pCPU's vCPU is blocked in [`block`] (a sender then kicks it).
 static BLOCKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// How many vCPUs are blocked: deliveries skip the look-up while nobody is.
+static NR_BLOCKED: AtomicUsize = AtomicUsize::new(0);
 
 /// Blocks the calling vCPU (`SCHEDOP_block`, `SCHEDOP_poll`) until `ready()` holds, a virtual
 /// interrupt waits for it, the physical counter reaches `deadline`, or its domain ends (then
@@ -772,6 +774,7 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
         arch::hyp_timer_set(t);
     }
     BLOCKED[cpu].store(true, Ordering::SeqCst);
+    NR_BLOCKED.fetch_add(1, Ordering::SeqCst);
     loop {
         core::sync::atomic::fence(Ordering::SeqCst);
         if ready() || crate::irq::vcpu_has_pending(cpu) || deadline.is_some_and(|t| arch::counter() >= t) {
@@ -780,18 +783,25 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
         arch::wfi();
         crate::irq::handle(d, v);
         if !is_running(d) {
-            BLOCKED[cpu].store(false, Ordering::Relaxed);
-            arch::hyp_timer_off();
+            unblock(cpu);
             idle(cpu);
         }
     }
+    unblock(cpu);
+}
+
+fn unblock(cpu: usize) {
     BLOCKED[cpu].store(false, Ordering::Relaxed);
+    NR_BLOCKED.fetch_sub(1, Ordering::SeqCst);
     arch::hyp_timer_off();
 }
 
 /// Wakes domain `d`'s vCPUs that are blocked in [`block`] on other pCPUs.
 pub fn kick_blocked(d: usize) {
     core::sync::atomic::fence(Ordering::SeqCst);
+    if NR_BLOCKED.load(Ordering::SeqCst) == 0 {
+        return;
+    }
     let me = arch::cpu_index();
     for &p in pcpus(d) {
         let p = usize::from(p);

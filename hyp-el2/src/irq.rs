@@ -196,31 +196,20 @@ pub fn flush(cpu: usize) {
 #[inline(never)]
 fn flush_queue(cpu: usize) {
     let n = gic::nr_lrs();
-    let empty = gic::empty_lrs();
-    let all = (1u32 << n) - 1;
-    let mut q = QUEUE[cpu].lock();
-    if empty & all == all && q.len() == 1 {
-        // The common case: one interrupt and every list register free. It goes to LR 0,
-        // exactly as the general merge below would put it.
-        if let Some(p) = q.remove(0) {
-            gic::write_lr_decoded(0, &Lr::from_pending(p));
-        }
-        QUEUED[cpu].store(false, Ordering::Release);
-        drop(q);
-        gic::set_underflow(false);
-        return;
-    }
-    drop(q);
     let mut lrs = [Lr::default(); 8];
-    for (i, lr) in lrs.iter_mut().enumerate().take(n).filter(|(i, _)| empty & (1 << i) == 0) {
-        *lr = gic::read_lr(i);
+    // Only registers in use are read (ELRSR), only changed ones written.
+    let mut used = !gic::empty_lrs() & ((1 << n) - 1);
+    while used != 0 {
+        let i = used.trailing_zeros() as usize;
+        used &= used - 1;
+        lrs[i] = gic::read_lr(i);
     }
     let mut q = QUEUE[cpu].lock();
-    let changed = vgic::flush(&mut q, &mut lrs[..n]);
-    for (i, lr) in lrs.iter().enumerate().take(n) {
-        if changed & (1 << i) != 0 {
-            gic::write_lr_decoded(i, lr);
-        }
+    let mut changed = vgic::flush(&mut q, &mut lrs[..n]);
+    while changed != 0 {
+        let i = changed.trailing_zeros() as usize;
+        changed &= changed - 1;
+        gic::write_lr_decoded(i, &lrs[i]);
     }
     let more = !q.is_empty();
     QUEUED[cpu].store(more, Ordering::Release);

@@ -103,10 +103,7 @@ pub fn init(cfg: &[DomainCfg]) {
             write_entry(&mut s, d, c); // listed for the control domain's tools, no connection
             continue;
         }
-        let store = t.bind_service(d, Service::Store).unwrap_or(0);
-        let console = t.bind_service(d, Service::Console).unwrap_or(0);
-        XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
-        XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
+        bind_services(&mut t, d);
         write_tree(&mut s, d, c);
     }
     // The upper nodes list every domain: readable by the control domain (not the others).
@@ -118,6 +115,15 @@ pub fn init(cfg: &[DomainCfg]) {
     *EVTCHN.lock() = Some(t);
     *STORE.lock() = Some(s);
     crate::grant::init();
+}
+
+/// Binds domain `d`'s xenstore and console ports to the hypervisor's services and records
+/// them for its HVM params.
+fn bind_services(t: &mut Table, d: usize) {
+    let store = t.bind_service(d, Service::Store).unwrap_or(0);
+    let console = t.bind_service(d, Service::Console).unwrap_or(0);
+    XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
+    XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
 }
 
 /// The control domain: the first Xen-aware Linux domain. Besides its own subtree it may read
@@ -380,10 +386,7 @@ pub fn reset(d: usize) {
         let mut st = STORE.lock();
         if let (Some(t), Some(s)) = (et.as_mut(), st.as_mut()) {
             t.reset(d);
-            let store = t.bind_service(d, Service::Store).unwrap_or(0);
-            let console = t.bind_service(d, Service::Console).unwrap_or(0);
-            XD[d].store_port.store(u64::from(store), Ordering::Relaxed);
-            XD[d].console_port.store(u64::from(console), Ordering::Relaxed);
+            bind_services(t, d);
             let id = domid_of(d);
             s.reset_connection(id);
             s.tool_rm(&alloc::format!("/local/domain/{id}"));

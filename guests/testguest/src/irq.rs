@@ -161,10 +161,13 @@ pub fn set_shared_info(page: u64) {
     SHARED_INFO.store(page, Ordering::Release);
 }
 
-fn atomic_u64(addr: u64) -> &'static AtomicU64 {
-    // SAFETY: `addr` is an 8-byte aligned word of our shared_info page, which the hypervisor
-    // updates only with atomic operations.
-    unsafe { &*(addr as *const AtomicU64) }
+/// The 8-byte word at offset `off` of our shared_info page (set with [`set_shared_info`]).
+pub fn shared_word(off: u64) -> &'static AtomicU64 {
+    let si = SHARED_INFO.load(Ordering::Acquire);
+    assert!(si != 0 && off.is_multiple_of(8) && off < 4096, "shared_info word {off:#x}");
+    // SAFETY: an 8-byte aligned word of our shared_info page (checked above), which the
+    // hypervisor updates only with atomic operations.
+    unsafe { &*((si + off) as *const AtomicU64) }
 }
 
 /// The 2-level upcall: clear `evtchn_upcall_pending`, then take the pending selector and
@@ -176,12 +179,12 @@ fn drain_events() {
     }
     // SAFETY: byte 0 of vcpu_info[0] is evtchn_upcall_pending.
     unsafe { core::ptr::write_volatile((si + shared::VCPU_UPCALL_PENDING) as *mut u8, 0) };
-    let mut sel = atomic_u64(si + shared::VCPU_PENDING_SEL).swap(0, Ordering::AcqRel);
+    let mut sel = shared_word(shared::VCPU_PENDING_SEL).swap(0, Ordering::AcqRel);
     while sel != 0 {
         let w = u64::from(sel.trailing_zeros());
         sel &= sel - 1;
-        let mask = atomic_u64(si + shared::EVTCHN_MASK + 8 * w).load(Ordering::Acquire);
-        let bits = atomic_u64(si + shared::EVTCHN_PENDING + 8 * w).fetch_and(mask, Ordering::AcqRel) & !mask;
+        let mask = shared_word(shared::EVTCHN_MASK + 8 * w).load(Ordering::Acquire);
+        let bits = shared_word(shared::EVTCHN_PENDING + 8 * w).fetch_and(mask, Ordering::AcqRel) & !mask;
         UPCALLS.fetch_add(bits.count_ones(), Ordering::Relaxed);
     }
 }

@@ -478,12 +478,6 @@ fn sched_poll(ports: &[u32], timeout_ns: u64) -> i64 {
     xen_hc(xen_abi::hc::SCHED_OP, xen_abi::sched::POLL, p.as_ptr() as u64, 0)
 }
 
-fn shared_word(off: u64) -> &'static AtomicU64 {
-    // SAFETY: an 8-byte aligned word of our shared_info page, which the hypervisor updates
-    // only atomically.
-    unsafe { &*((core::ptr::addr_of!(SHARED_INFO) as u64 + off) as *const AtomicU64) }
-}
-
 fn events(fdt: &fdt::Fdt<'_>) -> ! {
     use xen_abi::{evtchn as ev, sched, shared};
     gic_init(fdt);
@@ -499,7 +493,7 @@ fn events(fdt: &fdt::Fdt<'_>) -> ! {
     // 2. Masked: no upcall, but SCHEDOP_poll sees it pending and returns at once.
     let bit = 1u64 << (peer % 64);
     let word = 8 * u64::from(peer / 64);
-    shared_word(shared::EVTCHN_MASK + word).fetch_or(bit, Ordering::AcqRel);
+    irq::shared_word(shared::EVTCHN_MASK + word).fetch_or(bit, Ordering::AcqRel);
     evtchn_op(ev::SEND, &mut port.to_le_bytes());
     let (t0, f) = counter();
     while counter().0 - t0 < f / 100 {
@@ -507,7 +501,7 @@ fn events(fdt: &fdt::Fdt<'_>) -> ! {
     }
     let quiet = irq::SEEN.load(Ordering::Acquire) != irq::EVTCHN;
     let r = sched_poll(&[peer], 0);
-    let pending = shared_word(shared::EVTCHN_PENDING + word).fetch_and(!bit, Ordering::AcqRel) & bit != 0;
+    let pending = irq::shared_word(shared::EVTCHN_PENDING + word).fetch_and(!bit, Ordering::AcqRel) & bit != 0;
     say!("events: masked port: no upcall {quiet}; SCHEDOP_poll returned {r} with it pending {pending}");
     // 3. A poll that nobody answers ends at its timeout (system time = virtual counter in ns).
     let (c, f) = counter();
