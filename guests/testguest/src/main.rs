@@ -213,6 +213,8 @@ extern "C" {
 
 static UART: AtomicU64 = AtomicU64::new(0x2200_0000);
 static SECONDARY_SAID_HELLO: AtomicBool = AtomicBool::new(false);
+/// vCPU 0 has made its second CPU_ON: vCPU 1 stays on until then, so that call must be refused.
+static SECOND_CPU_ON_DONE: AtomicBool = AtomicBool::new(false);
 static EXPECT_ABORT: AtomicBool = AtomicBool::new(false);
 static mut NAME: [u8; 32] = [0; 32];
 
@@ -330,6 +332,7 @@ extern "C" fn guest_main(dtb: usize) -> ! {
                 power_off();
             }
             let again = hvc(CPU_ON, 1, secondary_start as *const () as u64, 1);
+            SECOND_CPU_ON_DONE.store(true, Ordering::Release);
             let bad = hvc(CPU_ON, 7, secondary_start as *const () as u64, 1);
             // A second CPU_ON is refused with ALREADY_ON (-4) or ON_PENDING (-5), depending on timing.
             let refused = again == -4 || again == -5;
@@ -860,6 +863,9 @@ extern "C" fn secondary_main(idx: u64) -> ! {
     }
     say!("{}: vCPU {idx} up (MPIDR {:#x}), turning itself off", name(), mpidr & 0xff_ffff);
     SECONDARY_SAID_HELLO.store(true, Ordering::Release);
+    while !SECOND_CPU_ON_DONE.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
     hvc(CPU_OFF, 0, 0, 0);
     say!("FAIL: CPU_OFF returned");
     loop {
