@@ -1,0 +1,477 @@
+//! The architecture layer: the only place with `unsafe`. It owns the boot path (arm64 Image
+//! header, BSS, identity-mapped MMU, stack), the exception vectors, system registers (counter,
+//! virtual timer, interrupt mask), trapped MMIO accessors, the `hvc` conduits (Xen hypercalls
+//! and PSCI), typed views of pages shared with the hypervisor, and the global allocator.
+//!
+//! Invariants: the runtime runs on vCPU 0 only; interrupt handlers never allocate and only
+//! touch atomics; MMIO that a hypervisor may trap uses single `ldr`/`str` with a base register
+//! (a valid syndrome, ISV = 1); every raw address turned into a reference here is either one of
+//! our statics or a page the hypervisor mapped for us (checked page-aligned and non-null).
+
+pub mod gic;
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+
+global_asm!(
+    r#"
+.section .text.head, "ax"
+.global _start
+_start:
+    b       1f
+    .long   0
+    .quad   0                      // text_offset
+    .quad   __image_size
+    .quad   2                      // little endian, 4 KiB pages
+    .quad   0, 0, 0
+    .ascii  "ARM\x64"
+    .long   0
+1:  isb
+    mrs     x20, cntvct_el0        // hand-off time, for the first-line figure
+    mov     x19, x0                // device tree
+    mov     x1, #(3 << 20)
+    msr     cpacr_el1, x1          // FP/SIMD on before any Rust code
+    isb
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+2:  cmp     x1, x2
+    b.hs    3f
+    str     xzr, [x1], #8
+    b       2b
+3:  adrp    x1, RT_TTB
+    add     x1, x1, :lo12:RT_TTB
+    mov     x3, #0x701             // block, AttrIndx 0 (normal WB), inner shareable, AF
+    mov     x4, #0x40000000
+    // 1-4 GiB (RAM, and Xen's extended region above it), 8-9 GiB (Xen's second RAM bank,
+    // where extended regions also lie) and 256-257 GiB (ferrum's extended region): normal.
+    orr     x2, x3, x4
+    str     x2, [x1, #8]
+    add     x2, x2, x4
+    str     x2, [x1, #16]
+    add     x2, x2, x4
+    str     x2, [x1, #24]
+    mov     x4, #0x200000000
+    orr     x2, x3, x4
+    str     x2, [x1, #64]
+    mov     x4, #0x4000000000
+    orr     x2, x3, x4
+    str     x2, [x1, #2048]
+    // The first GiB by 2 MiB blocks: device memory, except the grant window and the Xen
+    // magic pages (0x3800_0000..0x3920_0000), which are normal memory.
+    adrp    x5, RT_TTB_LOW
+    add     x5, x5, :lo12:RT_TTB_LOW
+    mov     x6, #0
+    mov     x8, #0x405             // block, AttrIndx 1 (device), AF
+    orr     x8, x8, #(3 << 53)     // PXN | UXN
+4:  lsl     x7, x6, #21
+    cmp     x6, #448
+    b.lo    5f
+    cmp     x6, #457
+    b.hs    5f
+    orr     x7, x7, x3
+    b       6f
+5:  orr     x7, x7, x8
+6:  str     x7, [x5, x6, lsl #3]
+    add     x6, x6, #1
+    cmp     x6, #512
+    b.lo    4b
+    orr     x2, x5, #3
+    str     x2, [x1]
+    adrp    x1, RT_STACK
+    add     x1, x1, :lo12:RT_STACK
+    add     x1, x1, #({STACK_KIB} / 4), lsl #12
+    mov     sp, x1
+    mov     x1, #0x04ff            // attr0 normal WB, attr1 device-nGnRE
+    msr     mair_el1, x1
+    mrs     x1, id_aa64mmfr0_el1
+    and     x1, x1, #7
+    lsl     x1, x1, #32            // IPS
+    mov     x2, #25                // T0SZ: 39-bit VA
+    orr     x2, x2, #(1 << 8)      // IRGN0 WB
+    orr     x2, x2, #(1 << 10)     // ORGN0 WB
+    orr     x2, x2, #(3 << 12)     // SH0 inner
+    orr     x2, x2, #(1 << 23)     // EPD1
+    orr     x1, x1, x2
+    msr     tcr_el1, x1
+    adrp    x1, RT_TTB
+    add     x1, x1, :lo12:RT_TTB
+    msr     ttbr0_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    mrs     x1, sctlr_el1
+    mov     x2, #0x1005            // M, C, I
+    orr     x1, x1, x2
+    msr     sctlr_el1, x1
+    isb
+    adrp    x1, rt_vectors
+    add     x1, x1, :lo12:rt_vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    mov     x1, x20
+    bl      {start}
+7:  wfi
+    b       7b
+
+.section .text
+.balign 2048
+rt_vectors:
+.rept 4
+.balign 0x80
+    b       rt_bad
+.endr
+.balign 0x80
+    b       rt_sync
+.balign 0x80
+    b       rt_irq
+.rept 10
+.balign 0x80
+    b       rt_bad
+.endr
+
+rt_sync:
+    mrs     x0, esr_el1
+    mrs     x1, far_el1
+    mrs     x2, elr_el1
+    b       {sync}
+rt_bad:
+    mrs     x0, esr_el1
+    mrs     x1, far_el1
+    mrs     x2, elr_el1
+    b       {bad}
+
+// IRQ: the caller-saved integer registers and the whole FP/SIMD file (Rust code may use any
+// vector register), then the Rust handler.
+rt_irq:
+    sub     sp, sp, #(176 + 528)
+    stp     x0, x1, [sp]
+    isb
+    mrs     x0, cntvct_el0
+    adrp    x1, {stamp}
+    str     x0, [x1, :lo12:{stamp}]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x29, [sp, #144]
+    str     x30, [sp, #160]
+    add     x0, sp, #176
+    stp     q0, q1, [x0], #32
+    stp     q2, q3, [x0], #32
+    stp     q4, q5, [x0], #32
+    stp     q6, q7, [x0], #32
+    stp     q8, q9, [x0], #32
+    stp     q10, q11, [x0], #32
+    stp     q12, q13, [x0], #32
+    stp     q14, q15, [x0], #32
+    stp     q16, q17, [x0], #32
+    stp     q18, q19, [x0], #32
+    stp     q20, q21, [x0], #32
+    stp     q22, q23, [x0], #32
+    stp     q24, q25, [x0], #32
+    stp     q26, q27, [x0], #32
+    stp     q28, q29, [x0], #32
+    stp     q30, q31, [x0], #32
+    mrs     x1, fpsr
+    mrs     x2, fpcr
+    stp     x1, x2, [x0]
+    bl      {irq}
+    add     x0, sp, #176
+    ldp     q0, q1, [x0], #32
+    ldp     q2, q3, [x0], #32
+    ldp     q4, q5, [x0], #32
+    ldp     q6, q7, [x0], #32
+    ldp     q8, q9, [x0], #32
+    ldp     q10, q11, [x0], #32
+    ldp     q12, q13, [x0], #32
+    ldp     q14, q15, [x0], #32
+    ldp     q16, q17, [x0], #32
+    ldp     q18, q19, [x0], #32
+    ldp     q20, q21, [x0], #32
+    ldp     q22, q23, [x0], #32
+    ldp     q24, q25, [x0], #32
+    ldp     q26, q27, [x0], #32
+    ldp     q28, q29, [x0], #32
+    ldp     q30, q31, [x0], #32
+    ldp     x1, x2, [x0]
+    msr     fpsr, x1
+    msr     fpcr, x2
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x29, [sp, #144]
+    ldr     x30, [sp, #160]
+    ldp     x0, x1, [sp]
+    add     sp, sp, #(176 + 528)
+    eret
+"#,
+    start = sym crate::rt::rt_start,
+    sync = sym crate::rt::sync_exception,
+    bad = sym crate::rt::bad_exception,
+    irq = sym crate::rt::irq_dispatch,
+    stamp = sym crate::rt::IRQ_STAMP,
+    STACK_KIB = const STACK_SIZE / 1024,
+);
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+#[no_mangle]
+static mut RT_TTB: Table = Table([0; 512]);
+#[no_mangle]
+static mut RT_TTB_LOW: Table = Table([0; 512]);
+
+const STACK_SIZE: usize = 64 * 1024;
+
+#[repr(C, align(16))]
+struct Stack([u8; STACK_SIZE]);
+
+#[no_mangle]
+static mut RT_STACK: Stack = Stack([0; STACK_SIZE]);
+
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Where our image starts and ends in RAM (BSS included).
+pub fn image_range() -> (u64, u64) {
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
+}
+
+/// The device tree the boot loader passed.
+pub fn device_tree(addr: u64) -> Option<fdt::Fdt<'static>> {
+    if addr == 0 || addr % 8 != 0 {
+        return None;
+    }
+    // SAFETY: the hypervisor passes a flattened device tree in x0, inside our RAM (mapped as
+    // normal memory by the boot path); `from_ptr` checks the header before reading further, and
+    // the heap is placed clear of the tree's `totalsize` bytes, so it stays intact.
+    unsafe { fdt::Fdt::from_ptr(addr as *const u8).ok() }
+}
+
+/// The virtual counter.
+pub fn counter() -> u64 {
+    let c: u64;
+    // SAFETY: reads the virtual counter (after an ISB, so it is not read early).
+    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) c, options(nostack, nomem)) };
+    c
+}
+
+/// The counter's frequency in Hz.
+pub fn counter_freq() -> u64 {
+    let f: u64;
+    // SAFETY: reads CNTFRQ_EL0.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) f, options(nostack, nomem)) };
+    f
+}
+
+/// Arms the virtual timer for counter value `cval`.
+pub fn timer_arm(cval: u64) {
+    // SAFETY: this vCPU's virtual timer: compare value, then enable with the interrupt unmasked.
+    unsafe { asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) cval, in(reg) 1u64, options(nostack)) };
+}
+
+/// Stops the virtual timer (and so its interrupt).
+pub fn timer_off() {
+    // SAFETY: disables this vCPU's virtual timer.
+    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+}
+
+/// Runs `f` with IRQs masked.
+pub fn without_irqs<R>(f: impl FnOnce() -> R) -> R {
+    let daif: u64;
+    // SAFETY: saves the interrupt mask and masks IRQs; restored below.
+    unsafe { asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
+    let r = f();
+    // SAFETY: restores the mask saved above.
+    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack)) };
+    r
+}
+
+/// Unmasks IRQs (the vector table is installed by the boot path).
+pub fn irqs_on() {
+    // SAFETY: clears PSTATE.I.
+    unsafe { asm!("msr daifclr, #2", options(nostack)) };
+}
+
+/// Waits until `done()` holds, sleeping in WFI between interrupts. The check runs with IRQs
+/// masked, so an interrupt that makes it true cannot slip in between the check and the WFI
+/// (WFI wakes on a pending interrupt even while it is masked).
+pub fn wait_until(mut done: impl FnMut() -> bool) {
+    loop {
+        let ready = without_irqs(|| {
+            if done() {
+                return true;
+            }
+            // SAFETY: waits for an interrupt; the hypervisor traps it and deschedules us.
+            unsafe { asm!("wfi", options(nostack, nomem)) };
+            false
+        });
+        if ready {
+            return;
+        }
+    }
+}
+
+/// A 32-bit load from a device register.
+pub fn mmio_read32(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: `addr` is a register the device tree names, mapped as device memory; a single
+    // `ldr` with a base register gives a trapping hypervisor a valid syndrome.
+    unsafe { asm!("ldr {v:w}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack)) };
+    v
+}
+
+/// A 32-bit store to a device register.
+pub fn mmio_write32(addr: u64, v: u32) {
+    // SAFETY: as `mmio_read32`, a single `str` with a base register.
+    unsafe { asm!("str {v:w}, [{a}]", v = in(reg) v, a = in(reg) addr, options(nostack)) };
+}
+
+/// A Xen hypercall (`hvc #0xEA1`, number in x16, arguments in x0-x4).
+pub fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: the Xen-on-Arm hypercall convention; x0-x4 are clobbered by the call, pointers
+    // passed are to our own live buffers (see the callers).
+    unsafe {
+        asm!("hvc #0xea1", in("x16") nr, inout("x0") a0 => r, inout("x1") a1 => _, inout("x2") a2 => _,
+             inout("x3") a3 => _, inout("x4") 0u64 => _, options(nostack))
+    };
+    r as i64
+}
+
+/// An SMCCC call through `hvc #0` (PSCI).
+pub fn smccc(f: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let r: u64;
+    // SAFETY: SMCCC over HVC; x0-x3 carry arguments and results.
+    unsafe { asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)) };
+    r as i64
+}
+
+/// One 4 KiB page shared with the hypervisor or another domain (`shared_info`, a ring page,
+/// a grant frame, a page we grant or map), seen through atomics.
+#[derive(Clone, Copy)]
+pub struct SharedPage(u64);
+
+impl SharedPage {
+    /// The page at `addr`: one of our own page-aligned statics or heap pages, or a page the
+    /// hypervisor maps at that address for us (the callers say which).
+    pub fn at(addr: u64) -> Self {
+        assert!(addr != 0 && addr % 4096 == 0, "shared page {addr:#x}");
+        Self(addr)
+    }
+
+    /// Its address.
+    pub fn addr(self) -> u64 {
+        self.0
+    }
+
+    /// Bytes `off..off + len`.
+    pub fn bytes(self, off: usize, len: usize) -> &'static [AtomicU8] {
+        assert!(off + len <= 4096);
+        // SAFETY: inside one mapped page (checked), which lives for the rest of the run; bytes
+        // shared with another agent are only accessed atomically.
+        unsafe { core::slice::from_raw_parts((self.0 + off as u64) as *const AtomicU8, len) }
+    }
+
+    /// The 32-bit word at `off`.
+    pub fn u32_at(self, off: usize) -> &'static AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= 4096);
+        // SAFETY: aligned, inside the page (checked), accessed atomically.
+        unsafe { &*((self.0 + off as u64) as *const AtomicU32) }
+    }
+
+    /// The 64-bit word at `off`.
+    pub fn u64_at(self, off: usize) -> &'static AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= 4096);
+        // SAFETY: aligned, inside the page (checked), accessed atomically.
+        unsafe { &*((self.0 + off as u64) as *const AtomicU64) }
+    }
+
+    /// 64 words from `off`.
+    pub fn words64(self, off: usize) -> &'static [AtomicU64; 64] {
+        assert!(off % 8 == 0 && off + 512 <= 4096);
+        // SAFETY: aligned, inside the page (checked), accessed atomically.
+        unsafe { &*((self.0 + off as u64) as *const [AtomicU64; 64]) }
+    }
+
+    /// The page's 512 words (grant table frames).
+    pub fn all_words(self) -> &'static [AtomicU64] {
+        // SAFETY: the whole page, aligned, accessed atomically.
+        unsafe { core::slice::from_raw_parts(self.0 as *const AtomicU64, 512) }
+    }
+}
+
+/// A page-aligned, zeroed page in our BSS (for `shared_info`).
+#[repr(C, align(4096))]
+pub struct PageBuf(pub [u8; 4096]);
+
+static mut SHARED_INFO_PAGE: PageBuf = PageBuf([0; 4096]);
+
+/// The address of the page set aside for `shared_info`.
+pub fn shared_info_page() -> u64 {
+    core::ptr::addr_of!(SHARED_INFO_PAGE) as u64
+}
+
+/// The global allocator: a first-fit free list over the heap region, with IRQs masked while it
+/// works (handlers never allocate, but this keeps the lock trivially uncontended).
+pub struct Allocator(core::cell::UnsafeCell<linked_list_allocator::Heap>);
+
+// SAFETY: one vCPU; every access happens with IRQs masked (see `alloc`/`dealloc`).
+unsafe impl Sync for Allocator {}
+
+#[global_allocator]
+static HEAP: Allocator = Allocator(core::cell::UnsafeCell::new(linked_list_allocator::Heap::empty()));
+
+/// Hands the allocator the region `[start, end)` of our RAM (once, at boot).
+pub fn heap_init(start: u64, end: u64) {
+    without_irqs(|| {
+        // SAFETY: called once before any allocation, with a region of our RAM that nothing else
+        // uses (the boot path chose it clear of the image and the device tree).
+        unsafe { (*HEAP.0.get()).init(start as *mut u8, (end - start) as usize) }
+    });
+}
+
+/// Bytes in use and free on the heap.
+pub fn heap_usage() -> (usize, usize) {
+    // SAFETY: reads the allocator's counters with IRQs masked.
+    without_irqs(|| unsafe { ((*HEAP.0.get()).used(), (*HEAP.0.get()).free()) })
+}
+
+// SAFETY: delegates to the free-list allocator, serialised by masking IRQs on our only vCPU.
+unsafe impl core::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: exclusive access (IRQs masked, one vCPU).
+        without_irqs(|| unsafe { (*self.0.get()).allocate_first_fit(l).map_or(core::ptr::null_mut(), |p| p.as_ptr()) })
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: core::alloc::Layout) {
+        // SAFETY: `p` came from `alloc` with layout `l` (GlobalAlloc contract); exclusive access.
+        without_irqs(|| unsafe { (*self.0.get()).deallocate(core::ptr::NonNull::new_unchecked(p), l) })
+    }
+}
+
+extern "Rust" {
+    fn __ferrum_rt_main(rt: &mut crate::Runtime);
+}
+
+/// Calls the application's entry point.
+pub fn call_main(rt: &mut crate::Runtime) {
+    // SAFETY: `__ferrum_rt_main` is defined by the application's `entry!` invocation with
+    // exactly this signature (the macro writes it); a binary without it does not link.
+    unsafe { __ferrum_rt_main(rt) }
+}

@@ -1,0 +1,271 @@
+//! Boot, the application entry, interrupts, exceptions, panics and shutdown: the glue between
+//! the arch layer and the services.
+//!
+//! Boot order: device tree → RAM → heap (clear of image and device tree) → console (UART from
+//! the tree) → GIC → Xen (`shared_info`, grants, xenstore, PV console) → IRQs on → the first
+//! line → the application.
+
+use crate::arch::{self, gic, SharedPage};
+use crate::console::{self, Device};
+use crate::xen::{self, ShutdownReason, Xen};
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub use crate::grants::{GrantError, GrantRef};
+pub use crate::xen::ShutdownReason as Reason;
+pub use arch::SharedPage as Page;
+
+/// Counter value at the IRQ vector's entry for the last interrupt (for latency figures).
+pub static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
+static HANDOFF: AtomicU64 = AtomicU64::new(0);
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// The virtual timer's PPI.
+pub const VTIMER_PPI: u32 = 27;
+/// Xen's event-channel upcall PPI.
+pub const EVTCHN_PPI: u32 = xen_abi::layout::EVTCHN_PPI;
+
+/// Names `main` (`fn main(rt: &mut ferrum_rt::Runtime)`) as the unikernel's entry point.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        fn __ferrum_rt_main(rt: &mut $crate::Runtime) {
+            let f: fn(&mut $crate::Runtime) = $main;
+            f(rt)
+        }
+    };
+}
+
+/// What the application gets: boot facts and the Xen services.
+pub struct Runtime {
+    bootargs: String,
+    ram: (u64, u64),
+    gic: Option<gic::Gic>,
+    handoff: u64,
+    xen: Option<Xen>,
+    xen_error: Option<String>,
+}
+
+impl Runtime {
+    /// `/chosen/bootargs`.
+    pub fn bootargs(&self) -> &str {
+        &self.bootargs
+    }
+
+    /// The value of `key=value` in the boot arguments.
+    pub fn arg(&self, key: &str) -> Option<&str> {
+        self.bootargs.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// Our RAM: (base, size).
+    pub fn ram(&self) -> (u64, u64) {
+        self.ram
+    }
+
+    /// The Xen services, when running on a Xen-compatible hypervisor.
+    pub fn xen(&mut self) -> Option<&mut Xen> {
+        self.xen.as_mut()
+    }
+
+    /// Why Xen was found but could not be set up.
+    pub fn xen_error(&self) -> Option<&str> {
+        self.xen_error.as_deref()
+    }
+
+    /// Counter ticks from the hypervisor's hand-off (our first instruction) to the moment the
+    /// first console line had been handed to the console device.
+    pub fn first_line_ticks(&self) -> u64 {
+        console::first_line_ticks().saturating_sub(self.handoff)
+    }
+
+    /// The GIC version in use (2 or 3; 0 if none was found).
+    pub fn gic_version(&self) -> u8 {
+        match self.gic {
+            Some(gic::Gic::V2 { .. }) => 2,
+            Some(gic::Gic::V3 { .. }) => 3,
+            None => 0,
+        }
+    }
+}
+
+/// A zeroed page of our RAM that lives for the rest of the run (to grant, or as a ring).
+pub fn alloc_page() -> SharedPage {
+    let p: &'static mut arch::PageBuf = Box::leak(Box::new(arch::PageBuf([0; 4096])));
+    SharedPage::at(p as *mut arch::PageBuf as u64)
+}
+
+/// Shuts the domain down: `SCHEDOP_shutdown` on Xen, else PSCI `SYSTEM_OFF`/`SYSTEM_RESET`.
+pub fn shutdown(r: ShutdownReason) -> ! {
+    if xen::present() {
+        let e = xen::shutdown(r);
+        crate::println!("ferrum-rt: SCHEDOP_shutdown({r:?}) returned {e}");
+    }
+    arch::smccc(if r == ShutdownReason::Reboot { 0x8400_0009 } else { 0x8400_0008 }, 0, 0, 0);
+    loop {
+        arch::wait_until(|| false);
+    }
+}
+
+fn uart_of(fdt: &fdt::Fdt<'_>) -> Option<u64> {
+    let is_uart = |n: &fdt::node::FdtNode<'_, '_>| {
+        n.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011" || s == "arm,sbsa-uart"))
+    };
+    let node = fdt.chosen().stdout().filter(|n| is_uart(n)).or_else(|| fdt.all_nodes().find(|n| is_uart(n)))?;
+    Some(node.reg()?.next()?.starting_address as u64)
+}
+
+fn gic_of(fdt: &fdt::Fdt<'_>) -> Option<gic::Gic> {
+    for n in fdt.all_nodes() {
+        let Some(c) = n.compatible() else { continue };
+        let mut regs = n.reg().into_iter().flatten().map(|r| r.starting_address as u64);
+        if c.all().any(|s| s == "arm,gic-v3") {
+            return Some(gic::Gic::V3 { dist: regs.next()?, redist: regs.next()? });
+        }
+        if c.all().any(|s| matches!(s, "arm,cortex-a15-gic" | "arm,gic-400" | "arm,cortex-a9-gic" | "arm,gic-v2")) {
+            return Some(gic::Gic::V2 { dist: regs.next()?, cpu: regs.next()? });
+        }
+    }
+    None
+}
+
+/// The Rust side of the boot path: `dtb` from x0, `handoff` the counter at our first instruction.
+pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
+    HANDOFF.store(handoff, Ordering::Relaxed);
+    let Some(fdt) = arch::device_tree(dtb) else {
+        shutdown(ShutdownReason::Crash);
+    };
+    if let Some(u) = uart_of(&fdt) {
+        console::set_device(Device::Uart(u));
+    }
+    let (img_start, img_end) = arch::image_range();
+    let ram = fdt
+        .memory()
+        .regions()
+        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64))
+        .find(|&(b, s)| (b..b + s).contains(&img_start))
+        .unwrap_or((img_start, 16 << 20));
+    let ram_end = ram.0 + ram.1;
+    // The heap: the larger piece of RAM after our image that the device tree does not cover.
+    let (dt_start, dt_end) = (dtb, (dtb + fdt.total_size() as u64).next_multiple_of(4096));
+    let lo = img_end.next_multiple_of(4096);
+    let pieces = if dt_start >= lo && dt_start < ram_end {
+        [(lo, dt_start & !4095), (dt_end, ram_end)]
+    } else {
+        [(lo, ram_end), (0, 0)]
+    };
+    let heap = pieces.into_iter().max_by_key(|&(s, e)| e.saturating_sub(s)).unwrap_or((lo, ram_end));
+    if heap.1 <= heap.0 + (64 << 10) {
+        crate::println!("ferrum-rt: RAM {:#x}+{:#x} leaves no room for a heap", ram.0, ram.1);
+        shutdown(ShutdownReason::Crash);
+    }
+    arch::heap_init(heap.0, heap.1);
+    let bootargs = fdt.chosen().bootargs().unwrap_or("").to_string();
+    let gic = gic_of(&fdt);
+
+    let mut xen_error = None;
+    let xen = match xen::detect(&fdt) {
+        Some(regs) => match xen::init(&regs, ram_end) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                xen_error = Some(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(g) = gic {
+        let ppis = 1 << VTIMER_PPI | if xen.is_some() { 1 << EVTCHN_PPI } else { 0 };
+        gic::init(g, ppis);
+        arch::irqs_on();
+    }
+    if console::device() == Device::None && xen.is_some() {
+        console::set_device(Device::Hypercall);
+    }
+    let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error };
+    let hyp = match rt.xen.as_ref() {
+        Some(x) => alloc::format!("Xen {}.{} interface", x.version.0, x.version.1),
+        None => "no Xen".to_string(),
+    };
+    let cons = match console::device() {
+        Device::Pv(..) => "Xen PV console",
+        Device::Uart(_) => "UART",
+        Device::Hypercall => "console_io",
+        Device::None => "none",
+    };
+    crate::println!(
+        "ferrum-rt {}: EL1, {hyp}, GICv{}, {} MiB RAM, heap {} KiB, console: {cons}",
+        env!("CARGO_PKG_VERSION"),
+        rt.gic_version(),
+        ram.1 >> 20,
+        (heap.1 - heap.0) >> 10
+    );
+    if let Some(e) = &rt.xen_error {
+        crate::println!("ferrum-rt: Xen found but not usable: {e}");
+    }
+    if let Some(x) = rt.xen.as_mut() {
+        if let Some(s) = x.store.as_mut() {
+            x.domid = s.read("domid").ok().and_then(|v| v.parse().ok());
+        }
+    }
+    arch::call_main(&mut rt);
+    shutdown(ShutdownReason::Poweroff);
+}
+
+/// The IRQ vector's Rust half: acknowledges and handles every pending interrupt.
+pub(crate) extern "C" fn irq_dispatch() {
+    loop {
+        let intid = gic::ack();
+        if intid >= 1020 {
+            return;
+        }
+        match intid {
+            VTIMER_PPI => crate::time::on_timer_irq(),
+            EVTCHN_PPI => xen::upcall(),
+            _ => {}
+        }
+        gic::eoi(intid);
+    }
+}
+
+fn exception_class(esr: u64) -> &'static str {
+    match esr >> 26 {
+        0x00 => "undefined instruction",
+        0x15 => "SVC",
+        0x20 | 0x21 => "instruction abort",
+        0x22 => "PC alignment fault",
+        0x24 | 0x25 => "data abort",
+        0x26 => "SP alignment fault",
+        0x3c => "BRK",
+        _ => "exception",
+    }
+}
+
+/// A synchronous exception at EL1: fatal, reported, then `crash`.
+pub(crate) extern "C" fn sync_exception(esr: u64, far: u64, elr: u64) -> ! {
+    crate::println!("ferrum-rt: fatal {} (ESR {esr:#x}) at PC {elr:#x}, address {far:#x}", exception_class(esr));
+    shutdown(ShutdownReason::Crash);
+}
+
+/// An exception from a vector we do not use (SError, EL0, SP_EL0): fatal.
+pub(crate) extern "C" fn bad_exception(esr: u64, far: u64, elr: u64) -> ! {
+    crate::println!("ferrum-rt: unexpected exception (ESR {esr:#x}) at PC {elr:#x}, address {far:#x}");
+    shutdown(ShutdownReason::Crash);
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if !PANICKING.swap(true, Ordering::AcqRel) {
+        match info.location() {
+            Some(l) => crate::println!("panic at {}:{}: {}", l.file(), l.line(), info.message()),
+            None => crate::println!("panic: {}", info.message()),
+        }
+    }
+    shutdown(ShutdownReason::Crash);
+}
+
+/// Heap bytes (in use, free).
+pub fn heap_usage() -> (usize, usize) {
+    arch::heap_usage()
+}

@@ -1,0 +1,422 @@
+//! Xen on Arm, guest side: detection through the device tree's `/hypervisor` node, the
+//! hypercalls the runtime uses, `shared_info` and the 2-level event-channel upcall, the grant
+//! table (granting and mapping), the xenstore ring, `SCHEDOP_shutdown`.
+//!
+//! The same code runs on ferrum and on Xen 4.17: only what the device tree and the HVM
+//! parameters say is used (grant window and extended regions from `/hypervisor` `reg`, the
+//! store and console rings from `HVM_PARAM_*`). A Xen without xenstore (a dom0less domain
+//! without `xen,enhanced = "enabled"`) leaves [`Xen::store`] empty.
+//!
+//! Invariants: `shared_info` lives in a page of our BSS that the hypervisor replaced with its
+//! own; event ports fired by the upcall are recorded in [`FIRED`] and consumed by waiters; a
+//! grant-mapped slot of the extended region is reused only after its unmap succeeded.
+
+use crate::arch::{self, SharedPage};
+use crate::events::{self, Fired, SharedView};
+use crate::grants::{GrantError, GrantRef, GrantTable};
+use crate::ring::ByteRing;
+use crate::xs::{Transport, Xenstore};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use xen_abi::{domid, evtchn as ev, gnttab as gt, hc, hvm, memory, sched, shared, xs};
+
+/// Ports fired by upcalls and not yet consumed.
+pub static FIRED: Fired = Fired::new();
+static SHARED_INFO: AtomicU64 = AtomicU64::new(0);
+static PRESENT: AtomicBool = AtomicBool::new(false);
+
+/// A hypercall's error: Xen's negative errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenError(pub i64);
+
+impl core::fmt::Display for XenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match -self.0 {
+            1 => "EPERM",
+            2 => "ENOENT",
+            3 => "ESRCH",
+            12 => "ENOMEM",
+            13 => "EACCES",
+            14 => "EFAULT",
+            16 => "EBUSY",
+            17 => "EEXIST",
+            22 => "EINVAL",
+            28 => "ENOSPC",
+            38 => "ENOSYS",
+            _ => "error",
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}
+
+fn check(r: i64) -> Result<i64, XenError> {
+    if r < 0 {
+        Err(XenError(r))
+    } else {
+        Ok(r)
+    }
+}
+
+fn hcall(nr: u64, a0: u64, a1: u64) -> i64 {
+    arch::hypercall(nr, a0, a1, 0, 0)
+}
+
+/// Whether the runtime found Xen and set it up.
+pub fn present() -> bool {
+    PRESENT.load(Ordering::Acquire)
+}
+
+/// An event-channel port of this domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Port(pub u32);
+
+fn evtchn_op(cmd: u64, arg: &mut [u8]) -> Result<i64, XenError> {
+    check(hcall(hc::EVENT_CHANNEL_OP, cmd, arg.as_mut_ptr() as u64))
+}
+
+/// Allocates a port that domain `remote` may bind to.
+pub fn alloc_unbound(remote: u16) -> Result<Port, XenError> {
+    let mut a = [0u8; 8];
+    a[0..2].copy_from_slice(&domid::SELF.to_le_bytes());
+    a[2..4].copy_from_slice(&remote.to_le_bytes());
+    evtchn_op(ev::ALLOC_UNBOUND, &mut a)?;
+    Ok(Port(u32::from_le_bytes([a[4], a[5], a[6], a[7]])))
+}
+
+/// Connects a new local port to port `remote_port` of domain `remote`.
+pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<Port, XenError> {
+    let mut a = [0u8; 12];
+    a[0..2].copy_from_slice(&remote.to_le_bytes());
+    a[4..8].copy_from_slice(&remote_port.to_le_bytes());
+    evtchn_op(ev::BIND_INTERDOMAIN, &mut a)?;
+    Ok(Port(u32::from_le_bytes([a[8], a[9], a[10], a[11]])))
+}
+
+/// Binds virtual IRQ `virq` (`VIRQ_*`) of vCPU 0 to a new port.
+pub fn bind_virq(virq: u32) -> Result<Port, XenError> {
+    let mut a = [0u8; ev::BIND_VIRQ_SIZE];
+    a[0..4].copy_from_slice(&virq.to_le_bytes());
+    evtchn_op(ev::BIND_VIRQ, &mut a)?;
+    Ok(Port(u32::from_le_bytes([a[8], a[9], a[10], a[11]])))
+}
+
+/// Sends an event on `port` (errors are ignored: a notification to a closed peer is lost, as
+/// on Xen).
+pub fn notify(port: u32) {
+    let mut a = port.to_le_bytes();
+    let _ = evtchn_op(ev::SEND, &mut a);
+}
+
+impl Port {
+    /// Notifies the other end.
+    pub fn send(self) -> Result<(), XenError> {
+        let mut a = self.0.to_le_bytes();
+        evtchn_op(ev::SEND, &mut a).map(drop)
+    }
+
+    /// Whether an event arrived since the last `take`/`wait`, consuming it.
+    pub fn take(self) -> bool {
+        FIRED.take(self.0)
+    }
+
+    /// Waits for an event on this port (returns at once if one arrived since the last
+    /// `take`/`wait`).
+    pub fn wait(self) {
+        arch::wait_until(|| FIRED.peek(self.0));
+        FIRED.take(self.0);
+    }
+
+    /// Waits for an event or until counter value `deadline`; returns whether the event came.
+    pub fn wait_until(self, deadline: u64) -> bool {
+        crate::time::arm_deadline(deadline);
+        arch::wait_until(|| FIRED.peek(self.0) || arch::counter() >= deadline);
+        FIRED.take(self.0)
+    }
+
+    /// Unmasks the port (delivering an event that arrived while masked).
+    pub fn unmask(self) -> Result<(), XenError> {
+        let mut a = self.0.to_le_bytes();
+        evtchn_op(ev::UNMASK, &mut a).map(drop)
+    }
+
+    /// Closes the port.
+    pub fn close(self) -> Result<(), XenError> {
+        let mut a = self.0.to_le_bytes();
+        evtchn_op(ev::CLOSE, &mut a).map(drop)
+    }
+}
+
+/// `SCHEDOP_yield`.
+pub fn yield_cpu() {
+    hcall(hc::SCHED_OP, sched::YIELD, 0);
+}
+
+/// Writes through `HYPERVISOR_console_io` (the hypervisor may refuse; output is then lost).
+pub fn console_io_write(bytes: &[u8]) {
+    arch::hypercall(hc::CONSOLE_IO, xen_abi::console_io::WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0);
+}
+
+/// Why a domain shuts down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// Power off.
+    Poweroff,
+    /// Restart.
+    Reboot,
+    /// Crashed.
+    Crash,
+}
+
+/// `SCHEDOP_shutdown`: returns only if the hypervisor refused.
+pub fn shutdown(r: ShutdownReason) -> XenError {
+    let code = match r {
+        ShutdownReason::Poweroff => sched::SHUTDOWN_POWEROFF,
+        ShutdownReason::Reboot => sched::SHUTDOWN_REBOOT,
+        ShutdownReason::Crash => sched::SHUTDOWN_CRASH,
+    };
+    let a = code.to_le_bytes();
+    XenError(hcall(hc::SCHED_OP, sched::SHUTDOWN, a.as_ptr() as u64))
+}
+
+fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
+    let mut a = [0u8; memory::ADD_TO_PHYSMAP_SIZE];
+    a[0..2].copy_from_slice(&domid::SELF.to_le_bytes());
+    a[4..8].copy_from_slice(&space.to_le_bytes());
+    a[8..16].copy_from_slice(&idx.to_le_bytes());
+    a[16..24].copy_from_slice(&gpfn.to_le_bytes());
+    check(hcall(hc::MEMORY_OP, memory::ADD_TO_PHYSMAP, a.as_mut_ptr() as u64)).map(drop)
+}
+
+fn hvm_param(index: u32) -> Result<u64, XenError> {
+    let mut a = [0u8; hvm::PARAM_SIZE];
+    a[0..2].copy_from_slice(&domid::SELF.to_le_bytes());
+    a[4..8].copy_from_slice(&index.to_le_bytes());
+    check(hcall(hc::HVM_OP, hvm::GET_PARAM, a.as_mut_ptr() as u64))?;
+    Ok(u64::from_le_bytes(a[8..16].try_into().unwrap_or([0; 8])))
+}
+
+/// Handles an upcall on the event PPI: records every port it delivers.
+pub(crate) fn upcall() {
+    let si = SHARED_INFO.load(Ordering::Acquire);
+    if si == 0 {
+        return;
+    }
+    let p = SharedPage::at(si);
+    let bytes = p.bytes(shared::VCPU_UPCALL_PENDING as usize, 1);
+    let v = SharedView {
+        upcall_pending: &bytes[0],
+        pending_sel: p.u64_at(shared::VCPU_PENDING_SEL as usize),
+        pending: p.words64(shared::EVTCHN_PENDING as usize),
+        mask: p.words64(shared::EVTCHN_MASK as usize),
+    };
+    events::drain(&v, |port| FIRED.set(port));
+}
+
+/// The xenstore ring and its port.
+pub struct StoreRing {
+    page: SharedPage,
+    port: Port,
+}
+
+impl StoreRing {
+    fn req(&self) -> ByteRing<'static> {
+        ByteRing::new(
+            self.page.bytes(xs::REQ, xs::RING_SIZE as usize),
+            self.page.u32_at(xs::REQ_CONS),
+            self.page.u32_at(xs::REQ_PROD),
+        )
+    }
+    fn rsp(&self) -> ByteRing<'static> {
+        ByteRing::new(
+            self.page.bytes(xs::RSP, xs::RING_SIZE as usize),
+            self.page.u32_at(xs::RSP_CONS),
+            self.page.u32_at(xs::RSP_PROD),
+        )
+    }
+}
+
+impl Transport for StoreRing {
+    fn send(&mut self, bytes: &[u8]) -> usize {
+        let n = self.req().write(bytes).unwrap_or(0);
+        if n > 0 {
+            notify(self.port.0);
+        }
+        n
+    }
+    fn recv(&mut self, out: &mut [u8]) -> usize {
+        let n = self.rsp().read(out).unwrap_or(0);
+        if n > 0 {
+            notify(self.port.0);
+        }
+        n
+    }
+    fn wait(&mut self) {
+        let rsp = self.rsp();
+        arch::wait_until(|| FIRED.peek(self.port.0) || rsp.pending().is_ok_and(|n| n > 0));
+        FIRED.take(self.port.0);
+    }
+}
+
+/// A grant of another domain mapped into our extended region.
+#[derive(Debug)]
+pub struct Mapping {
+    /// Where the page appears in our address space.
+    pub addr: u64,
+    handle: u32,
+    slot: usize,
+}
+
+impl Mapping {
+    /// The mapped page.
+    pub fn page(&self) -> SharedPage {
+        SharedPage::at(self.addr)
+    }
+}
+
+/// What the runtime set up on Xen.
+pub struct Xen {
+    /// Xen's version (major, minor) from `XENVER_version`.
+    pub version: (u32, u32),
+    /// The xenstore connection, when this Xen offers one.
+    pub store: Option<Xenstore<StoreRing>>,
+    /// Our domain id, once known (from xenstore's `domid`).
+    pub domid: Option<u16>,
+    grants: GrantTable<'static>,
+    map_base: u64,
+    map_slots: Vec<bool>,
+}
+
+/// A Xen setup failure.
+#[derive(Debug)]
+pub enum SetupError {
+    /// `/hypervisor` has no usable grant window.
+    NoGrantWindow,
+    /// A hypercall failed.
+    Hypercall(&'static str, XenError),
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoGrantWindow => write!(f, "/hypervisor has no grant-table window"),
+            Self::Hypercall(w, e) => write!(f, "{w} failed: {e}"),
+        }
+    }
+}
+
+/// Is there a Xen `/hypervisor` node? Returns its `reg` ranges.
+pub fn detect(fdt: &fdt::Fdt<'_>) -> Option<Vec<(u64, u64)>> {
+    let n = fdt.find_node("/hypervisor")?;
+    if !n.compatible()?.all().any(|c| c == "xen,xen") {
+        return None;
+    }
+    Some(n.reg()?.map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64)).collect())
+}
+
+/// Sets Xen up: version, `shared_info`, the grant table, the xenstore ring, and the PV console
+/// when offered (the console switches to it). `ram_end` bounds where grant mappings may go.
+pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
+    let v = hcall(hc::XEN_VERSION, xen_abi::version::VERSION, 0);
+    let version = ((v as u64 >> 16) as u32, (v as u64 & 0xffff) as u32);
+
+    let si = arch::shared_info_page();
+    add_to_physmap(memory::SPACE_SHARED_INFO, 0, si >> 12).map_err(|e| SetupError::Hypercall("shared_info", e))?;
+    SHARED_INFO.store(si, Ordering::Release);
+
+    let &(gbase, gsize) = regs.first().ok_or(SetupError::NoGrantWindow)?;
+    if gbase == 0 || gbase % 4096 != 0 || gsize < 4096 {
+        return Err(SetupError::NoGrantWindow);
+    }
+    add_to_physmap(memory::SPACE_GRANT_TABLE, 0, gbase >> 12).map_err(|e| SetupError::Hypercall("grant table", e))?;
+    let grants = GrantTable::new(SharedPage::at(gbase).all_words());
+
+    // Grant mappings go to the first extended region our page tables map as normal memory.
+    let mapped = |a: u64| (0x4000_0000..0x1_0000_0000).contains(&a) || (0x2_0000_0000..0x2_4000_0000).contains(&a) || (0x40_0000_0000..0x40_4000_0000).contains(&a);
+    let map_base = regs
+        .iter()
+        .skip(1)
+        .map(|&(b, s)| (b.max(ram_end).next_multiple_of(4096), b + s))
+        .find(|&(b, e)| e > b + 64 * 4096 && mapped(b) && mapped(b + 64 * 4096 - 1))
+        .map_or(0, |(b, _)| b);
+
+    PRESENT.store(true, Ordering::Release);
+
+    let store = match (hvm_param(hvm::PARAM_STORE_PFN), hvm_param(hvm::PARAM_STORE_EVTCHN)) {
+        (Ok(pfn), Ok(port)) if pfn != 0 && pfn != u64::MAX && pfn < 1 << 36 && port != 0 => {
+            Some(Xenstore::new(StoreRing { page: SharedPage::at(pfn << 12), port: Port(port as u32) }))
+        }
+        _ => None,
+    };
+    if let (Ok(pfn), Ok(port)) = (hvm_param(hvm::PARAM_CONSOLE_PFN), hvm_param(hvm::PARAM_CONSOLE_EVTCHN)) {
+        if pfn != 0 && pfn != u64::MAX && pfn < 1 << 36 && port != 0 {
+            crate::console::set_device(crate::console::Device::Pv(pfn << 12, port as u32));
+        }
+    }
+    Ok(Xen { version, store, domid: None, grants, map_base, map_slots: Vec::new() })
+}
+
+impl Xen {
+    /// Grants `dom` access to our page `page` (read-only when `readonly`).
+    pub fn grant(&mut self, dom: u16, page: SharedPage, readonly: bool) -> Result<GrantRef, GrantError> {
+        self.grants.grant(dom, (page.addr() >> 12) as u32, readonly)
+    }
+
+    /// The grant entry's flags (`GTF_reading`/`GTF_writing` while the peer has it mapped).
+    pub fn grant_flags(&self, r: GrantRef) -> u16 {
+        self.grants.flags(r)
+    }
+
+    /// Takes a grant back; [`GrantError::InUse`] while the peer still has it mapped.
+    pub fn revoke(&mut self, r: GrantRef) -> Result<(), GrantError> {
+        self.grants.revoke(r)
+    }
+
+    /// Maps domain `dom`'s grant `r` into our extended region. Errors are `GNTST_*` statuses.
+    pub fn map(&mut self, dom: u16, r: GrantRef, readonly: bool) -> Result<Mapping, i16> {
+        if self.map_base == 0 {
+            return Err(gt::GNTST_NO_DEVICE_SPACE);
+        }
+        let slot = match self.map_slots.iter().position(|used| !used) {
+            Some(s) => s,
+            None if self.map_slots.len() < 64 => {
+                self.map_slots.push(false);
+                self.map_slots.len() - 1
+            }
+            None => return Err(gt::GNTST_NO_DEVICE_SPACE),
+        };
+        let addr = self.map_base + slot as u64 * 4096;
+        let mut a = [0u8; gt::MAP_SIZE];
+        a[0..8].copy_from_slice(&addr.to_le_bytes());
+        let flags = gt::GNTMAP_HOST_MAP | if readonly { gt::GNTMAP_READONLY } else { 0 };
+        a[8..12].copy_from_slice(&flags.to_le_bytes());
+        a[12..16].copy_from_slice(&r.0.to_le_bytes());
+        a[16..18].copy_from_slice(&dom.to_le_bytes());
+        // gnttab_map_grant_ref: host_addr, flags, ref, dom; out: status @18, handle @20.
+        if arch::hypercall(hc::GRANT_TABLE_OP, gt::MAP_GRANT_REF, a.as_mut_ptr() as u64, 1, 0) != 0 {
+            return Err(gt::GNTST_GENERAL_ERROR);
+        }
+        let status = i16::from_le_bytes([a[18], a[19]]);
+        if status != gt::GNTST_OKAY {
+            return Err(status);
+        }
+        self.map_slots[slot] = true;
+        Ok(Mapping { addr, handle: u32::from_le_bytes([a[20], a[21], a[22], a[23]]), slot })
+    }
+
+    /// Unmaps a grant mapping. Errors are `GNTST_*` statuses.
+    pub fn unmap(&mut self, m: Mapping) -> Result<(), i16> {
+        let mut a = [0u8; gt::UNMAP_SIZE];
+        a[0..8].copy_from_slice(&m.addr.to_le_bytes());
+        a[16..20].copy_from_slice(&m.handle.to_le_bytes());
+        // gnttab_unmap_grant_ref: host_addr, dev_bus_addr, handle @16; out: status @20.
+        if arch::hypercall(hc::GRANT_TABLE_OP, gt::UNMAP_GRANT_REF, a.as_mut_ptr() as u64, 1, 0) != 0 {
+            return Err(gt::GNTST_GENERAL_ERROR);
+        }
+        let status = i16::from_le_bytes([a[20], a[21]]);
+        if status != gt::GNTST_OKAY {
+            return Err(status);
+        }
+        self.map_slots[m.slot] = false;
+        Ok(())
+    }
+}
