@@ -183,7 +183,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             ]);
             println!("(tracing the hypervisor's instructions into {file})");
         }
-        let run = qemu::run_batch(cmd, Some(300), false, &[])?;
+        let run = qemu::run_batch(cmd, Some(300), false, &[], None)?;
         for (what, marker, xen, target) in rows {
             let line = run.log.lines().find(|l| l.contains(marker)).ok_or_else(|| {
                 format!("GICv{gic}: the guest printed no '{marker}' line (log: build/bench/hypercall-gicv{gic}.log)")

@@ -49,7 +49,7 @@ const SYMLINKS: &[(&str, &str)] = &[
 /// Modules the control domain loads (dependencies are added automatically).
 const MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii"];
 
-fn run(cmd: &mut Command) -> Result<String, String> {
+pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
@@ -101,7 +101,7 @@ fn kernel_package(series: &str) -> Result<String, String> {
 }
 
 /// Downloads (once) and unpacks `pkg:arm64`; returns the unpacked tree.
-fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
+pub fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
     let dir = cache.join("unpacked").join(pkg);
     if dir.join(".done").is_file() {
         return Ok(dir);

@@ -18,6 +18,7 @@ mod linux;
 mod qemu;
 mod setup;
 mod test;
+mod xen;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

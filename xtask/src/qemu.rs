@@ -21,6 +21,9 @@ pub enum Ending {
     Timeout,
     /// QEMU exited without the hypervisor's power-off line.
     NoStatus,
+    /// The run was stopped once its stop marker appeared (runs whose hypervisor never powers
+    /// the board off, such as Xen with dom0less domains only).
+    Stopped,
 }
 
 /// A finished batch run.
@@ -81,12 +84,13 @@ pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -
 
 /// Runs QEMU without a terminal, capturing the serial output. `input` is a script of
 /// (marker, bytes): once the output contains the marker (after the previous step's), the bytes
-/// are typed on the serial console.
+/// are typed on the serial console. `stop`: QEMU is stopped one second after this text appears.
 pub fn run_batch(
     mut cmd: Command,
     timeout: Option<u64>,
     echo: bool,
     input: &[(String, String)],
+    stop: Option<&str>,
 ) -> Result<RunResult, String> {
     let start = Instant::now();
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -118,6 +122,8 @@ pub fn run_batch(
         s
     });
     let mut timed_out = false;
+    let mut stop_seen: Option<Instant> = None;
+    let mut stopped = false;
     let status = loop {
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
             break Some(st);
@@ -142,6 +148,17 @@ pub fn run_batch(
                 step += 1;
             }
         }
+        if let Some(m) = stop {
+            if stop_seen.is_none() && log.lock().unwrap().windows(m.len().max(1)).any(|w| w == m.as_bytes()) {
+                stop_seen = Some(Instant::now());
+            }
+            if stop_seen.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                stopped = true;
+                break None;
+            }
+        }
         if timeout.is_some_and(|t| start.elapsed() > Duration::from_secs(t)) {
             let _ = child.kill();
             let _ = child.wait();
@@ -159,7 +176,9 @@ pub fn run_batch(
             eprintln!("qemu: {}", stderr.trim());
         }
     }
-    let ending = if timed_out {
+    let ending = if stopped {
+        Ending::Stopped
+    } else if timed_out {
         Ending::Timeout
     } else if log.contains("(hyp) power off (status: clean)") && status.is_some_and(|s| s.success()) {
         Ending::Clean
@@ -237,12 +256,13 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
         };
         return Ok(if st.success() { 0 } else { 1 });
     }
-    let r = run_batch(cmd, o.timeout, true, &[])?;
+    let r = run_batch(cmd, o.timeout, true, &[], None)?;
     let (code, what) = match r.ending {
         Ending::Clean => (0, "clean power-off".to_string()),
         Ending::Error => (1, "the hypervisor powered off with an error status".to_string()),
         Ending::Timeout => (124, format!("timed out after {} s", o.timeout.unwrap_or(0))),
         Ending::NoStatus => (1, "QEMU exited without the hypervisor's power-off line".to_string()),
+        Ending::Stopped => (0, "stopped at its marker".to_string()),
     };
     eprintln!("xtask: {what} after {:.1} s", r.secs);
     Ok(code)

@@ -21,8 +21,13 @@ struct Scenario {
     gic: Vec<u8>,
     /// Seconds before QEMU is stopped.
     timeout: u64,
-    /// "clean" or "error": how the board must end.
+    /// "clean" or "error": how the board must end; "stopped": the run is stopped once the last
+    /// `expect` line has appeared (for hypervisors that never power off, such as Xen dom0less).
     ending: String,
+    /// "ferrum" (default) or "xen-4.17": boot the deployment's unikernels as dom0less domUs of
+    /// Debian's Xen 4.17 instead (ABI fidelity).
+    #[serde(default)]
+    hypervisor: Option<String>,
     /// Skip the host-side plan check.
     #[serde(default)]
     unchecked: bool,
@@ -101,7 +106,8 @@ fn judge(s: &Scenario, ending: Ending, log: &str) -> Result<(), String> {
     let want = match s.ending.as_str() {
         "clean" => Ending::Clean,
         "error" => Ending::Error,
-        other => return Err(format!("scenario ending '{other}' is not clean or error")),
+        "stopped" => Ending::Stopped,
+        other => return Err(format!("scenario ending '{other}' is not clean, error or stopped")),
     };
     if ending != want {
         return Err(format!("the board ended {ending:?}, expected {want:?}"));
@@ -238,8 +244,13 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                             Vec::new()
                         },
                     };
-                    let cmd = qemu::prepare(&o)?;
-                    let run = qemu::run_batch(cmd, o.timeout, false, &s.input)?;
+                    let cmd = match s.hypervisor.as_deref() {
+                        None | Some("ferrum") => qemu::prepare(&o)?,
+                        Some("xen-4.17") => crate::xen::command(gic, &o.deployment, false)?,
+                        Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
+                    };
+                    let stop = (s.ending == "stopped").then(|| s.expect.last().map(String::as_str)).flatten();
+                    let run = qemu::run_batch(cmd, o.timeout, false, &s.input, stop)?;
                     let dir = root().join("build/logs");
                     let _ = std::fs::create_dir_all(&dir);
                     let logf = dir.join(format!("{name}-gicv{gic}.log"));
@@ -273,6 +284,7 @@ mod tests {
             gic: vec![2],
             timeout: 1,
             ending: "clean".into(),
+            hypervisor: None,
             unchecked: false,
             expect: expect.iter().map(|s| s.to_string()).collect(),
             expect_unordered: vec!["b".into()],

@@ -78,8 +78,9 @@ fn sleep_and_report(ms: u64) {
     let slept = t0.elapsed();
     let up = time::now().since_start();
     println!(
-        "hello: slept {} ms on the virtual timer (asked {ms}); time since boot {}.{:06} s",
+        "hello: slept {} ms on the virtual timer (asked {ms}: {}); time since boot {}.{:06} s",
         slept.as_millis(),
+        if slept >= Duration::from_millis(ms) { "not early" } else { "EARLY" },
         up.as_secs(),
         up.subsec_micros()
     );
