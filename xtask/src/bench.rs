@@ -20,7 +20,8 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
     match args.first().map(String::as_str) {
         Some("boot") => bench_boot(&args[1..]),
         Some("hypercall") => bench_hypercall(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]\n       cargo xtask bench hypercall [--gic 2|3]"
+        Some("unikernel") => bench_unikernel(&args[1..]),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]"
             .into()),
     }
 }
@@ -203,4 +204,65 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
         let _ = std::fs::write(dir.join(format!("hypercall-gicv{gic}.log")), &run.log);
     }
     Ok(0)
+}
+
+/// The number before `unit` in the first log line containing `marker`.
+fn figure(log: &str, marker: &str, unit: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    line[line.find(marker)? + marker.len()..].split(unit).next()?.trim().rsplit(' ').next()?.parse().ok()
+}
+
+/// `cargo xtask bench unikernel`: the same ferrum-rt images (hello, and the pingpong pair) on
+/// ferrum and as dom0less domUs of Debian's Xen 4.17, under DESIGN.md §7's deterministic
+/// settings (one counter tick = one instruction): instructions from the hypervisor's hand-off
+/// (the unikernel's first instruction) to its first console line, and the event-channel
+/// ping-pong round trip between two unikernels (median), side by side with the ratio.
+fn bench_unikernel(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--gic", "--rounds"], &[])?;
+    let gics: Vec<u8> = match opt(args, "--gic")? {
+        Some(v) => vec![v.parse().map_err(|_| format!("--gic: '{v}'"))?],
+        None => vec![2, 3],
+    };
+    let rounds: u32 = opt(args, "--rounds")?.map_or(Ok(200), |v| v.parse().map_err(|_| format!("--rounds: '{v}'")))?;
+    setup::ensure_host_tools()?;
+    let dir = root().join("build/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dep_file = dir.join("unikernel.toml");
+    let toml = format!(
+        "name = \"bench-unikernel\"\nplatform = \"qemu-virt\"\n\n\
+         [[domain]]\nname = \"hello\"\nkernel = \"guest:hello\"\ncpus = [0]\nmemory = \"16M\"\nxen = true\nbootargs = \"sleep=1\"\n\n\
+         [[domain]]\nname = \"ping\"\nkernel = \"guest:pingpong\"\ncpus = [1]\nmemory = \"16M\"\nxen = true\nbootargs = \"role=ping peer=3 rounds={rounds}\"\n\n\
+         [[domain]]\nname = \"pong\"\nkernel = \"guest:pingpong\"\ncpus = [2]\nmemory = \"16M\"\nxen = true\nbootargs = \"role=pong peer=2\"\n"
+    );
+    std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
+    println!("{:<44} {:>4} {:>10} {:>10} {:>7} {:>7}", "instructions (median)", "GIC", "ferrum", "Xen 4.17", "ratio", "target");
+    let mut all_met = true;
+    for gic in gics {
+        let o = RunOpts { gic, deployment: dep_file.clone(), timeout: Some(600), unchecked: false, extra_files: Vec::new() };
+        let mut ours = qemu::prepare(&o)?;
+        ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
+        let ours = qemu::run_batch(ours, Some(600), false, &[], None)?;
+        let _ = std::fs::write(dir.join(format!("unikernel-ferrum-gicv{gic}.log")), &ours.log);
+        let xen = crate::xen::command(gic, &dep_file, true)?;
+        let xen = qemu::run_batch(xen, Some(600), false, &[], Some("pingpong: ping: done"))?;
+        let _ = std::fs::write(dir.join(format!("unikernel-xen-gicv{gic}.log")), &xen.log);
+        let rows = [
+            ("hand-off -> first console line (hello)", "hello: first line ", " counter ticks"),
+            ("event-channel ping-pong round trip", "round trips: median ", " ticks"),
+        ];
+        for (what, marker, unit) in rows {
+            let get = |log: &str, who: &str| {
+                figure(log, marker, unit).ok_or_else(|| {
+                    format!("GICv{gic}: no '{marker}' figure on {who} (logs: build/bench/unikernel-*-gicv{gic}.log)")
+                })
+            };
+            let (a, b) = (get(&ours.log, "ferrum")?, get(&xen.log, "Xen")?);
+            let ratio = a as f64 / b as f64;
+            all_met &= ratio <= 0.3;
+            println!("{what:<44} {gic:>4} {a:>10} {b:>10} {ratio:>7.3} {:>7}", "<= 0.3");
+        }
+    }
+    println!("(hello's first line goes to the Xen PV console ring on ferrum and to the vpl011 UART that Xen");
+    println!(" offers a dom0less domU; ping-pong: {rounds} rounds, both ends waiting in WFI between messages)");
+    Ok(if all_met { 0 } else { 1 })
 }
