@@ -212,11 +212,13 @@ fn figure(log: &str, marker: &str, unit: &str) -> Option<u64> {
     line[line.find(marker)? + marker.len()..].split(unit).next()?.trim().rsplit(' ').next()?.parse().ok()
 }
 
-/// `cargo xtask bench unikernel`: the same ferrum-rt images (hello, and the pingpong pair) on
-/// ferrum and as dom0less domUs of Debian's Xen 4.17, under DESIGN.md §7's deterministic
-/// settings (one counter tick = one instruction): instructions from the hypervisor's hand-off
-/// (the unikernel's first instruction) to its first console line, and the event-channel
-/// ping-pong round trip between two unikernels (median), side by side with the ratio.
+/// `cargo xtask bench unikernel`: the same ferrum-rt images on ferrum and as dom0less domUs of
+/// Debian's Xen 4.17, under DESIGN.md §7's deterministic settings (one counter tick = one
+/// instruction): instructions from the hypervisor's hand-off (the unikernel's first instruction)
+/// to its first console line (`hello` alone on the board), and the event-channel ping-pong round
+/// trip between two unikernels (the `pingpong` pair alone; median), side by side with the ratio.
+/// Under `-icount` every CPU's instructions advance the one clock, so each figure is measured
+/// with nothing else running.
 fn bench_unikernel(args: &[String]) -> Result<u8, String> {
     check_args(args, &["--gic", "--rounds"], &[])?;
     let gics: Vec<u8> = match opt(args, "--gic")? {
@@ -227,33 +229,58 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
     setup::ensure_host_tools()?;
     let dir = root().join("build/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let dep_file = dir.join("unikernel.toml");
-    let toml = format!(
-        "name = \"bench-unikernel\"\nplatform = \"qemu-virt\"\n\n\
-         [[domain]]\nname = \"hello\"\nkernel = \"guest:hello\"\ncpus = [0]\nmemory = \"16M\"\nxen = true\nbootargs = \"sleep=1\"\n\n\
-         [[domain]]\nname = \"ping\"\nkernel = \"guest:pingpong\"\ncpus = [1]\nmemory = \"16M\"\nxen = true\nbootargs = \"role=ping peer=3 rounds={rounds}\"\n\n\
-         [[domain]]\nname = \"pong\"\nkernel = \"guest:pingpong\"\ncpus = [2]\nmemory = \"16M\"\nxen = true\nbootargs = \"role=pong peer=2\"\n"
+    let head = "platform = \"qemu-virt\"\n\n";
+    let dom = |name: &str, kernel: &str, cpu: u32, args: &str| {
+        format!("[[domain]]\nname = \"{name}\"\nkernel = \"guest:{kernel}\"\ncpus = [{cpu}]\nmemory = \"16M\"\nxen = true\nbootargs = \"{args}\"\n\n")
+    };
+    let hello = dir.join("unikernel-hello.toml");
+    std::fs::write(&hello, format!("name = \"bench-hello\"\n{head}{}", dom("hello", "hello", 0, "sleep=1 profile")))
+        .map_err(|e| e.to_string())?;
+    let pp = dir.join("unikernel-pingpong.toml");
+    std::fs::write(
+        &pp,
+        format!(
+            "name = \"bench-pingpong\"\n{head}{}{}",
+            dom("ping", "pingpong", 0, &format!("role=ping peer=2 rounds={rounds}")),
+            dom("pong", "pingpong", 1, "role=pong peer=1")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{:<44} {:>4} {:>10} {:>10} {:>7} {:>7}",
+        "instructions (median)", "GIC", "ferrum", "Xen 4.17", "ratio", "target"
     );
-    std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
-    println!("{:<44} {:>4} {:>10} {:>10} {:>7} {:>7}", "instructions (median)", "GIC", "ferrum", "Xen 4.17", "ratio", "target");
     let mut all_met = true;
+    let rows = [
+        (
+            "hand-off -> first console line (hello)",
+            &hello,
+            "hello: first line ",
+            " counter ticks",
+            "hello: shutting down",
+        ),
+        ("event-channel ping-pong round trip", &pp, "round trips: median ", " ticks", "pingpong: ping: done"),
+    ];
     for gic in gics {
-        let o = RunOpts { gic, deployment: dep_file.clone(), timeout: Some(600), unchecked: false, extra_files: Vec::new() };
-        let mut ours = qemu::prepare(&o)?;
-        ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
-        let ours = qemu::run_batch(ours, Some(600), false, &[], None)?;
-        let _ = std::fs::write(dir.join(format!("unikernel-ferrum-gicv{gic}.log")), &ours.log);
-        let xen = crate::xen::command(gic, &dep_file, true)?;
-        let xen = qemu::run_batch(xen, Some(600), false, &[], Some("pingpong: ping: done"))?;
-        let _ = std::fs::write(dir.join(format!("unikernel-xen-gicv{gic}.log")), &xen.log);
-        let rows = [
-            ("hand-off -> first console line (hello)", "hello: first line ", " counter ticks"),
-            ("event-channel ping-pong round trip", "round trips: median ", " ticks"),
-        ];
-        for (what, marker, unit) in rows {
+        for (what, file, marker, unit, stop) in rows {
+            let o = RunOpts {
+                gic,
+                deployment: file.clone(),
+                timeout: Some(600),
+                unchecked: false,
+                extra_files: Vec::new(),
+            };
+            let mut ours = qemu::prepare(&o)?;
+            ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
+            let ours = qemu::run_batch(ours, Some(600), false, &[], None)?;
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let _ = std::fs::write(dir.join(format!("{stem}-ferrum-gicv{gic}.log")), &ours.log);
+            let xen = crate::xen::command(gic, file, true)?;
+            let xen = qemu::run_batch(xen, Some(600), false, &[], Some(stop))?;
+            let _ = std::fs::write(dir.join(format!("{stem}-xen-gicv{gic}.log")), &xen.log);
             let get = |log: &str, who: &str| {
                 figure(log, marker, unit).ok_or_else(|| {
-                    format!("GICv{gic}: no '{marker}' figure on {who} (logs: build/bench/unikernel-*-gicv{gic}.log)")
+                    format!("GICv{gic}: no '{marker}' figure on {who} (logs: build/bench/{stem}-*-gicv{gic}.log)")
                 })
             };
             let (a, b) = (get(&ours.log, "ferrum")?, get(&xen.log, "Xen")?);
@@ -263,6 +290,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
         }
     }
     println!("(hello's first line goes to the Xen PV console ring on ferrum and to the vpl011 UART that Xen");
-    println!(" offers a dom0less domU; ping-pong: {rounds} rounds, both ends waiting in WFI between messages)");
+    println!(" offers a dom0less domU; ping-pong: {rounds} rounds, both ends waiting in WFI between messages;");
+    println!(" boot phases: build/bench/unikernel-hello-*.log)");
     Ok(if all_met { 0 } else { 1 })
 }

@@ -63,11 +63,13 @@ fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u
         .args(["-cpu", cpu, "-smp", &dep.platform.cpus.to_string(), "-m", &RAM_MIB.to_string(), "-nographic"]))?;
     let raw = std::fs::read(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
     let tree = fdt::Fdt::new(&raw).map_err(|e| format!("QEMU's device tree: {e:?}"))?;
-    let uart = tree
-        .find_compatible(&["arm,pl011"])
-        .map(|n| n.name.to_string())
-        .ok_or("QEMU's device tree has no PL011")?;
-    let bootargs = format!("console=dtuart dtuart=/{uart} loglvl=all");
+    let uart =
+        tree.find_compatible(&["arm,pl011"]).map(|n| n.name.to_string()).ok_or("QEMU's device tree has no PL011")?;
+    // `xsm=dummy`: Xen on Arm builds default to the SILO policy, which forbids event channels
+    // and grants between two domUs (pingpong); the dummy policy allows them, as ferrum does.
+    // `bootscrub=0`: no scrubbing of free RAM on idle CPUs, which under `-icount` would add
+    // instructions to every measurement.
+    let bootargs = format!("console=dtuart dtuart=/{uart} loglvl=all xsm=dummy bootscrub=0");
     let mut sizes = Vec::new();
     for d in &dep.domains {
         sizes.push(std::fs::metadata(&d.kernel.path).map_err(|e| e.to_string())?.len());

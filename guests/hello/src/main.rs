@@ -5,7 +5,7 @@
 //! on the other) and the grant table (grants a page and takes it back), sleeps on the virtual
 //! timer, prints the time and shuts down with `SCHEDOP_shutdown(poweroff)`.
 //!
-//! Boot arguments: `sleep=<ms>` (default 100), `panic` (panic after the greeting: the runtime
+//! Boot arguments: `sleep=<ms>` (default 100), `profile` (print the runtime's boot phases), `panic` (panic after the greeting: the runtime
 //! reports it and shuts down with `crash`).
 #![no_std]
 #![no_main]
@@ -19,6 +19,8 @@ fn main(rt: &mut Runtime) {
     let first = rt.first_line_ticks();
     let ms: u64 = rt.arg("sleep").and_then(|v| v.parse().ok()).unwrap_or(100);
     let crash = rt.bootargs().split_whitespace().any(|w| w == "panic");
+    let profile = rt.bootargs().split_whitespace().any(|w| w == "profile");
+    let boot = rt.boot_profile();
     let Some(x) = rt.xen() else {
         println!("hello: no Xen here; a plain guest");
         sleep_and_report(ms);
@@ -26,13 +28,18 @@ fn main(rt: &mut Runtime) {
     };
     match x.store.as_mut() {
         Some(s) => {
-            let name = s.read("name").unwrap_or_else(|e| alloc_str(e));
-            let domid = s.read("domid").unwrap_or_else(|e| alloc_str(e));
+            let name = s.read("name").unwrap_or_else(alloc_str);
+            let domid = s.read("domid").unwrap_or_else(alloc_str);
             println!("hello from {name}, domid {domid} (read from xenstore)");
         }
         None => println!("hello: this Xen offers no xenstore (dom0less without it); carrying on without a name"),
     }
     println!("hello: first line {first} counter ticks after the hand-off");
+    if profile {
+        for (what, ticks) in boot {
+            println!("hello: boot profile: {what}: {ticks} ticks");
+        }
+    }
 
     // Event channels: a loop-back channel, send on one end, the upcall arrives on the other.
     match xen::alloc_unbound(xen_abi::domid::SELF)
@@ -57,7 +64,12 @@ fn main(rt: &mut Runtime) {
     let page = ferrum_rt::alloc_page();
     let me = x.domid.unwrap_or(xen_abi::domid::SELF);
     match x.grant(me, page, true) {
-        Ok(r) => println!("hello: grant table v1: ref {} granted (flags {:#x}), revoked: {:?}", r.0, x.grant_flags(r), x.revoke(r).is_ok()),
+        Ok(r) => println!(
+            "hello: grant table v1: ref {} granted (flags {:#x}), revoked: {:?}",
+            r.0,
+            x.grant_flags(r),
+            x.revoke(r).is_ok()
+        ),
         Err(e) => println!("hello: grant failed: {e:?}"),
     }
     if crash {

@@ -67,9 +67,9 @@ fn ping(x: &mut Xen, peer: u16, rounds: u32) {
     match x.store.as_mut() {
         Some(s) => {
             let me = x.domid.unwrap_or(0);
-            let r = s.mkdir("data/pingpong").and_then(|_| {
-                s.set_perms("data/pingpong", &[&alloc::format!("n{me}"), &alloc::format!("r{peer}")])
-            });
+            let r = s
+                .mkdir("data/pingpong")
+                .and_then(|_| s.set_perms("data/pingpong", &[&alloc::format!("n{me}"), &alloc::format!("r{peer}")]));
             r.and_then(|_| {
                 s.transaction(|c, t| {
                     c.write_in(t, "data/pingpong/gref", &gref.0.to_string())?;
@@ -83,7 +83,10 @@ fn ping(x: &mut Xen, peer: u16, rounds: u32) {
         None => {
             page.u32_at(OFF_PORT).store(port.0, Ordering::Relaxed);
             page.u32_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
-            println!("pingpong: ping: no xenstore; offered grant {} and port {} to domain {peer} in the page", gref.0, port.0);
+            println!(
+                "pingpong: ping: no xenstore; offered grant {} and port {} to domain {peer} in the page",
+                gref.0, port.0
+            );
         }
     }
     // Pong says hello with a first notification once it is connected.
@@ -175,7 +178,8 @@ fn pong(x: &mut Xen, peer: u16) {
         }
         page.u32_at(OFF_PORT).load(Ordering::Relaxed)
     });
-    let port: Port = xen::bind_interdomain(peer, rport).unwrap_or_else(|e| fail(&alloc::format!("bind_interdomain: {e}")));
+    let port: Port =
+        xen::bind_interdomain(peer, rport).unwrap_or_else(|e| fail(&alloc::format!("bind_interdomain: {e}")));
     println!(
         "pingpong: pong: mapped grant {} at {:#x}, bound port {} to domain {peer}'s port {rport}; {} rounds",
         gref.0,

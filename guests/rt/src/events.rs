@@ -69,7 +69,8 @@ impl Fired {
 
     /// Whether `port` fired since the last call, clearing the flag.
     pub fn take(&self, port: u32) -> bool {
-        port < NR_PORTS && self.bits[port as usize / 64].fetch_and(!(1 << (port % 64)), Ordering::AcqRel) & (1 << (port % 64)) != 0
+        port < NR_PORTS
+            && self.bits[port as usize / 64].fetch_and(!(1 << (port % 64)), Ordering::AcqRel) & (1 << (port % 64)) != 0
     }
 
     /// Whether `port` fired, without clearing.

@@ -37,8 +37,8 @@ mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
-pub mod xen;
-#[cfg(target_os = "none")]
 mod rt;
+#[cfg(target_os = "none")]
+pub mod xen;
 #[cfg(target_os = "none")]
 pub use rt::*;

@@ -21,6 +21,14 @@ pub static IRQ_STAMP: AtomicU64 = AtomicU64::new(0);
 static HANDOFF: AtomicU64 = AtomicU64::new(0);
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
+/// Boot phases, in order, for [`Runtime::boot_profile`].
+const PHASES: [&str; 6] = ["rust entry", "device tree and heap", "GIC", "Xen setup", "IRQs on", "first line"];
+static PHASE_AT: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+
+fn phase(i: usize) {
+    PHASE_AT[i].store(arch::counter(), Ordering::Relaxed);
+}
+
 /// The virtual timer's PPI.
 pub const VTIMER_PPI: u32 = 27;
 /// Xen's event-channel upcall PPI.
@@ -80,6 +88,18 @@ impl Runtime {
         console::first_line_ticks().saturating_sub(self.handoff)
     }
 
+    /// Counter ticks each boot phase took, from the hand-off to the first line (the boot
+    /// path before Rust — BSS, page tables, MMU — is the "rust entry" phase).
+    pub fn boot_profile(&self) -> [(&'static str, u64); 6] {
+        let mut prev = self.handoff;
+        core::array::from_fn(|i| {
+            let t = PHASE_AT[i].load(Ordering::Relaxed);
+            let d = t.saturating_sub(prev);
+            prev = t;
+            (PHASES[i], d)
+        })
+    }
+
     /// The GIC version in use (2 or 3; 0 if none was found).
     pub fn gic_version(&self) -> u8 {
         match self.gic {
@@ -133,6 +153,7 @@ fn gic_of(fdt: &fdt::Fdt<'_>) -> Option<gic::Gic> {
 /// The Rust side of the boot path: `dtb` from x0, `handoff` the counter at our first instruction.
 pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     HANDOFF.store(handoff, Ordering::Relaxed);
+    phase(0);
     let Some(fdt) = arch::device_tree(dtb) else {
         shutdown(ShutdownReason::Crash);
     };
@@ -163,7 +184,9 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     arch::heap_init(heap.0, heap.1);
     let bootargs = fdt.chosen().bootargs().unwrap_or("").to_string();
     let gic = gic_of(&fdt);
+    phase(1);
 
+    phase(2);
     let mut xen_error = None;
     let xen = match xen::detect(&fdt) {
         Some(regs) => match xen::init(&regs, ram_end) {
@@ -175,6 +198,7 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         },
         None => None,
     };
+    phase(3);
     if let Some(g) = gic {
         let ppis = 1 << VTIMER_PPI | if xen.is_some() { 1 << EVTCHN_PPI } else { 0 };
         gic::init(g, ppis);
@@ -183,6 +207,7 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     if console::device() == Device::None && xen.is_some() {
         console::set_device(Device::Hypercall);
     }
+    phase(4);
     let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error };
     let hyp = match rt.xen.as_ref() {
         Some(x) => alloc::format!("Xen {}.{} interface", x.version.0, x.version.1),
@@ -201,6 +226,7 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         ram.1 >> 20,
         (heap.1 - heap.0) >> 10
     );
+    phase(5);
     if let Some(e) = &rt.xen_error {
         crate::println!("ferrum-rt: Xen found but not usable: {e}");
     }

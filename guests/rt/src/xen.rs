@@ -324,14 +324,18 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
     SHARED_INFO.store(si, Ordering::Release);
 
     let &(gbase, gsize) = regs.first().ok_or(SetupError::NoGrantWindow)?;
-    if gbase == 0 || gbase % 4096 != 0 || gsize < 4096 {
+    if gbase == 0 || !gbase.is_multiple_of(4096) || gsize < 4096 {
         return Err(SetupError::NoGrantWindow);
     }
     add_to_physmap(memory::SPACE_GRANT_TABLE, 0, gbase >> 12).map_err(|e| SetupError::Hypercall("grant table", e))?;
     let grants = GrantTable::new(SharedPage::at(gbase).all_words());
 
     // Grant mappings go to the first extended region our page tables map as normal memory.
-    let mapped = |a: u64| (0x4000_0000..0x1_0000_0000).contains(&a) || (0x2_0000_0000..0x2_4000_0000).contains(&a) || (0x40_0000_0000..0x40_4000_0000).contains(&a);
+    let mapped = |a: u64| {
+        (0x4000_0000..0x1_0000_0000).contains(&a)
+            || (0x2_0000_0000..0x2_4000_0000).contains(&a)
+            || (0x40_0000_0000..0x40_4000_0000).contains(&a)
+    };
     let map_base = regs
         .iter()
         .skip(1)

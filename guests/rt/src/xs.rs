@@ -93,7 +93,7 @@ impl Decoder {
     }
 
     /// The next complete message, if one has arrived.
-    pub fn next(&mut self) -> Result<Option<(Header, Vec<u8>)>, XsError> {
+    pub fn next_message(&mut self) -> Result<Option<(Header, Vec<u8>)>, XsError> {
         if self.buf.len() < xs::HEADER_SIZE {
             return Ok(None);
         }
@@ -191,7 +191,7 @@ impl<T: Transport> Xenstore<T> {
             }
         }
         loop {
-            while let Some((h, payload)) = self.dec.next()? {
+            while let Some((h, payload)) = self.dec.next_message()? {
                 if h.ty == xs::WATCH_EVENT {
                     let v = split_strings(&payload)?;
                     if v.len() >= 2 {
@@ -311,7 +311,7 @@ impl<T: Transport> Xenstore<T> {
     /// A queued watch event, if any (reads what the server has sent without waiting).
     pub fn try_watch(&mut self) -> Result<Option<WatchEvent>, XsError> {
         self.pump()?;
-        while let Some((h, payload)) = self.dec.next()? {
+        while let Some((h, payload)) = self.dec.next_message()? {
             if h.ty != xs::WATCH_EVENT {
                 return Err(XsError::Protocol("reply without a request"));
             }
@@ -358,16 +358,16 @@ mod tests {
         let mut d = Decoder::default();
         let m = encode(xs::READ, 9, 0, &[b"hello"]).unwrap();
         d.push(&m[..5]);
-        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.next_message(), Ok(None));
         d.push(&m[5..]);
         d.push(&m[..3]);
-        let (h, p) = d.next().unwrap().unwrap();
+        let (h, p) = d.next_message().unwrap().unwrap();
         assert_eq!((h.ty, h.req_id, h.len), (xs::READ, 9, 6));
         assert_eq!(p, b"hello\0");
-        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.next_message(), Ok(None));
         let mut d = Decoder::default();
         d.push(&[2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 16, 0, 0]);
-        assert!(matches!(d.next(), Err(XsError::Protocol(_))));
+        assert!(matches!(d.next_message(), Err(XsError::Protocol(_))));
     }
 
     #[test]
@@ -429,7 +429,10 @@ mod tests {
         // A watch fires once at registration, then on a change; events that arrive while a
         // request is outstanding are queued.
         b.watch("/local/domain/1/data/shared", "t").unwrap();
-        assert_eq!(b.next_watch().unwrap(), WatchEvent { path: "/local/domain/1/data/shared".into(), token: "t".into() });
+        assert_eq!(
+            b.next_watch().unwrap(),
+            WatchEvent { path: "/local/domain/1/data/shared".into(), token: "t".into() }
+        );
         a.write("data/shared", "v").unwrap();
         a.set_perms("data/shared", &["n1", "r2"]).unwrap();
         assert_eq!(b.read("/local/domain/1/data/shared").unwrap(), "v");

@@ -240,8 +240,8 @@ const STACK_SIZE: usize = 64 * 1024;
 struct Stack([u8; STACK_SIZE]);
 
 #[no_mangle]
+#[link_section = ".rt_stack"]
 static mut RT_STACK: Stack = Stack([0; STACK_SIZE]);
-
 
 extern "C" {
     static __image_start: u8;
@@ -255,7 +255,7 @@ pub fn image_range() -> (u64, u64) {
 
 /// The device tree the boot loader passed.
 pub fn device_tree(addr: u64) -> Option<fdt::Fdt<'static>> {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the hypervisor passes a flattened device tree in x0, inside our RAM (mapped as
@@ -283,7 +283,9 @@ pub fn counter_freq() -> u64 {
 /// Arms the virtual timer for counter value `cval`.
 pub fn timer_arm(cval: u64) {
     // SAFETY: this vCPU's virtual timer: compare value, then enable with the interrupt unmasked.
-    unsafe { asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) cval, in(reg) 1u64, options(nostack)) };
+    unsafe {
+        asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) cval, in(reg) 1u64, options(nostack))
+    };
 }
 
 /// Stops the virtual timer (and so its interrupt).
@@ -359,7 +361,9 @@ pub fn hypercall(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> i64 {
 pub fn smccc(f: u64, a1: u64, a2: u64, a3: u64) -> i64 {
     let r: u64;
     // SAFETY: SMCCC over HVC; x0-x3 carry arguments and results.
-    unsafe { asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack)) };
+    unsafe {
+        asm!("hvc #0", inout("x0") f => r, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _, options(nostack))
+    };
     r as i64
 }
 
@@ -372,7 +376,7 @@ impl SharedPage {
     /// The page at `addr`: one of our own page-aligned statics or heap pages, or a page the
     /// hypervisor maps at that address for us (the callers say which).
     pub fn at(addr: u64) -> Self {
-        assert!(addr != 0 && addr % 4096 == 0, "shared page {addr:#x}");
+        assert!(addr != 0 && addr.is_multiple_of(4096), "shared page {addr:#x}");
         Self(addr)
     }
 
@@ -391,21 +395,21 @@ impl SharedPage {
 
     /// The 32-bit word at `off`.
     pub fn u32_at(self, off: usize) -> &'static AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= 4096);
+        assert!(off.is_multiple_of(4) && off + 4 <= 4096);
         // SAFETY: aligned, inside the page (checked), accessed atomically.
         unsafe { &*((self.0 + off as u64) as *const AtomicU32) }
     }
 
     /// The 64-bit word at `off`.
     pub fn u64_at(self, off: usize) -> &'static AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= 4096);
+        assert!(off.is_multiple_of(8) && off + 8 <= 4096);
         // SAFETY: aligned, inside the page (checked), accessed atomically.
         unsafe { &*((self.0 + off as u64) as *const AtomicU64) }
     }
 
     /// 64 words from `off`.
     pub fn words64(self, off: usize) -> &'static [AtomicU64; 64] {
-        assert!(off % 8 == 0 && off + 512 <= 4096);
+        assert!(off.is_multiple_of(8) && off + 512 <= 4096);
         // SAFETY: aligned, inside the page (checked), accessed atomically.
         unsafe { &*((self.0 + off as u64) as *const [AtomicU64; 64]) }
     }
