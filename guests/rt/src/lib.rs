@@ -20,12 +20,13 @@
 //!   `crash`.
 //!
 //! Limits: one vCPU (vCPU 0); interrupt handlers only record events (no callbacks run in
-//! interrupt context). Logic modules ([`ring`], [`xs`], [`events`], [`grants`], [`time`]'s
+//! interrupt context). Logic modules ([`dt`], [`ring`], [`xs`], [`events`], [`grants`], [`time`]'s
 //! conversions) are plain code, host-tested; `unsafe` lives in `arch` only.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod dt;
 pub mod events;
 pub mod grants;
 pub mod ring;

@@ -128,48 +128,25 @@ pub fn shutdown(r: ShutdownReason) -> ! {
     }
 }
 
-fn uart_of(fdt: &fdt::Fdt<'_>) -> Option<u64> {
-    let is_uart = |n: &fdt::node::FdtNode<'_, '_>| {
-        n.compatible().is_some_and(|c| c.all().any(|s| s == "arm,pl011" || s == "arm,sbsa-uart"))
-    };
-    let node = fdt.chosen().stdout().filter(|n| is_uart(n)).or_else(|| fdt.all_nodes().find(|n| is_uart(n)))?;
-    Some(node.reg()?.next()?.starting_address as u64)
-}
-
-fn gic_of(fdt: &fdt::Fdt<'_>) -> Option<gic::Gic> {
-    for n in fdt.all_nodes() {
-        let Some(c) = n.compatible() else { continue };
-        let mut regs = n.reg().into_iter().flatten().map(|r| r.starting_address as u64);
-        if c.all().any(|s| s == "arm,gic-v3") {
-            return Some(gic::Gic::V3 { dist: regs.next()?, redist: regs.next()? });
-        }
-        if c.all().any(|s| matches!(s, "arm,cortex-a15-gic" | "arm,gic-400" | "arm,cortex-a9-gic" | "arm,gic-v2")) {
-            return Some(gic::Gic::V2 { dist: regs.next()?, cpu: regs.next()? });
-        }
-    }
-    None
-}
-
 /// The Rust side of the boot path: `dtb` from x0, `handoff` the counter at our first instruction.
 pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     HANDOFF.store(handoff, Ordering::Relaxed);
     phase(0);
-    let Some(fdt) = arch::device_tree(dtb) else {
+    let Some(blob) = arch::device_tree(dtb) else {
         shutdown(ShutdownReason::Crash);
     };
-    if let Some(u) = uart_of(&fdt) {
+    let info = match crate::dt::parse(blob) {
+        Ok(i) => i,
+        Err(_) => shutdown(ShutdownReason::Crash),
+    };
+    if let Some(u) = info.uart {
         console::set_device(Device::Uart(u));
     }
     let (img_start, img_end) = arch::image_range();
-    let ram = fdt
-        .memory()
-        .regions()
-        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64))
-        .find(|&(b, s)| (b..b + s).contains(&img_start))
-        .unwrap_or((img_start, 16 << 20));
+    let ram = info.memory.filter(|&(b, s)| (b..b + s).contains(&img_start)).unwrap_or((img_start, 16 << 20));
     let ram_end = ram.0 + ram.1;
     // The heap: the larger piece of RAM after our image that the device tree does not cover.
-    let (dt_start, dt_end) = (dtb, (dtb + fdt.total_size() as u64).next_multiple_of(4096));
+    let (dt_start, dt_end) = (dtb, (dtb + blob.len() as u64).next_multiple_of(4096));
     let lo = img_end.next_multiple_of(4096);
     let pieces = if dt_start >= lo && dt_start < ram_end {
         [(lo, dt_start & !4095), (dt_end, ram_end)]
@@ -182,14 +159,16 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         shutdown(ShutdownReason::Crash);
     }
     arch::heap_init(heap.0, heap.1);
-    let bootargs = fdt.chosen().bootargs().unwrap_or("").to_string();
-    let gic = gic_of(&fdt);
+    let bootargs = info.bootargs.to_string();
+    let gic = info.gic.map(|g| match g {
+        crate::dt::GicNode::V2(dist, cpu) => gic::Gic::V2 { dist, cpu },
+        crate::dt::GicNode::V3(dist, redist) => gic::Gic::V3 { dist, redist },
+    });
     phase(1);
-
     phase(2);
     let mut xen_error = None;
-    let xen = match xen::detect(&fdt) {
-        Some(regs) => match xen::init(&regs, ram_end) {
+    let xen = match info.hypervisor {
+        Some(regs) => match xen::init(regs.as_slice(), ram_end) {
             Ok(x) => Some(x),
             Err(e) => {
                 xen_error = Some(e.to_string());

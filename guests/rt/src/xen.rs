@@ -304,15 +304,6 @@ impl core::fmt::Display for SetupError {
     }
 }
 
-/// Is there a Xen `/hypervisor` node? Returns its `reg` ranges.
-pub fn detect(fdt: &fdt::Fdt<'_>) -> Option<Vec<(u64, u64)>> {
-    let n = fdt.find_node("/hypervisor")?;
-    if !n.compatible()?.all().any(|c| c == "xen,xen") {
-        return None;
-    }
-    Some(n.reg()?.map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64)).collect())
-}
-
 /// Sets Xen up: version, `shared_info`, the grant table, the xenstore ring, and the PV console
 /// when offered (the console switches to it). `ram_end` bounds where grant mappings may go.
 pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {

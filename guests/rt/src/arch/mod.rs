@@ -253,15 +253,22 @@ pub fn image_range() -> (u64, u64) {
     (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__image_end) as u64)
 }
 
-/// The device tree the boot loader passed.
-pub fn device_tree(addr: u64) -> Option<fdt::Fdt<'static>> {
+/// The flattened device tree the boot loader passed in x0, as bytes (`totalsize` of them).
+pub fn device_tree(addr: u64) -> Option<&'static [u8]> {
     if addr == 0 || !addr.is_multiple_of(8) {
         return None;
     }
-    // SAFETY: the hypervisor passes a flattened device tree in x0, inside our RAM (mapped as
-    // normal memory by the boot path); `from_ptr` checks the header before reading further, and
-    // the heap is placed clear of the tree's `totalsize` bytes, so it stays intact.
-    unsafe { fdt::Fdt::from_ptr(addr as *const u8).ok() }
+    // SAFETY: the hypervisor passes a device tree in x0 inside our RAM, which the boot path maps
+    // as normal memory; only its 8-byte header is read before its size is known.
+    let hdr = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
+    let word = |o: usize| u32::from_be_bytes([hdr[o], hdr[o + 1], hdr[o + 2], hdr[o + 3]]);
+    let total = word(4) as u64;
+    if word(0) != 0xd00d_feed || !(40..=2 << 20).contains(&total) {
+        return None;
+    }
+    // SAFETY: as above, `totalsize` bytes (at most 2 MiB, checked); the heap is placed clear of
+    // them, so they stay intact for the rest of the run.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, total as usize) })
 }
 
 /// The virtual counter.
