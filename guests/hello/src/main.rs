@@ -5,7 +5,8 @@
 //! on the other) and the grant table (grants a page and takes it back), sleeps on the virtual
 //! timer, prints the time and shuts down with `SCHEDOP_shutdown(poweroff)`.
 //!
-//! Boot arguments: `sleep=<ms>` (default 100), `profile` (print the runtime's boot phases), `panic` (panic after the greeting: the runtime
+//! Boot arguments: `sleep=<ms>` (default 100), `profile` (print the runtime's boot phases), `echo` (read a line from the console and
+//! echo it), `panic` (panic after the greeting: the runtime
 //! reports it and shuts down with `crash`).
 #![no_std]
 #![no_main]
@@ -75,7 +76,26 @@ fn main(rt: &mut Runtime) {
     if crash {
         panic!("hello was asked to panic");
     }
+    if rt.bootargs().split_whitespace().any(|w| w == "echo") {
+        echo_line();
+    }
     sleep_and_report(ms);
+}
+
+/// Reads one line from the console (PV console input on a Xen-aware domain) and echoes it.
+fn echo_line() {
+    println!("hello: type a line:");
+    let mut line = alloc::vec::Vec::new();
+    let mut buf = [0u8; 64];
+    while line.len() < 256 {
+        let n = ferrum_rt::console::read_blocking(&mut buf);
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\r' || b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+    println!("hello: you typed '{}'", core::str::from_utf8(&line).unwrap_or("<not UTF-8>"));
 }
 
 fn alloc_str(e: ferrum_rt::xs::XsError) -> alloc::string::String {
