@@ -186,15 +186,9 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
         }
         let run = qemu::run_batch(cmd, Some(300), false, &[], None)?;
         for (what, marker, xen, target) in rows {
-            let line = run.log.lines().find(|l| l.contains(marker)).ok_or_else(|| {
-                format!("GICv{gic}: the guest printed no '{marker}' line (log: build/bench/hypercall-gicv{gic}.log)")
+            let ticks = figure(&run.log, marker, " ticks").ok_or_else(|| {
+                format!("GICv{gic}: the guest printed no '{marker}' figure (log: build/bench/hypercall-gicv{gic}.log)")
             })?;
-            let ticks: u64 = line
-                .split(" ticks")
-                .next()
-                .and_then(|t| t.rsplit(' ').next())
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| format!("cannot read the figure in '{line}'"))?;
             println!(
                 "{what:<32} {gic:>5} {ticks:>12} {:>10} {:>8}",
                 xen[usize::from(gic == 3)],

@@ -11,6 +11,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use core::time::Duration;
 use ferrum_rt::{println, time, xen, Runtime};
 
@@ -101,8 +103,6 @@ fn echo_line() {
 fn alloc_str(e: ferrum_rt::xs::XsError) -> alloc::string::String {
     alloc::format!("<{e}>")
 }
-
-extern crate alloc;
 
 fn sleep_and_report(ms: u64) {
     let t0 = time::now();
