@@ -12,7 +12,9 @@
 use crate::addr::PhysRange;
 use crate::image::ImageError;
 use crate::list::List;
-use crate::plan::{Domain, DomainKind, FaultPolicy, Plan, PlanError, PowerOffPolicy, Problem, MAX_DOMAINS};
+use crate::plan::{
+    Domain, DomainKind, FaultPolicy, Plan, PlanError, PowerOffPolicy, Problem, PvDevice, PvKind, MAX_DOMAINS,
+};
 use fdt::node::FdtNode;
 use fdt::Fdt;
 use platforms::GicVersion;
@@ -260,8 +262,46 @@ fn parse_domain<'a>(
     let mut kernel = None;
     let mut initrd = None;
     let mut bootargs = "";
+    let mut pv = List::new();
     for m in node.children() {
         let Some(compat) = m.compatible() else { continue };
+        if let Some(kind) = compat.all().find_map(|c| match c {
+            "ferrum,vbd" => Some(PvKind::Vbd),
+            "ferrum,vif" => Some(PvKind::Vif),
+            _ => None,
+        }) {
+            let field = kind.as_str();
+            let bad = |prop: &'static str| PlanError { domain: Some(i), field, problem: Problem::BadProperty(prop) };
+            let ms = |prop: &'static str| m.property(prop).and_then(|p| p.as_str()).ok_or(bad(prop));
+            let devid = m
+                .property("ferrum,devid")
+                .map(|p| p.value)
+                .filter(|v| v.len() == 4)
+                .map(cells)
+                .ok_or(bad("ferrum,devid"))?;
+            let mut dev = PvDevice {
+                kind,
+                backend: ms("ferrum,backend")?,
+                devid: devid as u32,
+                target: ms("ferrum,target")?,
+                ..Default::default()
+            };
+            match kind {
+                PvKind::Vbd => {
+                    dev.writable = match ms("ferrum,mode")? {
+                        "w" => true,
+                        "r" => false,
+                        _ => return Err(bad("ferrum,mode")),
+                    }
+                }
+                PvKind::Vif => {
+                    let mac = m.property("local-mac-address").map(|p| p.value).ok_or(bad("local-mac-address"))?;
+                    dev.mac = mac.try_into().map_err(|_| bad("local-mac-address"))?;
+                }
+            }
+            pv.push(dev).map_err(|_| PlanError { domain: Some(i), field, problem: Problem::TooManyPvDevices })?;
+            continue;
+        }
         let r = regs(&m, ac, sc).next().map(|(b, s)| PhysRange::new(b, s));
         if compat.all().any(|c| c == "multiboot,kernel") {
             kernel = Some(r.ok_or(bad("kernel", "reg"))?);
@@ -298,6 +338,7 @@ fn parse_domain<'a>(
         on_poweroff,
         devices,
         xen,
+        pv,
     })
 }
 
@@ -400,6 +441,56 @@ mod tests {
         assert_eq!(d.bootargs, "mode=good");
         assert_eq!(d.on_poweroff, PowerOffPolicy::Board);
         assert_eq!(d.on_fault, FaultPolicy::Inject);
+    }
+
+    #[test]
+    fn pv_device_nodes() {
+        let with = |mode: &'static str, mac: &'static [u8]| {
+            host_tree(move |w| {
+                good_domain(w);
+                w.begin_node("domain@1");
+                w.prop_str("compatible", "xen,domain");
+                w.prop_str("ferrum,name", "web");
+                w.prop_u32("cpus", 1);
+                w.prop_cells("ferrum,pcpus", &[3]);
+                w.prop_u64s("memory", &[16 * 1024]);
+                w.prop_u64s("ferrum,memory-base", &[0x5400_0000]);
+                w.begin_node("module@41300000");
+                w.prop_strs("compatible", &["multiboot,kernel", "multiboot,module"]);
+                w.prop_u64s("reg", &[0x4130_0000, 0x8000]);
+                w.end_node();
+                w.begin_node("vbd@ca00");
+                w.prop_str("compatible", "ferrum,vbd");
+                w.prop_str("ferrum,backend", "guest-a");
+                w.prop_u32("ferrum,devid", 51712);
+                w.prop_str("ferrum,target", "/dev/vda2");
+                w.prop_str("ferrum,mode", mode);
+                w.end_node();
+                w.begin_node("vif@0");
+                w.prop_str("compatible", "ferrum,vif");
+                w.prop_str("ferrum,backend", "guest-a");
+                w.prop_u32("ferrum,devid", 0);
+                w.prop_str("ferrum,target", "xenbr0");
+                w.prop("local-mac-address", mac);
+                w.end_node();
+                w.end_node();
+            })
+        };
+        let blob = with("w", &[0, 0x16, 0x3e, 0, 0, 2]);
+        let plan = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0x9000)).unwrap();
+        let pv = &plan.domains[1].pv;
+        assert_eq!(pv.len(), 2);
+        assert_eq!(
+            (pv[0].kind, pv[0].backend, pv[0].devid, pv[0].target, pv[0].writable),
+            (PvKind::Vbd, "guest-a", 51712, "/dev/vda2", true)
+        );
+        assert_eq!((pv[1].kind, pv[1].target, pv[1].mac), (PvKind::Vif, "xenbr0", [0, 0x16, 0x3e, 0, 0, 2]));
+        let blob = with("rw", &[0, 0x16, 0x3e, 0, 0, 2]);
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0x9000)).unwrap_err();
+        assert_eq!((e.domain, e.field, e.problem), (Some(1), "vbd", Problem::BadProperty("ferrum,mode")));
+        let blob = with("r", &[0, 0x16, 0x3e]);
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0x9000)).unwrap_err();
+        assert_eq!((e.field, e.problem), ("vif", Problem::BadProperty("local-mac-address")));
     }
 
     #[test]

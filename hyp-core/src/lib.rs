@@ -24,5 +24,6 @@ pub mod passthrough;
 pub mod pgtable;
 pub mod plan;
 pub mod psci;
+pub mod pvdev;
 pub mod vgic;
 pub mod vuart;

@@ -27,6 +27,10 @@ pub const MAX_NAME: usize = 31;
 pub const MAX_BOOTARGS: usize = 1024;
 /// Most passthrough devices of one domain.
 pub const MAX_DEVICES: usize = 8;
+/// Most PV devices (vbd + vif) of one frontend domain.
+pub const MAX_PV: usize = 4;
+/// Longest vbd target or bridge name.
+pub const MAX_TARGET: usize = 64;
 /// Bytes at the top of a domain's RAM reserved for its device tree.
 pub const GUEST_DTB_SLOT: u64 = BLOCK_2M;
 /// Guest physical base of unikernel RAM (Xen's `GUEST_RAM0_BASE`).
@@ -118,6 +122,45 @@ impl PowerOffPolicy {
     }
 }
 
+/// The kind of a PV device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PvKind {
+    /// A virtual block device (blkfront ↔ blkback).
+    #[default]
+    Vbd,
+    /// A virtual network interface (netfront ↔ netback).
+    Vif,
+}
+
+impl PvKind {
+    /// Spelling in deployment files, device trees and xenstore paths.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Vbd => "vbd",
+            Self::Vif => "vif",
+        }
+    }
+}
+
+/// A PV device of a frontend domain, served by a backend (driver) domain. The hypervisor writes
+/// both xenstore directories from it at boot, as Xen's toolstack would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PvDevice<'a> {
+    /// vbd or vif.
+    pub kind: PvKind,
+    /// Name of the backend domain.
+    pub backend: &'a str,
+    /// Device id: a vbd's `virtual-device` number (xvda = 51712), a vif's handle (0, 1, ...).
+    pub devid: u32,
+    /// vbd: what the backend serves (a block device such as `/dev/vda2`, or a file path in the
+    /// backend domain); vif: the bridge the backend attaches the interface to.
+    pub target: &'a str,
+    /// vbd: the frontend may write.
+    pub writable: bool,
+    /// vif: the frontend's MAC address.
+    pub mac: [u8; 6],
+}
+
 /// One domain of the plan. Strings borrow from the device tree or the deployment file.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Domain<'a> {
@@ -146,6 +189,8 @@ pub struct Domain<'a> {
     /// Offered the Xen guest ABI (hypercalls, event channels, grant tables, xenstore, PV
     /// console) with a `/hypervisor` node in its device tree.
     pub xen: bool,
+    /// PV devices this domain is the frontend of.
+    pub pv: List<PvDevice<'a>, MAX_PV>,
 }
 
 impl Domain<'_> {
@@ -234,6 +279,24 @@ pub enum Problem {
     DeviceUsedTwice(usize),
     /// More than [`MAX_DEVICES`] devices.
     TooManyDevices,
+    /// More than [`MAX_PV`] PV devices.
+    TooManyPvDevices,
+    /// PV devices need the Xen guest ABI on both ends (`xen = true`).
+    PvNeedsXen,
+    /// The backend names no domain of the plan.
+    NoSuchBackend,
+    /// A domain cannot be its own backend.
+    SelfBackend,
+    /// Backends run in a Linux driver domain (`kind = "linux"`, which runs xen-blkback and
+    /// xen-netback).
+    BackendNotLinux,
+    /// Two PV devices of the same kind share a device id.
+    DuplicateDevid(u32),
+    /// The vbd target or bridge name is empty, too long or has characters outside
+    /// `[A-Za-z0-9/._:-]`.
+    BadTarget,
+    /// The MAC address is a multicast or all-zero address.
+    BadMac,
 }
 
 /// A validation error: which domain, which field, what is wrong.
@@ -280,12 +343,66 @@ impl fmt::Display for Problem {
             Self::BadDevicePath => write!(f, "must be an absolute device-tree path such as \"/virtio_mmio@a003e00\""),
             Self::DeviceUsedTwice(i) => write!(f, "the device is already given to domain #{i}"),
             Self::TooManyDevices => write!(f, "more than {MAX_DEVICES} devices"),
+            Self::TooManyPvDevices => write!(f, "more than {MAX_PV} PV devices (vbd + vif)"),
+            Self::PvNeedsXen => write!(f, "PV devices need the Xen guest ABI on both ends (xen = true)"),
+            Self::NoSuchBackend => write!(f, "names no domain of this deployment"),
+            Self::SelfBackend => write!(f, "a domain cannot be its own backend"),
+            Self::BackendNotLinux => {
+                write!(
+                    f,
+                    "the backend must be a Linux driver domain (kind = \"linux\"): it runs xen-blkback / xen-netback"
+                )
+            }
+            Self::DuplicateDevid(id) => write!(f, "device id {id} is used twice"),
+            Self::BadTarget => {
+                write!(f, "must be 1..={MAX_TARGET} characters of A-Z, a-z, 0-9, '/', '.', '_', ':' or '-'")
+            }
+            Self::BadMac => write!(f, "must be a unicast, non-zero MAC address such as \"00:16:3e:00:00:02\""),
         }
     }
 }
 
 fn err(domain: usize, field: &'static str, problem: Problem) -> PlanError {
     PlanError { domain: Some(domain), field, problem }
+}
+
+/// A vbd target or bridge name: no spaces, quotes or shell characters (the backend domain's
+/// agent uses it as a path or interface name).
+pub fn target_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TARGET
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b':' | b'-'))
+}
+
+/// Checks the PV devices of domain `i` against the plan.
+fn validate_pv(doms: &[Domain<'_>], i: usize) -> Result<(), PlanError> {
+    let d = &doms[i];
+    for (k, p) in d.pv.iter().enumerate() {
+        let field = p.kind.as_str();
+        if !d.xen {
+            return Err(err(i, field, Problem::PvNeedsXen));
+        }
+        let b = doms.iter().position(|o| o.name == p.backend).ok_or(err(i, field, Problem::NoSuchBackend))?;
+        if b == i {
+            return Err(err(i, field, Problem::SelfBackend));
+        }
+        if doms[b].kind != DomainKind::Linux {
+            return Err(err(i, field, Problem::BackendNotLinux));
+        }
+        if !doms[b].xen {
+            return Err(err(i, field, Problem::PvNeedsXen));
+        }
+        if d.pv[..k].iter().any(|o| o.kind == p.kind && o.devid == p.devid) {
+            return Err(err(i, field, Problem::DuplicateDevid(p.devid)));
+        }
+        if !target_ok(p.target) {
+            return Err(err(i, field, Problem::BadTarget));
+        }
+        if p.kind == PvKind::Vif && (p.mac[0] & 1 != 0 || p.mac == [0; 6]) {
+            return Err(err(i, field, Problem::BadMac));
+        }
+    }
+    Ok(())
 }
 
 fn name_ok(name: &str) -> bool {
@@ -376,6 +493,7 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
                 _ => {}
             }
         }
+        validate_pv(doms, i)?;
     }
     Ok(())
 }
@@ -533,6 +651,57 @@ mod tests {
         assert_eq!(l.dtb, Ipa(0x4060_0000));
         a.kind = DomainKind::Linux;
         assert_eq!(guest_layout(&a, 0).kernel, Ipa(0x5000_0000));
+    }
+
+    #[test]
+    fn pv_devices() {
+        let mut ctl = dom("ctl", &[0], 0x5000_0000, 32 * MIB);
+        ctl.kind = DomainKind::Linux;
+        ctl.xen = true;
+        let mut web = dom("web", &[1], 0x5200_0000, 32 * MIB);
+        web.xen = true;
+        let vif = PvDevice {
+            kind: PvKind::Vif,
+            backend: "ctl",
+            devid: 0,
+            target: "xenbr0",
+            mac: [0, 0x16, 0x3e, 0, 0, 2],
+            ..Default::default()
+        };
+        let vbd = PvDevice {
+            kind: PvKind::Vbd,
+            backend: "ctl",
+            devid: 51712,
+            target: "/dev/vda2",
+            writable: true,
+            ..Default::default()
+        };
+        web.pv = List::from_slice(&[vif, vbd]).unwrap();
+        assert_eq!(check(&[ctl, web]), Ok(()));
+        let field_problem = |ctl: Domain<'static>, web: Domain<'static>| {
+            let e = check(&[ctl, web]).unwrap_err();
+            (e.domain, e.field, e.problem)
+        };
+        let mut w = web;
+        w.pv = List::from_slice(&[PvDevice { backend: "nobody", ..vbd }]).unwrap();
+        assert_eq!(field_problem(ctl, w), (Some(1), "vbd", Problem::NoSuchBackend));
+        w.pv = List::from_slice(&[PvDevice { backend: "web", ..vif }]).unwrap();
+        assert_eq!(field_problem(ctl, w), (Some(1), "vif", Problem::SelfBackend));
+        w.pv = List::from_slice(&[vbd, vbd]).unwrap();
+        assert_eq!(field_problem(ctl, w), (Some(1), "vbd", Problem::DuplicateDevid(51712)));
+        w.pv = List::from_slice(&[PvDevice { target: "/dev/vda2; rm -rf /", ..vbd }]).unwrap();
+        assert_eq!(field_problem(ctl, w), (Some(1), "vbd", Problem::BadTarget));
+        w.pv = List::from_slice(&[PvDevice { mac: [1, 0, 0, 0, 0, 1], ..vif }]).unwrap();
+        assert_eq!(field_problem(ctl, w), (Some(1), "vif", Problem::BadMac));
+        let mut w = web;
+        w.xen = false;
+        assert_eq!(field_problem(ctl, w), (Some(1), "vif", Problem::PvNeedsXen));
+        let mut c = ctl;
+        c.kind = DomainKind::Unikernel;
+        assert_eq!(field_problem(c, web), (Some(1), "vif", Problem::BackendNotLinux));
+        let mut c = ctl;
+        c.xen = false;
+        assert_eq!(field_problem(c, web), (Some(1), "vif", Problem::PvNeedsXen));
     }
 
     #[test]

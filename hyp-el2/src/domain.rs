@@ -18,7 +18,7 @@ use hyp_core::addr::PhysRange;
 use hyp_core::esr::{self, Class, Esr};
 use hyp_core::guestdt::GuestGic;
 use hyp_core::list::List;
-use hyp_core::plan::{FaultPolicy, PowerOffPolicy, MAX_DOMAINS, MAX_VCPUS};
+use hyp_core::plan::{FaultPolicy, PowerOffPolicy, PvDevice, MAX_DOMAINS, MAX_PV, MAX_VCPUS};
 use hyp_core::psci::{self, Call, Power};
 use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
 use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
@@ -71,6 +71,17 @@ pub struct DomainCfg {
     pub linux: bool,
     /// Offered the Xen guest ABI.
     pub xen: bool,
+    /// PV devices it is the frontend of (names and targets copied out of the boot DTB).
+    pub pv: List<PvCfg, MAX_PV>,
+}
+
+/// A PV device of a frontend domain, with its backend resolved to a domain index.
+#[derive(Clone, Copy, Default)]
+pub struct PvCfg {
+    /// The device as planned (its backend name and target live as long as the hypervisor).
+    pub dev: PvDevice<'static>,
+    /// Index of the backend domain.
+    pub backend: usize,
 }
 
 impl DomainCfg {
@@ -215,6 +226,11 @@ pub fn is_linux(d: usize) -> bool {
 /// Whether domain `d` has not ended.
 pub fn is_running(d: usize) -> bool {
     d < MAX_DOMAINS && RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8
+}
+
+/// How often domain `d` was restarted.
+pub fn restarts(d: usize) -> u32 {
+    RT.get(d).map_or(0, |rt| rt.restarts.load(Ordering::Relaxed))
 }
 
 /// Domain `d`'s state in words ("running", or why it ended).

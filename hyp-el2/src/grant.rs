@@ -109,8 +109,8 @@ fn release(gs: &mut Grants, h: Held) {
     release_entry(h.granter, h.gref, bits);
 }
 
-/// One map operation by domain `d`: its handle.
-fn map_one(gs: &mut Grants, d: usize, op: MapOp) -> Result<u32, i16> {
+/// One map operation by domain `d`: its handle and the frame's bus address.
+fn map_one(gs: &mut Grants, d: usize, op: MapOp) -> Result<(u32, u64), i16> {
     use g::*;
     let refused = GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE;
     if op.flags & GNTMAP_HOST_MAP == 0 || op.flags & refused != 0 {
@@ -129,7 +129,10 @@ fn map_one(gs: &mut Grants, d: usize, op: MapOp) -> Result<u32, i16> {
         return Err(e);
     }
     let m = Mapping { granter: h.granter, gref: h.gref, ipa: op.host_addr, frame: h.frame, write };
-    gs.track(d, m).inspect_err(|_| remove(gs, d, m))
+    // A direct-mapped domain's devices DMA to machine addresses: it gets the frame's PA (its
+    // swiotlb-xen translates through it); any other domain the IPA it mapped.
+    let bus = if config().domains[d].linux { pa } else { op.host_addr };
+    gs.track(d, m).map(|h| (h, bus)).inspect_err(|_| remove(gs, d, m))
 }
 
 /// Removes mapping `m` of mapper `d` (stage-2 first, then pins and entry bits); its handle
@@ -215,13 +218,13 @@ pub fn batch(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
         match cmd {
             g::MAP_GRANT_REF => {
                 let Some(op) = MapOp::parse(b) else { return -errno::EFAULT };
-                let (st, h) = match map_one(gs, d, op) {
-                    Ok(h) => (g::GNTST_OKAY, h),
-                    Err(e) => (e, u32::MAX),
+                let (st, h, bus) = match map_one(gs, d, op) {
+                    Ok((h, bus)) => (g::GNTST_OKAY, h, bus),
+                    Err(e) => (e, u32::MAX, 0),
                 };
                 xen_abi::wr16(b, 18, st as u16);
                 xen_abi::wr32(b, 20, h);
-                xen_abi::wr64(b, 24, if st == 0 { op.host_addr } else { 0 });
+                xen_abi::wr64(b, 24, bus);
             }
             g::UNMAP_GRANT_REF => {
                 let (host, handle) = (xen_abi::rd64(b, 0).unwrap_or(0), xen_abi::rd32(b, 16).unwrap_or(u32::MAX));

@@ -368,6 +368,12 @@ fn build_config(
             ..Default::default()
         };
         dc.set_name(d.name);
+        for p in d.pv.iter() {
+            let leak = |t: &str| -> &'static str { alloc::string::String::from(t).leak() };
+            let backend = plan.domains.iter().position(|o| o.name == p.backend).unwrap_or(i);
+            let dev = plan::PvDevice { backend: leak(p.backend), target: leak(p.target), ..*p };
+            let _ = dc.pv.push(domain::PvCfg { dev, backend });
+        }
         p2m::init(i, &dc);
         domain::load_images(&dc, true);
         for (v, &p) in d.pcpus.iter().enumerate() {

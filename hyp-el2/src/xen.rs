@@ -106,6 +106,10 @@ pub fn init(cfg: &[DomainCfg]) {
         bind_services(&mut t, d);
         write_tree(&mut s, d, c);
     }
+    for (d, c) in cfg.iter().enumerate() {
+        write_pv(&mut s, d, c);
+        write_status(&mut s, d, c);
+    }
     // The upper nodes list every domain: readable by the control domain (not the others).
     let mut upper = alloc::vec![Perm { dom: TOOLSTACK, access: 0 }];
     upper.extend(control.map(|c| Perm { dom: domid_of(c), access: PERM_READ }));
@@ -194,6 +198,69 @@ fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
         ("/error", "", &own),
     ] {
         s.tool_write(&alloc::format!("{home}{p}"), v.as_bytes(), perms);
+    }
+}
+
+/// Publishes domain `d`'s name, kind and state under `/ferrum/domain/<id>` for the control
+/// domain's `hypctl` (read-only to it, invisible to the others).
+fn write_status(s: &mut Store, d: usize, c: &DomainCfg) {
+    let mut perms = alloc::vec![Perm { dom: TOOLSTACK, access: 0 }];
+    perms.extend(control_domain().map(|c| Perm { dom: domid_of(c), access: PERM_READ }));
+    let base = alloc::format!("/ferrum/domain/{}", domid_of(d));
+    let kind = if c.linux { "linux" } else { "unikernel" };
+    let cpus: Vec<alloc::string::String> = c.pcpus.iter().map(|p| alloc::format!("{p}")).collect();
+    for (k, v) in [
+        ("name", alloc::string::String::from(c.name())),
+        ("kind", kind.into()),
+        ("pcpus", cpus.join(",")),
+        ("memory-kib", alloc::format!("{}", c.memory.size / 1024)),
+        ("state", domain::state_text(d).into()),
+        ("restarts", alloc::format!("{}", domain::restarts(d))),
+    ] {
+        s.tool_write(&alloc::format!("{base}/{k}"), v.as_bytes(), &perms);
+    }
+    for p in ["/ferrum", "/ferrum/domain", base.as_str()] {
+        s.tool_set_perms(p, &perms);
+    }
+}
+
+/// Frontends whose PV directories wait to be written again (bit per domain index): after a
+/// frontend restarts, its backends must first let go of the old device.
+static PV_PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Writes the PV directories of every pending frontend whose backends no longer watch its old
+/// devices (Linux's backends unregister a device whose frontend directory vanished; writing
+/// the new one earlier would let the old device read `state = 1` and stay as it was).
+fn write_pending_pv(s: &mut Store) {
+    let pending = PV_PENDING.load(Ordering::Acquire);
+    if pending == 0 {
+        return;
+    }
+    for (d, c) in config().domains.iter().enumerate().filter(|(d, _)| pending & (1 << d) != 0) {
+        let f = domid_of(d);
+        let busy =
+            c.pv.iter().any(|p| s.watches_below(domid_of(p.backend), &hyp_core::pvdev::frontend_path(f, &p.dev)));
+        if !busy {
+            PV_PENDING.fetch_and(!(1 << d), Ordering::AcqRel);
+            write_pv(s, d, c);
+        }
+    }
+}
+
+/// Writes the frontend and backend directories of frontend `d`'s PV devices, owned by their
+/// side and readable by the other (as libxl sets them).
+fn write_pv(s: &mut Store, d: usize, c: &DomainCfg) {
+    let f = domid_of(d);
+    for p in c.pv.iter() {
+        let b = domid_of(p.backend);
+        let (fd, bd) = hyp_core::pvdev::dirs(f, b, &p.dev);
+        for (dir, owner, other) in [(&fd, f, b), (&bd, b, f)] {
+            let perms = [Perm { dom: owner, access: 0 }, Perm { dom: other, access: PERM_READ }];
+            s.tool_write(&dir.path, b"", &perms);
+            for (k, v) in &dir.keys {
+                s.tool_write(&alloc::format!("{}/{k}", dir.path), v.as_bytes(), &perms);
+            }
+        }
     }
 }
 
@@ -390,7 +457,14 @@ pub fn reset(d: usize) {
             let id = domid_of(d);
             s.reset_connection(id);
             s.tool_rm(&alloc::format!("/local/domain/{id}"));
+            for p in c.pv.iter() {
+                s.tool_rm(&hyp_core::pvdev::backend_path(domid_of(p.backend), id, &p.dev));
+            }
             write_tree(s, d, c);
+            if !c.pv.is_empty() {
+                PV_PENDING.fetch_or(1 << d, Ordering::AcqRel);
+                write_pending_pv(s);
+            }
             push_store_output(t, s);
         }
     }
@@ -403,8 +477,18 @@ pub fn reset(d: usize) {
 /// Domain `d` ended or restarts: the control domain hears of it through `VIRQ_DOM_EXC` when
 /// it bound one, as Xen's toolstack domain does.
 pub fn domain_changed(d: usize) {
-    let Some(c) = control_domain().filter(|&c| c != d) else { return };
-    if let Some(t) = EVTCHN.lock().as_ref() {
+    let cfg = &config().domains[d];
+    let et = EVTCHN.lock();
+    let Some(t) = et.as_ref() else { return };
+    if let Some(s) = STORE.lock().as_mut() {
+        write_status(s, d, cfg);
+        if cfg.xen && !cfg.pv.is_empty() && !domain::is_running(d) {
+            // Its frontends are gone: their backends see the directories vanish and let go.
+            s.tool_rm(&alloc::format!("/local/domain/{}/device", domid_of(d)));
+        }
+        push_store_output(t, s);
+    }
+    if let Some(c) = control_domain().filter(|&c| c != d) {
         if let Some(p) = t.virq_port(c, xen_abi::evtchn::VIRQ_DOM_EXC, 0) {
             deliver(t, c, p);
         }
@@ -482,6 +566,7 @@ fn serve_store(t: &Table, d: usize) {
             break; // its replies are not being read: leave the rest in its ring
         }
     }
+    write_pending_pv(s);
     push_store_output(t, s);
 }
 
@@ -595,9 +680,15 @@ fn xen_version_copy(d: usize, cmd: u64, arg: u64) -> i64 {
             if xen_abi::rd32(&b, 0) != Some(0) {
                 return -errno::EINVAL;
             }
-            let f = xen_abi::feature::WRITABLE_PAGE_TABLES
-                | xen_abi::feature::AUTO_TRANSLATED_PHYSMAP
-                | xen_abi::feature::NOT_DIRECT_MAPPED;
+            // A direct-mapped (Linux) domain is told so: its swiotlb-xen then hands devices the
+            // machine address of grant-mapped pages (their `dev_bus_addr`), so a passthrough
+            // disk or NIC can DMA into a frontend's granted page.
+            let mapping = if config().domains[d].linux {
+                xen_abi::feature::DIRECT_MAPPED
+            } else {
+                xen_abi::feature::NOT_DIRECT_MAPPED
+            };
+            let f = xen_abi::feature::WRITABLE_PAGE_TABLES | xen_abi::feature::AUTO_TRANSLATED_PHYSMAP | mapping;
             copy_to_guest(d, arg + 4, &f.to_le_bytes()).map_or_else(|e| e, |()| 0)
         }
         ver::EXTRAVERSION => put(b".0-ferrum", 16),

@@ -356,6 +356,14 @@ impl Store {
         self.fire(path, false);
     }
 
+    /// Whether `dom` watches `path` or a node below it (a backend still bound to a frontend's
+    /// device watches the frontend's `state`).
+    pub fn watches_below(&self, dom: u16, path: &str) -> bool {
+        self.conns.get(&dom).is_some_and(|c| {
+            c.watches.iter().any(|w| w.abs == path || w.abs.strip_prefix(path).is_some_and(|r| r.starts_with('/')))
+        })
+    }
+
     /// Replaces the permissions of an existing node `path`, as the toolstack (watches fire).
     pub fn tool_set_perms(&mut self, path: &str, perms: &[Perm]) {
         if perms.is_empty() {

@@ -307,3 +307,17 @@ fn toolstack_grants_read_on_upper_nodes() {
     s.tool_set_perms("/nonexistent", &[Perm { dom: D1, access: 0 }]);
     assert_eq!(s.tool_read("/nonexistent"), None);
 }
+
+#[test]
+fn watches_below_a_path() {
+    let mut s = setup();
+    s.feed(D2, &msg(xs::WATCH, 1, 0, b"/local/domain/1/data/dev/state\0be\0"));
+    drain(&mut s, D2);
+    assert!(s.watches_below(D2, "/local/domain/1/data"));
+    assert!(s.watches_below(D2, "/local/domain/1/data/dev/state"));
+    assert!(!s.watches_below(D2, "/local/domain/1/da"), "a path prefix is not a parent");
+    assert!(!s.watches_below(D1, "/local/domain/1/data"));
+    s.feed(D2, &msg(xs::UNWATCH, 2, 0, b"/local/domain/1/data/dev/state\0be\0"));
+    drain(&mut s, D2);
+    assert!(!s.watches_below(D2, "/local/domain/1/data"));
+}

@@ -4,7 +4,9 @@
 
 use hyp_core::addr::PhysRange;
 use hyp_core::list::List;
-use hyp_core::plan::{self, BoardLimits, Domain, DomainKind, FaultPolicy, Plan, PowerOffPolicy, Problem};
+use hyp_core::plan::{
+    self, BoardLimits, Domain, DomainKind, FaultPolicy, Plan, PowerOffPolicy, Problem, PvDevice, PvKind,
+};
 use platforms::Platform;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,82 @@ pub struct DomainFile {
     pub devices: Vec<String>,
     /// Offer the Xen guest ABI (default: yes for Linux, no for unikernels).
     pub xen: Option<bool>,
+    /// Virtual block devices this domain is the frontend of.
+    #[serde(default)]
+    pub vbd: Vec<VbdFile>,
+    /// Virtual network interfaces this domain is the frontend of.
+    #[serde(default)]
+    pub vif: Vec<VifFile>,
+}
+
+/// One `[[domain.vbd]]` table: a disk served by a backend (driver) domain's xen-blkback.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct VbdFile {
+    /// Name of the backend domain (a Linux domain with `xen = true`).
+    pub backend: String,
+    /// What the backend serves: a block device of the backend domain (`/dev/vda2`) or a file in
+    /// it (served through a loop device).
+    pub target: String,
+    /// The frontend's device name, `xvda`..`xvdp` (default: `xvda`, `xvdb`, ... in order).
+    pub vdev: Option<String>,
+    /// "w" (default) or "r".
+    pub mode: Option<String>,
+}
+
+/// One `[[domain.vif]]` table: a network interface served by a backend domain's xen-netback.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct VifFile {
+    /// Name of the backend domain.
+    pub backend: String,
+    /// Bridge in the backend domain the interface joins (default `xenbr0`, which the control
+    /// domain's agent bridges to its NIC).
+    pub bridge: Option<String>,
+    /// MAC address (default `00:16:3e:00:<domain id>:<n>`, in Xen's OUI).
+    pub mac: Option<String>,
+}
+
+/// A resolved PV device.
+#[derive(Debug, Clone)]
+pub struct ResolvedPv {
+    /// vbd or vif.
+    pub kind: PvKind,
+    /// Backend domain name.
+    pub backend: String,
+    /// Device id (vbd number or vif handle).
+    pub devid: u32,
+    /// vbd target or vif bridge.
+    pub target: String,
+    /// vbd writable.
+    pub writable: bool,
+    /// vif MAC.
+    pub mac: [u8; 6],
+}
+
+/// Parses `xvda`..`xvdp` into Linux's device number (202 << 8 | disk << 4).
+pub fn parse_vdev(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("xvd").map(str::as_bytes) {
+        Some([c @ b'a'..=b'p']) => Ok((202 << 8) | (u32::from(c - b'a') << 4)),
+        _ => Err(format!("'{s}' is not one of xvda..xvdp")),
+    }
+}
+
+/// Parses `00:16:3e:00:00:02`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<_> = s.split(':').collect();
+    let bad = || format!("'{s}' is not a MAC address such as 00:16:3e:00:00:02");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (o, p) in m.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(m)
 }
 
 fn default_kind() -> String {
@@ -152,6 +230,8 @@ pub struct ResolvedDomain {
     pub devices: Vec<String>,
     /// Offered the Xen guest ABI.
     pub xen: bool,
+    /// PV devices it is the frontend of.
+    pub pv: Vec<ResolvedPv>,
 }
 
 /// A deployment ready to become a boot image.
@@ -293,6 +373,43 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
                 b
             }
         };
+        let mut pv = Vec::new();
+        for (k, v) in d.vbd.iter().enumerate() {
+            let f = format!("vbd[{k}]");
+            let devid = match &v.vdev {
+                Some(n) => parse_vdev(n).map_err(|e| ferr(&format!("{f}.vdev"), &e))?,
+                None => (202 << 8) | ((k as u32) << 4),
+            };
+            let writable = match v.mode.as_deref() {
+                None | Some("w") => true,
+                Some("r") => false,
+                Some(m) => return Err(ferr(&format!("{f}.mode"), &format!("'{m}' is not one of: w, r"))),
+            };
+            pv.push(ResolvedPv {
+                kind: PvKind::Vbd,
+                backend: v.backend.clone(),
+                devid,
+                target: v.target.clone(),
+                writable,
+                mac: [0; 6],
+            });
+        }
+        for (k, v) in d.vif.iter().enumerate() {
+            let f = format!("vif[{k}]");
+            let mac = match &v.mac {
+                Some(m) => parse_mac(m).map_err(|e| ferr(&format!("{f}.mac"), &e))?,
+                None => [0x00, 0x16, 0x3e, 0x00, (i + 1) as u8, k as u8],
+            };
+            let target = v.bridge.clone().unwrap_or_else(|| "xenbr0".into());
+            pv.push(ResolvedPv {
+                kind: PvKind::Vif,
+                backend: v.backend.clone(),
+                devid: k as u32,
+                target,
+                writable: true,
+                mac,
+            });
+        }
         domains.push(ResolvedDomain {
             name: d.name.clone(),
             kind,
@@ -306,6 +423,7 @@ pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Res
             on_poweroff,
             devices: d.devices.clone(),
             xen: d.xen.unwrap_or(kind == DomainKind::Linux),
+            pv,
         });
     }
     if next > st.base + st.size {
@@ -345,6 +463,20 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
             devices: List::from_slice(&d.devices.iter().map(String::as_str).collect::<Vec<_>>())
                 .ok_or_else(|| field_err(&dep.file, 0, &d.name, "devices", Problem::TooManyDevices))?,
             xen: d.xen,
+            pv: List::from_slice(
+                &d.pv
+                    .iter()
+                    .map(|p| PvDevice {
+                        kind: p.kind,
+                        backend: &p.backend,
+                        devid: p.devid,
+                        target: &p.target,
+                        writable: p.writable,
+                        mac: p.mac,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .ok_or_else(|| field_err(&dep.file, 0, &d.name, "vbd", Problem::TooManyPvDevices))?,
         };
         plan.domains.push(dom).map_err(|_| format!("{}: domain: {}", dep.file.display(), Problem::TooManyDomains))?;
     }

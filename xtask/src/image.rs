@@ -105,6 +105,25 @@ pub fn boot_script(dep: &Deployment) -> String {
             let list: Vec<String> = d.devices.iter().map(|p| format!("\"{p}\"")).collect();
             let _ = writeln!(s, "fdt set {n} ferrum,passthrough {}", list.join(" "));
         }
+        for p in &d.pv {
+            let kind = p.kind.as_str();
+            let node = format!("{kind}@{:x}", p.devid);
+            let v = format!("{n}/{node}");
+            let _ = writeln!(s, "fdt mknod {n} {node}");
+            let _ = writeln!(s, "fdt set {v} compatible \"ferrum,{kind}\"");
+            let _ = writeln!(s, "fdt set {v} ferrum,backend \"{}\"", p.backend);
+            let _ = writeln!(s, "fdt set {v} ferrum,devid <0x{:x}>", p.devid);
+            let _ = writeln!(s, "fdt set {v} ferrum,target \"{}\"", p.target);
+            match p.kind {
+                hyp_core::plan::PvKind::Vbd => {
+                    let _ = writeln!(s, "fdt set {v} ferrum,mode \"{}\"", if p.writable { "w" } else { "r" });
+                }
+                hyp_core::plan::PvKind::Vif => {
+                    let mac: Vec<String> = p.mac.iter().map(|b| format!("{b:02x}")).collect();
+                    let _ = writeln!(s, "fdt set {v} local-mac-address [{}]", mac.join(" "));
+                }
+            }
+        }
         let k = format!("{n}/module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt mknod {n} module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt set {k} compatible \"multiboot,kernel\" \"multiboot,module\"");
