@@ -8,7 +8,7 @@ use crate::mm;
 use core::arch::global_asm;
 
 /// Bytes of stack per CPU.
-pub const STACK_SIZE: usize = 32 * 1024;
+pub const STACK_SIZE: usize = 64 * 1024;
 /// Most physical CPUs.
 pub const MAX_CPUS: usize = hyp_core::hostdt::MAX_CPUS;
 

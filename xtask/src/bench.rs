@@ -46,7 +46,14 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
          on_poweroff = \"board\"\n"
     );
     std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
-    let o = RunOpts { gic, deployment: dep_file, timeout: Some(300), unchecked: false, extra_files: Vec::new() };
+    let o = RunOpts {
+        gic,
+        deployment: dep_file,
+        timeout: Some(300),
+        unchecked: false,
+        extra_files: Vec::new(),
+        http_port: None,
+    };
     qemu::prepare(&o)?; // builds everything once
 
     // Natively: the same Image and initramfs booted by U-Boot with QEMU's own device tree.
@@ -76,7 +83,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
     );
     let (mut native, mut hyp) = (Vec::new(), Vec::new());
     for i in 0..runs {
-        let n = time_to_ready(qemu::qemu_command(gic, &platforms::QEMU_VIRT, &native_disk, &native_env))?;
+        let n = time_to_ready(qemu::qemu_command(gic, &platforms::QEMU_VIRT, &native_disk, &native_env, None))?;
         let h = time_to_ready(qemu::prepare(&o)?)?;
         println!("  run {}: native {n:.2} s, control domain {h:.2} s", i + 1);
         native.push(n);
@@ -166,6 +173,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             timeout: Some(300),
             unchecked: false,
             extra_files: Vec::new(),
+            http_port: None,
         };
         let mut cmd = qemu::prepare(&o)?;
         // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
@@ -263,6 +271,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 timeout: Some(600),
                 unchecked: false,
                 extra_files: Vec::new(),
+                http_port: None,
             };
             let mut ours = qemu::prepare(&o)?;
             ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);

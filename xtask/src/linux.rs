@@ -46,8 +46,13 @@ const SYMLINKS: &[(&str, &str)] = &[
     ("usr/bin/xenstore-watch", "xenstore"),
 ];
 
-/// Modules the control domain loads (dependencies are added automatically).
-const MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii"];
+/// Modules `/init` loads in every Linux domain (dependencies are added automatically): the
+/// passthrough devices' drivers, and Linux's own PV frontends for a Linux guest domain.
+const MODULES: &[&str] =
+    &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii", "xen-blkfront", "xen-netfront"];
+/// Modules the agent loads in the control domain (`ferrum-agent setup`): Linux's own PV
+/// backends, the bridge, and loop devices for file-backed vbds.
+const BACKEND_MODULES: &[&str] = &["xen-blkback", "xen-netback", "bridge", "loop"];
 
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -152,8 +157,13 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     let image = out.join("Image");
     let initramfs = out.join("initramfs.cpio.gz");
     let init_now = init_script();
+    let agent = crate::build_agent()?;
+    let agent_bytes = std::fs::read(&agent).map_err(|e| format!("{}: {e}", agent.display()))?;
     // What the initramfs is made of; a change rebuilds it.
-    let recipe = format!("{init_now}\n{PACKAGE_FILES:?}\n{SYMLINKS:?}\n{MODULES:?}");
+    let recipe = format!(
+        "{init_now}\n{PACKAGE_FILES:?}\n{SYMLINKS:?}\n{MODULES:?}\n{BACKEND_MODULES:?}\nagent {:08x}",
+        crate::image::crc32(&agent_bytes)
+    );
     let fresh = std::fs::read_to_string(out.join("init")).is_ok_and(|s| s == recipe);
     if let (Ok(release), true, true, true) =
         (std::fs::read_to_string(&stamp), image.is_file(), initramfs.is_file(), fresh)
@@ -175,6 +185,10 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
 
     let moddir = kdir.join("lib/modules").join(&release);
     let mods = resolve_modules(&moddir, MODULES)?;
+    let backend_mods: Vec<_> = resolve_modules(&moddir, BACKEND_MODULES)?
+        .into_iter()
+        .filter(|(n, _)| !mods.iter().any(|m| &m.0 == n))
+        .collect();
     let busybox = std::fs::read(bdir.join("bin/busybox")).map_err(|e| format!("busybox: {e}"))?;
     let mut cpio = Cpio::default();
     for d in [
@@ -209,6 +223,8 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
         cpio.symlink(link, target);
     }
     cpio.file("bin/busybox", 0o755, &busybox);
+    cpio.file("bin/ferrum-agent", 0o755, &agent_bytes);
+    cpio.symlink("bin/hypctl", "ferrum-agent");
     cpio.file("init", 0o755, init_now.as_bytes());
     cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
     cpio.file("etc/inittab", 0o644, INITTAB.as_bytes());
@@ -219,13 +235,25 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
         order.push('\n');
     }
     cpio.file("lib/modules/load-order", 0o644, order.as_bytes());
+    let mut order = String::new();
+    for (name, bytes) in &backend_mods {
+        cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
+        order.push_str(name);
+        order.push('\n');
+    }
+    cpio.file("lib/modules/backend-order", 0o644, order.as_bytes());
     let raw = cpio.finish();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     gz.write_all(&raw).map_err(|e| e.to_string())?;
     std::fs::write(&initramfs, gz.finish().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     std::fs::write(out.join("init"), &recipe).map_err(|e| e.to_string())?;
     std::fs::write(&stamp, &release).map_err(|e| e.to_string())?;
-    println!("linux {series}: {release}, {} modules in the initramfs", mods.len());
+    println!(
+        "linux {series}: {release}, {} modules in the initramfs (+{} for the backends), ferrum-agent {} KiB",
+        mods.len(),
+        backend_mods.len(),
+        agent_bytes.len() / 1024
+    );
     Ok(Linux { image, initramfs, release })
 }
 
@@ -404,13 +432,22 @@ else
   echo "ferrum-init: no boot partition (/dev/vda1)"
 fi
 ifconfig lo 127.0.0.1 up
-ADDR=none
-if ifconfig eth0 up 2>/dev/null; then
-  udhcpc -i eth0 -s /etc/udhcpc.script -q -n -t 8 -T 1 >/dev/null 2>&1
-  ADDR=$(ifconfig eth0 | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
+# The control domain (the one that may read /ferrum) serves the PV backends: the agent loads
+# them and bridges eth0 into xenbr0, whose address the domain then uses.
+NET=eth0
+ROLE=domain
+if xenstore-exists /ferrum/domain 2>/dev/null; then
+  ROLE=control
+  ferrum-agent setup && NET=xenbr0
 fi
-echo "ferrum-init: eth0 address ${ADDR:-none}"
-echo "FERRUM-READY control domain up: $(cat /sys/devices/system/cpu/online | tr -d '\n') online, eth0 ${ADDR:-none}"
+ADDR=none
+if ifconfig $NET up 2>/dev/null; then
+  udhcpc -i $NET -s /etc/udhcpc.script -q -n -t 8 -T 1 >/dev/null 2>&1
+  ADDR=$(ifconfig $NET | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
+fi
+echo "ferrum-init: $NET address ${ADDR:-none}"
+[ $ROLE = control ] && ferrum-agent daemon &
+echo "FERRUM-READY $ROLE domain up: $(cat /sys/devices/system/cpu/online | tr -d '\n') online, $NET ${ADDR:-none}"
 if [ -f /mnt/boot/selftest.txt ]; then
   URL=$(cat /mnt/boot/selftest.txt)
   irqs() { awk -v k="$1" '$0 ~ k { s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; else break; t += s } END { print t + 0 }' /proc/interrupts; }

@@ -139,6 +139,14 @@ fn build_flat(pkg: &str, target: &str, features: &[&str], out_name: &str) -> Res
     Ok(out)
 }
 
+/// Builds the control domain's agent (a static `aarch64-unknown-linux-musl` binary).
+pub fn build_agent() -> Result<PathBuf, String> {
+    setup::ensure_targets()?;
+    let target = "aarch64-unknown-linux-musl";
+    run_cargo(&["build", "--quiet", "--release", "-p", "ferrum-agent", "--target", target])?;
+    Ok(root().join("target").join(target).join("release").join("ferrum-agent"))
+}
+
 /// Builds the hypervisor for `platform`.
 pub fn build_hyp(platform: &str) -> Result<PathBuf, String> {
     let feature = format!("platform-{platform}");

@@ -48,7 +48,14 @@ pub struct RunOpts {
     pub unchecked: bool,
     /// Extra files for the boot partition.
     pub extra_files: Vec<(String, Vec<u8>)>,
+    /// Host port forwarded to the `web` unikernel's HTTP port ([`WEB_GUEST`]); `None`: none.
+    pub http_port: Option<u16>,
 }
+
+/// Where deployments put the `web` unikernel on QEMU's user network (its default `ip=`).
+pub const WEB_GUEST: &str = "10.0.2.20:80";
+/// Host port forwarded to it by default.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 /// Builds everything for `o` and returns the QEMU command line.
 pub fn prepare(o: &RunOpts) -> Result<Command, String> {
@@ -63,10 +70,22 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     let disk = write_disk(&dep, None, &o.extra_files)?;
     let env = root().join("build/qemu-virt/uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
-    Ok(qemu_command(o.gic, dep.platform, &disk, &env))
+    let c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+    if let Some(p) = o.http_port {
+        // Fail early and clearly when the port is taken (QEMU's own message is cryptic).
+        std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|e| {
+            format!("host port {p} for the web unikernel is not free ({e}); choose another with --http-port")
+        })?;
+    }
+    Ok(c)
 }
 
-pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -> Command {
+/// The QEMU command line. `http_port`: host port forwarded (TCP, 127.0.0.1) to [`WEB_GUEST`].
+pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path, http_port: Option<u16>) -> Command {
+    let netdev = match http_port {
+        Some(port) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-{WEB_GUEST}"),
+        None => "user,id=net0".into(),
+    };
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-M", &format!("virt,virtualization=on,gic-version={gic}")])
         .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
@@ -77,9 +96,39 @@ pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path) -
         // virtio-mmio transports fill from the top: the disk lands at 0x0a003e00 (SPI 47), the
         // NIC at 0x0a003c00 (SPI 46); deployments pass them through by those DT paths.
         .args(["-device", "virtio-blk-device,drive=hd0"])
-        .args(["-netdev", "user,id=net0"])
+        .args(["-netdev", &netdev])
         .args(["-device", "virtio-net-device,netdev=net0"]);
     c
+}
+
+/// `GET http://<target>` (`127.0.0.1:8080/path`), retried until an HTTP answer arrives or
+/// `within` passes. Returns log lines: `host: GET <path> -> <status line>` and `host: body: …`.
+pub fn http_get(target: &str, within: Duration) -> String {
+    let (addr, path) = target.split_once('/').map_or((target, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let start = Instant::now();
+    let mut last = String::from("no answer");
+    while start.elapsed() < within {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferrum-xtask\r\n\r\n")?;
+            let mut r = Vec::new();
+            s.read_to_end(&mut r)?;
+            Ok(String::from_utf8_lossy(&r).into_owned())
+        })();
+        match attempt {
+            Ok(r) if r.starts_with("HTTP/1.") => {
+                let status = r.lines().next().unwrap_or("").trim().to_string();
+                let body = r.split_once("\r\n\r\n").map_or("", |b| b.1);
+                let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+                return format!("\nhost: GET {path} -> {status}\nhost: body: {body}\n");
+            }
+            Ok(r) => last = format!("connection closed after {} bytes", r.len()),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    format!("\nhost: GET {path} failed: {last}\n")
 }
 
 /// Runs QEMU without a terminal, capturing the serial output. `input` is a script of
@@ -137,6 +186,15 @@ pub fn run_batch(
                     .map(|p| seen_upto + p + marker.len())
             };
             if let Some(end) = hit {
+                if let Some(target) = text.strip_prefix("@http-get ") {
+                    // A host action: an HTTP GET through QEMU's port forwarding, its result
+                    // appended to the log for the scenario's expectations.
+                    let got = http_get(target, Duration::from_secs(90));
+                    log.lock().unwrap().extend_from_slice(got.as_bytes());
+                    seen_upto = end;
+                    step += 1;
+                    continue;
+                }
                 std::thread::sleep(Duration::from_millis(300));
                 // Type slowly: the guest's UART FIFO is small and input arrives by interrupt.
                 for b in text.bytes() {
@@ -192,7 +250,7 @@ pub fn run_batch(
 
 /// Parses the common run options.
 pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
-    check_args(args, &["--gic", "--deployment", "--timeout", "--platform"], &["--unchecked"])?;
+    check_args(args, &["--gic", "--deployment", "--timeout", "--platform", "--http-port"], &["--unchecked"])?;
     let gic = match opt(args, "--gic")?.as_deref() {
         None | Some("2") => 2,
         Some("3") => 3,
@@ -211,12 +269,19 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
     };
+    let http_port = match opt(args, "--http-port")? {
+        None => DEFAULT_HTTP_PORT,
+        Some(p) => {
+            p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("--http-port {p}: not a TCP port"))?
+        }
+    };
     Ok(RunOpts {
         gic,
         deployment,
         timeout,
         unchecked: args.iter().any(|a| a == "--unchecked"),
         extra_files: Vec::new(),
+        http_port: Some(http_port),
     })
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 /// U-Boot for QEMU's arm64 virt board, from Debian's `u-boot-qemu`.
 pub const UBOOT_QEMU: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 pub const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/ferrum-bookworm-backports.list";
-const TARGETS: [&str; 2] = ["aarch64-unknown-none-softfloat", "aarch64-unknown-none"];
+const TARGETS: [&str; 3] = ["aarch64-unknown-none-softfloat", "aarch64-unknown-none", "aarch64-unknown-linux-musl"];
 
 fn have(cmd: &str) -> bool {
     Command::new("sh").arg("-c").arg(format!("command -v {cmd} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())

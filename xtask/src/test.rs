@@ -44,9 +44,19 @@ struct Scenario {
     #[serde(default)]
     selftest: bool,
     /// Console input: (marker, text) pairs; the text is typed once the marker has appeared.
-    /// `\u0001` is Ctrl-A.
+    /// `\u0001` is Ctrl-A. A text `@http-get /path` is a host action instead: an HTTP GET
+    /// through the forwarded web port (needs `http = true`), logged as `host: GET /path -> …`.
     #[serde(default)]
     input: Vec<(String, String)>,
+    /// Forward a free host port to the web unikernel (10.0.2.20:80) for `@http-get` actions.
+    #[serde(default)]
+    http: bool,
+}
+
+/// A TCP port on 127.0.0.1 that is free right now.
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free host port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 /// Body the host's test HTTP server answers with.
@@ -255,6 +265,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         deployment: root().join(&s.deployment),
                         timeout: Some(s.timeout),
                         unchecked: s.unchecked,
+                        http_port: if s.http { Some(free_port()?) } else { None },
                         extra_files: if s.selftest {
                             let port = start_http_server()?;
                             vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())]
@@ -268,7 +279,15 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
                     };
                     let stop = (s.ending == "stopped").then(|| s.expect.last().map(String::as_str)).flatten();
-                    let run = qemu::run_batch(cmd, o.timeout, false, &s.input, stop)?;
+                    let input: Vec<(String, String)> = s
+                        .input
+                        .iter()
+                        .map(|(m, t)| match (t.strip_prefix("@http-get "), o.http_port) {
+                            (Some(path), Some(p)) => (m.clone(), format!("@http-get 127.0.0.1:{p}{path}")),
+                            _ => (m.clone(), t.clone()),
+                        })
+                        .collect();
+                    let run = qemu::run_batch(cmd, o.timeout, false, &input, stop)?;
                     let dir = root().join("build/logs");
                     let _ = std::fs::create_dir_all(&dir);
                     let logf = dir.join(format!("{name}-gicv{gic}.log"));
@@ -309,6 +328,7 @@ mod tests {
             forbid: forbid.iter().map(|s| s.to_string()).collect(),
             selftest: false,
             input: Vec::new(),
+            http: false,
         }
     }
 

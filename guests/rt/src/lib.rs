@@ -30,6 +30,7 @@ pub mod dt;
 pub mod events;
 pub mod grants;
 pub mod ring;
+pub mod sring;
 pub mod time;
 pub mod xs;
 
@@ -38,8 +39,12 @@ mod arch;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod netfront;
+#[cfg(target_os = "none")]
 mod rt;
 #[cfg(target_os = "none")]
 pub mod xen;
+#[cfg(target_os = "none")]
+pub mod xenbus;
 #[cfg(target_os = "none")]
 pub use rt::*;

@@ -421,6 +421,29 @@ impl SharedPage {
         unsafe { &*((self.0 + off as u64) as *const [AtomicU64; 64]) }
     }
 
+    /// The page as 1024 32-bit words (shared rings).
+    pub fn words32(self) -> &'static [AtomicU32] {
+        // SAFETY: the whole page, aligned, accessed atomically.
+        unsafe { core::slice::from_raw_parts(self.0 as *const AtomicU32, 1024) }
+    }
+
+    /// Copies `src` into the page at `off` (a buffer we own while the peer does not use it:
+    /// a transmit page before its request is published).
+    pub fn write(self, off: usize, src: &[u8]) {
+        assert!(off + src.len() <= 4096);
+        // SAFETY: inside the page (checked); the peer only reads it after the release store
+        // that publishes the request, so these plain stores are not racing its reads.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), (self.0 + off as u64) as *mut u8, src.len()) };
+    }
+
+    /// Copies bytes from the page at `off` into `dst` (a receive page after its response was
+    /// published; a misbehaving peer writing concurrently only garbles its own data).
+    pub fn read(self, off: usize, dst: &mut [u8]) {
+        assert!(off + dst.len() <= 4096);
+        // SAFETY: inside the page (checked); bytes are plain data, any value is valid.
+        unsafe { core::ptr::copy_nonoverlapping((self.0 + off as u64) as *const u8, dst.as_mut_ptr(), dst.len()) };
+    }
+
     /// The page's 512 words (grant table frames).
     pub fn all_words(self) -> &'static [AtomicU64] {
         // SAFETY: the whole page, aligned, accessed atomically.

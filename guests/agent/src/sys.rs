@@ -1,0 +1,140 @@
+//! The agent's system layer: every Linux call the safe standard library does not offer
+//! (poll, module loading, bridge and interface ioctls, loop devices), each `unsafe` block with
+//! its reason. Nothing here decides anything.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+
+const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+const SIOCGIFINDEX: libc::c_ulong = 0x8933;
+const SIOCBRADDBR: libc::c_ulong = 0x89a0;
+const SIOCBRADDIF: libc::c_ulong = 0x89a2;
+const LOOP_SET_FD: libc::c_ulong = 0x4c00;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4c82;
+
+/// `struct ifreq`: a name and a union (index or flags) padded to 40 bytes.
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    value: i32,
+    _pad: [u8; 20],
+}
+
+impl IfReq {
+    fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() || name.len() > 15 {
+            return Err(format!("bad interface name '{name}'"));
+        }
+        let mut r = Self { name: [0; 16], value: 0, _pad: [0; 20] };
+        r.name[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(r)
+    }
+}
+
+fn err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Whether `fd` becomes readable within `ms` milliseconds.
+pub fn readable(fd: RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, alive for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+/// Loads a kernel module file (`EEXIST`: already loaded, fine).
+pub fn load_module(path: &str) -> Result<(), String> {
+    let f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let params = CString::default();
+    // SAFETY: a valid open fd and a NUL-terminated (empty) parameter string.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+        return Err(err(path));
+    }
+    Ok(())
+}
+
+fn sock() -> Result<File, String> {
+    // SAFETY: plain socket creation; the fd is owned by the returned File.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err("socket"));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn ifreq_ioctl(s: &File, req: libc::c_ulong, r: &mut IfReq) -> bool {
+    // SAFETY: `r` is a properly sized, initialised `struct ifreq` that outlives the call.
+    unsafe { libc::ioctl(s.as_raw_fd(), req as _, r as *mut IfReq) == 0 }
+}
+
+/// Creates bridge `name` (fine if it exists).
+pub fn bridge_create(name: &str) -> Result<(), String> {
+    let s = sock()?;
+    let c = CString::new(name).map_err(|_| format!("bad bridge name '{name}'"))?;
+    // SAFETY: SIOCBRADDBR takes a NUL-terminated name that outlives the call.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), SIOCBRADDBR as _, c.as_ptr()) };
+    if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+        return Err(err(&format!("create bridge {name}")));
+    }
+    Ok(())
+}
+
+/// Adds interface `port` to bridge `br` (fine if it is already a port).
+pub fn bridge_add(br: &str, port: &str) -> Result<(), String> {
+    let s = sock()?;
+    let mut q = IfReq::new(port)?;
+    if !ifreq_ioctl(&s, SIOCGIFINDEX, &mut q) {
+        return Err(err(&format!("interface {port}")));
+    }
+    let mut b = IfReq::new(br)?;
+    b.value = q.value;
+    if !ifreq_ioctl(&s, SIOCBRADDIF, &mut b) && std::io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) {
+        return Err(err(&format!("add {port} to bridge {br}")));
+    }
+    Ok(())
+}
+
+/// Brings interface `name` up.
+pub fn link_up(name: &str) -> Result<(), String> {
+    let s = sock()?;
+    let mut q = IfReq::new(name)?;
+    if !ifreq_ioctl(&s, SIOCGIFFLAGS, &mut q) {
+        return Err(err(&format!("interface {name}")));
+    }
+    q.value |= libc::IFF_UP;
+    if !ifreq_ioctl(&s, SIOCSIFFLAGS, &mut q) {
+        return Err(err(&format!("bring {name} up")));
+    }
+    Ok(())
+}
+
+/// Attaches `file` to a free loop device; returns its path.
+pub fn loop_attach(file: &str, writable: bool) -> Result<String, String> {
+    let ctl = File::open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(err("LOOP_CTL_GET_FREE"));
+    }
+    let dev = format!("/dev/loop{n}");
+    let backing = OpenOptions::new().read(true).write(writable).open(file).map_err(|e| format!("{file}: {e}"))?;
+    let mut lp = Err(String::new());
+    for _ in 0..50 {
+        lp = OpenOptions::new().read(true).write(writable).open(&dev).map_err(|e| format!("{dev}: {e}"));
+        if lp.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20)); // devtmpfs creates it
+    }
+    let lp = lp?;
+    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, valid for the call; the loop
+    // device keeps its own reference afterwards.
+    if unsafe { libc::ioctl(lp.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } != 0 {
+        return Err(err(&format!("attach {file} to {dev}")));
+    }
+    Ok(dev)
+}

@@ -1,0 +1,173 @@
+//! `web`: an HTTP server on netfront + smoltcp. It serves one page with live figures (uptime,
+//! requests served, the interface's counters) and answers `GET /stats` as plain text.
+//!
+//! Boot arguments: `ip=<a.b.c.d>/<prefix>` (default 10.0.2.20/24), `gw=<a.b.c.d>` (default
+//! 10.0.2.2, QEMU's user-network gateway), `port=<n>` (default 80), `vif=<devid>` (default 0).
+//! The deployment bridges the vif to the control domain's NIC, so on QEMU the host reaches
+//! the page through user-network port forwarding (`cargo xtask run-qemu-aarch64` forwards
+//! host port 8080 to 10.0.2.20:80).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+use ferrum_rt::netfront::Netfront;
+use ferrum_rt::{println, shutdown, time, Reason, Runtime};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
+
+ferrum_rt::entry!(main);
+
+/// Parallel connections served.
+const SOCKETS: usize = 4;
+
+fn fail(what: &str) -> ! {
+    println!("web: FAIL: {what}");
+    shutdown(Reason::Crash);
+}
+
+fn parse_ip(s: &str) -> Option<Ipv4Address> {
+    let mut o = [0u8; 4];
+    let mut it = s.split('.');
+    for b in &mut o {
+        *b = it.next()?.parse().ok()?;
+    }
+    it.next().is_none().then(|| Ipv4Address::from(o))
+}
+
+fn now() -> Instant {
+    Instant::from_micros(time::now().since_start().as_micros() as i64)
+}
+
+struct Conn {
+    handle: SocketHandle,
+    request: Vec<u8>,
+}
+
+fn main(rt: &mut Runtime) {
+    let (ip, prefix) = {
+        let spec = rt.arg("ip").unwrap_or("10.0.2.20/24");
+        let (a, p) = spec.split_once('/').unwrap_or((spec, "24"));
+        match (parse_ip(a), p.parse::<u8>().ok().filter(|&p| p <= 32)) {
+            (Some(a), Some(p)) => (a, p),
+            _ => fail("ip=<a.b.c.d>/<prefix> is malformed"),
+        }
+    };
+    let gw = parse_ip(rt.arg("gw").unwrap_or("10.0.2.2")).unwrap_or_else(|| fail("gw= is malformed"));
+    let port: u16 = rt.arg("port").and_then(|p| p.parse().ok()).unwrap_or(80);
+    let vif: u32 = rt.arg("vif").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (netfront)") };
+    println!("web: connecting vif {vif}");
+    let mut nf = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
+    let m = nf.mac;
+    println!(
+        "web: vif {vif} connected, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    );
+    let mut iface = Interface::new(Config::new(EthernetAddress(nf.mac).into()), &mut nf, now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(ip.into(), prefix));
+    });
+    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut conns = Vec::new();
+    for _ in 0..SOCKETS {
+        let s = tcp::Socket::new(
+            tcp::SocketBuffer::new(alloc::vec![0; 4096]),
+            tcp::SocketBuffer::new(alloc::vec![0; 16384]),
+        );
+        conns.push(Conn { handle: sockets.add(s), request: Vec::new() });
+    }
+    println!("web: serving http://{ip}:{port}/ (gateway {gw})");
+    let started = time::now();
+    let mut served: u64 = 0;
+    loop {
+        let t = now();
+        iface.poll(t, &mut nf, &mut sockets);
+        for c in &mut conns {
+            let s = sockets.get_mut::<tcp::Socket>(c.handle);
+            if !s.is_open() {
+                c.request.clear();
+                if s.listen(port).is_err() {
+                    fail("listen");
+                }
+                continue;
+            }
+            if s.can_recv() {
+                let _ = s.recv(|b| {
+                    let n = b.len().min(2048 - c.request.len().min(2048));
+                    c.request.extend_from_slice(&b[..n]);
+                    (b.len(), ())
+                });
+                if c.request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    served += 1;
+                    let path = core::str::from_utf8(&c.request)
+                        .ok()
+                        .and_then(|r| r.split_whitespace().nth(1))
+                        .unwrap_or("/")
+                        .chars()
+                        .take(64)
+                        .collect::<alloc::string::String>();
+                    let up = started.elapsed();
+                    let st = nf.stats;
+                    let (body, ctype) = if path == "/stats" {
+                        (
+                            format!(
+                                "uptime_ms {}\nrequests {served}\nrx_packets {}\ntx_packets {}\nrx_bytes {}\ntx_bytes {}\n",
+                                up.as_millis(),
+                                st.rx_packets,
+                                st.tx_packets,
+                                st.rx_bytes,
+                                st.tx_bytes
+                            ),
+                            "text/plain",
+                        )
+                    } else {
+                        (
+                            format!(
+                                "<!doctype html><html><head><title>ferrum web</title></head><body>\
+                                 <h1>Hello from the ferrum web unikernel</h1>\
+                                 <p>Served by a Rust unikernel over Xen netfront and smoltcp, through Linux's xen-netback.</p>\
+                                 <ul><li>uptime: {}.{:03} s</li><li>requests served: {served}</li>\
+                                 <li>frames received / sent: {} / {}</li><li>bytes received / sent: {} / {}</li></ul>\
+                                 </body></html>\n",
+                                up.as_secs(),
+                                up.subsec_millis(),
+                                st.rx_packets,
+                                st.tx_packets,
+                                st.rx_bytes,
+                                st.tx_bytes
+                            ),
+                            "text/html",
+                        )
+                    };
+                    let head = format!(
+                        "HTTP/1.0 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\nServer: ferrum-web\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.send_slice(head.as_bytes());
+                    let _ = s.send_slice(body.as_bytes());
+                    s.close();
+                    c.request.clear();
+                    if served <= 3 || served.is_power_of_two() {
+                        println!("web: request {served}: GET {path}");
+                    }
+                }
+            }
+        }
+        if nf.is_broken() {
+            fail("the backend broke the ring protocol");
+        }
+        let wait = iface.poll_delay(now(), &sockets).map_or(Duration::from_millis(100), |d| {
+            Duration::from_micros(d.total_micros()).min(Duration::from_millis(100))
+        });
+        if !wait.is_zero() {
+            nf.port().wait_until(time::now().after(wait).ticks());
+        }
+    }
+}
