@@ -467,6 +467,13 @@ if [ -f /mnt/boot/selftest.txt ]; then
   xenstore-write /local/domain/2/data/x intruder 2>/dev/null && echo "selftest: FAIL: wrote another domain's subtree" || echo "selftest: xenstore: write to another domain's subtree refused"
   xenstore-write /tool/x intruder 2>/dev/null && echo "selftest: FAIL: wrote outside every domain's subtree" || echo "selftest: xenstore: write outside its subtree refused"
   grep -E 'arch_timer|virtio|uart' /proc/interrupts
+  if [ -f /mnt/boot/selftest-wait ]; then
+    # The host now reaches the domains' services (the web unikernel through the bridge and
+    # QEMU's port forwarding), then types a line.
+    echo "selftest: waiting for the host"
+    read -t 180 REPLY
+    hypctl list | sed 's/^/selftest: hypctl: /'
+  fi
   echo "selftest: done, powering off"
   poweroff -f
 fi

@@ -268,7 +268,11 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         http_port: if s.http { Some(free_port()?) } else { None },
                         extra_files: if s.selftest {
                             let port = start_http_server()?;
-                            vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())]
+                            let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
+                            if s.http {
+                                v.push(("selftest-wait".into(), b"the host acts, then types a line\n".to_vec()));
+                            }
+                            v
                         } else {
                             Vec::new()
                         },
