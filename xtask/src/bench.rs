@@ -53,6 +53,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         unchecked: false,
         extra_files: Vec::new(),
         http_port: None,
+        fresh_data: false,
     };
     qemu::prepare(&o)?; // builds everything once
 
@@ -73,7 +74,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         ("initrd.img".to_string(), rd(&l.initramfs)?),
     ];
     let native_disk = dir.join("native-disk.img");
-    crate::image::disk_image(&native_disk, &files)?;
+    crate::image::disk_image(&native_disk, &files, true)?;
     let native_env = dir.join("native-env.img");
     std::fs::write(&native_env, crate::image::uboot_env_qemu(script_addr)).map_err(|e| e.to_string())?;
 
@@ -174,6 +175,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             unchecked: false,
             extra_files: Vec::new(),
             http_port: None,
+            fresh_data: false,
         };
         let mut cmd = qemu::prepare(&o)?;
         // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
@@ -272,6 +274,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 unchecked: false,
                 extra_files: Vec::new(),
                 http_port: None,
+                fresh_data: false,
             };
             let mut ours = qemu::prepare(&o)?;
             ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
@@ -279,7 +282,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
             let stem = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             let _ = std::fs::write(dir.join(format!("{stem}-ferrum-gicv{gic}.log")), &ours.log);
             let xen = crate::xen::command(gic, file, true)?;
-            let xen = qemu::run_batch(xen, Some(600), false, &[], Some(stop))?;
+            let xen = qemu::run_batch(xen, Some(600), false, &[], Some((stop, std::time::Duration::from_secs(1))))?;
             let _ = std::fs::write(dir.join(format!("{stem}-xen-gicv{gic}.log")), &xen.log);
             let get = |log: &str, who: &str| {
                 figure(log, marker, unit).ok_or_else(|| {

@@ -190,8 +190,25 @@ pub fn uboot_env_qemu(script_addr: u64) -> Vec<u8> {
     out
 }
 
-/// Writes a disk image: MBR with one FAT partition (type 0x0c) from 1 MiB holding `files`.
-pub fn disk_image(path: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+/// Size of the data partition (partition 2, `/dev/vda2` in the control domain): the `kv`
+/// unikernel's log, served through xen-blkback.
+pub const DATA_MIB: u64 = 16;
+
+/// The (start LBA, sectors) of MBR partition `i` (0-based) of the disk image at `path`.
+fn partition_of(path: &Path, i: usize) -> Option<(u64, u64)> {
+    let mut mbr = [0u8; 512];
+    let mut f = std::fs::File::open(path).ok()?;
+    std::io::Read::read_exact(&mut f, &mut mbr).ok()?;
+    let e = &mbr[446 + 16 * i..462 + 16 * i];
+    let start = u64::from(u32::from_le_bytes(e[8..12].try_into().ok()?));
+    let size = u64::from(u32::from_le_bytes(e[12..16].try_into().ok()?));
+    (mbr[510..512] == [0x55, 0xaa] && size > 0).then_some((start, size))
+}
+
+/// Writes a disk image: MBR with a FAT boot partition (type 0x0c) from 1 MiB holding `files`,
+/// then the data partition (type 0x83, [`DATA_MIB`]). The data partition's contents survive
+/// rewriting the image (they are copied from the old file) unless `fresh_data`.
+pub fn disk_image(path: &Path, files: &[(String, Vec<u8>)], fresh_data: bool) -> Result<(), String> {
     let payload: u64 = files.iter().map(|f| f.1.len() as u64).sum();
     let part_mib = ((payload >> 20) + 24).max(40);
     let part_bytes = part_mib << 20;
@@ -212,22 +229,44 @@ pub fn disk_image(path: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String
     }
     let start_lba: u64 = 2048;
     let sectors = part_bytes / 512;
+    let data_lba = start_lba + sectors;
+    let data_sectors = (DATA_MIB << 20) / 512;
+    let old_data = match partition_of(path, 1) {
+        Some((lba, n)) if !fresh_data && n == data_sectors => {
+            let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut b = vec![0u8; (n * 512) as usize];
+            f.seek(SeekFrom::Start(lba * 512)).map_err(|e| e.to_string())?;
+            std::io::Read::read_exact(&mut f, &mut b).ok().map(|_| b)
+        }
+        _ => None,
+    };
     let mut mbr = [0u8; 512];
-    let e = &mut mbr[446..462];
-    e[0] = 0x80; // bootable
-    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
-    e[4] = 0x0c; // FAT32 LBA
-    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
-    e[8..12].copy_from_slice(&(start_lba as u32).to_le_bytes());
-    e[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
+    let entry = |mbr: &mut [u8; 512], i: usize, boot: bool, ty: u8, lba: u64, n: u64| {
+        let e = &mut mbr[446 + 16 * i..462 + 16 * i];
+        e[0] = if boot { 0x80 } else { 0 };
+        e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+        e[4] = ty;
+        e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+        e[8..12].copy_from_slice(&(lba as u32).to_le_bytes());
+        e[12..16].copy_from_slice(&(n as u32).to_le_bytes());
+    };
+    entry(&mut mbr, 0, true, 0x0c, start_lba, sectors); // FAT32 LBA
+    entry(&mut mbr, 1, false, 0x83, data_lba, data_sectors); // data
     mbr[440..444].copy_from_slice(&0x4652_524du32.to_le_bytes()); // disk signature "MRRF"
     mbr[510] = 0x55;
     mbr[511] = 0xaa;
-    let mut f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tmp = path.with_extension("img.new");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     f.write_all(&mbr).map_err(|e| e.to_string())?;
     f.seek(SeekFrom::Start(start_lba * 512)).map_err(|e| e.to_string())?;
     f.write_all(part.get_ref()).map_err(|e| e.to_string())?;
-    f.set_len((start_lba * 512) + part_bytes).map_err(|e| e.to_string())?;
+    if let Some(d) = &old_data {
+        f.seek(SeekFrom::Start(data_lba * 512)).map_err(|e| e.to_string())?;
+        f.write_all(d).map_err(|e| e.to_string())?;
+    }
+    f.set_len((data_lba + data_sectors) * 512).map_err(|e| e.to_string())?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }
 
@@ -268,8 +307,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrum-disk-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("d.img");
-        disk_image(&p, &[("boot.scr".into(), b"hello".to_vec())]).unwrap();
+        disk_image(&p, &[("boot.scr".into(), b"hello".to_vec())], true).unwrap();
+        // The data partition keeps its contents when the image is written again.
+        let (lba, n) = partition_of(&p, 1).unwrap();
+        assert_eq!(n, (DATA_MIB << 20) / 512);
+        let mut img = std::fs::read(&p).unwrap();
+        img[(lba * 512) as usize..(lba * 512) as usize + 4].copy_from_slice(b"FKV1");
+        std::fs::write(&p, &img).unwrap();
+        disk_image(&p, &[("boot.scr".into(), b"hello again".to_vec())], false).unwrap();
         let img = std::fs::read(&p).unwrap();
+        assert_eq!(&img[(lba * 512) as usize..(lba * 512) as usize + 4], b"FKV1");
+        disk_image(&p, &[("boot.scr".into(), b"hello".to_vec())], true).unwrap();
+        let img = std::fs::read(&p).unwrap();
+        assert_eq!(&img[(lba * 512) as usize..(lba * 512) as usize + 4], &[0; 4]);
         assert_eq!(&img[510..512], &[0x55, 0xaa]);
         assert_eq!(img[446 + 4], 0x0c);
         let mut part = std::io::Cursor::new(img[2048 * 512..].to_vec());

@@ -194,6 +194,7 @@ pub fn write_disk(
     dep: &deploy::Deployment,
     out: Option<PathBuf>,
     extra: &[(String, Vec<u8>)],
+    fresh_data: bool,
 ) -> Result<PathBuf, String> {
     let dir = root().join("build").join(dep.platform.name).join(&dep.name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -212,7 +213,7 @@ pub fn write_disk(
     files.push(("ferrum.txt".to_string(), note.into_bytes()));
     files.extend(extra.iter().cloned());
     let disk = out.unwrap_or_else(|| dir.join("disk.img"));
-    image::disk_image(&disk, &files)?;
+    image::disk_image(&disk, &files, fresh_data)?;
     Ok(disk)
 }
 
@@ -267,7 +268,7 @@ fn cmd_image(args: &[String]) -> Result<u8, String> {
     let file = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
     let dep = load_deployment(&file, false)?;
     print_plan(&dep);
-    let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[])?;
+    let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[], false)?;
     println!("disk image: {}", disk.display());
     Ok(0)
 }

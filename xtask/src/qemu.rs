@@ -50,6 +50,8 @@ pub struct RunOpts {
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// Host port forwarded to the `web` unikernel's HTTP port ([`WEB_GUEST`]); `None`: none.
     pub http_port: Option<u16>,
+    /// Start with an empty data partition (tests); otherwise its contents are kept.
+    pub fresh_data: bool,
 }
 
 /// Where deployments put the `web` unikernel on QEMU's user network (its default `ip=`).
@@ -67,7 +69,7 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
             dep.platform.name
         ));
     }
-    let disk = write_disk(&dep, None, &o.extra_files)?;
+    let disk = write_disk(&dep, None, &o.extra_files, o.fresh_data)?;
     let env = root().join("build/qemu-virt/uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     let c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
@@ -139,7 +141,7 @@ pub fn run_batch(
     timeout: Option<u64>,
     echo: bool,
     input: &[(String, String)],
-    stop: Option<&str>,
+    stop: Option<(&str, Duration)>,
 ) -> Result<RunResult, String> {
     let start = Instant::now();
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -206,11 +208,11 @@ pub fn run_batch(
                 step += 1;
             }
         }
-        if let Some(m) = stop {
+        if let Some((m, grace)) = stop {
             if stop_seen.is_none() && log.lock().unwrap().windows(m.len().max(1)).any(|w| w == m.as_bytes()) {
                 stop_seen = Some(Instant::now());
             }
-            if stop_seen.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
+            if stop_seen.is_some_and(|t| t.elapsed() >= grace) {
                 let _ = child.kill();
                 let _ = child.wait();
                 stopped = true;
@@ -282,6 +284,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         unchecked: args.iter().any(|a| a == "--unchecked"),
         extra_files: Vec::new(),
         http_port: Some(http_port),
+        fresh_data: false,
     })
 }
 

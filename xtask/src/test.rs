@@ -7,7 +7,7 @@ use crate::qemu::{self, Ending, RunOpts};
 use crate::{root, run_cargo, setup};
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A QEMU scenario file.
 #[derive(Deserialize)]
@@ -51,6 +51,9 @@ struct Scenario {
     /// Forward a free host port to the web unikernel (10.0.2.20:80) for `@http-get` actions.
     #[serde(default)]
     http: bool,
+    /// Keep the data partition of the previous run (default: start with an empty one).
+    #[serde(default)]
+    keep_data: bool,
 }
 
 /// A TCP port on 127.0.0.1 that is free right now.
@@ -116,8 +119,8 @@ fn judge(s: &Scenario, ending: Ending, log: &str) -> Result<(), String> {
     let want = match s.ending.as_str() {
         "clean" => Ending::Clean,
         "error" => Ending::Error,
-        "stopped" => Ending::Stopped,
-        other => return Err(format!("scenario ending '{other}' is not clean, error or stopped")),
+        "stopped" | "killed" => Ending::Stopped,
+        other => return Err(format!("scenario ending '{other}' is not clean, error, stopped or killed")),
     };
     if ending != want {
         return Err(format!("the board ended {ending:?}, expected {want:?}"));
@@ -165,14 +168,27 @@ fn scenarios() -> Result<Vec<(String, Scenario)>, String> {
 
 /// The workspace minus the crates that only build for aarch64 (the hypervisor binary and the
 /// guest binaries: `no_main`, their panic handler and entry only exist on the target).
-const HOST_CRATES: &[&str] =
-    &["--workspace", "--exclude", "hyp-el2", "--exclude", "testguest", "--exclude", "hello", "--exclude", "pingpong"];
+const HOST_CRATES: &[&str] = &[
+    "--workspace",
+    "--exclude",
+    "hyp-el2",
+    "--exclude",
+    "testguest",
+    "--exclude",
+    "hello",
+    "--exclude",
+    "pingpong",
+    "--exclude",
+    "web",
+    "--exclude",
+    "kv",
+];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
 fn static_checks(t: &mut Tally) {
     step(t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
     let host_clippy = [HOST_CRATES, &["--all-targets"]].concat();
-    let clippy: [(&str, &[&str]); 4] = [
+    let clippy: [(&str, &[&str]); 5] = [
         ("clippy (host)", &host_clippy),
         ("clippy (aarch64 hypervisor, qemu-virt)", &["-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat"]),
         (
@@ -198,10 +214,15 @@ fn static_checks(t: &mut Tally) {
                 "hello",
                 "-p",
                 "pingpong",
+                "-p",
+                "web",
+                "-p",
+                "kv",
                 "--target",
                 "aarch64-unknown-none",
             ],
         ),
+        ("clippy (control-domain agent, musl)", &["-p", "ferrum-agent", "--target", "aarch64-unknown-linux-musl"]),
     ];
     for (name, sel) in clippy {
         step(t, name, || run_cargo(&[&["clippy", "--quiet"], sel, &["--", "-D", "warnings"]].concat()));
@@ -266,6 +287,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         timeout: Some(s.timeout),
                         unchecked: s.unchecked,
                         http_port: if s.http { Some(free_port()?) } else { None },
+                        fresh_data: !s.keep_data,
                         extra_files: if s.selftest {
                             let port = start_http_server()?;
                             let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
@@ -282,7 +304,14 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         Some("xen-4.17") => crate::xen::command(gic, &o.deployment, false)?,
                         Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
                     };
-                    let stop = (s.ending == "stopped").then(|| s.expect.last().map(String::as_str)).flatten();
+                    // "stopped": QEMU is stopped a second after the last expected line; "killed":
+                    // at once (a power cut right after that line).
+                    let grace = match s.ending.as_str() {
+                        "stopped" => Some(Duration::from_secs(1)),
+                        "killed" => Some(Duration::ZERO),
+                        _ => None,
+                    };
+                    let stop = grace.and_then(|g| s.expect.last().map(|l| (l.as_str(), g)));
                     let input: Vec<(String, String)> = s
                         .input
                         .iter()
@@ -333,6 +362,7 @@ mod tests {
             selftest: false,
             input: Vec::new(),
             http: false,
+            keep_data: false,
         }
     }
 

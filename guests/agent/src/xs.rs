@@ -144,13 +144,11 @@ impl Xs {
 
     /// Waits up to `ms` for watch events; returns the ones that arrived.
     pub fn wait_events(&mut self, ms: i32) -> Vec<(String, String)> {
-        if self.events.is_empty() {
-            if crate::sys::readable(self.dev.as_raw_fd(), ms) && self.fill().is_ok() {
-                while let Some((t, _, p)) = decode(&mut self.buf) {
-                    let s = strings(&p);
-                    if t == ty::WATCH_EVENT && s.len() >= 2 {
-                        self.events.push_back((s[0].clone(), s[1].clone()));
-                    }
+        if self.events.is_empty() && crate::sys::readable(self.dev.as_raw_fd(), ms) && self.fill().is_ok() {
+            while let Some((t, _, p)) = decode(&mut self.buf) {
+                let s = strings(&p);
+                if t == ty::WATCH_EVENT && s.len() >= 2 {
+                    self.events.push_back((s[0].clone(), s[1].clone()));
                 }
             }
         }

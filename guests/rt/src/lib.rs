@@ -37,6 +37,8 @@ pub mod xs;
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+pub mod blkfront;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod netfront;

@@ -1,0 +1,219 @@
+//! blkfront: a Xen virtual block device served by a backend domain's xen-blkback
+//! (docs/xen-abi.md §6.9, §8.2): one ring page, one event channel, no persistent grants and
+//! no indirect requests; one request in flight at a time, up to 11 pages (44 KiB) each.
+//!
+//! Durability: [`Blkfront::flush`] sends `BLKIF_OP_FLUSH_DISKCACHE` (when the backend offers
+//! `feature-flush-cache`), so a write followed by a flush is on the backend's disk once
+//! `flush` returns `Ok`.
+//!
+//! Invariants: data pages are granted once (writable, reused); a response is accepted only for
+//! the id of the request in flight; sector ranges are checked against the disk's size before a
+//! request is made.
+
+use crate::arch::SharedPage;
+use crate::grants::GrantRef;
+use crate::sring::FrontRing;
+use crate::xen::{self, Port, Xen};
+use crate::xenbus::{state, Device, FrontError};
+use alloc::format;
+use alloc::vec::Vec;
+
+/// Segments per request (`BLKIF_MAX_SEGMENTS_PER_REQUEST`).
+const SEGS: usize = 11;
+/// Bytes of one sector (the unit of `sector_number`).
+pub const SECTOR: usize = 512;
+const OP_READ: u8 = 0;
+const OP_WRITE: u8 = 1;
+const OP_FLUSH: u8 = 3;
+
+/// An I/O failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlkError {
+    /// Outside the disk, or not a whole number of sectors.
+    Range,
+    /// The disk is read-only.
+    ReadOnly,
+    /// The backend answered with this status (−1 error, −2 not supported).
+    Status(i16),
+    /// The backend broke the ring protocol; the device is stopped.
+    Broken,
+}
+
+/// A connected blkfront.
+pub struct Blkfront {
+    ring: FrontRing<'static>,
+    port: Port,
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+    /// The backend refuses writes.
+    pub readonly: bool,
+    /// The backend offers cache flushes.
+    pub flush_supported: bool,
+    pages: Vec<(SharedPage, GrantRef)>,
+    next_id: u64,
+    broken: bool,
+}
+
+impl Blkfront {
+    /// Connects vbd `devid` (51712 = xvda).
+    pub fn connect(x: &mut Xen, devid: u32) -> Result<Self, FrontError> {
+        let dev = Device::find(x, "vbd", devid)?;
+        dev.wait_backend(x, |s| s == state::INIT_WAIT || s == state::CONNECTED)?;
+        let be = dev.backend_id;
+        let rp = crate::alloc_page();
+        let ring = FrontRing::init(rp.words32(), 112);
+        let ring_ref = x.grant(be, rp, false).map_err(|_| FrontError::Setup("grant"))?;
+        let mut pages = Vec::with_capacity(SEGS);
+        for _ in 0..SEGS {
+            let p = crate::alloc_page();
+            pages.push((p, x.grant(be, p, false).map_err(|_| FrontError::Setup("grant"))?));
+        }
+        let port = xen::alloc_unbound(be).map_err(|_| FrontError::Setup("alloc_unbound"))?;
+        let dir = dev.dir.clone();
+        crate::xenbus::store(x)?
+            .transaction(|s, t| {
+                s.write_in(t, &format!("{dir}/ring-ref"), &format!("{}", ring_ref.0))?;
+                s.write_in(t, &format!("{dir}/event-channel"), &format!("{}", port.0))?;
+                s.write_in(t, &format!("{dir}/protocol"), "arm-abi")?;
+                s.write_in(t, &format!("{dir}/feature-persistent"), "0")?;
+                s.write_in(t, &format!("{dir}/state"), "3")
+            })
+            .map_err(|e| FrontError::Store("publishing the ring", e))?;
+        dev.wait_backend(x, |s| s == state::CONNECTED)?;
+        let num = |x: &mut Xen, k: &'static str| dev.backend_read(x, k).ok().and_then(|v| v.parse::<u64>().ok());
+        let sectors = num(x, "sectors").ok_or(FrontError::Bad("sectors"))?;
+        if num(x, "sector-size").unwrap_or(512) != 512 {
+            return Err(FrontError::Bad("sector-size"));
+        }
+        let info = num(x, "info").unwrap_or(0);
+        let flush_supported = num(x, "feature-flush-cache") == Some(1);
+        dev.set_state(x, state::CONNECTED)?;
+        Ok(Self { ring, port, sectors, readonly: info & 4 != 0, flush_supported, pages, next_id: 1, broken: false })
+    }
+
+    /// Bytes one request can move.
+    pub const MAX_IO: usize = SEGS * 4096;
+
+    /// One request: `op` on `len` bytes from `sector`; the data is in/into our pages.
+    fn request(&mut self, op: u8, sector: u64, len: usize) -> Result<(), BlkError> {
+        if self.broken {
+            return Err(BlkError::Broken);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let e = self.ring.next_request().ok_or(BlkError::Broken)?;
+        let nseg = len.div_ceil(4096);
+        e.set_u8(0, op);
+        e.set_u8(1, nseg as u8);
+        e.set_u16(2, 0);
+        e.set_u64(8, id);
+        e.set_u64(16, sector);
+        for i in 0..nseg {
+            let bytes = (len - i * 4096).min(4096);
+            let off = 24 + i * 8;
+            e.set_u32(off, self.pages[i].1 .0);
+            e.set_u8(off + 4, 0);
+            e.set_u8(off + 5, (bytes / SECTOR - 1) as u8);
+            e.set_u16(off + 6, 0);
+        }
+        if self.ring.push_requests() {
+            xen::notify(self.port.0);
+        }
+        loop {
+            match self.ring.next_response() {
+                Ok(Some(r)) => {
+                    if r.u64(0) != id {
+                        self.broken = true;
+                        return Err(BlkError::Broken);
+                    }
+                    let st = r.u16(10) as i16;
+                    return if st == 0 { Ok(()) } else { Err(BlkError::Status(st)) };
+                }
+                Ok(None) => {
+                    if !self.ring.final_check().map_err(|_| BlkError::Broken)? {
+                        self.port.wait();
+                    }
+                }
+                Err(_) => {
+                    self.broken = true;
+                    return Err(BlkError::Broken);
+                }
+            }
+        }
+    }
+
+    fn check(&self, sector: u64, len: usize) -> Result<(), BlkError> {
+        let n = (len / SECTOR) as u64;
+        if len == 0 || !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > self.sectors) {
+            return Err(BlkError::Range);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (whole sectors) from `sector`.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlkError> {
+        self.check(sector, buf.len())?;
+        for (i, chunk) in buf.chunks_mut(Self::MAX_IO).enumerate() {
+            let s = sector + (i * Self::MAX_IO / SECTOR) as u64;
+            self.request(OP_READ, s, chunk.len())?;
+            for (j, part) in chunk.chunks_mut(4096).enumerate() {
+                self.pages[j].0.read(0, part);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` (whole sectors) at `sector`.
+    pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlkError> {
+        self.check(sector, buf.len())?;
+        if self.readonly {
+            return Err(BlkError::ReadOnly);
+        }
+        for (i, chunk) in buf.chunks(Self::MAX_IO).enumerate() {
+            for (j, part) in chunk.chunks(4096).enumerate() {
+                self.pages[j].0.write(0, part);
+            }
+            let s = sector + (i * Self::MAX_IO / SECTOR) as u64;
+            self.request(OP_WRITE, s, chunk.len())?;
+        }
+        Ok(())
+    }
+
+    /// Makes completed writes durable (`BLKIF_OP_FLUSH_DISKCACHE`); `Ok` at once when the
+    /// backend has no write cache to flush.
+    pub fn flush(&mut self) -> Result<(), BlkError> {
+        if !self.flush_supported {
+            return Ok(());
+        }
+        if self.broken {
+            return Err(BlkError::Broken);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let e = self.ring.next_request().ok_or(BlkError::Broken)?;
+        e.set_u8(0, OP_FLUSH);
+        e.set_u8(1, 0);
+        e.set_u64(8, id);
+        e.set_u64(16, 0);
+        if self.ring.push_requests() {
+            xen::notify(self.port.0);
+        }
+        loop {
+            match self.ring.next_response() {
+                Ok(Some(r)) if r.u64(0) == id => {
+                    let st = r.u16(10) as i16;
+                    return if st == 0 { Ok(()) } else { Err(BlkError::Status(st)) };
+                }
+                Ok(Some(_)) | Err(_) => {
+                    self.broken = true;
+                    return Err(BlkError::Broken);
+                }
+                Ok(None) => {
+                    if !self.ring.final_check().map_err(|_| BlkError::Broken)? {
+                        self.port.wait();
+                    }
+                }
+            }
+        }
+    }
+}
