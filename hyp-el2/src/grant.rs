@@ -245,15 +245,24 @@ pub fn batch(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
 }
 
 /// Revokes every mapping that involves domain `d` (it restarts): its own mappings of others'
-/// frames and others' mappings of its frames leave the stage-2 tables (TLBs invalidated in the
-/// mapper's VMID) before its memory is reloaded. Returns how many were revoked.
+/// frames leave its stage-2 tables; others' mappings of its frames are pointed at the scratch
+/// page (`p2m::quarantine_foreign`), so a backend that still touches them does not fault.
+/// Either way no CPU uses the old frames (TLBs invalidated in the mapper's VMID) before its
+/// memory is reloaded. Returns how many were revoked.
 pub fn revoke_all(d: usize) -> usize {
     let mut guard = GRANTS.lock();
     let Some(gs) = guard.as_mut() else { return 0 };
     let list = gs.involving(d);
     for &(mapper, handle) in &list {
         if let Ok(m) = gs.untrack(mapper, handle) {
-            remove(gs, mapper, m);
+            if mapper == d {
+                remove(gs, mapper, m);
+            } else {
+                // Another, running domain (a backend) keeps a harmless page at that address
+                // until it unmaps (its unmap then finds no handle, which Linux ignores).
+                let _ = p2m::quarantine_foreign(mapper, m.ipa);
+                release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
+            }
         }
     }
     list.len()

@@ -176,6 +176,32 @@ pub fn unmap_foreign(d: usize, ipa: u64) -> Result<(), i16> {
     .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
 }
 
+/// The page a revoked mapping of a still-running domain is pointed at (see
+/// [`quarantine_foreign`]): hypervisor memory that belongs to no domain, its contents junk.
+#[repr(C, align(4096))]
+struct Scratch([u8; 4096]);
+static mut SCRATCH: Scratch = Scratch([0; 4096]);
+
+/// Points the foreign page at `ipa` of running domain `d` at the scratch page instead of the
+/// granter's frame (the granter restarts and its memory is reloaded). A Linux backend still
+/// touches its mapping until it notices the frontend went away; a hole would kill it with a
+/// stage-2 fault, the scratch page lets it read junk and write nowhere that matters. Every CPU
+/// stops using the old frame before this returns; the IPA is free for a new mapping.
+pub fn quarantine_foreign(d: usize, ipa: u64) -> Result<(), i16> {
+    let scratch = core::ptr::addr_of!(SCRATCH) as u64;
+    let attrs = Attrs { kind: MemKind::Normal, perm: Perm::Rw, exec: false };
+    with(d, |p, pt, mem| {
+        if !p.foreign.remove(&ipa) {
+            return Err(g::GNTST_GENERAL_ERROR);
+        }
+        if pt.set_page(mem, ipa, Some((scratch, attrs))).is_err() {
+            let _ = pt.set_page(mem, ipa, None); // no table memory: a hole, still safe for others
+        }
+        Ok(())
+    })
+    .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
+}
+
 /// PA of populated frame `gfn` of domain `d` (for a grant copy from or to its own frame).
 pub fn own_frame(d: usize, c: &DomainCfg, gfn: u64) -> Option<u64> {
     let ipa = gfn.checked_mul(4096).filter(|&a| c.ipa_in_ram(a))?;

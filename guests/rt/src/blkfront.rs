@@ -94,7 +94,8 @@ impl Blkfront {
     /// Bytes one request can move.
     pub const MAX_IO: usize = SEGS * 4096;
 
-    /// One request: `op` on `len` bytes from `sector`; the data is in/into our pages.
+    /// One request: `op` on `len` bytes from `sector` (0 for a flush); the data is in/into
+    /// our pages. Waits for its response.
     fn request(&mut self, op: u8, sector: u64, len: usize) -> Result<(), BlkError> {
         if self.broken {
             return Err(BlkError::Broken);
@@ -109,6 +110,7 @@ impl Blkfront {
         e.set_u64(8, id);
         e.set_u64(16, sector);
         for i in 0..nseg {
+            // Segment i: {u32 gref, u8 first_sect, u8 last_sect, u16 pad} at 24 + 8 i.
             let bytes = (len - i * 4096).min(4096);
             let off = 24 + i * 8;
             e.set_u32(off, self.pages[i].1 .0);
@@ -121,22 +123,18 @@ impl Blkfront {
         }
         loop {
             match self.ring.next_response() {
-                Ok(Some(r)) => {
-                    if r.u64(0) != id {
-                        self.broken = true;
-                        return Err(BlkError::Broken);
-                    }
+                Ok(Some(r)) if r.u64(0) == id => {
                     let st = r.u16(10) as i16;
                     return if st == 0 { Ok(()) } else { Err(BlkError::Status(st)) };
+                }
+                Ok(Some(_)) | Err(_) => {
+                    self.broken = true;
+                    return Err(BlkError::Broken);
                 }
                 Ok(None) => {
                     if !self.ring.final_check().map_err(|_| BlkError::Broken)? {
                         self.port.wait();
                     }
-                }
-                Err(_) => {
-                    self.broken = true;
-                    return Err(BlkError::Broken);
                 }
             }
         }
@@ -185,35 +183,6 @@ impl Blkfront {
         if !self.flush_supported {
             return Ok(());
         }
-        if self.broken {
-            return Err(BlkError::Broken);
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let e = self.ring.next_request().ok_or(BlkError::Broken)?;
-        e.set_u8(0, OP_FLUSH);
-        e.set_u8(1, 0);
-        e.set_u64(8, id);
-        e.set_u64(16, 0);
-        if self.ring.push_requests() {
-            xen::notify(self.port.0);
-        }
-        loop {
-            match self.ring.next_response() {
-                Ok(Some(r)) if r.u64(0) == id => {
-                    let st = r.u16(10) as i16;
-                    return if st == 0 { Ok(()) } else { Err(BlkError::Status(st)) };
-                }
-                Ok(Some(_)) | Err(_) => {
-                    self.broken = true;
-                    return Err(BlkError::Broken);
-                }
-                Ok(None) => {
-                    if !self.ring.final_check().map_err(|_| BlkError::Broken)? {
-                        self.port.wait();
-                    }
-                }
-            }
-        }
+        self.request(OP_FLUSH, 0, 0)
     }
 }
