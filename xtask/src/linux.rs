@@ -228,20 +228,16 @@ pub fn prepare(build: &Path, series: &str) -> Result<Linux, String> {
     cpio.file("init", 0o755, init_now.as_bytes());
     cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes());
     cpio.file("etc/inittab", 0o644, INITTAB.as_bytes());
-    let mut order = String::new();
-    for (name, bytes) in &mods {
-        cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
-        order.push_str(name);
-        order.push('\n');
+    // `/init` loads `load-order`; the agent loads `backend-order` in the control domain.
+    for (list, order_file) in [(&mods, "load-order"), (&backend_mods, "backend-order")] {
+        let mut order = String::new();
+        for (name, bytes) in list {
+            cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
+            order.push_str(name);
+            order.push('\n');
+        }
+        cpio.file(&format!("lib/modules/{order_file}"), 0o644, order.as_bytes());
     }
-    cpio.file("lib/modules/load-order", 0o644, order.as_bytes());
-    let mut order = String::new();
-    for (name, bytes) in &backend_mods {
-        cpio.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
-        order.push_str(name);
-        order.push('\n');
-    }
-    cpio.file("lib/modules/backend-order", 0o644, order.as_bytes());
     let raw = cpio.finish();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     gz.write_all(&raw).map_err(|e| e.to_string())?;

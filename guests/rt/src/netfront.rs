@@ -239,9 +239,7 @@ impl Netfront {
         }
         let id = self.tx_free.pop()?;
         let (page, gref) = self.tx_pages[usize::from(id)];
-        let mut buf = [0u8; MAX_FRAME];
-        let r = fill(&mut buf[..len]);
-        page.write(0, &buf[..len]);
+        let r = page.with_bytes_mut(len, fill);
         let e = self.tx.next_request()?;
         e.set_u32(0, gref.0);
         e.set_u16(4, 0);

@@ -436,6 +436,17 @@ impl SharedPage {
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), (self.0 + off as u64) as *mut u8, src.len()) };
     }
 
+    /// Runs `f` on the first `len` bytes of the page as a plain slice (a buffer we own while the
+    /// peer does not use it: a transmit page before its request is published), so a frame is
+    /// built in place rather than copied in.
+    pub fn with_bytes_mut<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        assert!(len <= 4096);
+        // SAFETY: inside the page (checked); the peer only reads it after the release store
+        // that publishes the request, and nothing else in this domain aliases the slice for the
+        // duration of `f`.
+        f(unsafe { core::slice::from_raw_parts_mut(self.0 as *mut u8, len) })
+    }
+
     /// Copies bytes from the page at `off` into `dst` (a receive page after its response was
     /// published; a misbehaving peer writing concurrently only garbles its own data).
     pub fn read(self, off: usize, dst: &mut [u8]) {
