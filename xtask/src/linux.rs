@@ -413,6 +413,9 @@ pub fn init_script() -> String {
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin
 mount -t proc proc /proc
+# Only warnings and worse reach the console from here on (the rest stays in dmesg): an info line
+# such as a bridge port's state change must not land in the middle of a line init prints.
+echo 5 > /proc/sys/kernel/printk
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "ferrum-init: Linux $(uname -r), CPUs online: $(cat /sys/devices/system/cpu/online)"
@@ -421,23 +424,49 @@ echo "ferrum-init: Linux $(uname -r), CPUs online: $(cat /sys/devices/system/cpu
 for m in $(cat /lib/modules/load-order); do
   insmod /lib/modules/$m.ko || echo "ferrum-init: insmod $m failed"
 done
-for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda1 ] && break; sleep 0.2; done
-if mount -t vfat -o ro /dev/vda1 /mnt/boot; then
-  echo "ferrum-init: boot partition mounted on /mnt/boot"
-else
-  echo "ferrum-init: no boot partition (/dev/vda1)"
+# wait_for CONDITION TENTHS: polls a shell condition every 0.1 s, up to TENTHS times.
+wait_for() { n=0; until eval "$1"; do [ $n -ge $2 ] && return 1; n=$((n + 1)); sleep 0.1; done; }
+if ls /sys/bus/virtio/devices/ 2>/dev/null | grep -q .; then
+  wait_for "[ -b /dev/vda1 ]" 20
+  if mount -t vfat -o ro /dev/vda1 /mnt/boot; then
+    echo "ferrum-init: boot partition mounted on /mnt/boot"
+  else
+    echo "ferrum-init: no boot partition (/dev/vda1)"
+  fi
 fi
 ifconfig lo 127.0.0.1 up
 # The control domain (the one that may read /ferrum) serves the PV backends: the agent loads
 # them and bridges eth0 into xenbr0, whose address the domain then uses.
 NET=eth0
-ROLE=domain
+ROLE=guest
 if xenstore-exists /ferrum/domain 2>/dev/null; then
   ROLE=control
   ferrum-agent setup && NET=xenbr0
 fi
+# A guest domain's PV disks (xen-blkfront): each appears once the control domain's backend
+# connects (it may still be booting), and is mounted on /mnt/<name> when it holds a filesystem.
+if [ $ROLE = guest ]; then
+  for v in /sys/bus/xen/devices/vbd-*; do
+    [ -d "$v" ] || continue
+    if wait_for "ls $v/block 2>/dev/null | grep -q ." 1200; then
+      b=$(ls $v/block | head -n 1)
+      mkdir -p /mnt/$b
+      RO=; [ "$(cat /sys/block/$b/ro)" = 1 ] && RO="-o ro"
+      KIB=$(( $(cat /sys/block/$b/size) / 2 ))
+      if mount $RO /dev/$b /mnt/$b 2>/dev/null; then
+        echo "ferrum-init: PV disk /dev/$b ($KIB KiB) mounted on /mnt/$b"
+      else
+        echo "ferrum-init: PV disk /dev/$b ($KIB KiB) holds no filesystem (format it: mkdosfs /dev/$b)"
+      fi
+    else
+      echo "ferrum-init: PV disk ${v##*/} never connected"
+    fi
+  done
+fi
 ADDR=none
 if ifconfig $NET up 2>/dev/null; then
+  # A PV NIC (xen-netfront) has carrier once its backend is connected.
+  [ -d /sys/bus/xen/devices/vif-0 ] && [ $NET = eth0 ] && ! wait_for "grep -q 1 /sys/class/net/eth0/carrier 2>/dev/null" 1200 && echo "ferrum-init: PV NIC eth0 has no carrier"
   udhcpc -i $NET -s /etc/udhcpc.script -q -n -t 8 -T 1 >/dev/null 2>&1
   ADDR=$(ifconfig $NET | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
 fi
@@ -463,6 +492,8 @@ if [ -f /mnt/boot/selftest.txt ]; then
   xenstore-write /local/domain/2/data/x intruder 2>/dev/null && echo "selftest: FAIL: wrote another domain's subtree" || echo "selftest: xenstore: write to another domain's subtree refused"
   xenstore-write /tool/x intruder 2>/dev/null && echo "selftest: FAIL: wrote outside every domain's subtree" || echo "selftest: xenstore: write outside its subtree refused"
   grep -E 'arch_timer|virtio|uart' /proc/interrupts
+  # A Linux guest domain's self-test (`ferrum.selftest` on its command line) fetches this URL.
+  xenstore-write /local/domain/$ME/data/selftest-url "$URL" && xenstore-chmod /local/domain/$ME/data/selftest-url r$ME
   if [ -f /mnt/boot/selftest-wait ]; then
     # The host now reaches the domains' services (the web unikernel through the bridge and
     # QEMU's port forwarding), then types a line.
@@ -473,7 +504,33 @@ if [ -f /mnt/boot/selftest.txt ]; then
   echo "selftest: done, powering off"
   poweroff -f
 fi
-echo "ferrum-init: type commands below; 'poweroff' powers the board off"
+if [ $ROLE = guest ] && grep -qw ferrum.selftest /proc/cmdline; then
+  # A guest domain's self-test of its PV disk and NIC: formats the disk if it holds no
+  # filesystem, counts its boots there, writes 1 MiB and reads it back from the backend (page
+  # cache dropped), then fetches the page whose URL the control domain's self-test publishes.
+  D=/mnt/xvda
+  if ! grep -q " $D " /proc/mounts; then
+    mkdosfs -n FERRUMDATA /dev/xvda >/dev/null && mount /dev/xvda $D && echo "guest-selftest: formatted /dev/xvda (vfat), mounted on $D"
+  fi
+  echo $(( $(cat $D/boots 2>/dev/null || echo 0) + 1 )) > $D/boots
+  dd if=/dev/urandom of=$D/blob bs=4096 count=256 2>/dev/null
+  sync
+  S1=$(md5sum $D/blob | cut -d' ' -f1)
+  echo 3 > /proc/sys/vm/drop_caches
+  S2=$(md5sum $D/blob | cut -d' ' -f1)
+  [ -n "$S1" ] && [ "$S1" = "$S2" ] && echo "guest-selftest: 1 MiB written to $D/blob and read back from the backend: same md5"
+  echo "guest-selftest: boots counted on $D: $(cat $D/boots)"
+  echo "guest-selftest: $(grep ' /mnt/xvda ' /proc/mounts | cut -d' ' -f1-3)"
+  echo "guest-selftest: eth0 address $ADDR, default route via $(route -n | awk '$1 == "0.0.0.0" { print $2 }')"
+  if wait_for "xenstore-read /local/domain/1/data/selftest-url >/tmp/url 2>/dev/null" 1200; then
+    URL=$(cat /tmp/url)
+    wget -q -O /tmp/page "$URL" && echo "guest-selftest: fetched $URL: $(cat /tmp/page)" || echo "guest-selftest: fetch of $URL failed"
+  else
+    echo "guest-selftest: no URL published by the control domain"
+  fi
+  echo "guest-selftest: done"
+fi
+echo "ferrum-init: type commands below; 'poweroff' powers this domain off (its on_poweroff says what follows)"
 exec /bin/init
 "#
     .to_string()

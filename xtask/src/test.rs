@@ -291,7 +291,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         extra_files: if s.selftest {
                             let port = start_http_server()?;
                             let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
-                            if s.http {
+                            if !s.input.is_empty() {
                                 v.push(("selftest-wait".into(), b"the host acts, then types a line\n".to_vec()));
                             }
                             v
