@@ -133,7 +133,7 @@ impl Pl011 {
 }
 
 /// Longest line kept before it is flushed without a newline.
-pub const LINE_MAX: usize = 160;
+pub const LINE_MAX: usize = 320;
 
 /// Collects one domain's output into whole lines so lines of different domains never mix.
 #[derive(Clone, Copy)]

@@ -182,6 +182,8 @@ const HOST_CRATES: &[&str] = &[
     "web",
     "--exclude",
     "kv",
+    "--exclude",
+    "rogue",
 ];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
@@ -218,6 +220,8 @@ fn static_checks(t: &mut Tally) {
                 "web",
                 "-p",
                 "kv",
+                "-p",
+                "rogue",
                 "--target",
                 "aarch64-unknown-none",
             ],

@@ -55,9 +55,27 @@ pub fn vif_name(front: &str, handle: &str) -> Result<String, String> {
     Ok(format!("vif{f}.{h}"))
 }
 
+/// A value read from xenstore, fit for one line of output: at most `max` characters, anything
+/// but printable ASCII shown as `?` (a backend's error text is written by another domain's
+/// kernel, but the store holds whatever bytes were put there).
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    if s.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_values() {
+        assert_eq!(printable("-22 mapping ring-ref port 5", 60), "-22 mapping ring-ref port 5");
+        assert_eq!(printable("a\nb\x1b[2J", 60), "a?b?[2J");
+        assert_eq!(printable("abcdef", 3), "abc...");
+    }
 
     #[test]
     fn device_numbers() {

@@ -184,11 +184,23 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
                     ),
                     _ => format!("vif{id}.{devid} on {}", xs.read(&format!("{d}/bridge")).unwrap_or_default()),
                 };
-                devs.push(format!("{kind} {what} ({})", hotplug::state_name(&st)));
+                // A backend that failed (xenbus_dev_fatal) leaves its message under its own
+                // `error/` tree; Linux's netback may still say "connected" after one.
+                let err = xs.read(&format!("/local/domain/{me}/error/backend/{kind}/{id}/{devid}/error"));
+                let st = hotplug::state_name(&st);
+                devs.push(match err {
+                    Some(e) => format!("{kind} {what} ({st}; backend error: {})", hotplug::printable(&e, 60)),
+                    None => format!("{kind} {what} ({st})"),
+                });
             }
         }
-        let devs = if devs.is_empty() { "-".to_string() } else { devs.join("; ") };
-        println!("{id:<3} {name:<12} {kind:<10} {state:<22} {cpus:<6} {mem:<9} {devs}");
+        // One device per line: the first beside the domain, the others under it.
+        let mut devs = devs.into_iter();
+        let first = devs.next().unwrap_or_else(|| "-".to_string());
+        println!("{id:<3} {name:<12} {kind:<10} {state:<22} {cpus:<6} {mem:<9} {first}");
+        for d in devs {
+            println!("{:68}{d}", "");
+        }
     }
     Ok(())
 }
