@@ -21,7 +21,8 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
         Some("boot") => bench_boot(&args[1..]),
         Some("hypercall") => bench_hypercall(&args[1..]),
         Some("unikernel") => bench_unikernel(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]"
+        Some("pv") => bench_pv(&args[1..]),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N]"
             .into()),
     }
 }
@@ -299,4 +300,137 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
     println!(" offers a dom0less domU; ping-pong: {rounds} rounds, both ends waiting in WFI between messages;");
     println!(" boot phases: build/bench/unikernel-hello-*.log)");
     Ok(if all_met { 0 } else { 1 })
+}
+
+/// A TCP sink on the host (QEMU's user network reaches it as 10.0.2.2:<port>): each
+/// connection is read to its end, then closed.
+fn start_sink() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("TCP sink: {e}"))?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 16];
+                while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// `cargo xtask bench pv`: one boot of a control domain, the `pvbench` unikernel and a Linux
+/// guest domain, measured one after another (the control domain hands out the turns through
+/// xenstore): sequential disk write (with flush) and read, and TCP send, first by the control
+/// domain on the board's own disk (`/dev/vda2`) and NIC, then through the PV split drivers by
+/// the unikernel (ferrum-rt's blkfront/netfront) and by the Linux guest (xen-blkfront /
+/// xen-netfront), both served by the control domain's xen-blkback / xen-netback on that same
+/// partition and bridged NIC. Each figure is printed with its ratio to the direct one.
+fn bench_pv(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--gic", "--disk-mib", "--tcp-mib"], &[])?;
+    let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
+    let num = |name: &str, default: u64, max: u64| -> Result<u64, String> {
+        opt(args, name)?.map_or(Ok(default), |v| {
+            v.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or(format!("{name}: '{v}' (1 to {max})"))
+        })
+    };
+    let disk_mib = num("--disk-mib", 16, crate::image::DATA_MIB)?;
+    let tcp_mib = num("--tcp-mib", 32, 1024)?;
+    setup::ensure_host_tools()?;
+    let dir = root().join("build/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dep = dir.join("pv.toml");
+    let control =
+        "[[domain]]\nname = \"control\"\nkind = \"linux\"\nkernel = \"debian:6.12\"\ninitrd = \"initramfs:6.12\"\n\
+        cpus = [0, 1]\nmemory = \"512M\"\ndevices = [\"/virtio_mmio@a003e00\", \"/virtio_mmio@a003c00\"]\n\
+        bootargs = \"console=hvc0\"\non_poweroff = \"board\"\n\n";
+    let pv = "[[domain.vbd]]\nbackend = \"control\"\ntarget = \"/dev/vda2\"\nvdev = \"xvda\"\n\n\
+        [[domain.vif]]\nbackend = \"control\"\n\n";
+    let toml = format!(
+        "name = \"bench-pv\"\nplatform = \"qemu-virt\"\n\n{control}\
+         [[domain]]\nname = \"pvbench\"\nkind = \"unikernel\"\nkernel = \"guest:pvbench\"\ncpus = [2]\nmemory = \"32M\"\n\
+         xen = true\nbootargs = \"ip=10.0.2.21/24 gw=10.0.2.2\"\n\n{pv}\
+         [[domain]]\nname = \"guest\"\nkind = \"linux\"\nkernel = \"debian:6.12\"\ninitrd = \"initramfs:6.12\"\ncpus = [3]\n\
+         memory = \"256M\"\nbootargs = \"console=hvc0 ferrum.bench\"\n\n{pv}"
+    );
+    std::fs::write(&dep, toml).map_err(|e| e.to_string())?;
+    let sink = start_sink()?;
+    let o = RunOpts {
+        gic,
+        deployment: dep,
+        timeout: Some(1200),
+        unchecked: false,
+        extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib}\n").into_bytes())],
+        http_port: None,
+        fresh_data: true,
+    };
+    let cmd = qemu::prepare(&o)?;
+    println!("bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, one boot; running...");
+    let run = qemu::run_batch(cmd, Some(1200), false, &[], None)?;
+    let logf = dir.join(format!("pv-gicv{gic}.log"));
+    let _ = std::fs::write(&logf, &run.log);
+    // bench-result <label> <bytes> <microseconds>
+    let mut got = std::collections::HashMap::new();
+    for l in run.log.lines() {
+        let Some(r) = l.split("bench-result ").nth(1) else { continue };
+        let w: Vec<&str> = r.split_whitespace().collect();
+        if let [label, bytes, us] = w[..] {
+            if let (Ok(b), Ok(us)) = (bytes.parse::<f64>(), us.parse::<f64>()) {
+                got.insert(label.to_string(), b / us.max(1.0));
+            }
+        }
+    }
+    // (test, the direct figure's label, [(who, label)] through the PV drivers)
+    type Row<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let rows: [Row; 4] = [
+        (
+            "disk write + flush",
+            "control-direct-disk-write",
+            &[("unikernel (blkfront)", "unikernel-disk-write"), ("Linux guest (xen-blkfront)", "guest-disk-write")],
+        ),
+        (
+            "disk read",
+            "control-direct-disk-read",
+            &[("unikernel (blkfront)", "unikernel-disk-read"), ("Linux guest (xen-blkfront)", "guest-disk-read")],
+        ),
+        (
+            "TCP send to the host",
+            "control-direct-to-host-tcp",
+            &[
+                ("unikernel (netfront, bridge, NIC)", "unikernel-to-host-tcp"),
+                ("Linux guest (xen-netfront)", "guest-to-host-tcp"),
+            ],
+        ),
+        (
+            "TCP send to the control domain",
+            "control-direct-to-host-tcp",
+            &[
+                ("unikernel -> control (netfront)", "unikernel-to-control-tcp"),
+                ("Linux guest -> control", "guest-to-control-tcp"),
+            ],
+        ),
+    ];
+    println!("{:<32} {:<36} {:>9} {:>16}", "test", "who", "MB/s", "ratio to direct");
+    let mut missing = Vec::new();
+    for (test, direct, others) in rows {
+        let d = got.get(direct).copied();
+        let direct_who =
+            if test.ends_with("control domain") { "(direct: control -> host, NIC)" } else { "control domain (direct)" };
+        match d {
+            Some(v) => println!("{test:<32} {direct_who:<36} {v:>9.1} {:>16}", "1.00"),
+            None => missing.push(direct),
+        }
+        for (who, label) in others {
+            match (got.get(*label), d) {
+                (Some(v), Some(d)) => println!("{:<32} {who:<36} {v:>9.1} {:>16.2}", "", v / d),
+                (Some(v), None) => println!("{:<32} {who:<36} {v:>9.1} {:>16}", "", "-"),
+                (None, _) => missing.push(label),
+            }
+        }
+    }
+    println!("(MB = 10^6 bytes; timed inside each domain by its own counter; log: {})", logf.display());
+    if !missing.is_empty() {
+        missing.dedup();
+        return Err(format!("bench pv: no figure for {} (log: {})", missing.join(", "), logf.display()));
+    }
+    Ok(0)
 }

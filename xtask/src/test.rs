@@ -184,6 +184,8 @@ const HOST_CRATES: &[&str] = &[
     "kv",
     "--exclude",
     "rogue",
+    "--exclude",
+    "pvbench",
 ];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
@@ -222,6 +224,8 @@ fn static_checks(t: &mut Tally) {
                 "kv",
                 "-p",
                 "rogue",
+                "-p",
+                "pvbench",
                 "--target",
                 "aarch64-unknown-none",
             ],

@@ -9,11 +9,13 @@
 //!   for each vif it waits for netback's `vif<domid>.<handle>`, adds it to its bridge, brings it
 //!   up and writes `hotplug-status = connected`. It reports every device state change.
 //! - `hypctl list` (or `ferrum-agent hypctl list`): domains with their state and PV devices.
+//! - `ferrum-agent bench …`: the Linux ends of `cargo xtask bench pv` (see `bench.rs`).
 //!
 //! Invariant: the agent only writes keys the backend domain owns (`physical-device`,
 //! `hotplug-status`, `hotplug-error`); everything it reads from xenstore is checked before it
 //! becomes a path or an interface name.
 
+mod bench;
 mod hotplug;
 mod sys;
 mod xs;
@@ -29,7 +31,8 @@ fn main() {
         ("hypctl", r) | (_, ["hypctl", r @ ..]) => hypctl(r),
         (_, ["setup"]) => setup(),
         (_, ["daemon"]) => daemon(),
-        _ => Err("usage: ferrum-agent setup | daemon | hypctl list".into()),
+        (_, ["bench", r @ ..]) => bench::run(r),
+        _ => Err("usage: ferrum-agent setup | daemon | bench ... | hypctl list".into()),
     };
     if let Err(e) = r {
         eprintln!("{prog}: {e}");

@@ -1,0 +1,178 @@
+//! `pvbench`: the unikernel end of `cargo xtask bench pv`. It connects its vbd and vif, waits
+//! for its turn (the control domain writes `/local/domain/1/data/bench` = `<domid> <host
+//! port> <disk MiB> <TCP MiB>`, readable by every domain), then measures and prints
+//! `bench-result <label> <bytes> <microseconds>` lines:
+//!
+//! - `unikernel-disk-write`: the disk MiB written from sector 0 by blkfront (44 KiB requests, one
+//!   in flight), then a cache flush; `unikernel-disk-read`: the same range read back and checked;
+//! - `unikernel-to-control-tcp`: the TCP MiB sent over smoltcp + netfront to the control domain's
+//!   sink (`10.0.2.15:5001`), until the receiver has closed;
+//! - `unikernel-to-host-tcp`: the same to the host's sink through the bridge and the NIC.
+//!
+//! Then it writes `data/bench-done` in its own subtree and idles.
+//! Boot arguments: `ip=` (default 10.0.2.21/24), `gw=` (10.0.2.2).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+use ferrum_rt::blkfront::Blkfront;
+use ferrum_rt::netfront::Netfront;
+use ferrum_rt::xen::Xen;
+use ferrum_rt::{println, shutdown, time, Reason, Runtime};
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
+
+ferrum_rt::entry!(main);
+
+const CONTROL_SINK: (Ipv4Address, u16) = (Ipv4Address::new(10, 0, 2, 15), 5001);
+
+fn fail(what: &str) -> ! {
+    println!("pvbench: FAIL: {what}");
+    shutdown(Reason::Crash);
+}
+
+fn parse_ip(s: &str) -> Option<Ipv4Address> {
+    let mut o = [0u8; 4];
+    let mut it = s.split('.');
+    for b in &mut o {
+        *b = it.next()?.parse().ok()?;
+    }
+    it.next().is_none().then(|| Ipv4Address::from(o))
+}
+
+fn now() -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(time::now().since_start().as_micros() as i64)
+}
+
+fn result(label: &str, bytes: u64, t: time::Instant) {
+    println!("bench-result {label} {bytes} {}", t.elapsed().as_micros());
+}
+
+/// Waits until the control domain's `data/bench` names us; returns the host sink's port and
+/// the MiB to move by disk and by TCP.
+fn wait_turn(x: &mut Xen) -> (u16, u64, u64) {
+    let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
+    let me = store.read("domid").unwrap_or_else(|_| fail("no domid"));
+    loop {
+        if let Ok(v) = store.read("/local/domain/1/data/bench") {
+            let mut w = v.split_whitespace();
+            if w.next() == Some(me.as_str()) {
+                let mut num = || w.next().and_then(|p| p.parse::<u64>().ok()).filter(|&n| n > 0 && n < 65536);
+                return match (num(), num(), num()) {
+                    (Some(p), Some(m), Some(t)) => (p as u16, m, t),
+                    _ => fail(&format!("bench key '{v}': want '<domid> <host port> <disk MiB> <TCP MiB>'")),
+                };
+            }
+        }
+        time::sleep(Duration::from_millis(200));
+    }
+}
+
+fn disk(d: &mut Blkfront, mib: u64) {
+    let bytes = mib << 20;
+    if bytes / 512 > d.sectors {
+        fail("the disk is smaller than mib=");
+    }
+    let mut buf = alloc::vec![0xa5u8; Blkfront::MAX_IO * 8];
+    let t = time::now();
+    let mut done = 0u64;
+    while done < bytes {
+        let n = (bytes - done).min(buf.len() as u64) as usize;
+        d.write(done / 512, &buf[..n]).unwrap_or_else(|e| fail(&format!("write: {e:?}")));
+        done += n as u64;
+    }
+    d.flush().unwrap_or_else(|e| fail(&format!("flush: {e:?}")));
+    result("unikernel-disk-write", bytes, t);
+    let t = time::now();
+    done = 0;
+    while done < bytes {
+        let n = (bytes - done).min(buf.len() as u64) as usize;
+        buf[..n].fill(0);
+        d.read(done / 512, &mut buf[..n]).unwrap_or_else(|e| fail(&format!("read: {e:?}")));
+        if buf[0] != 0xa5 || buf[n - 1] != 0xa5 {
+            fail("read back something else than was written");
+        }
+        done += n as u64;
+    }
+    result("unikernel-disk-read", bytes, t);
+}
+
+/// Sends `mib` MiB to `to` and waits until the receiver has closed.
+fn tcp_send(iface: &mut Interface, nf: &mut Netfront, label: &str, to: (Ipv4Address, u16), mib: u64, port: u16) {
+    let mut sockets = SocketSet::new(Vec::new());
+    let s =
+        tcp::Socket::new(tcp::SocketBuffer::new(alloc::vec![0; 4096]), tcp::SocketBuffer::new(alloc::vec![0; 65536]));
+    let h = sockets.add(s);
+    let total = mib << 20;
+    let chunk = [0x5au8; 4096];
+    let t = time::now();
+    sockets
+        .get_mut::<tcp::Socket>(h)
+        .connect(iface.context(), (IpAddress::Ipv4(to.0), to.1), port)
+        .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+    let mut sent = 0u64;
+    let deadline = time::now().after(Duration::from_secs(600));
+    loop {
+        iface.poll(now(), nf, &mut sockets);
+        let s = sockets.get_mut::<tcp::Socket>(h);
+        while sent < total && s.can_send() {
+            let n = (total - sent).min(chunk.len() as u64) as usize;
+            match s.send_slice(&chunk[..n]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => sent += k as u64,
+            }
+        }
+        if sent == total && s.state() == tcp::State::Established {
+            s.close();
+        }
+        if sent == total && matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+            break;
+        }
+        if !s.is_open() && sent < total {
+            fail(&format!("{label}: the connection closed after {sent} bytes"));
+        }
+        if time::now() > deadline || nf.is_broken() {
+            fail(&format!("{label}: stuck after {sent} bytes"));
+        }
+        let wait = iface.poll_delay(now(), &sockets).map_or(Duration::from_millis(10), |d| {
+            Duration::from_micros(d.total_micros()).min(Duration::from_millis(10))
+        });
+        if !wait.is_zero() {
+            nf.port().wait_until(time::now().after(wait).ticks());
+        }
+    }
+    result(label, total, t);
+}
+
+fn main(rt: &mut Runtime) {
+    let spec = rt.arg("ip").unwrap_or("10.0.2.21/24");
+    let (a, p) = spec.split_once('/').unwrap_or((spec, "24"));
+    let (Some(ip), Some(prefix)) = (parse_ip(a), p.parse::<u8>().ok().filter(|&p| p <= 32)) else {
+        fail("ip=<a.b.c.d>/<prefix> is malformed")
+    };
+    let gw = parse_ip(rt.arg("gw").unwrap_or("10.0.2.2")).unwrap_or_else(|| fail("gw= is malformed"));
+    let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor") };
+    let mut d = Blkfront::connect(x, 51712).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
+    let mut nf = Netfront::connect(x, 0).unwrap_or_else(|e| fail(&format!("vif: {e}")));
+    println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
+    let (host_port, mib, tcp_mib) = wait_turn(x);
+    disk(&mut d, mib);
+    let mut iface = Interface::new(Config::new(EthernetAddress(nf.mac).into()), &mut nf, now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(ip.into(), prefix));
+    });
+    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+    tcp_send(&mut iface, &mut nf, "unikernel-to-control-tcp", CONTROL_SINK, tcp_mib, 40001);
+    tcp_send(&mut iface, &mut nf, "unikernel-to-host-tcp", (gw, host_port), tcp_mib, 40002);
+    let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
+    store.write("data/bench-done", "1").unwrap_or_else(|_| fail("writing data/bench-done"));
+    println!("pvbench: done");
+    loop {
+        time::sleep(Duration::from_secs(60));
+    }
+}
