@@ -78,7 +78,7 @@ fn disk(d: &mut Blkfront, mib: u64) {
     if bytes / 512 > d.sectors {
         fail("the disk is smaller than mib=");
     }
-    let mut buf = alloc::vec![0xa5u8; Blkfront::MAX_IO * 8];
+    let mut buf = alloc::vec![0xa5u8; 1 << 20];
     let t = time::now();
     let mut done = 0u64;
     while done < bytes {
