@@ -20,12 +20,13 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 use ferrum_rt::blkfront::Blkfront;
-use ferrum_rt::netfront::Netfront;
+use ferrum_rt::netcfg::parse_cidr;
+use ferrum_rt::netfront::{self, smoltcp_now as now, Netfront};
 use ferrum_rt::xen::Xen;
 use ferrum_rt::{println, shutdown, time, Reason, Runtime};
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{IpAddress, Ipv4Address};
 
 ferrum_rt::entry!(main);
 
@@ -34,19 +35,6 @@ const CONTROL_SINK: (Ipv4Address, u16) = (Ipv4Address::new(10, 0, 2, 15), 5001);
 fn fail(what: &str) -> ! {
     println!("pvbench: FAIL: {what}");
     shutdown(Reason::Crash);
-}
-
-fn parse_ip(s: &str) -> Option<Ipv4Address> {
-    let mut o = [0u8; 4];
-    let mut it = s.split('.');
-    for b in &mut o {
-        *b = it.next()?.parse().ok()?;
-    }
-    it.next().is_none().then(|| Ipv4Address::from(o))
-}
-
-fn now() -> smoltcp::time::Instant {
-    smoltcp::time::Instant::from_micros(time::now().since_start().as_micros() as i64)
 }
 
 fn result(label: &str, bytes: u64, t: time::Instant) {
@@ -150,23 +138,16 @@ fn tcp_send(iface: &mut Interface, nf: &mut Netfront, label: &str, to: (Ipv4Addr
 }
 
 fn main(rt: &mut Runtime) {
-    let spec = rt.arg("ip").unwrap_or("10.0.2.21/24");
-    let (a, p) = spec.split_once('/').unwrap_or((spec, "24"));
-    let (Some(ip), Some(prefix)) = (parse_ip(a), p.parse::<u8>().ok().filter(|&p| p <= 32)) else {
-        fail("ip=<a.b.c.d>/<prefix> is malformed")
-    };
-    let gw = parse_ip(rt.arg("gw").unwrap_or("10.0.2.2")).unwrap_or_else(|| fail("gw= is malformed"));
+    let (ip, prefix) = parse_cidr(rt.arg("ip").unwrap_or("10.0.2.21/24"))
+        .unwrap_or_else(|| fail("ip=<a.b.c.d>/<prefix> is malformed"));
+    let gw: Ipv4Address = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor") };
     let mut d = Blkfront::connect(x, 51712).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
     let mut nf = Netfront::connect(x, 0).unwrap_or_else(|e| fail(&format!("vif: {e}")));
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
     let (host_port, mib, tcp_mib) = wait_turn(x);
     disk(&mut d, mib);
-    let mut iface = Interface::new(Config::new(EthernetAddress(nf.mac).into()), &mut nf, now());
-    iface.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(ip.into(), prefix));
-    });
-    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+    let mut iface = netfront::interface(&mut nf, ip, prefix, gw);
     tcp_send(&mut iface, &mut nf, "unikernel-to-control-tcp", CONTROL_SINK, tcp_mib, 40001);
     tcp_send(&mut iface, &mut nf, "unikernel-to-host-tcp", (gw, host_port), tcp_mib, 40002);
     let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));

@@ -21,8 +21,10 @@
 extern crate alloc;
 
 use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::time::Duration;
-use ferrum_rt::sring::FrontRing;
+use ferrum_rt::sring::{Entry, FrontRing};
 use ferrum_rt::xen::{self, Port, Xen};
 use ferrum_rt::xenbus::{self, state, Device, FrontError};
 use ferrum_rt::{println, shutdown, time, Page as SharedPage, Reason, Runtime};
@@ -41,32 +43,43 @@ fn fail(what: &str) -> ! {
     shutdown(Reason::Crash);
 }
 
-/// Publishes `keys` and state 4/3 for a device whose ring references are forged, and reports
-/// the backend's state once it has answered.
-fn forged_rings(x: &mut Xen, kind: &str, devid: u32, keys: &[(&str, u32)]) {
+/// Finds `device/<kind>/<devid>` and waits until its backend is ready for a frontend.
+fn open(x: &mut Xen, kind: &str, devid: u32) -> Device {
     let dev = Device::find(x, kind, devid).unwrap_or_else(|e| fail(&format!("{kind} {devid}: {e}")));
     dev.wait_backend(x, |s| s == state::INIT_WAIT || s == state::CONNECTED)
         .unwrap_or_else(|e| fail(&format!("{kind} {devid}: {e}")));
-    let port = xen::alloc_unbound(dev.backend_id).unwrap_or_else(|_| fail("alloc_unbound"));
+    dev
+}
+
+/// Writes `keys` (relative to the device directory) in one transaction, `state` last.
+fn publish(x: &mut Xen, dev: &Device, keys: &[(&str, String)]) {
     let dir = dev.dir.clone();
-    let fe_state = if kind == "vif" { "4" } else { "3" };
     xenbus::store(x)
         .and_then(|s| {
             s.transaction(|s, t| {
                 for (k, v) in keys {
-                    s.write_in(t, &format!("{dir}/{k}"), &format!("{v}"))?;
+                    s.write_in(t, &format!("{dir}/{k}"), v)?;
                 }
-                s.write_in(t, &format!("{dir}/event-channel"), &format!("{}", port.0))?;
-                if kind == "vif" {
-                    s.write_in(t, &format!("{dir}/request-rx-copy"), "1")?;
-                } else {
-                    s.write_in(t, &format!("{dir}/protocol"), "arm-abi")?;
-                }
-                s.write_in(t, &format!("{dir}/state"), fe_state)
+                Ok(())
             })
             .map_err(|e| FrontError::Store("publishing", e))
         })
-        .unwrap_or_else(|e| fail(&format!("{kind} {devid}: {e}")));
+        .unwrap_or_else(|e| fail(&format!("{dir}: {e}")));
+}
+
+/// Publishes `keys` and state 4/3 for a device whose ring references are forged, and reports
+/// the backend's state once it has answered.
+fn forged_rings(x: &mut Xen, kind: &str, devid: u32, refs: &[(&str, u32)]) {
+    let dev = open(x, kind, devid);
+    let port = xen::alloc_unbound(dev.backend_id).unwrap_or_else(|_| fail("alloc_unbound"));
+    let mut keys: Vec<(&str, String)> = refs.iter().map(|(k, v)| (*k, format!("{v}"))).collect();
+    keys.push(("event-channel", format!("{}", port.0)));
+    keys.extend(if kind == "vif" {
+        [("request-rx-copy", "1".into()), ("state", "4".into())]
+    } else {
+        [("protocol", "arm-abi".into()), ("state", "3".into())]
+    });
+    publish(x, &dev, &keys);
     // xen-blkback closes the device and stays closed; xen-netback reports the failure, closes,
     // then writes "connected" again over a device it never mapped, so the state seen here
     // depends on timing: the control domain's log and `hypctl` show the backend's error.
@@ -75,6 +88,16 @@ fn forged_rings(x: &mut Xen, kind: &str, devid: u32, keys: &[(&str, u32)]) {
         Err(e) => fail(&format!("{kind} {devid}: {e}")),
     };
     println!("rogue: {kind} {devid}: published ring refs never granted; backend state {st}");
+}
+
+/// A blkif response: {u64 id, u8 operation, pad, i16 status at 10}.
+fn blk_status(r: Entry) -> (u64, i16) {
+    (r.u64(0), r.u16(10) as i16)
+}
+
+/// A netif TX response: {u16 id, i16 status}.
+fn net_status(r: Entry) -> (u64, i16) {
+    (u64::from(r.u16(0)), r.u16(2) as i16)
 }
 
 /// A connected device's ring, event channel and one data page (granted to the backend).
@@ -88,18 +111,19 @@ struct Conn {
 
 impl Conn {
     /// Publishes the filled requests and waits for one response (`None`: silence).
-    fn exchange(&mut self) -> Option<(u64, i16)> {
+    fn exchange(&mut self, decode: fn(Entry) -> (u64, i16)) -> Option<(u64, i16)> {
         if self.ring.push_requests() {
             xen::notify(self.port.0);
         }
-        self.wait_response()
+        self.wait_response(decode)
     }
 
-    fn wait_response(&mut self) -> Option<(u64, i16)> {
+    /// The next response as `decode` reads its (id, status), or `None` after [`SILENCE`].
+    fn wait_response(&mut self, decode: fn(Entry) -> (u64, i16)) -> Option<(u64, i16)> {
         let deadline = time::now().after(SILENCE).ticks();
         loop {
             match self.ring.next_response() {
-                Ok(Some(r)) => return Some((r.u64(0), r.u16(10) as i16)),
+                Ok(Some(r)) => return Some(decode(r)),
                 Ok(None) => {}
                 Err(_) => fail("the backend broke the ring"),
             }
@@ -115,27 +139,20 @@ impl Conn {
 
 /// Connects vbd `devid` properly (one data page).
 fn blk_connect(x: &mut Xen, devid: u32) -> (Conn, u64) {
-    let dev = Device::find(x, "vbd", devid).unwrap_or_else(|e| fail(&format!("vbd {devid}: {e}")));
-    dev.wait_backend(x, |s| s == state::INIT_WAIT || s == state::CONNECTED)
-        .unwrap_or_else(|e| fail(&format!("vbd {devid}: {e}")));
+    let dev = open(x, "vbd", devid);
     let be = dev.backend_id;
     let (rp, data) = (ferrum_rt::alloc_page(), ferrum_rt::alloc_page());
     let ring = FrontRing::init(rp.words32(), 112);
     let ring_ref = x.grant(be, rp, false).unwrap_or_else(|_| fail("grant"));
     let data_ref = x.grant(be, data, false).unwrap_or_else(|_| fail("grant"));
     let port = xen::alloc_unbound(be).unwrap_or_else(|_| fail("alloc_unbound"));
-    let dir = dev.dir.clone();
-    xenbus::store(x)
-        .and_then(|s| {
-            s.transaction(|s, t| {
-                s.write_in(t, &format!("{dir}/ring-ref"), &format!("{}", ring_ref.0))?;
-                s.write_in(t, &format!("{dir}/event-channel"), &format!("{}", port.0))?;
-                s.write_in(t, &format!("{dir}/protocol"), "arm-abi")?;
-                s.write_in(t, &format!("{dir}/state"), "3")
-            })
-            .map_err(|e| FrontError::Store("publishing", e))
-        })
-        .unwrap_or_else(|e| fail(&format!("vbd {devid}: {e}")));
+    let keys = [
+        ("ring-ref", format!("{}", ring_ref.0)),
+        ("event-channel", format!("{}", port.0)),
+        ("protocol", "arm-abi".into()),
+        ("state", "3".into()),
+    ];
+    publish(x, &dev, &keys);
     dev.wait_backend(x, |s| s == state::CONNECTED).unwrap_or_else(|e| fail(&format!("vbd {devid}: {e}")));
     let sectors = dev.backend_read(x, "sectors").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     dev.set_state(x, state::CONNECTED).unwrap_or_else(|e| fail(&format!("vbd {devid}: {e}")));
@@ -157,7 +174,7 @@ fn blk_read(c: &mut Conn, id: u64, nseg: u8, gref: u32, sector: u64) -> Option<(
         e.set_u8(24 + 8 * i + 5, 7);
         e.set_u16(24 + 8 * i + 6, 0);
     }
-    c.exchange()
+    c.exchange(blk_status)
 }
 
 fn report(what: &str, r: Option<(u64, i16)>, id: u64, want: i16) {
@@ -188,7 +205,7 @@ fn block(x: &mut Xen) {
     let prod = w[0].load(core::sync::atomic::Ordering::Relaxed);
     w[0].store(prod.wrapping_add(100), core::sync::atomic::Ordering::Release);
     xen::notify(c.port.0);
-    match c.wait_response() {
+    match c.wait_response(blk_status) {
         None => println!("rogue: vbd 51712: req_prod 100 past the ring: no answer, the backend halted the ring"),
         Some((id, st)) => println!("rogue: FAIL: vbd 51712: answer id {id} status {st} to an impossible req_prod"),
     }
@@ -196,9 +213,7 @@ fn block(x: &mut Xen) {
 
 /// Connects vif `devid` properly: TX ring, RX ring (no buffers posted), one TX page.
 fn net_connect(x: &mut Xen, devid: u32) -> Conn {
-    let dev = Device::find(x, "vif", devid).unwrap_or_else(|e| fail(&format!("vif {devid}: {e}")));
-    dev.wait_backend(x, |s| s == state::INIT_WAIT || s == state::CONNECTED)
-        .unwrap_or_else(|e| fail(&format!("vif {devid}: {e}")));
+    let dev = open(x, "vif", devid);
     let be = dev.backend_id;
     let (txp, rxp, data) = (ferrum_rt::alloc_page(), ferrum_rt::alloc_page(), ferrum_rt::alloc_page());
     let ring = FrontRing::init(txp.words32(), 12);
@@ -207,25 +222,20 @@ fn net_connect(x: &mut Xen, devid: u32) -> Conn {
     let rx_ref = x.grant(be, rxp, false).unwrap_or_else(|_| fail("grant"));
     let data_ref = x.grant(be, data, true).unwrap_or_else(|_| fail("grant"));
     let port = xen::alloc_unbound(be).unwrap_or_else(|_| fail("alloc_unbound"));
-    let dir = dev.dir.clone();
-    xenbus::store(x)
-        .and_then(|s| {
-            s.transaction(|s, t| {
-                s.write_in(t, &format!("{dir}/tx-ring-ref"), &format!("{}", tx_ref.0))?;
-                s.write_in(t, &format!("{dir}/rx-ring-ref"), &format!("{}", rx_ref.0))?;
-                s.write_in(t, &format!("{dir}/event-channel"), &format!("{}", port.0))?;
-                s.write_in(t, &format!("{dir}/request-rx-copy"), "1")?;
-                s.write_in(t, &format!("{dir}/feature-no-csum-offload"), "1")?;
-                s.write_in(t, &format!("{dir}/state"), "4")
-            })
-            .map_err(|e| FrontError::Store("publishing", e))
-        })
-        .unwrap_or_else(|e| fail(&format!("vif {devid}: {e}")));
+    let keys = [
+        ("tx-ring-ref", format!("{}", tx_ref.0)),
+        ("rx-ring-ref", format!("{}", rx_ref.0)),
+        ("event-channel", format!("{}", port.0)),
+        ("request-rx-copy", "1".into()),
+        ("feature-no-csum-offload", "1".into()),
+        ("state", "4".into()),
+    ];
+    publish(x, &dev, &keys);
     dev.wait_backend(x, |s| s == state::CONNECTED).unwrap_or_else(|e| fail(&format!("vif {devid}: {e}")));
     Conn { ring, ring_page: txp, port, data, data_ref: data_ref.0 }
 }
 
-/// One TX request; a netif TX response is {u16 id, i16 status}.
+/// One TX request.
 fn net_send(c: &mut Conn, id: u16, gref: u32, offset: u16, size: u16) -> Option<(u64, i16)> {
     let e = c.ring.next_request().unwrap_or_else(|| fail("vif ring full"));
     e.set_u32(0, gref);
@@ -233,23 +243,7 @@ fn net_send(c: &mut Conn, id: u16, gref: u32, offset: u16, size: u16) -> Option<
     e.set_u16(6, 0);
     e.set_u16(8, id);
     e.set_u16(10, size);
-    if c.ring.push_requests() {
-        xen::notify(c.port.0);
-    }
-    let deadline = time::now().after(SILENCE).ticks();
-    loop {
-        match c.ring.next_response() {
-            Ok(Some(r)) => return Some((u64::from(r.u16(0)), r.u16(2) as i16)),
-            Ok(None) => {}
-            Err(_) => fail("the backend broke the vif ring"),
-        }
-        if time::now().ticks() >= deadline {
-            return None;
-        }
-        if !c.ring.final_check().unwrap_or(true) {
-            c.port.wait_until(deadline);
-        }
-    }
+    c.exchange(net_status)
 }
 
 fn network(x: &mut Xen) {

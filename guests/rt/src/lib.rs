@@ -29,6 +29,7 @@ extern crate alloc;
 pub mod dt;
 pub mod events;
 pub mod grants;
+pub mod netcfg;
 pub mod ring;
 pub mod sring;
 pub mod time;

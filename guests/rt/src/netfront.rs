@@ -256,12 +256,34 @@ impl Netfront {
 }
 
 #[cfg(feature = "net")]
+pub use phy::{interface, smoltcp_now};
+
+#[cfg(feature = "net")]
 mod phy {
     //! `smoltcp` device on a [`Netfront`].
     use super::{Netfront, MAX_FRAME};
     use alloc::vec::Vec;
+    use core::net::Ipv4Addr;
+    use smoltcp::iface::{Config, Interface};
     use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
     use smoltcp::time::Instant;
+    use smoltcp::wire::{EthernetAddress, IpCidr};
+
+    /// The runtime's clock as smoltcp's (microseconds since boot).
+    pub fn smoltcp_now() -> Instant {
+        Instant::from_micros(crate::time::now().since_start().as_micros() as i64)
+    }
+
+    /// A smoltcp interface on `nf` (its MAC) with address `ip/prefix` and a default route via
+    /// `gw`.
+    pub fn interface(nf: &mut Netfront, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Interface {
+        let mut iface = Interface::new(Config::new(EthernetAddress(nf.mac).into()), nf, smoltcp_now());
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(ip.into(), prefix));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        iface
+    }
 
     /// A received frame.
     pub struct Rx(Vec<u8>);

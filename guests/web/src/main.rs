@@ -14,12 +14,11 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
-use ferrum_rt::netfront::Netfront;
+use ferrum_rt::netcfg::parse_cidr;
+use ferrum_rt::netfront::{self, smoltcp_now as now, Netfront};
 use ferrum_rt::{println, shutdown, time, Reason, Runtime};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address};
 
 ferrum_rt::entry!(main);
 
@@ -31,34 +30,15 @@ fn fail(what: &str) -> ! {
     shutdown(Reason::Crash);
 }
 
-fn parse_ip(s: &str) -> Option<Ipv4Address> {
-    let mut o = [0u8; 4];
-    let mut it = s.split('.');
-    for b in &mut o {
-        *b = it.next()?.parse().ok()?;
-    }
-    it.next().is_none().then(|| Ipv4Address::from(o))
-}
-
-fn now() -> Instant {
-    Instant::from_micros(time::now().since_start().as_micros() as i64)
-}
-
 struct Conn {
     handle: SocketHandle,
     request: Vec<u8>,
 }
 
 fn main(rt: &mut Runtime) {
-    let (ip, prefix) = {
-        let spec = rt.arg("ip").unwrap_or("10.0.2.20/24");
-        let (a, p) = spec.split_once('/').unwrap_or((spec, "24"));
-        match (parse_ip(a), p.parse::<u8>().ok().filter(|&p| p <= 32)) {
-            (Some(a), Some(p)) => (a, p),
-            _ => fail("ip=<a.b.c.d>/<prefix> is malformed"),
-        }
-    };
-    let gw = parse_ip(rt.arg("gw").unwrap_or("10.0.2.2")).unwrap_or_else(|| fail("gw= is malformed"));
+    let (ip, prefix) = parse_cidr(rt.arg("ip").unwrap_or("10.0.2.20/24"))
+        .unwrap_or_else(|| fail("ip=<a.b.c.d>/<prefix> is malformed"));
+    let gw = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
     let port: u16 = rt.arg("port").and_then(|p| p.parse().ok()).unwrap_or(80);
     let vif: u32 = rt.arg("vif").and_then(|p| p.parse().ok()).unwrap_or(0);
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (netfront)") };
@@ -69,11 +49,7 @@ fn main(rt: &mut Runtime) {
         "web: vif {vif} connected, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
     );
-    let mut iface = Interface::new(Config::new(EthernetAddress(nf.mac).into()), &mut nf, now());
-    iface.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(ip.into(), prefix));
-    });
-    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+    let mut iface = netfront::interface(&mut nf, ip, prefix, gw);
     let mut sockets = SocketSet::new(Vec::new());
     let mut conns = Vec::new();
     for _ in 0..SOCKETS {
