@@ -17,6 +17,7 @@ const RSVMAP: usize = 16;
 /// Builds a device tree blob.
 #[derive(Default)]
 pub struct FdtWriter {
+    reserved: Vec<(u64, u64)>,
     structs: Vec<u8>,
     strings: Vec<u8>,
     depth: usize,
@@ -36,6 +37,11 @@ impl FdtWriter {
 
     fn word(&mut self, w: u32) {
         self.structs.extend_from_slice(&w.to_be_bytes());
+    }
+
+    /// Adds a memory reservation block entry (`/memreserve/ base size`).
+    pub fn reserve(&mut self, base: u64, size: u64) {
+        self.reserved.push((base, size));
     }
 
     /// Opens a node.
@@ -128,7 +134,8 @@ impl FdtWriter {
             return None;
         }
         self.word(END);
-        let off_struct = HEADER + RSVMAP;
+        let rsvmap = RSVMAP * (self.reserved.len() + 1);
+        let off_struct = HEADER + rsvmap;
         let off_strings = off_struct + self.structs.len();
         let total = off_strings + self.strings.len();
         let mut out = Vec::with_capacity(total);
@@ -145,6 +152,10 @@ impl FdtWriter {
             self.structs.len() as u32,
         ] {
             out.extend_from_slice(&w.to_be_bytes());
+        }
+        for (b, sz) in &self.reserved {
+            out.extend_from_slice(&b.to_be_bytes());
+            out.extend_from_slice(&sz.to_be_bytes());
         }
         out.extend_from_slice(&[0; RSVMAP]);
         out.extend_from_slice(&self.structs);

@@ -2,6 +2,13 @@
 //! and timer, its console (the emulated PL011), command line and initrd, and, for a domain
 //! that owns devices, copies of exactly those devices' host nodes. Everything else comes from
 //! the validated plan; nothing else of the host tree leaks into a domain's view.
+//!
+//! The exception is the board-tree domain (`devices = ["/"]`, a direct-mapped Linux control
+//! domain, as Xen's dom0 on a Pi 4): it sees the board's own tree, whose devices depend on each
+//! other through phandles (the SD controller on firmware clocks and GPIO regulators), minus
+//! what the hypervisor keeps (its UART; the GIC is cut down to distributor and CPU interface,
+//! which are virtual) and with the nodes of other domains' devices disabled. Its `/chosen`,
+//! memory, CPUs (PSCI over HVC, keeping the host CPUs' phandles) and `/hypervisor` are ours.
 
 use crate::fdtw::FdtWriter;
 use crate::passthrough::Device;
@@ -36,6 +43,14 @@ impl GuestGic {
     }
 }
 
+/// The board tree a board-tree domain sees.
+pub struct BoardTree<'h> {
+    /// Path of the host GIC node.
+    pub gic_path: &'h str,
+    /// Paths of nodes to disable: the hypervisor's UART and other domains' devices.
+    pub hide: &'h [&'h str],
+}
+
 /// What the domain sees besides RAM and CPUs.
 pub struct Hardware<'h, 'a> {
     /// Its virtual GIC.
@@ -44,6 +59,8 @@ pub struct Hardware<'h, 'a> {
     pub host: Option<&'h fdt::Fdt<'a>>,
     /// Devices passed through (resolved by `passthrough::resolve`).
     pub devices: &'h [Device<'a>],
+    /// `Some` for the board-tree domain (`host` must be set too).
+    pub board: Option<BoardTree<'h>>,
 }
 
 /// Grant-table frames each Xen-aware domain has (all mapped at the start of its grant window).
@@ -79,8 +96,88 @@ fn copy_device(w: &mut FdtWriter, host: &fdt::Fdt<'_>, dev: &Device<'_>) {
     w.end_node();
 }
 
+fn chosen(w: &mut FdtWriter, d: &Domain<'_>, initrd: Option<(u64, u64)>, stdout: Option<&str>) {
+    w.begin_node("chosen");
+    w.prop_str("bootargs", d.bootargs);
+    if let Some(p) = stdout {
+        w.prop_str("stdout-path", p);
+    }
+    w.prop_str("ferrum,domain-name", d.name);
+    if let Some((at, size)) = initrd {
+        w.prop_u64s("linux,initrd-start", &[at]);
+        w.prop_u64s("linux,initrd-end", &[at + size]);
+    }
+    w.end_node();
+}
+
+/// `cells`: the root's (address, size) cells for the memory node.
+fn memory(w: &mut FdtWriter, base: u64, size: u64, cells: (usize, usize)) {
+    w.begin_node(&format!("memory@{base:x}"));
+    w.prop_str("device_type", "memory");
+    w.prop("reg", &reg_cells(&[(base, size)], cells));
+    w.end_node();
+}
+
+fn cpus_and_psci(w: &mut FdtWriter, n: usize, phandles: &[Option<u32>]) {
+    w.begin_node("cpus");
+    w.prop_u32("#address-cells", 1);
+    w.prop_u32("#size-cells", 0);
+    for i in 0..n {
+        w.begin_node(&format!("cpu@{i}"));
+        w.prop_str("device_type", "cpu");
+        w.prop_strs("compatible", &["arm,cortex-a72", "arm,armv8"]);
+        w.prop_u32("reg", vmpidr(i) as u32 & 0xff_ffff);
+        w.prop_str("enable-method", "psci");
+        if let Some(Some(ph)) = phandles.get(i) {
+            w.prop_u32("phandle", *ph);
+        }
+        w.end_node();
+    }
+    w.end_node();
+
+    w.begin_node("psci");
+    w.prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2"]);
+    w.prop_str("method", "hvc");
+    w.end_node();
+}
+
+/// Encodes (address, size) pairs in `cells` = the parent's (#address-cells, #size-cells).
+fn reg_cells(pairs: &[(u64, u64)], cells: (usize, usize)) -> Vec<u8> {
+    let mut v = Vec::new();
+    for &(a, s) in pairs {
+        for (x, n) in [(a, cells.0), (s, cells.1)] {
+            if n == 1 {
+                v.extend_from_slice(&(x as u32).to_be_bytes());
+            } else {
+                v.extend_from_slice(&x.to_be_bytes());
+            }
+        }
+    }
+    v
+}
+
+fn hypervisor(w: &mut FdtWriter, gic_phandle: u32, cells: (usize, usize)) {
+    // docs/xen-abi.md §1.1: exact node name, versioned compatible first, grant window as
+    // region 0, event-channel PPI 31 level-low on every CPU.
+    let (maj, min) = xen_abi::version::REPORTED;
+    w.begin_node("hypervisor");
+    w.prop_strs("compatible", &[&format!("xen,xen-{maj}.{min}"), "xen,xen"]);
+    // Region 1: the extended region, where the domain maps other domains' grants.
+    let regions = [
+        (xen_abi::layout::GNTTAB_BASE, u64::from(GRANT_FRAMES) * xen_abi::PAGE_SIZE),
+        (xen_abi::layout::EXT_BASE, xen_abi::layout::EXT_SIZE),
+    ];
+    w.prop("reg", &reg_cells(&regions, cells));
+    w.prop_u32("interrupt-parent", gic_phandle);
+    w.prop_cells("interrupts", &[1, xen_abi::layout::EVTCHN_PPI - 16, 0xf08]);
+    w.end_node();
+}
+
 /// Builds the device tree for `d`. `initrd_size` is the initrd length (0 for none).
 pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'_, '_>) -> Vec<u8> {
+    if let (Some(board), Some(host)) = (&hw.board, hw.host) {
+        return build_board(d, text_offset, initrd_size, host, board);
+    }
     let layout = guest_layout(d, text_offset);
     let base = d.ipa_base().0;
     let mut w = FdtWriter::new();
@@ -91,38 +188,10 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'
     w.prop_str("model", &format!("ferrum domain {}", d.name));
     w.prop_u32("interrupt-parent", GIC_PHANDLE);
 
-    w.begin_node("chosen");
-    w.prop_str("bootargs", d.bootargs);
-    w.prop_str("stdout-path", &format!("/pl011@{VUART_BASE:x}"));
-    w.prop_str("ferrum,domain-name", d.name);
-    if let (Some(at), true) = (layout.initrd, initrd_size > 0) {
-        w.prop_u64s("linux,initrd-start", &[at.0]);
-        w.prop_u64s("linux,initrd-end", &[at.0 + initrd_size]);
-    }
-    w.end_node();
-
-    w.begin_node(&format!("memory@{base:x}"));
-    w.prop_str("device_type", "memory");
-    w.prop_u64s("reg", &[base, d.memory.size]);
-    w.end_node();
-
-    w.begin_node("cpus");
-    w.prop_u32("#address-cells", 1);
-    w.prop_u32("#size-cells", 0);
-    for i in 0..d.pcpus.len() {
-        w.begin_node(&format!("cpu@{i}"));
-        w.prop_str("device_type", "cpu");
-        w.prop_strs("compatible", &["arm,cortex-a72", "arm,armv8"]);
-        w.prop_u32("reg", vmpidr(i) as u32 & 0xff_ffff);
-        w.prop_str("enable-method", "psci");
-        w.end_node();
-    }
-    w.end_node();
-
-    w.begin_node("psci");
-    w.prop_strs("compatible", &["arm,psci-1.0", "arm,psci-0.2"]);
-    w.prop_str("method", "hvc");
-    w.end_node();
+    let initrd = layout.initrd.filter(|_| initrd_size > 0).map(|at| (at.0, initrd_size));
+    chosen(&mut w, d, initrd, Some(&format!("/pl011@{VUART_BASE:x}")));
+    memory(&mut w, base, d.memory.size, (2, 2));
+    cpus_and_psci(&mut w, d.pcpus.len(), &[]);
 
     let g = hw.gic;
     w.begin_node(&format!("interrupt-controller@{:x}", g.dist));
@@ -166,23 +235,7 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'
     w.end_node();
 
     if d.xen {
-        // docs/xen-abi.md §1.1: exact node name, versioned compatible first, grant window as
-        // region 0, event-channel PPI 31 level-low on every CPU.
-        let (maj, min) = xen_abi::version::REPORTED;
-        w.begin_node("hypervisor");
-        w.prop_strs("compatible", &[&format!("xen,xen-{maj}.{min}"), "xen,xen"]);
-        // Region 1: the extended region, where the domain maps other domains' grants.
-        w.prop_u64s(
-            "reg",
-            &[
-                xen_abi::layout::GNTTAB_BASE,
-                u64::from(GRANT_FRAMES) * xen_abi::PAGE_SIZE,
-                xen_abi::layout::EXT_BASE,
-                xen_abi::layout::EXT_SIZE,
-            ],
-        );
-        w.prop_cells("interrupts", &[1, xen_abi::layout::EVTCHN_PPI - 16, 0xf08]);
-        w.end_node();
+        hypervisor(&mut w, GIC_PHANDLE, (2, 2));
     }
 
     if let Some(host) = hw.host {
@@ -191,6 +244,74 @@ pub fn build(d: &Domain<'_>, text_offset: u64, initrd_size: u64, hw: &Hardware<'
         }
     }
 
+    w.end_node();
+    w.finish(0).expect("balanced tree")
+}
+
+fn u32_prop(n: &fdt::node::FdtNode<'_, '_>, name: &str) -> Option<u32> {
+    n.property(name).map(|p| p.value).filter(|v| v.len() == 4).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+}
+
+/// The board-tree domain's device tree (see the module documentation).
+fn build_board(d: &Domain<'_>, text_offset: u64, initrd_size: u64, host: &fdt::Fdt<'_>, b: &BoardTree<'_>) -> Vec<u8> {
+    use crate::fdtedit::{compatible_with, copy_root, Action, NodeEdit};
+    let layout = guest_layout(d, text_offset);
+    let root = host.find_node("/");
+    let cells = root.map_or((2, 1), |r| {
+        (u32_prop(&r, "#address-cells").unwrap_or(2) as usize, u32_prop(&r, "#size-cells").unwrap_or(1) as usize)
+    });
+    // The GIC keeps distributor and CPU interface: reg entries 0 and 1 in its parent's cells.
+    let gic_parent = b.gic_path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+    let pcells = host.find_node(gic_parent).map_or(4, |p| {
+        4 * (u32_prop(&p, "#address-cells").unwrap_or(2) + u32_prop(&p, "#size-cells").unwrap_or(1)) as usize
+    });
+    let gic_node = host.find_node(b.gic_path);
+    let gic_phandle = gic_node.as_ref().and_then(|n| u32_prop(n, "phandle")).unwrap_or(GIC_PHANDLE);
+    let gic_reg: Vec<u8> = gic_node
+        .as_ref()
+        .and_then(|n| n.property("reg"))
+        .map(|p| p.value.get(..2 * pcells).unwrap_or(p.value).to_vec())
+        .unwrap_or_default();
+    // The host CPUs' phandles, for the vCPUs on them (cooling maps and the like refer to them).
+    let host_cpus: Vec<Option<u32>> = host
+        .find_node("/cpus")
+        .map(|c| {
+            c.children()
+                .filter(|n| n.property("device_type").and_then(|p| p.as_str()) == Some("cpu"))
+                .map(|n| u32_prop(&n, "phandle"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let phandles: Vec<Option<u32>> =
+        d.pcpus.iter().map(|&p| host_cpus.get(usize::from(p)).copied().flatten()).collect();
+
+    let mut w = FdtWriter::new();
+    for r in host.memory_reservations() {
+        w.reserve(r.address() as u64, r.size() as u64);
+    }
+    w.begin_node("");
+    copy_root(host, &mut w, &NodeEdit::default(), &mut |path, n| {
+        let is_mem = n.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+        if matches!(path, "/chosen" | "/cpus" | "/psci" | "/hypervisor")
+            || is_mem
+            || compatible_with(n, &["arm,psci", "arm,psci-0.2", "arm,psci-1.0"])
+        {
+            Action::Drop
+        } else if path == b.gic_path {
+            Action::Edit(NodeEdit { set: alloc::vec![("reg", gic_reg.clone())], remove: alloc::vec!["interrupts"] })
+        } else if b.hide.contains(&path) {
+            Action::Edit(NodeEdit::disable())
+        } else {
+            Action::Copy
+        }
+    });
+    let initrd = layout.initrd.filter(|_| initrd_size > 0).map(|at| (at.0, initrd_size));
+    chosen(&mut w, d, initrd, None);
+    memory(&mut w, d.ipa_base().0, d.memory.size, cells);
+    cpus_and_psci(&mut w, d.pcpus.len(), &phandles);
+    if d.xen {
+        hypervisor(&mut w, gic_phandle, cells);
+    }
     w.end_node();
     w.finish(0).expect("balanced tree")
 }
@@ -213,7 +334,7 @@ mod tests {
             bootargs: "mode=good",
             ..Default::default()
         };
-        let hw = Hardware { gic: GuestGic::xen_layout(Version::V3), host: None, devices: &[] };
+        let hw = Hardware { gic: GuestGic::xen_layout(Version::V3), host: None, devices: &[], board: None };
         let blob = build(&d, 0, 0x1000, &hw);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(fdt.chosen().bootargs(), Some("mode=good"));
@@ -272,7 +393,7 @@ mod tests {
             ..Default::default()
         };
         let gic = GuestGic { version: Version::V2, dist: 0x800_0000, cpu_or_redist: 0x801_0000 };
-        let blob = build(&d, 0, 0, &Hardware { gic, host: Some(&host), devices: &[dev] });
+        let blob = build(&d, 0, 0, &Hardware { gic, host: Some(&host), devices: &[dev], board: None });
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let n = fdt.find_node("/virtio_mmio@a003e00").unwrap();
         assert_eq!(n.property("interrupt-parent").unwrap().as_usize(), Some(2));

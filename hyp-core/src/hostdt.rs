@@ -12,12 +12,14 @@
 use crate::addr::PhysRange;
 use crate::image::ImageError;
 use crate::list::List;
+use crate::passthrough::translated_regs;
 use crate::plan::{
     Domain, DomainKind, FaultPolicy, Plan, PlanError, PowerOffPolicy, Problem, PvDevice, PvKind, MAX_DOMAINS,
 };
+use alloc::string::String;
 use fdt::node::FdtNode;
 use fdt::Fdt;
-use platforms::GicVersion;
+use platforms::{GicVersion, UartKind};
 
 /// Most physical CPUs the hypervisor supports.
 pub const MAX_CPUS: usize = 8;
@@ -27,6 +29,8 @@ pub const MAX_BANKS: usize = 8;
 /// The GIC as the device tree describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GicInfo {
+    /// Model name for messages ("GIC-400", "GICv3", …).
+    pub name: &'static str,
     /// Architecture version.
     pub version: GicVersion,
     /// Distributor base.
@@ -37,6 +41,18 @@ pub struct GicInfo {
     pub hyp: Option<u64>,
     /// GICv2 virtual CPU interface (GICV), if described.
     pub vcpu: Option<u64>,
+}
+
+/// How a physical CPU is started, from its `enable-method`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuStart {
+    /// `psci`: PSCI `CPU_ON`.
+    Psci,
+    /// `spin-table`: write the entry point to `cpu-release-addr`, then `sev`.
+    SpinTable(u64),
+    /// No or an unknown method (the boot CPU usually has none).
+    #[default]
+    Unknown,
 }
 
 /// How firmware PSCI is called.
@@ -61,8 +77,13 @@ pub struct BoardInfo<'a> {
     pub gic: Option<GicInfo>,
     /// PSCI conduit, if firmware offers PSCI.
     pub psci: Option<Conduit>,
-    /// Base of the `stdout-path` UART.
-    pub uart: Option<u64>,
+    /// How each CPU (same order as `cpus`) is started, from its `enable-method`.
+    pub cpu_start: List<CpuStart, MAX_CPUS>,
+    /// The `stdout-path` UART, if it is a model the hypervisor drives (base translated through
+    /// the parents' `ranges`).
+    pub uart: Option<(u64, UartKind)>,
+    /// Path of the `stdout-path` UART node (also when its model is not supported).
+    pub uart_path: Option<&'a str>,
     /// Interrupt ID of the `stdout-path` UART (an SPI), if described.
     pub uart_irq: Option<u32>,
     /// `/chosen/ferrum,deployment`.
@@ -87,7 +108,73 @@ fn cell_prop(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
     node.property(name).and_then(|p| p.as_usize()).unwrap_or(default)
 }
 
-/// Reads the board facts. Root `#address-cells`/`#size-cells` apply to memory, GIC and UART.
+/// Visits every node depth-first with its full path; stops at the first `Some`.
+pub fn find_node_path<'a, T>(fdt: &Fdt<'a>, f: &mut dyn FnMut(&str, &FdtNode<'_, 'a>) -> Option<T>) -> Option<T> {
+    fn walk<'a, T>(
+        path: &mut String,
+        node: FdtNode<'_, 'a>,
+        depth: usize,
+        f: &mut dyn FnMut(&str, &FdtNode<'_, 'a>) -> Option<T>,
+    ) -> Option<T> {
+        if let Some(v) = f(if path.is_empty() { "/" } else { path }, &node) {
+            return Some(v);
+        }
+        if depth >= 7 {
+            return None; // deeper than anything `passthrough` translates
+        }
+        for c in node.children() {
+            let len = path.len();
+            path.push('/');
+            path.push_str(c.name);
+            let r = walk(path, c, depth + 1, f);
+            path.truncate(len);
+            if r.is_some() {
+                return r;
+            }
+        }
+        None
+    }
+    walk(&mut String::new(), fdt.find_node("/")?, 0, f)
+}
+
+const GICV3_COMPAT: &[&str] = &["arm,gic-v3"];
+const GICV2_COMPAT: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a9-gic", "arm,cortex-a7-gic"];
+
+/// Path of the GIC node [`parse_board`] reads.
+pub fn gic_path(fdt: &Fdt<'_>) -> Option<String> {
+    path_of_compatible(fdt, GICV3_COMPAT).or_else(|| path_of_compatible(fdt, GICV2_COMPAT))
+}
+
+/// Path of the first node compatible with one of `compat` (and not disabled).
+pub fn path_of_compatible(fdt: &Fdt<'_>, compat: &[&str]) -> Option<String> {
+    find_node_path(fdt, &mut |path, n| {
+        let ok = n.property("status").and_then(|p| p.as_str()).is_none_or(|s| s == "okay" || s == "ok");
+        (ok && n.compatible().is_some_and(|c| c.all().any(|x| compat.contains(&x)))).then(|| String::from(path))
+    })
+}
+
+/// The node path `stdout-path` names (an alias is resolved through `/aliases`).
+fn stdout_path<'a>(fdt: &Fdt<'a>) -> Option<&'a str> {
+    let chosen = fdt.find_node("/chosen")?;
+    let v = chosen.property("stdout-path").or_else(|| chosen.property("linux,stdout-path"))?.as_str()?;
+    let v = v.split(':').next()?;
+    if v.starts_with('/') {
+        return Some(v);
+    }
+    fdt.find_node("/aliases")?.property(v)?.as_str()
+}
+
+fn uart_kind(n: &FdtNode<'_, '_>) -> Option<UartKind> {
+    n.compatible()?.all().find_map(|c| match c {
+        "arm,pl011" => Some(UartKind::Pl011),
+        "brcm,bcm2835-aux-uart" => Some(UartKind::MiniUart),
+        _ => None,
+    })
+}
+
+/// Reads the board facts. Memory nodes use the root's `#address-cells`/`#size-cells`; the GIC
+/// and the console UART may sit behind buses (`/soc` on the Pi 4) and are translated through
+/// their `ranges`.
 pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
     let rootnode = fdt.find_node("/");
     let (ac, sc) = rootnode.map_or((2, 1), |n| (cell_prop(&n, "#address-cells", 2), cell_prop(&n, "#size-cells", 1)));
@@ -96,42 +183,52 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
         let is_mem = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
         if is_mem && node.property("status").and_then(|p| p.as_str()).is_none_or(|s| s == "okay") {
             for (b, s) in regs(&node, ac, sc) {
-                let _ = memory.push(PhysRange::new(b, s));
+                if s > 0 {
+                    let _ = memory.push(PhysRange::new(b, s));
+                }
             }
         }
     }
     let mut cpus = List::new();
+    let mut cpu_start = List::new();
     if let Some(cpus_node) = fdt.find_node("/cpus") {
         let cac = cell_prop(&cpus_node, "#address-cells", 1);
         for c in cpus_node.children() {
             if c.property("device_type").and_then(|p| p.as_str()) == Some("cpu") {
                 if let Some((mpidr, _)) = regs(&c, cac, 0).next() {
-                    let _ = cpus.push(mpidr);
+                    let start = match c.property("enable-method").and_then(|p| p.as_str()) {
+                        Some("psci") => CpuStart::Psci,
+                        Some("spin-table") => c
+                            .property("cpu-release-addr")
+                            .map(|p| p.value)
+                            .filter(|v| v.len() == 8 || v.len() == 4)
+                            .map_or(CpuStart::Unknown, |v| CpuStart::SpinTable(cells(v))),
+                        _ => CpuStart::Unknown,
+                    };
+                    if cpus.push(mpidr).is_ok() {
+                        let _ = cpu_start.push(start);
+                    }
                 }
             }
         }
     }
-    let gic = if let Some(n) = fdt.find_compatible(&["arm,gic-v3"]) {
-        let r: List<(u64, u64), 8> = collect(regs(&n, ac, sc));
+    let gic_at = |compat: &[&str], version: GicVersion, name: &'static str| -> Option<GicInfo> {
+        let path = path_of_compatible(fdt, compat)?;
+        let r = translated_regs::<8>(fdt, &path).ok()?;
+        // GICv2: GICD, GICC, GICH, GICV. GICv3: GICD, GICR, GICC, GICH, GICV.
+        let (h, v) = if version == GicVersion::V3 { (3, 4) } else { (2, 3) };
         r.first().map(|d| GicInfo {
-            version: GicVersion::V3,
-            dist: d.0,
-            cpu_or_redist: r.get(1).map_or(0, |x| x.0),
-            hyp: r.get(3).map(|x| x.0),
-            vcpu: r.get(4).map(|x| x.0),
+            name,
+            version,
+            dist: d.base.0,
+            cpu_or_redist: r.get(1).map_or(0, |x| x.base.0),
+            hyp: r.get(h).map(|x| x.base.0),
+            vcpu: r.get(v).map(|x| x.base.0),
         })
-    } else if let Some(n) = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"]) {
-        let r: List<(u64, u64), 8> = collect(regs(&n, ac, sc));
-        r.first().map(|d| GicInfo {
-            version: GicVersion::V2,
-            dist: d.0,
-            cpu_or_redist: r.get(1).map_or(0, |x| x.0),
-            hyp: r.get(2).map(|x| x.0),
-            vcpu: r.get(3).map(|x| x.0),
-        })
-    } else {
-        None
     };
+    let gic = gic_at(GICV3_COMPAT, GicVersion::V3, "GICv3")
+        .or_else(|| gic_at(&["arm,gic-400"], GicVersion::V2, "GIC-400"))
+        .or_else(|| gic_at(GICV2_COMPAT, GicVersion::V2, "GICv2"));
     let psci = fdt
         .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
         .and_then(|n| n.property("method").and_then(|p| p.as_str()))
@@ -140,26 +237,18 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
             "hvc" => Some(Conduit::Hvc),
             _ => None,
         });
-    let uart = fdt.chosen().stdout().and_then(|n| regs(&n, ac, sc).next()).map(|r| r.0);
+    let uart_path = stdout_path(fdt);
+    let uart_node = uart_path.and_then(|p| fdt.find_node(p));
+    let uart = uart_path
+        .zip(uart_node.as_ref().and_then(uart_kind))
+        .and_then(|(p, kind)| translated_regs::<2>(fdt, p).ok().and_then(|r| r.first().map(|r| (r.base.0, kind))));
     let deployment =
         fdt.find_node("/chosen").and_then(|c| c.property("ferrum,deployment")).and_then(|p| p.as_str()).unwrap_or("");
-    let uart_irq = fdt
-        .chosen()
-        .stdout()
+    let uart_irq = uart_node
         .and_then(|n| n.property("interrupts").map(|p| p.value))
         .filter(|v| v.len() >= 12 && v[..4] == [0, 0, 0, 0])
         .map(|v| 32 + u32::from_be_bytes([v[4], v[5], v[6], v[7]]));
-    BoardInfo { model: fdt.root().model(), memory, cpus, gic, psci, uart, uart_irq, deployment }
-}
-
-fn collect<T: Copy + Default, const N: usize>(it: impl Iterator<Item = T>) -> List<T, N> {
-    let mut l = List::new();
-    for v in it {
-        if l.push(v).is_err() {
-            break;
-        }
-    }
-    l
+    BoardInfo { model: fdt.root().model(), memory, cpus, cpu_start, gic, psci, uart, uart_path, uart_irq, deployment }
 }
 
 /// Reads the domain nodes of `/chosen` into a plan, in the order of their unit addresses
@@ -377,6 +466,7 @@ mod tests {
         w.prop_u64s("reg", &[0x800_0000, 0x1_0000, 0x801_0000, 0x1_0000, 0x803_0000, 0x1_0000, 0x804_0000, 0x1_0000]);
         w.end_node();
         w.begin_node("pl011@9000000");
+        w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
         w.prop_u64s("reg", &[0x900_0000, 0x1000]);
         w.end_node();
         w.begin_node("chosen");
@@ -417,13 +507,82 @@ mod tests {
         assert_eq!(&b.memory[..], &[PhysRange::new(0x4000_0000, 0x8000_0000)]);
         assert_eq!(&b.cpus[..], &[0, 1, 2, 3]);
         assert_eq!(b.psci, Some(Conduit::Smc));
-        assert_eq!(b.uart, Some(0x900_0000));
+        assert_eq!(b.uart, Some((0x900_0000, UartKind::Pl011)));
+        assert_eq!(b.uart_path, Some("/pl011@9000000"));
+        assert_eq!(b.cpu_start[1], CpuStart::Unknown);
         assert_eq!(b.deployment, "default");
         let g = b.gic.unwrap();
         assert_eq!(
             (g.version, g.dist, g.cpu_or_redist, g.hyp, g.vcpu),
             (GicVersion::V2, 0x800_0000, 0x801_0000, Some(0x803_0000), Some(0x804_0000))
         );
+    }
+
+    /// The shape of the Pi 4's tree: GIC-400 and both UARTs behind `/soc`'s `ranges`, the
+    /// console named by an alias, CPUs started by spin tables, memory filled in by firmware.
+    #[test]
+    fn pi4_board_facts() {
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32("#address-cells", 2);
+        w.prop_u32("#size-cells", 1);
+        w.prop_str("model", "Raspberry Pi 4 Model B");
+        w.begin_node("aliases");
+        w.prop_str("serial0", "/soc/serial@7e201000");
+        w.prop_str("serial1", "/soc/serial@7e215040");
+        w.end_node();
+        w.begin_node("chosen");
+        w.prop_str("stdout-path", "serial1:115200n8");
+        w.end_node();
+        w.begin_node("soc");
+        w.prop_u32("#address-cells", 1);
+        w.prop_u32("#size-cells", 1);
+        w.prop_cells("ranges", &[0x7e00_0000, 0, 0xfe00_0000, 0x180_0000, 0x4000_0000, 0, 0xff80_0000, 0x80_0000]);
+        w.begin_node("serial@7e201000");
+        w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
+        w.prop_cells("reg", &[0x7e20_1000, 0x200]);
+        w.end_node();
+        w.begin_node("serial@7e215040");
+        w.prop_str("compatible", "brcm,bcm2835-aux-uart");
+        w.prop_cells("reg", &[0x7e21_5040, 0x40]);
+        w.prop_cells("interrupts", &[0, 93, 4]);
+        w.end_node();
+        w.begin_node("interrupt-controller@40041000");
+        w.prop_str("compatible", "arm,gic-400");
+        w.prop_cells("reg", &[0x4004_1000, 0x1000, 0x4004_2000, 0x2000, 0x4004_4000, 0x2000, 0x4004_6000, 0x2000]);
+        w.end_node();
+        w.end_node();
+        w.begin_node("cpus");
+        w.prop_u32("#address-cells", 1);
+        w.prop_u32("#size-cells", 0);
+        for i in 0..4u32 {
+            w.begin_node(&alloc::format!("cpu@{i}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32("reg", i);
+            w.prop_str("enable-method", "spin-table");
+            w.prop_u64s("cpu-release-addr", &[0xd8 + 8 * u64::from(i)]);
+            w.end_node();
+        }
+        w.end_node();
+        w.begin_node("memory@0");
+        w.prop_str("device_type", "memory");
+        w.prop_cells("reg", &[0, 0, 0]);
+        w.end_node();
+        w.end_node();
+        let blob = w.finish(0).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let b = parse_board(&fdt);
+        let g = b.gic.unwrap();
+        assert_eq!(
+            (g.name, g.version, g.dist, g.cpu_or_redist, g.hyp, g.vcpu),
+            ("GIC-400", GicVersion::V2, 0xff84_1000, 0xff84_2000, Some(0xff84_4000), Some(0xff84_6000))
+        );
+        assert_eq!(b.uart, Some((0xfe21_5040, UartKind::MiniUart)));
+        assert_eq!(b.uart_path, Some("/soc/serial@7e215040"));
+        assert_eq!(b.uart_irq, Some(32 + 93));
+        assert_eq!(b.cpu_start[2], CpuStart::SpinTable(0xe8));
+        assert!(b.memory.is_empty(), "an empty memory node is no RAM");
+        assert_eq!(b.psci, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod balloon;
 pub mod command;
 pub mod esr;
 pub mod evtchn;
+pub mod fdtedit;
 pub mod fdtw;
 pub mod gnttab;
 pub mod guestdt;

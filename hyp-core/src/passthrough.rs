@@ -115,29 +115,38 @@ fn up(bus: &FdtNode<'_, '_>, parent_ac: usize, addr: u64, size: u64) -> Option<u
     None
 }
 
-/// Resolves the device at `path` in the host tree.
-pub fn resolve<'a>(fdt: &Fdt<'a>, path: &'a str) -> Result<Device<'a>, DevError> {
+/// The node at `path` with its ancestors, root first (at most 8 levels), and how many.
+type Chain<'b, 'a> = ([FdtNode<'b, 'a>; 8], usize);
+
+fn nodes_of<'b, 'a>(fdt: &'b Fdt<'a>, path: &str) -> Result<Chain<'b, 'a>, DevError> {
     let (chain, n) = chain(fdt, path).ok_or(DevError::NotFound)?;
     if n < 2 {
         return Err(DevError::NotFound);
     }
-    let mut nodes: [FdtNode<'_, 'a>; 8] = [chain[0].ok_or(DevError::NotFound)?; 8];
+    let mut nodes: [FdtNode<'b, 'a>; 8] = [chain[0].ok_or(DevError::NotFound)?; 8];
     for (k, slot) in chain.iter().enumerate().take(n) {
         nodes[k] = slot.ok_or(DevError::NotFound)?;
     }
-    let nodes = &nodes[..n];
-    let node = nodes[n - 1];
-    if node.property("status").and_then(|p| p.as_str()).is_some_and(|s| s != "okay" && s != "ok") {
-        return Err(DevError::Disabled);
-    }
+    Ok((nodes, n))
+}
+
+/// The `reg` ranges of the node at `path`, translated to physical addresses through every
+/// parent bus's `ranges` (exact, not rounded to pages). At most `N` ranges.
+pub fn translated_regs<const N: usize>(fdt: &Fdt<'_>, path: &str) -> Result<List<PhysRange, N>, DevError> {
+    let (nodes, n) = nodes_of(fdt, path)?;
+    reg_ranges(&nodes[..n])
+}
+
+fn reg_ranges<const N: usize>(nodes: &[FdtNode<'_, '_>]) -> Result<List<PhysRange, N>, DevError> {
+    let node = nodes[nodes.len() - 1];
     let parent = nodes[nodes.len() - 2];
     let (ac, sc) = (cells(&parent, "#address-cells", 2), cells(&parent, "#size-cells", 1));
     let reg = node.property("reg").map(|p| p.value).unwrap_or(&[]);
     let stride = 4 * (ac + sc);
-    if ac == 0 || reg.is_empty() || !reg.len().is_multiple_of(stride) {
+    if ac == 0 || ac > 2 || sc > 2 || reg.is_empty() || !reg.len().is_multiple_of(stride) {
         return Err(DevError::NoRegs);
     }
-    let mut dev = Device { path, ..Device::default() };
+    let mut out = List::new();
     for e in reg.chunks_exact(stride) {
         let (mut addr, size) = (be(&e[..4 * ac]), be(&e[4 * ac..]));
         if size == 0 {
@@ -149,9 +158,25 @@ pub fn resolve<'a>(fdt: &Fdt<'a>, path: &'a str) -> Result<Device<'a>, DevError>
             let pac = cells(&nodes[k - 1], "#address-cells", 2);
             addr = up(&bus, pac, addr, size).ok_or(DevError::Untranslatable)?;
         }
-        let start = addr & !(PAGE - 1);
-        let end = addr.checked_add(size).ok_or(DevError::Untranslatable)?.next_multiple_of(PAGE);
-        dev.regs.push(PhysRange::new(addr, size)).map_err(|_| DevError::TooBig)?;
+        addr.checked_add(size).ok_or(DevError::Untranslatable)?;
+        out.push(PhysRange::new(addr, size)).map_err(|_| DevError::TooBig)?;
+    }
+    Ok(out)
+}
+
+/// Resolves the device at `path` in the host tree.
+pub fn resolve<'a>(fdt: &Fdt<'a>, path: &'a str) -> Result<Device<'a>, DevError> {
+    let (nodes, n) = nodes_of(fdt, path)?;
+    let nodes = &nodes[..n];
+    let node = nodes[n - 1];
+    if node.property("status").and_then(|p| p.as_str()).is_some_and(|s| s != "okay" && s != "ok") {
+        return Err(DevError::Disabled);
+    }
+    let mut dev = Device { path, ..Device::default() };
+    for r in reg_ranges::<MAX_REGS>(nodes)?.iter() {
+        let start = r.base.0 & !(PAGE - 1);
+        let end = (r.base.0 + r.size).next_multiple_of(PAGE);
+        dev.regs.push(*r).map_err(|_| DevError::TooBig)?;
         dev.pages.push(PhysRange::new(start, end - start)).map_err(|_| DevError::TooBig)?;
     }
     if let Some(p) = node.property("interrupts") {
@@ -170,6 +195,25 @@ pub fn resolve<'a>(fdt: &Fdt<'a>, path: &'a str) -> Result<Device<'a>, DevError>
         return Err(DevError::BadInterrupts);
     }
     Ok(dev)
+}
+
+/// `window` minus `holes`, as ascending disjoint ranges (the board-tree domain's device
+/// mappings: every device window minus the hypervisor's pages and other domains' devices).
+pub fn subtract(window: PhysRange, holes: &[PhysRange]) -> alloc::vec::Vec<PhysRange> {
+    let mut sorted: alloc::vec::Vec<PhysRange> = holes.iter().copied().filter(|h| h.overlaps(&window)).collect();
+    sorted.sort_by_key(|h| h.base.0);
+    let mut out = alloc::vec::Vec::new();
+    let mut at = window.base.0;
+    for h in sorted {
+        if h.base.0 > at {
+            out.push(PhysRange::new(at, h.base.0 - at));
+        }
+        at = at.max(h.end());
+    }
+    if at < window.end() {
+        out.push(PhysRange::new(at, window.end() - at));
+    }
+    out
 }
 
 /// Something a device must not share pages or interrupts with.
@@ -207,6 +251,15 @@ pub fn check_disjoint(dev: &Device<'_>, reserved: &[Reserved], given: &[Device<'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtract_holes() {
+        let w = PhysRange::new(0x1000, 0x9000);
+        let holes = [PhysRange::new(0x5000, 0x1000), PhysRange::new(0x0, 0x2000), PhysRange::new(0x5800, 0x1000)];
+        assert_eq!(subtract(w, &holes), [PhysRange::new(0x2000, 0x3000), PhysRange::new(0x6800, 0x3800)]);
+        assert_eq!(subtract(w, &[]), [w]);
+        assert!(subtract(w, &[PhysRange::new(0, 0x10000)]).is_empty());
+    }
     use crate::fdtw::FdtWriter;
     use alloc::vec::Vec;
 

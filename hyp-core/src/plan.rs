@@ -277,6 +277,8 @@ pub enum Problem {
     BadDevicePath,
     /// The device is already given to the domain with that index.
     DeviceUsedTwice(usize),
+    /// `"/"` (the rest of the board) must be the domain's only entry, in one domain only.
+    BoardTreeNotAlone,
     /// More than [`MAX_DEVICES`] devices.
     TooManyDevices,
     /// More than [`MAX_PV`] PV devices.
@@ -342,6 +344,10 @@ impl fmt::Display for Problem {
             }
             Self::BadDevicePath => write!(f, "must be an absolute device-tree path such as \"/virtio_mmio@a003e00\""),
             Self::DeviceUsedTwice(i) => write!(f, "the device is already given to domain #{i}"),
+            Self::BoardTreeNotAlone => write!(
+                f,
+                "\"/\" (every device not kept by the hypervisor or given to another domain) must be the only entry, and only one domain may have it"
+            ),
             Self::TooManyDevices => write!(f, "more than {MAX_DEVICES} devices"),
             Self::TooManyPvDevices => write!(f, "more than {MAX_PV} PV devices (vbd + vif)"),
             Self::PvNeedsXen => write!(f, "PV devices need the Xen guest ABI on both ends (xen = true)"),
@@ -480,6 +486,13 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
         for dev in d.devices.iter() {
             if d.kind != DomainKind::Linux {
                 return Err(err(i, "devices", Problem::PassthroughNeedsDirectMap));
+            }
+            if *dev == "/" {
+                let elsewhere = doms.iter().enumerate().any(|(j, o)| j != i && o.devices.contains(&"/"));
+                if d.devices.len() != 1 || elsewhere {
+                    return Err(err(i, "devices", Problem::BoardTreeNotAlone));
+                }
+                continue;
             }
             if !dev.starts_with('/') || dev.len() < 2 || dev.contains("//") {
                 return Err(err(i, "devices", Problem::BadDevicePath));

@@ -1,11 +1,15 @@
 //! Entry: the arm64 Image header U-Boot's `booti` checks, the boot CPU path (BSS, stack, page
-//! tables, MMU) and the secondary CPU path (PSCI `CPU_ON` target). No Rust code that takes a
-//! lock or uses atomics runs before the MMU and caches are on: the boot CPU only runs the
-//! page-table builder (plain aligned loads and stores) with the MMU off.
+//! tables, MMU) and the secondary CPU paths: the PSCI `CPU_ON` target (context id = CPU index)
+//! and the spin-table target (the Pi 4's firmware and QEMU's raspi4b stub), which finds its CPU
+//! index by looking its MPIDR up in [`SPIN_MPIDR`]. No Rust code that takes a lock or uses
+//! atomics runs before the MMU and caches are on (exclusives hang on the real Pi 4 with caches
+//! off): the boot CPU only runs the page-table builder (plain aligned loads and stores) with the
+//! MMU off, and secondaries only the MMU switch.
 
 use crate::arch::{isb, read_sysreg, write_sysreg};
 use crate::mm;
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of stack per CPU.
 pub const STACK_SIZE: usize = 64 * 1024;
@@ -19,7 +23,14 @@ pub struct Stacks([[u8; STACK_SIZE]; MAX_CPUS]);
 #[no_mangle]
 pub static mut STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
-const TEXT_OFFSET: u64 = crate::PLATFORM.hyp_base - (crate::PLATFORM.hyp_base & !((2 << 20) - 1));
+/// `booti` places the image at the start of RAM (2 MiB aligned) plus this offset.
+const TEXT_OFFSET: u64 = crate::PLATFORM.hyp_base - crate::PLATFORM.dram_base();
+
+/// MPIDR (affinity bits) of each CPU index that may arrive through a spin table; `u64::MAX`
+/// for none. Written by the boot CPU and cleaned to the point of coherency before the CPU is
+/// released: the spinning CPU reads it with its MMU and caches off.
+#[no_mangle]
+pub static SPIN_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 
 global_asm!(
     r#"
@@ -65,6 +76,27 @@ secondary_entry:
     mov     x0, x19
     b       {secondary_main}
 
+// Spin-table target: MMU off, any x0. Find this CPU's index by its MPIDR.
+.global spin_entry
+spin_entry:
+    msr     daifset, #0xf
+    mrs     x1, mpidr_el1
+    movz    x2, #0xffff
+    movk    x2, #0xff, lsl #16
+    movk    x2, #0xff, lsl #32
+    and     x1, x1, x2             // Aff3..Aff0
+    adrp    x2, SPIN_MPIDR
+    add     x2, x2, :lo12:SPIN_MPIDR
+    mov     x0, #0
+3:  ldr     x3, [x2, x0, lsl #3]
+    cmp     x3, x1
+    b.eq    secondary_entry
+    add     x0, x0, #1
+    cmp     x0, #{max_cpus}
+    b.lo    3b
+4:  wfe                            // not a CPU we released
+    b       4b
+
 // x0 = CPU index -> sp = top of that CPU's stack; TPIDR_EL2 = index.
 set_stack:
     msr     tpidr_el2, x0
@@ -81,6 +113,7 @@ not_el2:
 "#,
     text_offset = const TEXT_OFFSET,
     stack_size = const STACK_SIZE,
+    max_cpus = const MAX_CPUS,
     build_tables = sym build_tables,
     enable_mmu = sym enable_mmu,
     primary_main = sym crate::primary_main,
@@ -90,6 +123,28 @@ not_el2:
 extern "C" {
     /// Entry point for secondary CPUs (PSCI CPU_ON target).
     pub fn secondary_entry();
+    /// Entry point for secondary CPUs released from a spin table.
+    fn spin_entry();
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Releases CPU `idx` (MPIDR `mpidr`), which spins at `release_addr` with its MMU off: records
+/// its MPIDR, cleans the hypervisor image to the point of coherency (the CPU reads the page
+/// table root and [`SPIN_MPIDR`] with caches off), writes our entry point to the release address
+/// and wakes it with `sev`. The caller has checked that `release_addr` is 8-byte aligned RAM
+/// outside every domain and the hypervisor.
+pub fn release_spin(idx: usize, mpidr: u64, release_addr: u64) {
+    SPIN_MPIDR[idx].store(mpidr, Ordering::Release);
+    let start = core::ptr::addr_of!(__image_start) as usize;
+    let end = core::ptr::addr_of!(__image_end) as usize;
+    crate::arch::clean_dcache_range(start, end - start);
+    let entry = (spin_entry as *const ()) as u64;
+    // SAFETY: `release_addr` is identity-mapped RAM that belongs to the firmware's spin table
+    // (checked by the caller); the spinning CPU only reads it.
+    unsafe { core::ptr::write_volatile(release_addr as *mut u64, entry) };
+    crate::arch::clean_dcache_range(release_addr as usize, 8);
+    crate::arch::sev();
 }
 
 /// Builds the EL2 identity map (boot CPU, MMU off).

@@ -9,6 +9,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use hyp_core::esr::{class_name, Esr};
 
 static POWERING_OFF: AtomicBool = AtomicBool::new(false);
+static FIRMWARE_PSCI: AtomicBool = AtomicBool::new(false);
+
+/// Records whether firmware offers PSCI over SMC (the Pi 4 without TF-A does not: then
+/// "power off" halts every CPU instead of calling `SYSTEM_OFF`, which would be undefined).
+pub fn set_firmware_psci(present: bool) {
+    FIRMWARE_PSCI.store(present, Ordering::SeqCst);
+}
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
@@ -19,8 +26,12 @@ pub fn power_off(clean: bool, why: core::fmt::Arguments<'_>) -> ! {
     }
     let status = if clean { "clean" } else { "error" };
     emergency(format_args!("(hyp) power off (status: {status}): {why}\r\n"));
-    arch::smc(PSCI_SYSTEM_OFF, 0, 0, 0);
-    emergency(format_args!("(hyp) firmware did not power off; halted\r\n"));
+    if FIRMWARE_PSCI.load(Ordering::SeqCst) {
+        arch::smc(PSCI_SYSTEM_OFF, 0, 0, 0);
+        emergency(format_args!("(hyp) firmware did not power off; halted\r\n"));
+    } else {
+        emergency(format_args!("(hyp) no firmware power-off (no PSCI); halted, safe to remove power\r\n"));
+    }
     park()
 }
 

@@ -68,10 +68,20 @@ fn mib(b: u64) -> u64 {
     b >> 20
 }
 
+/// The console UART: the device tree's `stdout-path` when it names a PL011 or a mini-UART
+/// inside the board's device windows, else the platform record's.
+fn console_uart(board: Option<&hostdt::BoardInfo<'_>>) -> (u64, platforms::UartKind) {
+    let mapped = |b: u64| PLATFORM.windows.iter().any(|w| w.kind == platforms::MemKind::Device && w.contains(b, 0x40));
+    board.and_then(|b| b.uart).filter(|u| mapped(u.0)).unwrap_or((PLATFORM.uart_base, PLATFORM.uart_kind))
+}
+
 /// Boot CPU, MMU on, x0 from U-Boot.
 extern "C" fn primary_main(dtb: u64) -> ! {
-    console::init(uart::Uart::new(PLATFORM.uart_base, PLATFORM.uart_kind));
     exceptions::install();
+    let fdt = host_fdt(dtb);
+    let board = fdt.as_ref().ok().map(hostdt::parse_board);
+    let (uart_base, uart_kind) = console_uart(board.as_ref());
+    console::init(uart::Uart::new(uart_base, uart_kind));
     hprintln!("ferrum {VERSION} — static partitioning hypervisor for ARMv8");
     hprintln!(
         "platform: {} ({}), running at EL{}",
@@ -79,14 +89,20 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         PLATFORM.description,
         (arch::read_sysreg!("currentel") >> 2) & 3
     );
-
-    let fdt = match host_fdt(dtb) {
-        Ok(f) => f,
-        Err(why) => crash::power_off(false, format_args!("unusable device tree at {dtb:#x}: {why}")),
+    let (fdt, board) = match (fdt, board) {
+        (Ok(f), Some(b)) => (f, b),
+        (r, _) => {
+            let why = r.err().unwrap_or("unreadable");
+            crash::power_off(false, format_args!("unusable device tree at {dtb:#x}: {why}"))
+        }
     };
-    let board = hostdt::parse_board(&fdt);
     let (file, total) = image_bytes();
     hprintln!("board model: {}", board.model);
+    let kind = match uart_kind {
+        platforms::UartKind::Pl011 => "PL011",
+        platforms::UartKind::MiniUart => "mini-UART",
+    };
+    hprintln!("console: {kind} at {uart_base:#x} ({})", board.uart_path.unwrap_or("platform default"));
     let ram_total: u64 = board.memory.iter().map(|r| r.size).sum();
     for r in board.memory.iter() {
         hprintln!("RAM: {r} ({} MiB)", mib(r.size));
@@ -94,13 +110,10 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     hprintln!("RAM total: {} MiB", mib(ram_total));
     match board.gic {
         Some(g) => {
-            let v = match g.version {
-                platforms::GicVersion::V2 => "GICv2",
-                platforms::GicVersion::V3 => "GICv3",
-            };
             let second = if g.version == platforms::GicVersion::V2 { "GICC" } else { "GICR" };
             hprintln!(
-                "GIC: {v}, GICD {:#x}, {second} {:#x}, GICH {}, GICV {}",
+                "GIC: {}, GICD {:#x}, {second} {:#x}, GICH {}, GICV {}",
+                g.name,
                 g.dist,
                 g.cpu_or_redist,
                 opt_hex(g.hyp),
@@ -109,6 +122,18 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         }
         None => hprintln!("GIC: none described in the device tree"),
     }
+    let spin = board.cpu_start.iter().filter(|c| matches!(c, hostdt::CpuStart::SpinTable(_))).count();
+    hprintln!(
+        "CPUs: {} ({}), firmware PSCI: {}",
+        board.cpus.len(),
+        if spin > 0 { "spin-table" } else { "PSCI" },
+        match board.psci {
+            Some(Conduit::Smc) => "SMC",
+            Some(Conduit::Hvc) => "HVC (unusable at EL2)",
+            None => "none",
+        }
+    );
+    crash::set_firmware_psci(board.psci == Some(Conduit::Smc));
     hprintln!(
         "hypervisor: {} KiB image + {} KiB data at {:#x} (reserved {} MiB), {} translation-table pages",
         file / 1024,
@@ -117,9 +142,6 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         mib(PLATFORM.hyp_size),
         mm::POOL_PAGES
     );
-    if board.psci != Some(Conduit::Smc) {
-        crash::power_off(false, format_args!("firmware PSCI over SMC is required (device tree psci method)"));
-    }
 
     let gic = match init_gic(&board) {
         Ok(g) => g,
@@ -169,7 +191,10 @@ fn host_fdt(dtb: u64) -> Result<fdt::Fdt<'static>, &'static str> {
     // SAFETY: the whole blob lies in RAM (checked) and stays untouched: domain RAM may not
     // overlap the staging window where U-Boot put it (plan validation), and we never write it.
     let blob = unsafe { mm::phys_slice(dtb, size) };
-    fdt::Fdt::new(blob).map_err(|_| "malformed FDT")
+    // A compacted copy on the heap (kept for good): the parser rejects the NOP tokens U-Boot
+    // leaves behind, and the copy's structure is checked before anything parses it.
+    let copy: &'static [u8] = hyp_core::fdtedit::compact(blob)?.leak();
+    fdt::Fdt::new(copy).map_err(|_| "malformed FDT")
 }
 
 fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
@@ -184,11 +209,12 @@ fn report_plan_error(plan: &Plan<'_>, e: &PlanError) {
 
 /// What no passthrough device may share a page or an interrupt with.
 fn reserved(board: &hostdt::BoardInfo<'_>, g: &gic::Gic) -> List<Reserved, 8> {
+    let (uart_base, _) = console_uart(Some(board));
     let mut r = List::new();
     let page = |b: u64, s: u64| PhysRange::new(b & !0xfff, (b + s).next_multiple_of(0x1000) - (b & !0xfff));
     let _ = r.push(Reserved {
         what: "the hypervisor's console UART",
-        range: page(PLATFORM.uart_base, 0x1000),
+        range: page(uart_base, 0x1000),
         intid: board.uart_irq,
     });
     let _ = r.push(Reserved { what: "the GIC distributor", range: page(g.dist, DIST_SIZE), intid: None });
@@ -209,6 +235,59 @@ fn reserved(board: &hostdt::BoardInfo<'_>, g: &gic::Gic) -> List<Reserved, 8> {
         intid: Some(domain::VUART_INTID),
     });
     r
+}
+
+/// What the board-tree domain (`devices = ["/"]`) gets: every device window of the board minus
+/// the hypervisor's pages and other domains' devices, every SPI nobody else has, and the board's
+/// tree with the nodes behind those holes disabled.
+struct BoardView {
+    gic_path: alloc::string::String,
+    hide: Vec<alloc::string::String>,
+    maps: Vec<PhysRange>,
+    spis: Vec<u32>,
+}
+
+fn board_view(
+    fdt: &fdt::Fdt<'static>,
+    board: &hostdt::BoardInfo<'_>,
+    reserved: &[Reserved],
+    given: &[(usize, Device<'static>)],
+    me: usize,
+    g: &gic::Gic,
+) -> BoardView {
+    let others: Vec<&Device<'static>> = given.iter().filter(|(j, _)| *j != me).map(|(_, d)| d).collect();
+    let mut holes: Vec<PhysRange> = reserved.iter().map(|r| r.range).filter(|r| r.size > 0).collect();
+    holes.extend(others.iter().flat_map(|d| d.pages.iter().copied()));
+    let gic_path = hostdt::gic_path(fdt).unwrap_or_default();
+    let mut hide: Vec<alloc::string::String> = others.iter().map(|d| alloc::string::String::from(d.path)).collect();
+    if let Some(p) = board.uart_path {
+        hide.push(p.into());
+    }
+    // Any other node whose registers touch a hole would fault in the domain: hide it too.
+    hostdt::find_node_path::<()>(fdt, &mut |path, n| {
+        if path != gic_path && n.property("reg").is_some() && !hide.iter().any(|h| h == path) {
+            if let Ok(regs) = passthrough::translated_regs::<8>(fdt, path) {
+                let device = |r: &PhysRange| {
+                    PLATFORM
+                        .windows
+                        .iter()
+                        .any(|w| w.kind == platforms::MemKind::Device && w.contains(r.base.0, r.size))
+                };
+                if regs.iter().any(|r| device(r) && holes.iter().any(|h| h.overlaps(r))) {
+                    hide.push(path.into());
+                }
+            }
+        }
+        None
+    });
+    let mut maps = Vec::new();
+    for w in PLATFORM.windows.iter().filter(|w| w.kind == platforms::MemKind::Device) {
+        maps.extend(passthrough::subtract(PhysRange::new(w.base, w.size), &holes));
+    }
+    let spis = (32..g.lines as u32)
+        .filter(|n| !reserved.iter().any(|r| r.intid == Some(*n)) && !others.iter().any(|d| d.spis.contains(n)))
+        .collect();
+    BoardView { gic_path, hide, maps, spis }
 }
 
 fn build_config(
@@ -265,7 +344,7 @@ fn build_config(
     let reserved = reserved(board, g);
     let mut given: Vec<(usize, Device<'static>)> = Vec::new();
     for (i, d) in plan.domains.iter().enumerate() {
-        for &path in d.devices.iter() {
+        for &path in d.devices.iter().filter(|p| **p != "/") {
             let dev = passthrough::resolve(fdt, path).and_then(|dev| {
                 let others: Vec<Device<'static>> = given.iter().filter(|(j, _)| *j != i).map(|(_, x)| *x).collect();
                 let ram = board.memory.iter().map(|m| Reserved { what: "RAM", range: *m, intid: None });
@@ -281,6 +360,8 @@ fn build_config(
             }
         }
     }
+    let board_dom = plan.domains.iter().position(|d| d.devices.contains(&"/"));
+    let board_view = board_dom.map(|i| board_view(fdt, board, &reserved, &given, i, g));
     hprintln!("plan validated: CPUs, memory, images and devices are disjoint and inside the board");
     let boot_count = arch::read_sysreg!("cntpct_el0");
 
@@ -297,7 +378,11 @@ fn build_config(
             plan::DomainKind::Linux => GuestGic { version: g.version, dist: g.dist, cpu_or_redist: g.cpu_or_redist },
             plan::DomainKind::Unikernel => GuestGic::xen_layout(g.version),
         };
-        let hw = Hardware { gic: ggic, host: Some(fdt), devices: &devices };
+        let view = board_view.as_ref().filter(|_| board_dom == Some(i));
+        let hide: Vec<&str> =
+            view.map(|v| v.hide.iter().map(alloc::string::String::as_str).collect()).unwrap_or_default();
+        let board_tree = view.map(|v| hyp_core::guestdt::BoardTree { gic_path: &v.gic_path, hide: &hide });
+        let hw = Hardware { gic: ggic, host: Some(fdt), devices: &devices, board: board_tree };
         let blob: Vec<u8> = hyp_core::guestdt::build(d, text_offset, d.initrd.map_or(0, |r| r.size), &hw);
         // Stage-2 device mappings: the GICv2 virtual CPU interface where the guest expects its
         // CPU interface, and every page of its passthrough devices (IPA == PA).
@@ -312,8 +397,24 @@ fn build_config(
                 }
             }
         }
+        if let Some(v) = view {
+            maps.extend(v.maps.iter().map(|r| (r.base.0, r.base.0, r.size)));
+        }
         let mut vd = Vdist::new(g.version, d.pcpus.len(), g.lines);
         vd.assign_spi(domain::VUART_INTID, false);
+        if let Some(v) = view {
+            for &intid in &v.spis {
+                vd.assign_spi(intid, true);
+                irq::assign_spi(intid, i, usize::from(d.pcpus[0]));
+            }
+            hprintln!(
+                "domain '{}': the board's device tree: {} MiB of device windows, {} interrupts, {} node(s) hidden",
+                d.name,
+                v.maps.iter().map(|r| r.size).sum::<u64>() >> 20,
+                v.spis.len(),
+                v.hide.len()
+            );
+        }
         for dev in &devices {
             for &intid in dev.spis.iter() {
                 vd.assign_spi(intid, true);
@@ -400,7 +501,41 @@ fn build_config(
     Ok(cfg)
 }
 
+/// Starts secondary CPU `idx` the way its `enable-method` says.
+fn start_cpu(
+    board: &hostdt::BoardInfo<'_>,
+    domain_ram: &[PhysRange],
+    idx: usize,
+    mpidr: u64,
+) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    match board.cpu_start.get(idx).copied().unwrap_or_default() {
+        hostdt::CpuStart::SpinTable(addr) => {
+            let hyp = PhysRange::new(PLATFORM.hyp_base, PLATFORM.hyp_size);
+            let slot = PhysRange::new(addr, 8);
+            let ram = PLATFORM.windows.iter().any(|w| w.kind == platforms::MemKind::Normal && w.contains(addr, 8));
+            if !addr.is_multiple_of(8) || !ram || slot.overlaps(&hyp) || domain_ram.iter().any(|r| r.overlaps(&slot)) {
+                return Err(format!(
+                    "cpu-release-addr {addr:#x} is not 8-byte aligned RAM outside the hypervisor and the domains"
+                ));
+            }
+            boot::release_spin(idx, mpidr, addr);
+            Ok(())
+        }
+        hostdt::CpuStart::Psci | hostdt::CpuStart::Unknown if board.psci == Some(Conduit::Smc) => {
+            let r = arch::smc(0xc400_0003, mpidr, boot::secondary_entry as *const () as u64, idx as u64) as i64;
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(format!("PSCI CPU_ON returned {r}"))
+            }
+        }
+        _ => Err("its enable-method needs firmware PSCI over SMC, which the device tree does not describe".into()),
+    }
+}
+
 fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
+    let cfg_ram: Vec<PhysRange> = cfg.domains.iter().map(|d| d.memory).collect();
     domain::publish(cfg);
     // pCPU numbers in deployments are positions in /cpus; the boot CPU runs as pCPU 0, so it
     // must be the first entry (it is on QEMU virt and the Pi 4).
@@ -411,11 +546,9 @@ fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
     let n = board.cpus.len().min(PLATFORM.cpus).min(boot::MAX_CPUS);
     let mut expected = 1;
     for (idx, &mpidr) in board.cpus.iter().enumerate().take(n).skip(1) {
-        let r = arch::smc(0xc400_0003, mpidr, boot::secondary_entry as *const () as u64, idx as u64) as i64;
-        if r == 0 {
-            expected += 1;
-        } else {
-            hprintln!("CPU {idx} (MPIDR {mpidr:#x}) did not start: PSCI CPU_ON returned {r}");
+        match start_cpu(board, &cfg_ram, idx, mpidr) {
+            Ok(()) => expected += 1,
+            Err(why) => hprintln!("CPU {idx} (MPIDR {mpidr:#x}) did not start: {why}"),
         }
     }
     let freq = arch::read_sysreg!("cntfrq_el0");

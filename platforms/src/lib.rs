@@ -125,6 +125,18 @@ pub enum Stage2Leaf {
 }
 
 impl Platform {
+    /// Start of RAM as U-Boot's `booti` sees it: the base of the first Normal window.
+    pub const fn dram_base(&self) -> u64 {
+        let mut i = 0;
+        while i < self.windows.len() {
+            if matches!(self.windows[i].kind, MemKind::Normal) {
+                return self.windows[i].base;
+            }
+            i += 1;
+        }
+        0
+    }
+
     /// The hypervisor's reserved region.
     pub const fn hyp_window(&self) -> Window {
         Window { base: self.hyp_base, size: self.hyp_size, kind: MemKind::Normal }

@@ -55,6 +55,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         extra_files: Vec::new(),
         http_port: None,
         fresh_data: false,
+        platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
 
@@ -177,6 +178,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             extra_files: Vec::new(),
             http_port: None,
             fresh_data: false,
+            platform: None,
         };
         let mut cmd = qemu::prepare(&o)?;
         // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
@@ -276,6 +278,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 extra_files: Vec::new(),
                 http_port: None,
                 fresh_data: false,
+                platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
             ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
@@ -362,6 +365,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib}\n").into_bytes())],
         http_port: None,
         fresh_data: true,
+        platform: None,
     };
     let cmd = qemu::prepare(&o)?;
     println!("bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, one boot; running...");

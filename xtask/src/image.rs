@@ -205,16 +205,48 @@ fn partition_of(path: &Path, i: usize) -> Option<(u64, u64)> {
     (mbr[510..512] == [0x55, 0xaa] && size > 0).then_some((start, size))
 }
 
+/// Shape of a boot disk.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskLayout {
+    /// Smallest boot partition, MiB (it grows with the files).
+    pub min_boot_mib: u64,
+    /// Format the boot partition as FAT32 (else whatever fits its size best).
+    pub fat32: bool,
+    /// Grow the data partition so the whole image is a power of two bytes (QEMU's SD cards
+    /// must be); otherwise it is [`DATA_MIB`].
+    pub pow2: bool,
+}
+
+/// QEMU virt's virtio disk.
+pub const VIRTIO_DISK: DiskLayout = DiskLayout { min_boot_mib: 40, fat32: false, pow2: false };
+/// The Raspberry Pi 4's SD card: a FAT32 boot partition (what the Pi's boot ROM and firmware
+/// read), the whole card a power of two for QEMU's raspi4b.
+pub const SD_CARD: DiskLayout = DiskLayout { min_boot_mib: 256, fat32: true, pow2: true };
+
 /// Writes a disk image: MBR with a FAT boot partition (type 0x0c) from 1 MiB holding `files`,
-/// then the data partition (type 0x83, [`DATA_MIB`]). The data partition's contents survive
-/// rewriting the image (they are copied from the old file) unless `fresh_data`.
+/// then the data partition (type 0x83, [`DATA_MIB`] or the rest of a power-of-two card). The
+/// data partition's contents survive rewriting the image (they are copied from the old file)
+/// unless `fresh_data`.
 pub fn disk_image(path: &Path, files: &[(String, Vec<u8>)], fresh_data: bool) -> Result<(), String> {
+    disk_image_with(path, files, fresh_data, &VIRTIO_DISK)
+}
+
+/// [`disk_image`] with an explicit layout.
+pub fn disk_image_with(
+    path: &Path,
+    files: &[(String, Vec<u8>)],
+    fresh_data: bool,
+    layout: &DiskLayout,
+) -> Result<(), String> {
     let payload: u64 = files.iter().map(|f| f.1.len() as u64).sum();
-    let part_mib = ((payload >> 20) + 24).max(40);
+    let part_mib = ((payload >> 20) + 24).max(layout.min_boot_mib);
     let part_bytes = part_mib << 20;
     let mut part = std::io::Cursor::new(vec![0u8; part_bytes as usize]);
-    fatfs::format_volume(&mut part, fatfs::FormatVolumeOptions::new().volume_label(*b"FERRUMBOOT "))
-        .map_err(|e| format!("format: {e}"))?;
+    let mut opts = fatfs::FormatVolumeOptions::new().volume_label(*b"FERRUMBOOT ");
+    if layout.fat32 {
+        opts = opts.fat_type(fatfs::FatType::Fat32).bytes_per_cluster(4096);
+    }
+    fatfs::format_volume(&mut part, opts).map_err(|e| format!("format: {e}"))?;
     {
         let fs = fatfs::FileSystem::new(&mut part, fatfs::FsOptions::new()).map_err(|e| format!("fat: {e}"))?;
         {
@@ -230,7 +262,12 @@ pub fn disk_image(path: &Path, files: &[(String, Vec<u8>)], fresh_data: bool) ->
     let start_lba: u64 = 2048;
     let sectors = part_bytes / 512;
     let data_lba = start_lba + sectors;
-    let data_sectors = (DATA_MIB << 20) / 512;
+    let data_sectors = if layout.pow2 {
+        let total = ((data_lba * 512) + (DATA_MIB << 20)).next_power_of_two();
+        total / 512 - data_lba
+    } else {
+        (DATA_MIB << 20) / 512
+    };
     let old_data = match partition_of(path, 1) {
         Some((lba, n)) if !fresh_data && n == data_sectors => {
             let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -48,8 +48,21 @@ const SYMLINKS: &[(&str, &str)] = &[
 
 /// Modules `/init` loads in every Linux domain (dependencies are added automatically): the
 /// passthrough devices' drivers, and Linux's own PV frontends for a Linux guest domain.
-const MODULES: &[&str] =
-    &["virtio_mmio", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii", "xen-blkfront", "xen-netfront"];
+const MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "xen-blkfront",
+    "xen-netfront",
+    // The Raspberry Pi 4's SD/eMMC controllers (sdhci-iproc: EMMC2 and the Arasan SDHCI) and
+    // what they depend on (the SD card's GPIO-switched I/O voltage, the firmware's resets).
+    "sdhci-iproc",
+    "gpio-regulator",
+    "reset-raspberrypi",
+];
 /// Modules the agent loads in the control domain (`ferrum-agent setup`): Linux's own PV
 /// backends, the bridge, and loop devices for file-backed vbds.
 const BACKEND_MODULES: &[&str] = &["xen-blkback", "xen-netback", "bridge", "loop"];
@@ -107,6 +120,12 @@ fn kernel_package(series: &str) -> Result<String, String> {
 
 /// Downloads (once) and unpacks `pkg:arm64`; returns the unpacked tree.
 pub fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
+    fetch_unpack_spec(cache, pkg, &format!("{pkg}:arm64"))
+}
+
+/// Downloads (once) package `pkg` as apt names it in `spec` (`pkg:arm64`, or `pkg` for an
+/// architecture-independent package) and unpacks it; returns the unpacked tree.
+pub fn fetch_unpack_spec(cache: &Path, pkg: &str, spec: &str) -> Result<PathBuf, String> {
     let dir = cache.join("unpacked").join(pkg);
     if dir.join(".done").is_file() {
         return Ok(dir);
@@ -123,9 +142,9 @@ pub fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
     let deb = match find(&debs) {
         Some(d) => d,
         None => {
-            println!("fetch: apt-get download {pkg}:arm64");
-            run(Command::new("apt-get").current_dir(&debs).args(["download", "-q", &format!("{pkg}:arm64")]))?;
-            find(&debs).ok_or_else(|| format!("apt-get download {pkg}:arm64 left no .deb in {}", debs.display()))?
+            println!("fetch: apt-get download {spec}");
+            run(Command::new("apt-get").current_dir(&debs).args(["download", "-q", spec]))?;
+            find(&debs).ok_or_else(|| format!("apt-get download {spec} left no .deb in {}", debs.display()))?
         }
     };
     let _ = std::fs::remove_dir_all(&dir);
@@ -134,6 +153,12 @@ pub fn fetch_unpack(cache: &Path, pkg: &str) -> Result<PathBuf, String> {
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
     std::fs::write(dir.join(".done"), b"").map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// The unpacked kernel package of `series` (its device trees and modules).
+pub fn kernel_tree(build: &Path, series: &str) -> Result<PathBuf, String> {
+    ensure_arm64_arch()?;
+    fetch_unpack(&build.join("cache"), &kernel_package(series)?)
 }
 
 /// Paths of a prepared kernel series.
@@ -432,6 +457,14 @@ if ls /sys/bus/virtio/devices/ 2>/dev/null | grep -q .; then
     echo "ferrum-init: boot partition mounted on /mnt/boot"
   else
     echo "ferrum-init: no boot partition (/dev/vda1)"
+  fi
+elif ls /sys/class/mmc_host/ 2>/dev/null | grep -q .; then
+  # An SD card (the Raspberry Pi 4): partition 1 is the boot partition, 2 the data partition.
+  if wait_for "ls /dev/mmcblk*p1 >/dev/null 2>&1" 100; then
+    B=$(ls /dev/mmcblk*p1 | head -n 1)
+    mount -t vfat -o ro $B /mnt/boot && echo "ferrum-init: SD card boot partition $B mounted on /mnt/boot"
+  else
+    echo "ferrum-init: no SD card partition appeared"
   fi
 fi
 ifconfig lo 127.0.0.1 up

@@ -16,6 +16,7 @@ mod fuzz;
 mod image;
 mod linux;
 mod qemu;
+mod rpi4;
 mod setup;
 mod test;
 mod xen;
@@ -147,6 +148,18 @@ pub fn build_agent() -> Result<PathBuf, String> {
     Ok(root().join("target").join(target).join("release").join("ferrum-agent"))
 }
 
+/// The default deployment of a platform (`None`: QEMU virt's).
+pub fn default_deployment(platform: Option<&str>) -> Result<PathBuf, String> {
+    match platform {
+        None | Some("qemu-virt") => Ok(root().join("deployments/default.toml")),
+        Some("rpi4") => Ok(root().join("deployments/rpi4.toml")),
+        Some(p) => {
+            let known: Vec<_> = platforms::ALL.iter().map(|p| p.name).collect();
+            Err(format!("--platform {p}: unknown board (known: {})", known.join(", ")))
+        }
+    }
+}
+
 /// Builds the hypervisor for `platform`.
 pub fn build_hyp(platform: &str) -> Result<PathBuf, String> {
     let feature = format!("platform-{platform}");
@@ -212,8 +225,16 @@ pub fn write_disk(
     let note = format!("ferrum boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
     files.push(("ferrum.txt".to_string(), note.into_bytes()));
     files.extend(extra.iter().cloned());
-    let disk = out.unwrap_or_else(|| dir.join("disk.img"));
-    image::disk_image(&disk, &files, fresh_data)?;
+    let (layout, default_name) = match dep.platform.name {
+        "rpi4" => {
+            let fw = rpi4::fetch(&root().join("build"))?;
+            files.extend(rpi4::boot_files(&fw, &dep.name)?);
+            (image::SD_CARD, "sdcard.img")
+        }
+        _ => (image::VIRTIO_DISK, "disk.img"),
+    };
+    let disk = out.unwrap_or_else(|| dir.join(default_name));
+    image::disk_image_with(&disk, &files, fresh_data, &layout)?;
     Ok(disk)
 }
 
@@ -259,16 +280,29 @@ fn cmd_check(args: &[String]) -> Result<u8, String> {
 
 fn cmd_image(args: &[String]) -> Result<u8, String> {
     check_args(args, &["--deployment", "-o", "--platform"], &[])?;
-    if let Some(p) = opt(args, "--platform")? {
-        if p != "qemu-virt" {
-            return Err(format!("--platform {p}: only qemu-virt images can be built so far (Raspberry Pi 4 SD images are tracked separately)"));
+    setup::ensure_targets()?;
+    let platform = opt(args, "--platform")?;
+    let file = match (opt(args, "--deployment")?, &platform) {
+        (Some(f), _) => PathBuf::from(f),
+        (None, p) => default_deployment(p.as_deref())?,
+    };
+    let dep = load_deployment(&file, false)?;
+    if let Some(p) = platform {
+        if p != dep.platform.name {
+            return Err(format!(
+                "--platform {p}: {} is a deployment for platform {}",
+                file.display(),
+                dep.platform.name
+            ));
         }
     }
-    setup::ensure_targets()?;
-    let file = opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
-    let dep = load_deployment(&file, false)?;
     print_plan(&dep);
     let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[], false)?;
-    println!("disk image: {}", disk.display());
+    if dep.platform.name == "rpi4" {
+        println!("SD card image: {}", disk.display());
+        println!("flash it with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress", disk.display());
+    } else {
+        println!("disk image: {}", disk.display());
+    }
     Ok(0)
 }

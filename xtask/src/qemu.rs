@@ -52,7 +52,12 @@ pub struct RunOpts {
     pub http_port: Option<u16>,
     /// Start with an empty data partition (tests); otherwise its contents are kept.
     pub fresh_data: bool,
+    /// `--platform`, when given (checked against the deployment's).
+    pub platform: Option<String>,
 }
+
+/// What the hypervisor prints when it halts a board it cannot power off.
+pub const HALTED: &str = "(hyp) no firmware power-off";
 
 /// Where deployments put the `web` unikernel on QEMU's user network (its default `ip=`).
 pub const WEB_GUEST: &str = "10.0.2.20:80";
@@ -62,14 +67,26 @@ pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// Builds everything for `o` and returns the QEMU command line.
 pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     let dep = load_deployment(&o.deployment, o.unchecked)?;
-    if dep.platform.name != "qemu-virt" {
-        return Err(format!(
-            "{}: platform {}: only qemu-virt deployments boot on QEMU so far",
-            o.deployment.display(),
-            dep.platform.name
-        ));
+    if let Some(p) = &o.platform {
+        if p != dep.platform.name {
+            return Err(format!(
+                "--platform {p}: {} is a deployment for platform {}",
+                o.deployment.display(),
+                dep.platform.name
+            ));
+        }
     }
     let disk = write_disk(&dep, None, &o.extra_files, o.fresh_data)?;
+    if dep.platform.name == "rpi4" {
+        if o.gic != 2 {
+            return Err(format!("--gic {}: the Raspberry Pi 4 has a GIC-400 (GICv2)", o.gic));
+        }
+        let fw = crate::rpi4::fetch(&root().join("build"))?;
+        let board = std::fs::read(&fw.dtb).map_err(|e| format!("{}: {e}", fw.dtb.display()))?;
+        let dtb = disk.with_file_name("qemu-raspi4b.dtb");
+        std::fs::write(&dtb, crate::rpi4::qemu_dtb(&board)?).map_err(|e| format!("{}: {e}", dtb.display()))?;
+        return Ok(raspi4b_command(&fw.uboot, &dtb, &disk));
+    }
     let env = root().join("build/qemu-virt/uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     let c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
@@ -80,6 +97,21 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         })?;
     }
     Ok(c)
+}
+
+/// QEMU's Raspberry Pi 4 (`raspi4b`, 2 GiB, 4 Cortex-A72). QEMU stands in for the VideoCore
+/// firmware: it starts U-Boot (`-kernel`) at EL2 with the device tree in x0 and holds the
+/// secondary CPUs in a spin table. Both UARTs (PL011 and mini-UART) go to the terminal.
+pub fn raspi4b_command(uboot: &Path, dtb: &Path, sd: &Path) -> Command {
+    let mut c = Command::new("qemu-system-aarch64");
+    c.args(["-M", "raspi4b", "-display", "none", "-no-reboot", "-echr", "0x1d", "-monitor", "none"])
+        .args(["-chardev", "stdio,id=c0,mux=on,signal=off", "-serial", "chardev:c0", "-serial", "chardev:c0"])
+        .arg("-kernel")
+        .arg(uboot)
+        .arg("-dtb")
+        .arg(dtb)
+        .args(["-drive", &format!("if=sd,format=raw,file={}", sd.display())]);
+    c
 }
 
 /// The QEMU command line. `http_port`: host port forwarded (TCP, 127.0.0.1) to [`WEB_GUEST`].
@@ -173,6 +205,7 @@ pub fn run_batch(
         s
     });
     let mut timed_out = false;
+    let mut halted = false;
     let mut stop_seen: Option<Instant> = None;
     let mut stopped = false;
     let status = loop {
@@ -219,6 +252,14 @@ pub fn run_batch(
                 break None;
             }
         }
+        // Boards without firmware power-off (the Pi 4 without PSCI) halt after the status line.
+        if log.lock().unwrap().windows(HALTED.len()).rev().take(8192).any(|w| w == HALTED.as_bytes()) {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = child.kill();
+            let _ = child.wait();
+            halted = true;
+            break None;
+        }
         if timeout.is_some_and(|t| start.elapsed() > Duration::from_secs(t)) {
             let _ = child.kill();
             let _ = child.wait();
@@ -240,7 +281,7 @@ pub fn run_batch(
         Ending::Stopped
     } else if timed_out {
         Ending::Timeout
-    } else if log.contains("(hyp) power off (status: clean)") && status.is_some_and(|s| s.success()) {
+    } else if log.contains("(hyp) power off (status: clean)") && (halted || status.is_some_and(|s| s.success())) {
         Ending::Clean
     } else if log.contains("(hyp) power off (status: error)") {
         Ending::Error
@@ -258,15 +299,11 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         Some("3") => 3,
         Some(v) => return Err(format!("--gic {v}: the virt board has GIC version 2 or 3")),
     };
-    if let Some(p) = opt(args, "--platform")? {
-        if p != "qemu-virt" {
-            return Err(format!(
-                "--platform {p}: only qemu-virt boots on QEMU so far (the Raspberry Pi 4 flow is tracked separately)"
-            ));
-        }
-    }
-    let deployment =
-        opt(args, "--deployment")?.map(PathBuf::from).unwrap_or_else(|| root().join("deployments/default.toml"));
+    let platform = opt(args, "--platform")?;
+    let deployment = match opt(args, "--deployment")? {
+        Some(f) => PathBuf::from(f),
+        None => crate::default_deployment(platform.as_deref())?,
+    };
     let timeout = match opt(args, "--timeout")? {
         None => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| format!("--timeout {t}: not a number of seconds"))?),
@@ -285,6 +322,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         extra_files: Vec::new(),
         http_port: Some(http_port),
         fresh_data: false,
+        platform,
     })
 }
 
@@ -294,10 +332,14 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
     setup::ensure_host_tools()?;
     let mut cmd = prepare(&o)?;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let board = if cmd.get_args().any(|a| a == "raspi4b") {
+        "QEMU raspi4b (Raspberry Pi 4)".to_string()
+    } else {
+        format!("QEMU virt (GICv{})", o.gic)
+    };
     eprintln!(
-        "xtask: booting {} on QEMU virt (GICv{}){}",
+        "xtask: booting {} on {board}{}",
         o.deployment.display(),
-        o.gic,
         if interactive {
             " — press Ctrl-] then X to quit QEMU; Ctrl-A three times switches the console between domains"
         } else {

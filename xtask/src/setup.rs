@@ -21,7 +21,7 @@ fn qemu_major() -> Option<u32> {
     v.split('.').next()?.parse().ok()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
@@ -36,7 +36,7 @@ fn run(desc: &str, cmd: &str) -> Result<(), String> {
 }
 
 /// Debian suite codename of this machine, if it is Debian.
-fn codename() -> Option<String> {
+pub fn codename() -> Option<String> {
     let t = std::fs::read_to_string("/etc/os-release").ok()?;
     t.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).map(|s| s.trim_matches('"').to_string())
 }

@@ -296,6 +296,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                         unchecked: s.unchecked,
                         http_port: if s.http { Some(free_port()?) } else { None },
                         fresh_data: !s.keep_data,
+                        platform: None,
                         extra_files: if s.selftest {
                             let port = start_http_server()?;
                             let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];

@@ -1,0 +1,338 @@
+//! Raspberry Pi 4: the boot firmware from Debian packages, the SD card's boot partition
+//! (`config.txt`, firmware, TF-A, U-Boot, device tree, boot script, hypervisor, domain images)
+//! and the device tree QEMU's `raspi4b` machine boots U-Boot with.
+//!
+//! Everything comes from Debian: `raspi-firmware` (start4.elf, fixup4.dat; component
+//! non-free-firmware, enabled here when missing), `arm-trusted-firmware` (rpi4/bl31.bin),
+//! `u-boot-rpi` (rpi_arm64/u-boot.bin) and the kernel package's `bcm2711-rpi-4-b.dtb`. Packages
+//! are downloaded and unpacked under `build/cache/`, never installed.
+
+use crate::linux::{fetch_unpack_spec, run};
+use hyp_core::fdtedit::{self, Action, NodeEdit};
+use hyp_core::fdtw::FdtWriter;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The board's device tree in the kernel package (and on the SD card).
+pub const BOARD_DTB: &str = "bcm2711-rpi-4-b.dtb";
+/// U-Boot build used on the Pi 4 (64-bit, Pi 3 and 4).
+pub const UBOOT_FLAVOUR: &str = "rpi_arm64";
+/// Compatible substrings of the nodes QEMU's raspi4b does not emulate: Linux faults on them
+/// (synchronous external aborts in their probes), so the tree QEMU boots with disables them
+/// (measured in docs: qemu-recipes §4).
+pub const QEMU_MISSING: &[&str] = &[
+    "l2-intc",
+    "brcmstb-i2c",
+    "hdmi",
+    "hvs",
+    "pixelvalve",
+    "vc4",
+    "vc5",
+    "avs-monitor",
+    "dsi",
+    "txp",
+    "v3d",
+    "cec",
+    "bcm2711-pcie",
+    "rng200",
+    "bcm2711-thermal",
+    "genet",
+];
+
+/// Paths of the unpacked boot firmware.
+pub struct Firmware {
+    /// VideoCore firmware (loads config.txt, the armstub, the "kernel" and the device tree).
+    pub start4: PathBuf,
+    /// Its memory-split companion.
+    pub fixup4: PathBuf,
+    /// TF-A BL31 for the Pi 4: the armstub, PSCI for the CPUs.
+    pub bl31: PathBuf,
+    /// U-Boot.
+    pub uboot: PathBuf,
+    /// The board's device tree from the kernel package.
+    pub dtb: PathBuf,
+}
+
+const NON_FREE_FW: &str = "/etc/apt/sources.list.d/ferrum-non-free-firmware.sources";
+
+/// The `Signed-By` of the deb822 entry for deb.debian.org's main suite, if there is one: a
+/// second entry for the same archive must repeat it (apt refuses conflicting values).
+fn debian_signed_by(suite: &str) -> Option<String> {
+    let dir = std::fs::read_dir("/etc/apt/sources.list.d").ok()?;
+    for e in dir.flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("sources") || p == Path::new(NON_FREE_FW) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        for stanza in text.split("\n\n") {
+            let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+            let uris = field("URIs:").unwrap_or_default();
+            let suites = field("Suites:").unwrap_or_default();
+            if uris.contains("deb.debian.org/debian")
+                && !uris.contains("security")
+                && suites.split_whitespace().any(|s| s == suite)
+            {
+                return field("Signed-By:");
+            }
+        }
+    }
+    None
+}
+
+/// Makes Debian's non-free-firmware component known to apt (raspi-firmware lives there).
+fn ensure_non_free_firmware() -> Result<(), String> {
+    let known = Command::new("apt-cache").args(["show", "raspi-firmware"]).output();
+    if known.is_ok_and(|o| o.status.success() && !o.stdout.is_empty()) {
+        return Ok(());
+    }
+    let suite = crate::setup::codename().unwrap_or_else(|| "bookworm".into());
+    let mut entry =
+        format!("Types: deb\nURIs: http://deb.debian.org/debian\nSuites: {suite}\nComponents: non-free-firmware\n");
+    if let Some(k) = debian_signed_by(&suite) {
+        entry.push_str(&format!("Signed-By: {k}\n"));
+    }
+    let manual = format!("printf '{}' > {NON_FREE_FW} && apt-get update", entry.replace('\n', "\\n"));
+    if !crate::setup::is_root() {
+        return Err(format!("raspi-firmware needs Debian's non-free-firmware component; as root run:\n  {manual}"));
+    }
+    println!("setup: enabling Debian's non-free-firmware component for raspi-firmware ({NON_FREE_FW})");
+    std::fs::write(NON_FREE_FW, &entry).map_err(|e| format!("{NON_FREE_FW}: {e}; run as root:\n  {manual}"))?;
+    println!("setup: apt-get update");
+    run(Command::new("apt-get").args(["update", "-q"])).map_err(|e| format!("{e}\nrun as root:\n  {manual}"))?;
+    Ok(())
+}
+
+/// Downloads and unpacks the Pi 4 boot firmware (once).
+pub fn fetch(build: &Path) -> Result<Firmware, String> {
+    let cache = build.join("cache");
+    let done = |dir: &Path| dir.join(".done").is_file();
+    if !done(&cache.join("unpacked/raspi-firmware")) {
+        ensure_non_free_firmware()?;
+    }
+    crate::linux::ensure_arm64_arch()?;
+    let fw = fetch_unpack_spec(&cache, "raspi-firmware", "raspi-firmware")?;
+    let atf = fetch_unpack_spec(&cache, "arm-trusted-firmware", "arm-trusted-firmware:arm64")?;
+    let ub = fetch_unpack_spec(&cache, "u-boot-rpi", "u-boot-rpi:arm64")?;
+    let kdir = crate::linux::kernel_tree(build, "6.12")?;
+    let dtb = std::fs::read_dir(kdir.join("usr/lib"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path().join("broadcom").join(BOARD_DTB))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{BOARD_DTB} not found in the kernel package under {}", kdir.display()))?;
+    let f = Firmware {
+        start4: fw.join("usr/lib/raspi-firmware/start4.elf"),
+        fixup4: fw.join("usr/lib/raspi-firmware/fixup4.dat"),
+        bl31: atf.join("usr/lib/arm-trusted-firmware/rpi4/bl31.bin"),
+        uboot: ub.join(format!("usr/lib/u-boot/{UBOOT_FLAVOUR}/u-boot.bin")),
+        dtb,
+    };
+    for p in [&f.start4, &f.fixup4, &f.bl31, &f.uboot] {
+        if !p.is_file() {
+            return Err(format!("{}: missing from its Debian package", p.display()));
+        }
+    }
+    Ok(f)
+}
+
+/// The firmware's configuration file.
+pub fn config_txt(deployment: &str) -> String {
+    format!(
+        "# ferrum on the Raspberry Pi 4: deployment '{deployment}' (written by cargo xtask image)\n\
+         [pi4]\n\
+         # 64-bit: the firmware starts the armstub at EL3 in AArch64.\n\
+         arm_64bit=1\n\
+         # Serial console on GPIO 14 (TX) / 15 (RX), 115200 8N1 (the mini-UART; fixes the core clock).\n\
+         enable_uart=1\n\
+         # Route interrupts through the GIC-400 (the hypervisor virtualizes it).\n\
+         enable_gic=1\n\
+         # TF-A BL31 as the armstub: PSCI, so CPUs start and the board powers off through firmware.\n\
+         armstub=bl31.bin\n\
+         # U-Boot runs in place of a kernel; it runs boot.scr, which boots the hypervisor.\n\
+         kernel=u-boot.bin\n\
+         device_tree={BOARD_DTB}\n\
+         # The GPU only needs the minimum: the hypervisor and the domains get the rest.\n\
+         gpu_mem=64\n\
+         [all]\n"
+    )
+}
+
+/// Keys `config.txt` must set (checked by the SD image tests).
+pub const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("arm_64bit", "1"),
+    ("enable_uart", "1"),
+    ("enable_gic", "1"),
+    ("armstub", "bl31.bin"),
+    ("kernel", "u-boot.bin"),
+    ("device_tree", BOARD_DTB),
+];
+
+/// The board tree as QEMU's raspi4b should boot U-Boot with it: the nodes QEMU does not
+/// emulate are disabled (what the real firmware hands over describes real devices).
+pub fn qemu_dtb(board: &[u8]) -> Result<Vec<u8>, String> {
+    let fdt = fdt::Fdt::new(board).map_err(|e| format!("{BOARD_DTB}: {e:?}"))?;
+    let mut w = FdtWriter::new();
+    for r in fdt.memory_reservations() {
+        w.reserve(r.address() as u64, r.size() as u64);
+    }
+    w.begin_node("");
+    fdtedit::copy_root(&fdt, &mut w, &NodeEdit::default(), &mut |_, n| {
+        let missing = n.compatible().is_some_and(|c| c.all().any(|s| QEMU_MISSING.iter().any(|m| s.contains(m))));
+        if missing {
+            Action::Edit(NodeEdit::disable())
+        } else if fdtedit::compatible_with(n, &["brcm,bcm4329-fmac"]) {
+            // QEMU puts the SD card where the real board has its Wi-Fi chip (the Arasan SDHCI)
+            // and has no Wi-Fi power sequencer (its GPIOs sit behind firmware QEMU lacks).
+            Action::Drop
+        } else if fdtedit::compatible_with(n, &["brcm,bcm2835-sdhci"]) {
+            Action::Edit(NodeEdit { set: Vec::new(), remove: vec!["mmc-pwrseq"] })
+        } else {
+            Action::Copy
+        }
+    });
+    w.end_node();
+    w.finish(0).ok_or_else(|| "unbalanced tree".to_string())
+}
+
+/// The firmware files of the boot partition: (name on the card, contents).
+pub fn boot_files(fw: &Firmware, deployment: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let rd = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok(vec![
+        ("config.txt".into(), config_txt(deployment).into_bytes()),
+        ("start4.elf".into(), rd(&fw.start4)?),
+        ("fixup4.dat".into(), rd(&fw.fixup4)?),
+        ("bl31.bin".into(), rd(&fw.bl31)?),
+        ("u-boot.bin".into(), rd(&fw.uboot)?),
+        (BOARD_DTB.into(), rd(&fw.dtb)?),
+    ])
+}
+
+/// Reads the MBR partition table: (type, bootable, first LBA, sectors) of the used entries.
+fn partitions(img: &[u8]) -> Result<Vec<(u8, bool, u64, u64)>, String> {
+    if img.len() < 512 || img[510..512] != [0x55, 0xaa] {
+        return Err("no MBR signature".into());
+    }
+    let mut v = Vec::new();
+    for i in 0..4 {
+        let e = &img[446 + 16 * i..462 + 16 * i];
+        let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
+        let n = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
+        if n > 0 {
+            v.push((e[4], e[0] == 0x80, lba, n));
+        }
+    }
+    Ok(v)
+}
+
+/// The structural check of an SD card image: MBR with a bootable FAT32 boot partition and a
+/// Linux data partition inside a power-of-two image; the boot partition holds the firmware,
+/// TF-A, U-Boot, the board DTB (a device tree), `config.txt` with the keys the boot needs, a
+/// valid boot script, the hypervisor (an arm64 Image) and every file the script loads, each of
+/// a sane size. Returns one line per fact checked.
+pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    let img = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut facts = Vec::new();
+    if !img.len().is_power_of_two() {
+        return Err(format!("image size {} is not a power of two (QEMU's SD cards must be)", img.len()));
+    }
+    facts.push(format!("image: {} MiB, a power of two", img.len() >> 20));
+    let parts = partitions(&img)?;
+    let [(t0, boot, lba0, n0), (t1, _, lba1, n1)] = parts[..] else {
+        return Err(format!("expected 2 partitions, found {}", parts.len()));
+    };
+    if t0 != 0x0c || !boot {
+        return Err(format!("partition 1: type {t0:#x} (bootable: {boot}), want a bootable FAT32 LBA (0x0c)"));
+    }
+    if t1 != 0x83 || lba1 < lba0 + n0 || (lba1 + n1) * 512 > img.len() as u64 {
+        return Err(format!("partition 2: type {t1:#x} at {lba1}+{n1}: want Linux (0x83) after the boot partition"));
+    }
+    facts.push(format!(
+        "MBR: bootable FAT32 partition {} MiB, data partition {} MiB",
+        (n0 * 512) >> 20,
+        (n1 * 512) >> 20
+    ));
+    let part = img[(lba0 * 512) as usize..((lba0 + n0) * 512) as usize].to_vec();
+    let mut cur = std::io::Cursor::new(part);
+    let fs = fatfs::FileSystem::new(&mut cur, fatfs::FsOptions::new()).map_err(|e| format!("boot partition: {e}"))?;
+    if fs.fat_type() != fatfs::FatType::Fat32 {
+        return Err(format!("boot partition is {:?}, not FAT32", fs.fat_type()));
+    }
+    let root = fs.root_dir();
+    let read = |name: &str| -> Result<Vec<u8>, String> {
+        let mut f = root.open_file(name).map_err(|e| format!("boot partition: {name}: {e}"))?;
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).map_err(|e| format!("{name}: {e}"))?;
+        Ok(b)
+    };
+    let sized = |name: &str, min: usize, max: usize| -> Result<Vec<u8>, String> {
+        let b = read(name)?;
+        if b.len() < min || b.len() > max {
+            return Err(format!("{name}: {} bytes, expected {min}..{max}", b.len()));
+        }
+        Ok(b)
+    };
+    sized("start4.elf", 1 << 20, 8 << 20)?;
+    sized("fixup4.dat", 1 << 10, 64 << 10)?;
+    sized("bl31.bin", 16 << 10, 512 << 10)?;
+    let ub = sized("u-boot.bin", 256 << 10, 4 << 20)?;
+    if !ub.windows(6).any(|w| w == b"U-Boot") {
+        return Err("u-boot.bin does not look like U-Boot".into());
+    }
+    let dtb = sized(BOARD_DTB, 16 << 10, 1 << 20)?;
+    fdt::Fdt::new(&dtb).map_err(|e| format!("{BOARD_DTB}: not a device tree: {e:?}"))?;
+    facts
+        .push("firmware: start4.elf, fixup4.dat, bl31.bin, u-boot.bin, bcm2711-rpi-4-b.dtb present, sizes sane".into());
+    let cfg = String::from_utf8(read("config.txt")?).map_err(|_| "config.txt: not text")?;
+    for (k, v) in CONFIG_KEYS {
+        let found = cfg.lines().map(str::trim).filter(|l| !l.starts_with('#')).any(|l| l == format!("{k}={v}"));
+        if !found {
+            return Err(format!("config.txt: missing {k}={v}"));
+        }
+    }
+    facts.push(format!(
+        "config.txt: {}",
+        CONFIG_KEYS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    ));
+    let scr = read("boot.scr")?;
+    if scr.len() < 72 || scr[0..4] != 0x2705_1956u32.to_be_bytes() || scr[30] != 6 {
+        return Err("boot.scr: not a U-Boot script image".into());
+    }
+    let dlen = u32::from_be_bytes(scr[12..16].try_into().unwrap()) as usize;
+    let dcrc = u32::from_be_bytes(scr[24..28].try_into().unwrap());
+    if scr.len() != 64 + dlen || crate::image::crc32(&scr[64..]) != dcrc {
+        return Err("boot.scr: length or data CRC wrong".into());
+    }
+    let script = String::from_utf8_lossy(&scr[72..]).into_owned();
+    let hyp = read("ferrum.img")?;
+    hyp_core::image::parse(&hyp).map_err(|e| format!("ferrum.img: {e}"))?;
+    let mut loaded = 0;
+    for l in script.lines().filter(|l| l.starts_with("load ")) {
+        let name = l.split_whitespace().nth(4).ok_or_else(|| format!("boot.scr: bad line {l}"))?;
+        if read(name)?.is_empty() {
+            return Err(format!("{name}: empty"));
+        }
+        loaded += 1;
+    }
+    if !script.contains("booti ") {
+        return Err("boot.scr: no booti".into());
+    }
+    facts.push(format!(
+        "boot.scr: valid script image; the hypervisor (arm64 Image) and all {loaded} files it loads are present"
+    ));
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_every_key() {
+        let c = config_txt("x");
+        for (k, v) in CONFIG_KEYS {
+            assert!(c.lines().any(|l| l == format!("{k}={v}")), "{k}");
+        }
+    }
+}
