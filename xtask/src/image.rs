@@ -244,7 +244,8 @@ pub fn disk_image_with(
     let mut part = std::io::Cursor::new(vec![0u8; part_bytes as usize]);
     let mut opts = fatfs::FormatVolumeOptions::new().volume_label(*b"FERRUMBOOT ");
     if layout.fat32 {
-        opts = opts.fat_type(fatfs::FatType::Fat32).bytes_per_cluster(4096);
+        // FAT32 by its cluster count too (at least 65525 clusters), as the firmware decides.
+        opts = opts.fat_type(fatfs::FatType::Fat32).bytes_per_cluster(2048);
     }
     fatfs::format_volume(&mut part, opts).map_err(|e| format!("format: {e}"))?;
     {

@@ -306,7 +306,9 @@ pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
     }
     let script = String::from_utf8_lossy(&scr[72..]).into_owned();
     let hyp = read("ferrum.img")?;
-    hyp_core::image::parse(&hyp).map_err(|e| format!("ferrum.img: {e}"))?;
+    if hyp.len() < 64 || &hyp[56..60] != b"ARM\x64" {
+        return Err("ferrum.img: no arm64 Image header".into());
+    }
     let mut loaded = 0;
     for l in script.lines().filter(|l| l.starts_with("load ")) {
         let name = l.split_whitespace().nth(4).ok_or_else(|| format!("boot.scr: bad line {l}"))?;

@@ -329,7 +329,20 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                             _ => (m.clone(), t.clone()),
                         })
                         .collect();
-                    let run = qemu::run_batch(cmd, o.timeout, false, &input, stop)?;
+                    // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
+                    // structure is checked first, and the facts go into the log.
+                    let sd_facts = match cmd.get_args().find_map(|a| {
+                        a.to_str().and_then(|a| a.strip_prefix("if=sd,format=raw,file=")).map(PathBuf::from)
+                    }) {
+                        Some(sd) => crate::rpi4::check_sd(&sd)
+                            .map_err(|e| format!("SD card image {}: {e}", sd.display()))?
+                            .iter()
+                            .map(|f| format!("sd-check: {f}\n"))
+                            .collect::<String>(),
+                        None => String::new(),
+                    };
+                    let mut run = qemu::run_batch(cmd, o.timeout, false, &input, stop)?;
+                    run.log.insert_str(0, &sd_facts);
                     let dir = root().join("build/logs");
                     let _ = std::fs::create_dir_all(&dir);
                     let logf = dir.join(format!("{name}-gicv{gic}.log"));
