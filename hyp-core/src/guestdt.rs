@@ -402,4 +402,99 @@ mod tests {
         let m = fdt.memory().regions().next().unwrap();
         assert_eq!(m.starting_address as u64, 0x5000_0000, "direct-mapped");
     }
+
+    /// The board-tree domain on a Pi-4-shaped tree: the board's nodes stay (with their
+    /// phandles), the GIC keeps distributor and CPU interface only, the hypervisor's UART and
+    /// hidden nodes are disabled, and chosen, memory, CPUs, PSCI and /hypervisor are ours.
+    #[test]
+    fn board_tree_domain() {
+        let mut w = FdtWriter::new();
+        w.reserve(0, 0x1000);
+        w.begin_node("");
+        w.prop_u32("#address-cells", 2);
+        w.prop_u32("#size-cells", 1);
+        w.prop_str("model", "Raspberry Pi 4 Model B");
+        w.prop_u32("interrupt-parent", 1);
+        w.begin_node("chosen");
+        w.prop_str("stdout-path", "serial1:115200n8");
+        w.begin_node("domain@0");
+        w.end_node();
+        w.end_node();
+        w.begin_node("memory@0");
+        w.prop_str("device_type", "memory");
+        w.prop_cells("reg", &[0, 0, 0x3c00_0000]);
+        w.end_node();
+        w.begin_node("cpus");
+        for i in 0..4u32 {
+            w.begin_node(&format!("cpu@{i}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32("reg", i);
+            w.prop_u32("phandle", 10 + i);
+            w.end_node();
+        }
+        w.end_node();
+        w.begin_node("soc");
+        w.prop_u32("#address-cells", 1);
+        w.prop_u32("#size-cells", 1);
+        w.begin_node("interrupt-controller@40041000");
+        w.prop_str("compatible", "arm,gic-400");
+        w.prop_cells("reg", &[0x4004_1000, 0x1000, 0x4004_2000, 0x2000, 0x4004_4000, 0x2000, 0x4004_6000, 0x2000]);
+        w.prop_cells("interrupts", &[1, 9, 0xf04]);
+        w.prop_u32("phandle", 1);
+        w.end_node();
+        w.begin_node("serial@7e215040");
+        w.prop_str("compatible", "brcm,bcm2835-aux-uart");
+        w.end_node();
+        w.begin_node("spi@7e215080");
+        w.prop_str("compatible", "brcm,bcm2835-aux-spi");
+        w.end_node();
+        w.begin_node("mmc@7e340000");
+        w.prop_str("compatible", "brcm,bcm2711-emmc2");
+        w.prop_u32("vqmmc-supply", 5);
+        w.end_node();
+        w.end_node();
+        w.end_node();
+        let host_blob = w.finish(0).unwrap();
+        let host = fdt::Fdt::new(&host_blob).unwrap();
+        let d = Domain {
+            name: "control",
+            kind: crate::plan::DomainKind::Linux,
+            pcpus: List::from_slice(&[0, 2]).unwrap(),
+            memory: PhysRange::new(0x1100_0000, 0x2000_0000),
+            kernel: PhysRange::new(0x0220_0000, 0x1000),
+            kernel_footprint: 0x1000,
+            xen: true,
+            bootargs: "console=hvc0",
+            ..Default::default()
+        };
+        let hide = ["/soc/serial@7e215040", "/soc/spi@7e215080"];
+        let board = BoardTree { gic_path: "/soc/interrupt-controller@40041000", hide: &hide };
+        let gic = GuestGic { version: Version::V2, dist: 0xff84_1000, cpu_or_redist: 0xff84_2000 };
+        let blob = build(&d, 0, 0, &Hardware { gic, host: Some(&host), devices: &[], board: Some(board) });
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        assert_eq!(fdt.memory_reservations().count(), 1);
+        assert_eq!(fdt.root().model(), "Raspberry Pi 4 Model B");
+        let g = fdt.find_node("/soc/interrupt-controller@40041000").unwrap();
+        assert_eq!(g.property("reg").unwrap().value.len(), 16, "GICD and GICC only");
+        assert!(g.property("interrupts").is_none(), "no maintenance interrupt");
+        assert_eq!(g.property("phandle").unwrap().as_usize(), Some(1));
+        for p in hide {
+            assert_eq!(fdt.find_node(p).unwrap().property("status").unwrap().as_str(), Some("disabled"));
+        }
+        let mmc = fdt.find_node("/soc/mmc@7e340000").unwrap();
+        assert!(mmc.property("status").is_none());
+        assert_eq!(mmc.property("vqmmc-supply").unwrap().as_usize(), Some(5));
+        assert!(fdt.find_node("/chosen/domain@0").is_none(), "the plan is not the domain's business");
+        assert_eq!(fdt.chosen().bootargs(), Some("console=hvc0"));
+        let m = fdt.memory().regions().next().unwrap();
+        assert_eq!((m.starting_address as u64, m.size), (0x1100_0000, Some(0x2000_0000)));
+        let cpus: Vec<_> = fdt.find_node("/cpus").unwrap().children().collect();
+        assert_eq!(cpus.len(), 2);
+        assert_eq!(cpus[1].property("phandle").unwrap().as_usize(), Some(12), "vCPU 1 runs on host CPU 2");
+        assert_eq!(fdt.find_node("/psci").unwrap().property("method").unwrap().as_str(), Some("hvc"));
+        let h = fdt.find_node("/hypervisor").unwrap();
+        assert_eq!(h.property("reg").unwrap().value.len(), 2 * 12, "root cells are 2 + 1");
+        assert_eq!(h.property("interrupt-parent").unwrap().as_usize(), Some(1));
+        assert!(fdt.find_node("/pl011@22000000").is_none(), "no emulated UART inside its RAM");
+    }
 }

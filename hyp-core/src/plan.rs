@@ -578,6 +578,22 @@ mod tests {
     }
 
     #[test]
+    fn board_tree_is_alone_and_once() {
+        let linux = |name, cpus: &[u8], base, devices: &[&'static str]| Domain {
+            kind: DomainKind::Linux,
+            devices: List::from_slice(devices).unwrap(),
+            ..dom(name, cpus, base, 64 * MIB)
+        };
+        assert_eq!(check(&[linux("a", &[0], 0x5000_0000, &["/"])]), Ok(()));
+        let e = check(&[linux("a", &[0], 0x5000_0000, &["/", "/soc/mmc@7e340000"])]).unwrap_err();
+        assert_eq!((e.field, e.problem), ("devices", Problem::BoardTreeNotAlone));
+        let e = check(&[linux("a", &[0], 0x5000_0000, &["/"]), linux("b", &[1], 0x5800_0000, &["/"])]).unwrap_err();
+        assert_eq!((e.domain, e.problem), (Some(0), Problem::BoardTreeNotAlone));
+        let uni = Domain { devices: List::from_slice(&["/"]).unwrap(), ..dom("u", &[0], 0x5000_0000, 32 * MIB) };
+        assert_eq!(check(&[uni]).unwrap_err().problem, Problem::PassthroughNeedsDirectMap);
+    }
+
+    #[test]
     fn empty_plan() {
         assert_eq!(check(&[]).unwrap_err().problem, Problem::NoDomains);
     }
