@@ -33,15 +33,17 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 commands:
-  run-qemu-aarch64   build everything and boot a deployment on QEMU virt through U-Boot
-      --gic 2|3            GIC version of the virtual board (default 2)
-      --deployment FILE    deployment file (default deployments/default.toml)
+  run-qemu-aarch64   build everything and boot a deployment on QEMU through U-Boot
+      --platform P         qemu-virt (default) or rpi4 (QEMU raspi4b, from the SD card image)
+      --gic 2|3            GIC version of the virtual board (default 2; the Pi 4 has GICv2)
+      --deployment FILE    deployment file (default deployments/default.toml, deployments/rpi4.toml)
       --timeout SECONDS    stop QEMU after this long (exit status 124)
       --unchecked          skip the host-side plan check (the hypervisor still checks at boot)
   test               run every test: fmt, clippy, host unit tests, aarch64 builds, QEMU scenarios
       --no-qemu            skip the QEMU scenarios
   check FILE...      validate deployment files and print their partition plan
-  image              build the boot disk image for a deployment (--deployment FILE, -o FILE)
+  image              build the boot disk image for a deployment (--deployment FILE, -o FILE);
+                     --platform rpi4: the Raspberry Pi 4 SD card image (checked after writing)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]
                      time Linux to its ready line natively and as the control domain
   bench hypercall [--gic 2|3]
@@ -299,6 +301,9 @@ fn cmd_image(args: &[String]) -> Result<u8, String> {
     print_plan(&dep);
     let disk = write_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[], false)?;
     if dep.platform.name == "rpi4" {
+        for f in rpi4::check_sd(&disk)? {
+            println!("checked: {f}");
+        }
         println!("SD card image: {}", disk.display());
         println!("flash it with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress", disk.display());
     } else {
