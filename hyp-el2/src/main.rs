@@ -71,8 +71,10 @@ fn mib(b: u64) -> u64 {
 /// The console UART: the device tree's `stdout-path` when it names a PL011 or a mini-UART
 /// inside the board's device windows, else the platform record's.
 fn console_uart(board: Option<&hostdt::BoardInfo<'_>>) -> (u64, platforms::UartKind) {
-    let mapped = |b: u64| PLATFORM.windows.iter().any(|w| w.kind == platforms::MemKind::Device && w.contains(b, 0x40));
-    board.and_then(|b| b.uart).filter(|u| mapped(u.0)).unwrap_or((PLATFORM.uart_base, PLATFORM.uart_kind))
+    board
+        .and_then(|b| b.uart)
+        .filter(|u| PLATFORM.window_holds(platforms::MemKind::Device, u.0, 0x40))
+        .unwrap_or((PLATFORM.uart_base, PLATFORM.uart_kind))
 }
 
 /// Boot CPU, MMU on, x0 from U-Boot.
@@ -267,12 +269,7 @@ fn board_view(
     hostdt::find_node_path::<()>(fdt, &mut |path, n| {
         if path != gic_path && n.property("reg").is_some() && !hide.iter().any(|h| h == path) {
             if let Ok(regs) = passthrough::translated_regs::<8>(fdt, path) {
-                let device = |r: &PhysRange| {
-                    PLATFORM
-                        .windows
-                        .iter()
-                        .any(|w| w.kind == platforms::MemKind::Device && w.contains(r.base.0, r.size))
-                };
+                let device = |r: &PhysRange| PLATFORM.window_holds(platforms::MemKind::Device, r.base.0, r.size);
                 if regs.iter().any(|r| device(r) && holes.iter().any(|h| h.overlaps(r))) {
                     hide.push(path.into());
                 }
@@ -513,7 +510,7 @@ fn start_cpu(
         hostdt::CpuStart::SpinTable(addr) => {
             let hyp = PhysRange::new(PLATFORM.hyp_base, PLATFORM.hyp_size);
             let slot = PhysRange::new(addr, 8);
-            let ram = PLATFORM.windows.iter().any(|w| w.kind == platforms::MemKind::Normal && w.contains(addr, 8));
+            let ram = PLATFORM.window_holds(platforms::MemKind::Normal, addr, 8);
             if !addr.is_multiple_of(8) || !ram || slot.overlaps(&hyp) || domain_ram.iter().any(|r| r.overlaps(&slot)) {
                 return Err(format!(
                     "cpu-release-addr {addr:#x} is not 8-byte aligned RAM outside the hypervisor and the domains"

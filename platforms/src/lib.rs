@@ -137,6 +137,11 @@ impl Platform {
         0
     }
 
+    /// Whether `[base, base+size)` lies inside one window of `kind`.
+    pub fn window_holds(&self, kind: MemKind, base: u64, size: u64) -> bool {
+        self.windows.iter().any(|w| w.kind == kind && w.contains(base, size))
+    }
+
     /// The hypervisor's reserved region.
     pub const fn hyp_window(&self) -> Window {
         Window { base: self.hyp_base, size: self.hyp_size, kind: MemKind::Normal }

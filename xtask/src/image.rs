@@ -194,15 +194,56 @@ pub fn uboot_env_qemu(script_addr: u64) -> Vec<u8> {
 /// unikernel's log, served through xen-blkback.
 pub const DATA_MIB: u64 = 16;
 
+/// One used MBR partition entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MbrPart {
+    /// Partition type (0x0c FAT32 LBA, 0x83 Linux).
+    pub kind: u8,
+    /// Marked bootable.
+    pub boot: bool,
+    /// First sector.
+    pub lba: u64,
+    /// Sectors.
+    pub sectors: u64,
+}
+
+/// The used entries of an MBR (`None` without the 0x55aa signature).
+pub fn mbr_partitions(mbr: &[u8]) -> Option<Vec<MbrPart>> {
+    if mbr.len() < 512 || mbr[510..512] != [0x55, 0xaa] {
+        return None;
+    }
+    let parts = (0..4).filter_map(|i| {
+        let e = &mbr[446 + 16 * i..462 + 16 * i];
+        let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
+        let sectors = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
+        (sectors > 0).then_some(MbrPart { kind: e[4], boot: e[0] == 0x80, lba, sectors })
+    });
+    Some(parts.collect())
+}
+
+/// The text of a legacy U-Boot script image, after checking its header, length and data CRC.
+pub fn script_text(img: &[u8]) -> Result<&str, String> {
+    if img.len() < 72 || img[0..4] != 0x2705_1956u32.to_be_bytes() || img[30] != 6 {
+        return Err("not a U-Boot script image".into());
+    }
+    let mut h = img[..64].to_vec();
+    let hcrc = u32::from_be_bytes(h[4..8].try_into().unwrap());
+    h[4..8].fill(0);
+    let dlen = u32::from_be_bytes(img[12..16].try_into().unwrap()) as usize;
+    let dcrc = u32::from_be_bytes(img[24..28].try_into().unwrap());
+    if crc32(&h) != hcrc || img.len() != 64 + dlen || crc32(&img[64..]) != dcrc {
+        return Err("header CRC, length or data CRC wrong".into());
+    }
+    std::str::from_utf8(&img[72..]).map_err(|_| "script is not UTF-8".into())
+}
+
 /// The (start LBA, sectors) of MBR partition `i` (0-based) of the disk image at `path`.
 fn partition_of(path: &Path, i: usize) -> Option<(u64, u64)> {
     let mut mbr = [0u8; 512];
     let mut f = std::fs::File::open(path).ok()?;
     std::io::Read::read_exact(&mut f, &mut mbr).ok()?;
-    let e = &mbr[446 + 16 * i..462 + 16 * i];
-    let start = u64::from(u32::from_le_bytes(e[8..12].try_into().ok()?));
-    let size = u64::from(u32::from_le_bytes(e[12..16].try_into().ok()?));
-    (mbr[510..512] == [0x55, 0xaa] && size > 0).then_some((start, size))
+    let p = *mbr_partitions(&mbr)?.get(i)?;
+    Some((p.lba, p.sectors))
 }
 
 /// Shape of a boot disk.
@@ -328,6 +369,10 @@ mod tests {
         h[4..8].fill(0);
         assert_eq!(crc32(&h), hcrc);
         assert_eq!(&img[72..], b"echo hi\n");
+        assert_eq!(script_text(&img), Ok("echo hi\n"));
+        let mut bad = img.clone();
+        bad[72] ^= 1;
+        assert!(script_text(&bad).is_err());
     }
 
     #[test]

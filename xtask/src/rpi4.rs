@@ -40,6 +40,7 @@ pub const QEMU_MISSING: &[&str] = &[
 ];
 
 /// Paths of the unpacked boot firmware.
+#[derive(Clone)]
 pub struct Firmware {
     /// VideoCore firmware (loads config.txt, the armstub, the "kernel" and the device tree).
     pub start4: PathBuf,
@@ -103,8 +104,18 @@ fn ensure_non_free_firmware() -> Result<(), String> {
     Ok(())
 }
 
-/// Downloads and unpacks the Pi 4 boot firmware (once).
+/// Downloads and unpacks the Pi 4 boot firmware (once per machine), resolving the paths once per
+/// xtask run (writing the card and starting QEMU both need them).
 pub fn fetch(build: &Path) -> Result<Firmware, String> {
+    static DONE: std::sync::OnceLock<Firmware> = std::sync::OnceLock::new();
+    if let Some(f) = DONE.get() {
+        return Ok(f.clone());
+    }
+    let f = fetch_uncached(build)?;
+    Ok(DONE.get_or_init(|| f).clone())
+}
+
+fn fetch_uncached(build: &Path) -> Result<Firmware, String> {
     let cache = build.join("cache");
     let done = |dir: &Path| dir.join(".done").is_file();
     if !done(&cache.join("unpacked/raspi-firmware")) {
@@ -208,23 +219,6 @@ pub fn boot_files(fw: &Firmware, deployment: &str) -> Result<Vec<(String, Vec<u8
     ])
 }
 
-/// Reads the MBR partition table: (type, bootable, first LBA, sectors) of the used entries.
-fn partitions(img: &[u8]) -> Result<Vec<(u8, bool, u64, u64)>, String> {
-    if img.len() < 512 || img[510..512] != [0x55, 0xaa] {
-        return Err("no MBR signature".into());
-    }
-    let mut v = Vec::new();
-    for i in 0..4 {
-        let e = &img[446 + 16 * i..462 + 16 * i];
-        let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
-        let n = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
-        if n > 0 {
-            v.push((e[4], e[0] == 0x80, lba, n));
-        }
-    }
-    Ok(v)
-}
-
 /// The structural check of an SD card image: MBR with a bootable FAT32 boot partition and a
 /// Linux data partition inside a power-of-two image; the boot partition holds the firmware,
 /// TF-A, U-Boot, the board DTB (a device tree), `config.txt` with the keys the boot needs, a
@@ -238,7 +232,11 @@ pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
         return Err(format!("image size {} is not a power of two (QEMU's SD cards must be)", img.len()));
     }
     facts.push(format!("image: {} MiB, a power of two", img.len() >> 20));
-    let parts = partitions(&img)?;
+    let parts: Vec<_> = crate::image::mbr_partitions(&img)
+        .ok_or("no MBR signature")?
+        .iter()
+        .map(|p| (p.kind, p.boot, p.lba, p.sectors))
+        .collect();
     let [(t0, boot, lba0, n0), (t1, _, lba1, n1)] = parts[..] else {
         return Err(format!("expected 2 partitions, found {}", parts.len()));
     };
@@ -296,15 +294,7 @@ pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
         CONFIG_KEYS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     ));
     let scr = read("boot.scr")?;
-    if scr.len() < 72 || scr[0..4] != 0x2705_1956u32.to_be_bytes() || scr[30] != 6 {
-        return Err("boot.scr: not a U-Boot script image".into());
-    }
-    let dlen = u32::from_be_bytes(scr[12..16].try_into().unwrap()) as usize;
-    let dcrc = u32::from_be_bytes(scr[24..28].try_into().unwrap());
-    if scr.len() != 64 + dlen || crate::image::crc32(&scr[64..]) != dcrc {
-        return Err("boot.scr: length or data CRC wrong".into());
-    }
-    let script = String::from_utf8_lossy(&scr[72..]).into_owned();
+    let script = crate::image::script_text(&scr).map_err(|e| format!("boot.scr: {e}"))?;
     let hyp = read("ferrum.img")?;
     if hyp.len() < 64 || &hyp[56..60] != b"ARM\x64" {
         return Err("ferrum.img: no arm64 Image header".into());
