@@ -186,6 +186,10 @@ const HOST_CRATES: &[&str] = &[
     "rogue",
     "--exclude",
     "pvbench",
+    "--exclude",
+    "hostile",
+    "--exclude",
+    "heartbeat",
 ];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
@@ -226,6 +230,10 @@ fn static_checks(t: &mut Tally) {
                 "rogue",
                 "-p",
                 "pvbench",
+                "-p",
+                "hostile",
+                "-p",
+                "heartbeat",
                 "--target",
                 "aarch64-unknown-none",
             ],
@@ -270,6 +278,8 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
         setup::ensure_targets()?;
     } else {
         setup::ensure_host_tools()?;
+        // Every prerequisite once more, one line each, before any test runs.
+        setup::preflight()?;
     }
     let mut t = Tally { passed: vec![], failed: vec![] };
     if only.is_none() {

@@ -60,7 +60,17 @@ fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u
     let dump = out.with_extension("qemu.dtb");
     run(Command::new("qemu-system-aarch64")
         .args(["-M", &format!("{},dumpdtb={}", machine(gic), dump.display())])
-        .args(["-cpu", cpu, "-smp", &dep.platform.cpus.to_string(), "-m", &RAM_MIB.to_string(), "-nographic"]))?;
+        .args([
+            "-cpu",
+            cpu,
+            "-smp",
+            &dep.platform.cpus.to_string(),
+            "-m",
+            &RAM_MIB.to_string(),
+            "-nographic",
+            "-nic",
+            "none",
+        ]))?;
     let raw = std::fs::read(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
     let tree = fdt::Fdt::new(&raw).map_err(|e| format!("QEMU's device tree: {e:?}"))?;
     let uart =
@@ -129,7 +139,8 @@ pub fn command(gic: u8, deployment: &Path, deterministic: bool) -> Result<Comman
     let mut c = Command::new("qemu-system-aarch64");
     c.args(["-M", &machine(gic)])
         .args(["-cpu", cpu, "-smp", &dep.platform.cpus.to_string(), "-m", &RAM_MIB.to_string()])
-        .args(["-nographic", "-no-reboot"])
+        // No NIC: the domUs have none, and QEMU's default one is a PCI device with an option ROM.
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
         .arg("-kernel")
         .arg(&xen)
         .arg("-dtb")
