@@ -147,7 +147,7 @@ impl EndReason {
             Self::Running => "running",
             Self::PowerOff => "powered off",
             Self::AllCpusOff => "all vCPUs off",
-            Self::Fault => "stopped after a fault (on_fault = stop)",
+            Self::Fault => "stopped after a fault (on_fault = stop, or its fault budget spent)",
             Self::Crashed => "crashed",
             Self::Reset => "reset requested with other vCPUs running; stopped",
         }
@@ -158,6 +158,8 @@ impl EndReason {
 pub struct DomainRt {
     end: AtomicU8,
     faults: AtomicU32,
+    /// Diagnostics about the domain's own bad accesses so far (`hyp_core::diag`).
+    diags: AtomicU32,
     restarts: AtomicU32,
     power: [AtomicU8; MAX_VCPUS],
     on_entry: [AtomicU64; MAX_VCPUS],
@@ -172,6 +174,7 @@ impl DomainRt {
         Self {
             end: AtomicU8::new(0),
             faults: AtomicU32::new(0),
+            diags: AtomicU32::new(0),
             restarts: AtomicU32::new(0),
             power: [const { AtomicU8::new(0) }; MAX_VCPUS],
             on_entry: [const { AtomicU64::new(0) }; MAX_VCPUS],
@@ -561,7 +564,7 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
         return;
     };
     if !da.isv || da.size > 8 {
-        return no_syndrome(regs, dom, ipa, da.write);
+        return no_syndrome(regs, d, dom, ipa, da.write);
     }
     let mask = if da.size == 8 { u64::MAX } else { (1u64 << (8 * u32::from(da.size))) - 1 };
     let wval = if da.reg == 31 { 0 } else { regs.x[usize::from(da.reg)] } & mask;
@@ -590,7 +593,7 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
         }
     };
     let Some(mut val) = result else {
-        return bad_register(regs, dom, ipa, size, da.write);
+        return bad_register(regs, d, dom, ipa, size, da.write);
     };
     if !da.write {
         val &= mask;
@@ -607,26 +610,50 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
     regs.elr += 4;
 }
 
+/// Prints a diagnostic about domain `d`'s own bad access, within `hyp_core::diag`'s budget
+/// (the rest are counted and shown in the summary).
+fn diag(d: usize, args: core::fmt::Arguments<'_>) {
+    use hyp_core::diag::{verdict, Verdict};
+    match verdict(RT[d].diags.fetch_add(1, Ordering::Relaxed)) {
+        Verdict::Print => hprintln!("{args}"),
+        Verdict::PrintLast => {
+            hprintln!("{args}");
+            hprintln!(
+                "domain '{}': {} diagnostics printed; further ones are counted, not printed",
+                config().domains[d].name(),
+                hyp_core::diag::BURST
+            );
+        }
+        Verdict::Count => {}
+    }
+}
+
 #[cold]
 #[inline(never)]
-fn no_syndrome(regs: &mut GuestRegs, dom: &DomainCfg, ipa: u64, write: bool) {
-    hprintln!(
-        "domain '{}': emulated MMIO access at IPA {ipa:#x} without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
-        dom.name(),
-        regs.elr
+fn no_syndrome(regs: &mut GuestRegs, d: usize, dom: &DomainCfg, ipa: u64, write: bool) {
+    diag(
+        d,
+        format_args!(
+            "domain '{}': emulated MMIO access at IPA {ipa:#x} without a usable syndrome (ISV=0) at PC {:#x}; injecting an abort",
+            dom.name(),
+            regs.elr
+        ),
     );
     inject_abort(regs, true, write, read_sysreg!("far_el2"));
 }
 
 #[cold]
 #[inline(never)]
-fn bad_register(regs: &mut GuestRegs, dom: &DomainCfg, ipa: u64, size: u8, write: bool) {
-    hprintln!(
-        "domain '{}': bad {}-byte {} of emulated register at IPA {ipa:#x} (PC {:#x}); injecting an abort",
-        dom.name(),
-        size,
-        if write { "write" } else { "read" },
-        regs.elr
+fn bad_register(regs: &mut GuestRegs, d: usize, dom: &DomainCfg, ipa: u64, size: u8, write: bool) {
+    diag(
+        d,
+        format_args!(
+            "domain '{}': bad {}-byte {} of emulated register at IPA {ipa:#x} (PC {:#x}); injecting an abort",
+            dom.name(),
+            size,
+            if write { "write" } else { "read" },
+            regs.elr
+        ),
     );
     inject_abort(regs, true, write, read_sysreg!("far_el2"));
 }
@@ -661,25 +688,36 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
     let dom = &config().domains[d];
     let n = RT[d].faults.fetch_add(1, Ordering::Relaxed) + 1;
     let far = read_sysreg!("far_el2");
-    hprintln!(
-        "domain '{}': stage-2 fault: {what} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}) is outside its partition",
-        dom.name(),
-        regs.elr
+    diag(
+        d,
+        format_args!(
+            "domain '{}': stage-2 fault: {what} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}) is outside its partition",
+            dom.name(),
+            regs.elr
+        ),
     );
     let vbar = read_sysreg!("vbar_el1");
     let in_vectors = vbar != 0 && regs.elr >= vbar && regs.elr < vbar + 0x800;
     let give_up = n > MAX_FAULTS || in_vectors || vbar == 0 || !dom.ipa_in_ram(vbar);
     match dom.on_fault {
         FaultPolicy::Inject if !give_up => {
-            hprintln!(
-                "domain '{}': injected a synchronous external abort (fault #{n}); the domain keeps running",
-                dom.name()
+            diag(
+                d,
+                format_args!(
+                    "domain '{}': injected a synchronous external abort (fault #{n}); the domain keeps running",
+                    dom.name()
+                ),
             );
             inject_abort(regs, data, write, far);
         }
         _ => {
-            let why =
-                if dom.on_fault == FaultPolicy::Stop { "on_fault = stop" } else { "the guest cannot take the abort" };
+            let why = if dom.on_fault == FaultPolicy::Stop {
+                "on_fault = stop"
+            } else if n > MAX_FAULTS {
+                "its budget of stage-2 faults is spent"
+            } else {
+                "the guest cannot take the abort"
+            };
             hprintln!("domain '{}': stopping it ({why})", dom.name());
             end_domain(d, EndReason::Fault);
             idle(cpu);
@@ -901,11 +939,15 @@ fn summary() {
     for (i, dom) in cfg.domains.iter().enumerate() {
         let rt = &RT[i];
         hprintln!(
-            "  {:<16} {:<38} faults contained: {}, restarts: {}",
+            "  {:<16} {:<38} faults contained: {}, restarts: {}{}",
             dom.name(),
             EndReason::from_u8(rt.end.load(Ordering::Acquire)).text(),
             rt.faults.load(Ordering::Relaxed),
-            rt.restarts.load(Ordering::Relaxed)
+            rt.restarts.load(Ordering::Relaxed),
+            match rt.diags.load(Ordering::Relaxed).saturating_sub(hyp_core::diag::BURST) {
+                0 => alloc::string::String::new(),
+                n => alloc::format!(", diagnostics not printed: {n}"),
+            }
         );
     }
 }

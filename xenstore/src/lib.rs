@@ -536,6 +536,11 @@ impl Store {
     }
 
     fn handle(&mut self, dom: u16, ty: u32, tx: u32, body: &[u8]) -> Result<Vec<u8>> {
+        // Every argument is a NUL-terminated string, except the value that ends a WRITE (as
+        // Xen's xenstored: a request whose last string lacks its NUL is EINVAL).
+        if ty != xs::WRITE && !body.is_empty() && body.last() != Some(&0) {
+            return Err(Error::Inval);
+        }
         let args = split_args(body);
         let arg = |i: usize| args.get(i).copied().ok_or(Error::Inval);
         let ok = || Ok(Vec::from(&b"OK\0"[..]));

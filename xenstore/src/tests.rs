@@ -321,3 +321,14 @@ fn watches_below_a_path() {
     drain(&mut s, D2);
     assert!(!s.watches_below(D2, "/local/domain/1/data"));
 }
+
+/// Found by the hostile-guest suite: a path without its terminating NUL was accepted.
+#[test]
+fn strings_must_end_in_nul() {
+    let mut s = setup();
+    assert_eq!(req(&mut s, D1, xs::READ, 0, b"name"), err("EINVAL"));
+    assert_eq!(req(&mut s, D1, xs::READ, 0, &z("name")), (xs::READ, b"dom1".to_vec()));
+    // A WRITE's value is the one argument without a NUL.
+    assert_eq!(write(&mut s, D1, 0, "data/v", "x"), (xs::WRITE, z("OK")));
+    assert_eq!(req(&mut s, D1, xs::MKDIR, 0, b"data/d"), err("EINVAL"));
+}

@@ -54,6 +54,51 @@ struct Scenario {
     /// Keep the data partition of the previous run (default: start with an empty one).
     #[serde(default)]
     keep_data: bool,
+    /// A domain's heartbeat lines that must be unbroken (see [`check_heartbeat`]).
+    #[serde(default)]
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The beats of a heartbeat domain (`guests/heartbeat`): lines `<prefix>N at T ms`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Text before the beat number, e.g. `[beat] heartbeat: beat `.
+    pub prefix: String,
+    /// Largest gap allowed between two beats, in the domain's own (virtual counter) time.
+    pub max_gap_ms: u64,
+    /// Fewest beats the run must show.
+    pub min_beats: u64,
+}
+
+/// Checks that the beats are numbered 1, 2, 3, … without a hole, that no two are further
+/// apart than the bound, and that there are enough of them. Returns (beats, largest gap).
+pub fn check_heartbeat(h: &Heartbeat, log: &str) -> Result<(u64, u64), String> {
+    let mut last: Option<(u64, u64)> = None;
+    let mut worst = 0;
+    let mut n = 0;
+    for line in log.lines() {
+        let Some(rest) = line.find(&h.prefix).map(|i| &line[i + h.prefix.len()..]) else { continue };
+        let mut w = rest.split_whitespace();
+        let (Some(num), Some("at"), Some(ms)) = (w.next(), w.next(), w.next()) else { continue };
+        let (Ok(num), Ok(ms)) = (num.parse::<u64>(), ms.parse::<u64>()) else { continue };
+        if let Some((pn, pms)) = last {
+            if num != pn + 1 {
+                return Err(format!("heartbeat: beat {num} follows beat {pn}"));
+            }
+            let gap = ms.saturating_sub(pms);
+            worst = worst.max(gap);
+            if gap > h.max_gap_ms {
+                return Err(format!("heartbeat: {gap} ms between beats {pn} and {num} (bound {} ms)", h.max_gap_ms));
+            }
+        }
+        last = Some((num, ms));
+        n += 1;
+    }
+    if n < h.min_beats {
+        return Err(format!("heartbeat: {n} beats, fewer than {}", h.min_beats));
+    }
+    Ok((n, worst))
 }
 
 /// A TCP port on 127.0.0.1 that is free right now.
@@ -357,7 +402,12 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                     let _ = std::fs::create_dir_all(&dir);
                     let logf = dir.join(format!("{name}-gicv{gic}.log"));
                     let _ = std::fs::write(&logf, &run.log);
-                    judge(s, run.ending, &run.log).map_err(|e| {
+                    let beats = s.heartbeat.as_ref().map(|h| check_heartbeat(h, &run.log));
+                    if let Some(Ok((n, worst))) = &beats {
+                        println!("xtask test: heartbeat: {n} beats, largest gap {worst} ms");
+                    }
+                    let beat_err = beats.and_then(|b| b.err());
+                    judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
                         let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
                         let tail: Vec<&str> = tail.into_iter().rev().collect();
                         format!("{e}\n--- serial log ({}) last lines:\n{}\n---", logf.display(), tail.join("\n"))
@@ -395,7 +445,18 @@ mod tests {
             input: Vec::new(),
             http: false,
             keep_data: false,
+            heartbeat: None,
         }
+    }
+
+    #[test]
+    fn heartbeat_holes_and_gaps() {
+        let h = Heartbeat { prefix: "[b] beat ".into(), max_gap_ms: 300, min_beats: 2 };
+        let ok = "[b] beat 1 at 200 ms\nother\n[b] beat 2 at 400 ms\n[b] beat 3 at 600 ms\n";
+        assert_eq!(check_heartbeat(&h, ok), Ok((3, 200)));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 3 at 400 ms\n").unwrap_err().contains("follows"));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 2 at 900 ms\n").unwrap_err().contains("700 ms"));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n").unwrap_err().contains("fewer"));
     }
 
     #[test]

@@ -49,5 +49,9 @@ mod rt;
 pub mod xen;
 #[cfg(target_os = "none")]
 pub mod xenbus;
+/// Fault-tolerant single accesses (MMIO and foreign addresses, SMC, raw hypercalls) for test
+/// and hostile-guest code: a fault is returned, not fatal.
+#[cfg(target_os = "none")]
+pub use arch::probe;
 #[cfg(target_os = "none")]
 pub use rt::*;

@@ -100,6 +100,15 @@ impl Runtime {
         })
     }
 
+    /// The GIC's register frames: (version, distributor, GICv2 CPU interface or GICv3 vCPU 0
+    /// redistributor).
+    pub fn gic_frames(&self) -> Option<(u8, u64, u64)> {
+        match self.gic? {
+            gic::Gic::V2 { dist, cpu } => Some((2, dist, cpu)),
+            gic::Gic::V3 { dist, redist } => Some((3, dist, redist)),
+        }
+    }
+
     /// The GIC version in use (2 or 3; 0 if none was found).
     pub fn gic_version(&self) -> u8 {
         match self.gic {
@@ -107,6 +116,50 @@ impl Runtime {
             Some(gic::Gic::V3 { .. }) => 3,
             None => 0,
         }
+    }
+}
+
+/// The GIC as set up at boot, for [`reinit_gic`].
+static BOOT_GIC: spin_free::Cell = spin_free::Cell::new();
+
+mod spin_free {
+    use super::gic::Gic;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// A `Gic` kept in atomics: (version, first frame, second frame, private interrupts).
+    pub struct Cell([AtomicU64; 4]);
+
+    impl Cell {
+        pub const fn new() -> Self {
+            Self([const { AtomicU64::new(0) }; 4])
+        }
+        pub fn set(&self, g: Gic, ppis: u32) {
+            let (v, a, b) = match g {
+                Gic::V2 { dist, cpu } => (2, dist, cpu),
+                Gic::V3 { dist, redist } => (3, dist, redist),
+            };
+            self.0[1].store(a, Ordering::Relaxed);
+            self.0[2].store(b, Ordering::Relaxed);
+            self.0[3].store(u64::from(ppis), Ordering::Relaxed);
+            self.0[0].store(v, Ordering::Release);
+        }
+        pub fn get(&self) -> Option<(Gic, u32)> {
+            let (a, b) = (self.0[1].load(Ordering::Relaxed), self.0[2].load(Ordering::Relaxed));
+            let ppis = self.0[3].load(Ordering::Relaxed) as u32;
+            match self.0[0].load(Ordering::Acquire) {
+                2 => Some((Gic::V2 { dist: a, cpu: b }, ppis)),
+                3 => Some((Gic::V3 { dist: a, redist: b }, ppis)),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Sets the GIC up again as at boot (after code that wrote its registers at random, such as
+/// the hostile-guest tests).
+pub fn reinit_gic() {
+    if let Some((g, ppis)) = BOOT_GIC.get() {
+        arch::without_irqs(|| gic::init(g, ppis));
     }
 }
 
@@ -181,6 +234,7 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     if let Some(g) = gic {
         let ppis = 1 << VTIMER_PPI | if xen.is_some() { 1 << EVTCHN_PPI } else { 0 };
         gic::init(g, ppis);
+        BOOT_GIC.set(g, ppis);
         arch::irqs_on();
     }
     if console::device() == Device::None && xen.is_some() {

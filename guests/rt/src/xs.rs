@@ -177,6 +177,30 @@ impl<T: Transport> Xenstore<T> {
         }
     }
 
+    /// Sends `bytes` as they are (a test of the server's decoder: they need not be a valid
+    /// message), then waits for the next message that is not a watch event and returns its
+    /// type, request id and payload. A later request still works once the server answered.
+    pub fn raw_exchange(&mut self, bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), XsError> {
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let n = self.t.send(&bytes[sent..]);
+            sent += n;
+            if n == 0 {
+                self.t.wait();
+            }
+        }
+        loop {
+            while let Some((h, payload)) = self.dec.next_message()? {
+                if h.ty != xs::WATCH_EVENT {
+                    return Ok((h.ty, h.req_id, payload));
+                }
+            }
+            if !self.pump()? {
+                self.t.wait();
+            }
+        }
+    }
+
     /// Sends a request and returns the payload of its reply.
     pub fn request(&mut self, ty: u32, tx: Tx, parts: &[&[u8]]) -> Result<Vec<u8>, XsError> {
         let id = self.next_id;

@@ -9,6 +9,7 @@
 //! our statics or a page the hypervisor mapped for us (checked page-aligned and non-null).
 
 pub mod gic;
+pub mod probe;
 
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
@@ -133,7 +134,25 @@ rt_vectors:
     b       rt_bad
 .endr
 
+// A synchronous exception: while a probe is armed (RT_PROBE[0] != 0, see `probe`), the
+// faulting instruction is skipped and the syndrome recorded; otherwise it is fatal.
 rt_sync:
+    stp     x0, x1, [sp, #-16]!
+    adrp    x0, RT_PROBE
+    add     x0, x0, :lo12:RT_PROBE
+    ldr     x1, [x0]
+    cbz     x1, 8f
+    str     xzr, [x0]
+    mrs     x1, esr_el1
+    str     x1, [x0, #8]
+    mrs     x1, far_el1
+    str     x1, [x0, #16]
+    mrs     x1, elr_el1
+    add     x1, x1, #4
+    msr     elr_el1, x1
+    ldp     x0, x1, [sp], #16
+    eret
+8:  ldp     x0, x1, [sp], #16
     mrs     x0, esr_el1
     mrs     x1, far_el1
     mrs     x2, elr_el1
