@@ -123,12 +123,16 @@ pub enum EndReason {
     PowerOff = 1,
     /// Every vCPU called CPU_OFF.
     AllCpusOff = 2,
-    /// Stopped by the fault policy.
+    /// Stopped by the fault policy (`on_fault = stop`).
     Fault = 3,
     /// SError or other unrecoverable guest exception.
     Crashed = 4,
     /// SYSTEM_RESET that could not be honoured.
     Reset = 5,
+    /// `on_fault = inject`, but its budget of stage-2 faults (`MAX_FAULTS`) is spent.
+    FaultBudget = 6,
+    /// `on_fault = inject`, but the guest cannot take the abort (no vector table yet).
+    FaultUntakeable = 7,
 }
 
 impl EndReason {
@@ -139,6 +143,8 @@ impl EndReason {
             3 => Self::Fault,
             4 => Self::Crashed,
             5 => Self::Reset,
+            6 => Self::FaultBudget,
+            7 => Self::FaultUntakeable,
             _ => Self::Running,
         }
     }
@@ -147,7 +153,9 @@ impl EndReason {
             Self::Running => "running",
             Self::PowerOff => "powered off",
             Self::AllCpusOff => "all vCPUs off",
-            Self::Fault => "stopped after a fault (on_fault = stop, or its fault budget spent)",
+            Self::Fault => "stopped after a fault (on_fault = stop)",
+            Self::FaultBudget => "stopped after a fault (its fault budget is spent)",
+            Self::FaultUntakeable => "stopped after a fault it could not take",
             Self::Crashed => "crashed",
             Self::Reset => "reset requested with other vCPUs running; stopped",
         }
@@ -711,15 +719,15 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
             inject_abort(regs, data, write, far);
         }
         _ => {
-            let why = if dom.on_fault == FaultPolicy::Stop {
-                "on_fault = stop"
+            let (why, end) = if dom.on_fault == FaultPolicy::Stop {
+                ("on_fault = stop", EndReason::Fault)
             } else if n > MAX_FAULTS {
-                "its budget of stage-2 faults is spent"
+                ("its budget of stage-2 faults is spent", EndReason::FaultBudget)
             } else {
-                "the guest cannot take the abort"
+                ("the guest cannot take the abort", EndReason::FaultUntakeable)
             };
             hprintln!("domain '{}': stopping it ({why})", dom.name());
-            end_domain(d, EndReason::Fault);
+            end_domain(d, end);
             idle(cpu);
         }
     }
