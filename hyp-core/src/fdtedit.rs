@@ -112,6 +112,9 @@ fn walk<'e>(
     path.truncate(len);
 }
 
+/// Deepest node nesting [`compact`] accepts (the `fdt` crate keeps 64 parents).
+pub const MAX_TREE_DEPTH: usize = 32;
+
 /// Whether `node` is compatible with any of `list`.
 pub fn compatible_with(node: &FdtNode<'_, '_>, list: &[&str]) -> bool {
     node.compatible().is_some_and(|c| c.all().any(|s| list.contains(&s)))
@@ -121,6 +124,11 @@ pub fn compatible_with(node: &FdtNode<'_, '_>, list: &[&str]) -> bool {
 /// where they deleted properties or nodes; the `fdt` parser does not accept them between a
 /// node's properties and its children), checking the token stream on the way: every token and
 /// property lies inside the structure block, names are terminated, nodes are balanced.
+///
+/// The `fdt` crate panics on several malformed trees (found by `cargo xtask fuzz host_dt`), so
+/// this is also its gatekeeper: a tree it accepts has a root node named "" first, node and
+/// property names that are NUL-terminated UTF-8 inside their blocks, at most
+/// [`MAX_TREE_DEPTH`] levels, every property before the node's children, 4-byte `#address-cells`/`#size-cells`, and a UTF-8 `/model`.
 pub fn compact(blob: &[u8]) -> Result<Vec<u8>, &'static str> {
     let be32 = |o: usize| -> Result<u32, &'static str> {
         let b = blob.get(o..o + 4).ok_or("truncated")?;
@@ -141,6 +149,9 @@ pub fn compact(blob: &[u8]) -> Result<Vec<u8>, &'static str> {
     let mut out_struct: Vec<u8> = Vec::with_capacity(size_struct);
     let mut o = off_struct;
     let mut depth = 0usize;
+    let mut nodes = 0usize;
+    // Per level: a child node has begun (the format puts every property before the children).
+    let mut had_child = [false; MAX_TREE_DEPTH + 1];
     loop {
         let tok = be32(o)?;
         if o + 4 > struct_end {
@@ -152,21 +163,50 @@ pub fn compact(blob: &[u8]) -> Result<Vec<u8>, &'static str> {
             1 => {
                 let name = blob.get(o..struct_end).ok_or("structure block overrun")?;
                 let n = name.iter().position(|&b| b == 0).ok_or("unterminated node name")?;
+                let name = core::str::from_utf8(&name[..n]).map_err(|_| "node name is not UTF-8")?;
+                if (depth == 0) != (nodes == 0) || (nodes == 0) != name.is_empty() {
+                    return Err("the tree must be one root node named \"\"");
+                }
                 o += (n + 1).next_multiple_of(4);
+                had_child[depth] = true;
                 depth += 1;
+                nodes += 1;
+                if depth > MAX_TREE_DEPTH {
+                    return Err("nodes nested too deep");
+                }
+                had_child[depth] = false;
             }
             2 => depth = depth.checked_sub(1).ok_or("unbalanced nodes")?,
             3 => {
+                if depth == 0 {
+                    return Err("property outside a node");
+                }
+                if had_child[depth] {
+                    return Err("property after a child node");
+                }
                 let len = be32(o)? as usize;
                 let nameoff = be32(o + 4)? as usize;
                 if nameoff >= size_strings {
                     return Err("property name outside the strings block");
                 }
-                o += 8 + len.next_multiple_of(4);
+                let name = &blob[off_strings + nameoff..strings_end];
+                let n = name.iter().position(|&b| b == 0).ok_or("unterminated property name")?;
+                let name = core::str::from_utf8(&name[..n]).map_err(|_| "property name is not UTF-8")?;
+                let value =
+                    o.checked_add(8).and_then(|v| blob.get(v..v.checked_add(len)?)).ok_or("structure block overrun")?;
+                if (name == "#address-cells" || name == "#size-cells") && len != 4 {
+                    return Err("#address-cells and #size-cells must be one cell");
+                }
+                if depth == 1 && name == "model" && core::str::from_utf8(value).is_err() {
+                    return Err("/model is not UTF-8");
+                }
+                o = o
+                    .checked_add(8 + len.checked_next_multiple_of(4).ok_or("structure block overrun")?)
+                    .ok_or("structure block overrun")?;
             }
             4 => continue,
             9 => {
-                if depth != 0 {
+                if depth != 0 || nodes == 0 {
                     return Err("unbalanced nodes");
                 }
                 out_struct.extend_from_slice(&blob[start..o]);
@@ -311,5 +351,53 @@ mod tests {
         let fdt = Fdt::new(&src).unwrap();
         let r: Vec<_> = fdt.memory_reservations().map(|r| (r.address() as u64, r.size())).collect();
         assert_eq!(r, [(0, 0x1000)]);
+    }
+
+    /// Found by `cargo xtask fuzz host_dt`: trees the `fdt` crate panics on (a node name that
+    /// is not UTF-8, a one-byte `#address-cells`, nesting deeper than its parent stack, a
+    /// property after a child node, a second root) are refused here, before it parses them; a tree without `/model` parses.
+    #[test]
+    fn trees_the_parser_would_panic_on_are_refused() {
+        let patch = |from: &[u8], to: &[u8]| {
+            let mut b = source();
+            let at = b.windows(from.len()).position(|w| w == from).unwrap();
+            b[at..at + to.len()].copy_from_slice(to);
+            b
+        };
+        assert_eq!(compact(&patch(b"soc\0", b"s\x92c\0")), Err("node name is not UTF-8"));
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop("#size-cells", &[1]);
+        w.end_node();
+        assert_eq!(compact(&w.finish(0).unwrap()), Err("#address-cells and #size-cells must be one cell"));
+        let mut w = FdtWriter::new();
+        for i in 0..=MAX_TREE_DEPTH {
+            w.begin_node(if i == 0 { "" } else { "n" });
+        }
+        for _ in 0..=MAX_TREE_DEPTH {
+            w.end_node();
+        }
+        assert_eq!(compact(&w.finish(0).unwrap()), Err("nodes nested too deep"));
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.begin_node("a");
+        w.end_node();
+        w.prop_u32("late", 1);
+        w.end_node();
+        assert_eq!(compact(&w.finish(0).unwrap()), Err("property after a child node"));
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.end_node();
+        w.begin_node("");
+        w.end_node();
+        assert!(compact(&w.finish(0).unwrap_or_default()).is_err());
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.begin_node("cpus");
+        w.end_node();
+        w.end_node();
+        let copy = compact(&w.finish(0).unwrap()).unwrap();
+        let fdt = Fdt::new(&copy).unwrap();
+        assert_eq!(crate::hostdt::parse_board(&fdt).model, "");
     }
 }

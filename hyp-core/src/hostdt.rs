@@ -248,7 +248,9 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
         .and_then(|n| n.property("interrupts").map(|p| p.value))
         .filter(|v| v.len() >= 12 && v[..4] == [0, 0, 0, 0])
         .map(|v| 32 + u32::from_be_bytes([v[4], v[5], v[6], v[7]]));
-    BoardInfo { model: fdt.root().model(), memory, cpus, cpu_start, gic, psci, uart, uart_path, uart_irq, deployment }
+    // Not `fdt.root().model()`: it panics on a tree without a UTF-8 `/model`.
+    let model = fdt.find_node("/").and_then(|r| r.property("model")).and_then(|p| p.as_str()).unwrap_or("");
+    BoardInfo { model, memory, cpus, cpu_start, gic, psci, uart, uart_path, uart_irq, deployment }
 }
 
 /// Reads the domain nodes of `/chosen` into a plan, in the order of their unit addresses

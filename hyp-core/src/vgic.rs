@@ -200,9 +200,12 @@ impl Vdist {
     /// A source raised `intid` (for a private interrupt: on `vcpu`). Delivers it if enabled,
     /// otherwise latches it until the guest enables it. `eoi_notify` asks for a maintenance
     /// interrupt at the guest's EOI (level-sensitive software sources). Returns false for an
-    /// interrupt the domain does not own.
+    /// interrupt the domain does not own (or a private one of a vCPU it does not have).
     pub fn raise(&mut self, vcpu: usize, intid: u32, eoi_notify: bool, sink: &mut impl Sink) -> bool {
         let i = intid as usize;
+        if vcpu >= self.nr_vcpus && i < NR_PRIVATE {
+            return false;
+        }
         let Some(irq) = self.irq_mut(vcpu, i) else { return false };
         if !irq.enabled {
             irq.latched = true;
@@ -364,9 +367,9 @@ impl Vdist {
     }
 
     /// A guest read of the distributor at `off` by `vcpu`. `None` for an access that is not a
-    /// register access (bad size or alignment): the caller injects an abort.
+    /// register access (bad size or alignment, or a vCPU the domain does not have): the caller injects an abort.
     pub fn mmio_read(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
-        if !Self::valid_size(off, size) {
+        if vcpu >= self.nr_vcpus || !Self::valid_size(off, size) {
             return None;
         }
         let v3 = self.version == Version::V3;
@@ -424,9 +427,9 @@ impl Vdist {
             || (0x400..0x420).contains(&off)
     }
 
-    /// A guest write of the distributor. Returns false for a bad access (abort).
+    /// A guest write of the distributor. Returns false for a bad access (abort), or from a vCPU the domain does not have.
     pub fn mmio_write(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
-        if !Self::valid_size(off, size) {
+        if vcpu >= self.nr_vcpus || !Self::valid_size(off, size) {
             return false;
         }
         let v3 = self.version == Version::V3;
@@ -492,8 +495,12 @@ impl Vdist {
         self.irq(0, intid as usize).filter(|_| intid as usize >= NR_PRIVATE).map(|q| usize::from(q.target))
     }
 
-    /// A guest read of `vcpu`'s GICv3 redistributor frames (`off` < [`REDIST_STRIDE`]).
+    /// A guest read of `vcpu`'s GICv3 redistributor frames (`off` < [`REDIST_STRIDE`]); `None`
+    /// for a bad access or a redistributor beyond the domain's vCPUs.
     pub fn redist_read(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
+        if vcpu >= self.nr_vcpus || off >= REDIST_STRIDE {
+            return None;
+        }
         if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
             return None;
         }
@@ -526,8 +533,12 @@ impl Vdist {
         })
     }
 
-    /// A guest write of `vcpu`'s GICv3 redistributor frames. False for a bad access.
+    /// A guest write of `vcpu`'s GICv3 redistributor frames. False for a bad access or a
+    /// redistributor beyond the domain's vCPUs.
     pub fn redist_write(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
+        if vcpu >= self.nr_vcpus || off >= REDIST_STRIDE {
+            return false;
+        }
         if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
             return false;
         }
@@ -885,5 +896,35 @@ mod tests {
         enqueue(&mut q, p(41, 0x80));
         flush(&mut q, &mut lrs);
         assert_eq!(lrs[0].state, LrState::PendingActive);
+    }
+
+    /// Found by `cargo xtask fuzz vgic_mmio`: a redistributor index past the domain's vCPUs
+    /// (and past `MAX_VCPUS`) indexed the per-vCPU state. Now refused like a bad access.
+    #[test]
+    fn redistributor_beyond_the_vcpus_is_refused() {
+        let mut vd = Vdist::new(Version::V3, 2, 64);
+        let mut sink = Rec::default();
+        for v in [2, MAX_VCPUS, 15, usize::MAX] {
+            assert_eq!(vd.redist_read(v, 0x14, 4), None);
+            assert!(!vd.redist_write(v, 0x14, 4, 0, &mut sink));
+        }
+        assert_eq!(vd.redist_read(1, REDIST_STRIDE, 4), None);
+        assert!(vd.redist_read(1, 0x14, 4).is_some());
+    }
+
+    /// Found by `cargo xtask fuzz vgic_mmio`: a set-pending write "from" a vCPU the domain does
+    /// not have delivered a private interrupt to it. The trap path never passes one, but the
+    /// distributor now refuses it itself.
+    #[test]
+    fn vcpus_the_domain_does_not_have_are_refused() {
+        let mut vd = Vdist::new(Version::V2, 1, 64);
+        let mut sink = Rec::default();
+        assert!(vd.mmio_write(0, 0x100, 4, u64::MAX, &mut sink));
+        assert!(!vd.mmio_write(1, 0x200, 4, 1, &mut sink));
+        assert_eq!(vd.mmio_read(1, 0x100, 4), None);
+        assert!(!vd.raise(1, 5, false, &mut sink));
+        assert!(sink.delivered.is_empty());
+        assert!(vd.raise(0, 5, false, &mut sink));
+        assert_eq!(sink.delivered.len(), 1);
     }
 }

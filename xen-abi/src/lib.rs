@@ -407,31 +407,31 @@ pub mod layout {
 
 /// Reads a little-endian `u16` at `off` (`None` when out of bounds).
 pub fn rd16(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
 }
 /// Reads a little-endian `u32` at `off`.
 pub fn rd32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
 }
 /// Reads a little-endian `u64` at `off`.
 pub fn rd64(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(off..off.checked_add(8)?)?.try_into().ok()?))
 }
 /// Writes a little-endian `u16` at `off` (ignored when out of bounds).
 pub fn wr16(b: &mut [u8], off: usize, v: u16) {
-    if let Some(d) = b.get_mut(off..off + 2) {
+    if let Some(d) = off.checked_add(2).and_then(|end| b.get_mut(off..end)) {
         d.copy_from_slice(&v.to_le_bytes());
     }
 }
 /// Writes a little-endian `u32` at `off`.
 pub fn wr32(b: &mut [u8], off: usize, v: u32) {
-    if let Some(d) = b.get_mut(off..off + 4) {
+    if let Some(d) = off.checked_add(4).and_then(|end| b.get_mut(off..end)) {
         d.copy_from_slice(&v.to_le_bytes());
     }
 }
 /// Writes a little-endian `u64` at `off`.
 pub fn wr64(b: &mut [u8], off: usize, v: u64) {
-    if let Some(d) = b.get_mut(off..off + 8) {
+    if let Some(d) = off.checked_add(8).and_then(|end| b.get_mut(off..end)) {
         d.copy_from_slice(&v.to_le_bytes());
     }
 }

@@ -277,8 +277,18 @@ fn field_err(file: &Path, i: usize, name: &str, field: &str, msg: impl std::fmt:
 /// Reads, resolves, places and (unless `unchecked`) validates a deployment.
 pub fn load(file: &Path, images: &mut dyn ImageResolver, unchecked: bool) -> Result<Deployment, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    load_text(file, &text, images, unchecked)
+}
+
+/// [`load`] on the text of `file` (read already): what `cargo xtask fuzz deployment_toml` drives.
+pub fn load_text(
+    file: &Path,
+    text: &str,
+    images: &mut dyn ImageResolver,
+    unchecked: bool,
+) -> Result<Deployment, String> {
     let df: DeploymentFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {}", file.display(), e.to_string().trim_end()))?;
+        toml::from_str(text).map_err(|e| format!("{}: {}", file.display(), e.to_string().trim_end()))?;
     let platform = platforms::by_name(&df.platform).ok_or_else(|| {
         let known: Vec<_> = platforms::ALL.iter().map(|p| p.name).collect();
         format!("{}: platform: unknown board '{}' (known: {})", file.display(), df.platform, known.join(", "))

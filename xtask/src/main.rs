@@ -4,7 +4,7 @@
 //!   through Debian's U-Boot into the hypervisor and the default deployment.
 //! - `test`: formatting, clippy (host and aarch64), host unit tests, aarch64 builds and the QEMU
 //!   scenarios of `tests/scenarios` on GICv2 and GICv3.
-//! - `fuzz`: the cargo-fuzz targets (xenstore wire decoder, hypercall argument decoding).
+//! - `fuzz`: the cargo-fuzz targets, one per decoder a guest or the boot medium controls.
 //! - `check`, `image`, `build`, `setup`: the pieces on their own.
 //!
 //! Run `cargo xtask help` for the options.
@@ -48,8 +48,11 @@ commands:
                      time Linux to its ready line natively and as the control domain
   bench hypercall [--gic 2|3]
                      trap-path costs in instructions (null hypercall, distributor MMIO load)
-  fuzz [TARGET...] [--seconds N]
-                     run the cargo-fuzz targets (xenstore_wire, hypercall_args), N s each (default 60)
+  fuzz [TARGET...] [--seconds N | --long]
+                     run the cargo-fuzz targets (xenstore_wire, hypercall_args, evtchn_ops,
+                     gnttab_ops, balloon, vgic_mmio, psci_esr, host_dt, image_header,
+                     deployment_toml), N s each (default 60); --long: 10^7 executions each,
+                     then the new inputs are merged into the committed corpus fuzz/corpus/
   build              build the hypervisor and guest images
   setup              install missing host tools (QEMU, U-Boot, Rust targets)
 ";
