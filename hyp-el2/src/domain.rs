@@ -473,7 +473,7 @@ fn guest_sync_other(regs: &mut GuestRegs, e: Esr) {
             _ => inject_undef(regs),
         },
         Class::Smc64 => {
-            regs.elr += 4;
+            regs.elr = regs.elr.wrapping_add(4);
             if e.imm16() == 0 {
                 handle_psci(regs, cpu, d, v);
             } else {
@@ -484,7 +484,7 @@ fn guest_sync_other(regs: &mut GuestRegs, e: Esr) {
             let ipa = fault_ipa();
             stage2_fault(regs, cpu, d, "instruction fetch", ipa, false, false);
         }
-        Class::Wfx => regs.elr += 4,
+        Class::Wfx => regs.elr = regs.elr.wrapping_add(4),
         Class::SysReg => sysreg(regs, d, v, e),
         _ => inject_undef(regs),
     }
@@ -503,7 +503,7 @@ fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
         let (targets, sgi) = vd.decode_sgi1r(v, val);
         vd.send_sgi(targets, sgi, &mut crate::irq::DomainSink::new(d));
     }
-    regs.elr += 4;
+    regs.elr = regs.elr.wrapping_add(4);
 }
 
 /// IRQ, FIQ or SError from a guest.
@@ -615,7 +615,7 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
             regs.x[usize::from(da.reg)] = val;
         }
     }
-    regs.elr += 4;
+    regs.elr = regs.elr.wrapping_add(4);
 }
 
 /// Prints a diagnostic about domain `d`'s own bad access, within `hyp_core::diag`'s budget
@@ -705,7 +705,7 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
         ),
     );
     let vbar = read_sysreg!("vbar_el1");
-    let in_vectors = vbar != 0 && regs.elr >= vbar && regs.elr < vbar + 0x800;
+    let in_vectors = vbar != 0 && regs.elr.wrapping_sub(vbar) < 0x800;
     let give_up = n > MAX_FAULTS || in_vectors || vbar == 0 || !dom.ipa_in_ram(vbar);
     match dom.on_fault {
         FaultPolicy::Inject if !give_up => {
@@ -752,7 +752,8 @@ fn inject(regs: &mut GuestRegs, esr: u64, far: u64) {
         write_sysreg!("elr_el1", regs.elr);
         write_sysreg!("spsr_el1", regs.spsr);
     }
-    regs.elr = vbar + off;
+    // Guest values (its PC, its VBAR_EL1) wrap as the hardware's would; overflow checks are on.
+    regs.elr = vbar.wrapping_add(off);
     regs.spsr = SPSR_EL1H_MASKED;
 }
 

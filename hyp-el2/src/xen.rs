@@ -689,7 +689,7 @@ fn xen_version_copy(d: usize, cmd: u64, arg: u64) -> i64 {
                 xen_abi::feature::NOT_DIRECT_MAPPED
             };
             let f = xen_abi::feature::WRITABLE_PAGE_TABLES | xen_abi::feature::AUTO_TRANSLATED_PHYSMAP | mapping;
-            copy_to_guest(d, arg + 4, &f.to_le_bytes()).map_or_else(|e| e, |()| 0)
+            copy_to_guest(d, arg.wrapping_add(4), &f.to_le_bytes()).map_or_else(|e| e, |()| 0)
         }
         ver::EXTRAVERSION => put(b".0-ferrum", 16),
         ver::CAPABILITIES => put(b"xen-3.0-aarch64", 1024),
@@ -829,7 +829,7 @@ fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
         g::MAP_GRANT_REF | g::UNMAP_GRANT_REF | g::COPY => crate::grant::batch(d, cmd, arg, count),
         g::SET_VERSION | g::GET_VERSION => {
             let off = if cmd == g::SET_VERSION { 0 } else { 4 };
-            copy_to_guest(d, arg + off, &1u32.to_le_bytes()).map_or_else(|e| e, |()| 0)
+            copy_to_guest(d, arg.wrapping_add(off), &1u32.to_le_bytes()).map_or_else(|e| e, |()| 0)
         }
         _ => -errno::ENOSYS,
     }

@@ -73,6 +73,12 @@ pub struct Quota {
     pub nodes: usize,
     /// Bytes of values a domain may own.
     pub bytes: usize,
+    /// Bytes of node paths a domain may own (a path is up to 3072 bytes: without this, 1000
+    /// nodes could hold 3 MB of names).
+    pub names: usize,
+    /// Bytes of store snapshots a domain's open transactions may hold: a transaction works on
+    /// a copy of the whole tree, so its cost is the tree's size when it starts.
+    pub snapshots: usize,
     /// Watches a domain may register.
     pub watches: usize,
     /// Transactions a domain may have open.
@@ -85,7 +91,15 @@ pub struct Quota {
 
 impl Default for Quota {
     fn default() -> Self {
-        Self { nodes: 1000, bytes: 256 * 1024, watches: 128, transactions: 8, output: 64 * 1024 }
+        Self {
+            nodes: 1000,
+            bytes: 256 * 1024,
+            names: 128 * 1024,
+            snapshots: 1024 * 1024,
+            watches: 128,
+            transactions: 8,
+            output: 64 * 1024,
+        }
     }
 }
 
@@ -108,6 +122,17 @@ struct Tree {
     nodes: BTreeMap<String, Node>,
     /// Nodes and value bytes owned per domain.
     owned: BTreeMap<u16, (usize, usize)>,
+    /// Path bytes owned per domain.
+    names: BTreeMap<u16, usize>,
+    /// Estimated heap bytes the tree holds (what a snapshot of it costs).
+    size: usize,
+}
+
+/// Heap bytes a node costs besides its path and value (map entry, vectors, permissions).
+const NODE_OVERHEAD: usize = 128;
+
+fn node_size(path: &str, node: &Node) -> usize {
+    NODE_OVERHEAD + path.len() + node.value.len() + node.perms.len() * core::mem::size_of::<Perm>()
 }
 
 fn parent_of(path: &str) -> Option<&str> {
@@ -133,16 +158,27 @@ impl Tree {
         e.1 = (e.1 as isize + bytes).max(0) as usize;
     }
 
+    fn account_name(&mut self, dom: u16, path: &str, add: bool) {
+        let e = self.names.entry(dom).or_insert(0);
+        *e = if add { e.saturating_add(path.len()) } else { e.saturating_sub(path.len()) };
+    }
+
     fn insert(&mut self, path: &str, node: Node) {
         self.account(node.owner(), 1, node.value.len() as isize);
+        self.account_name(node.owner(), path, true);
+        self.size = self.size.saturating_add(node_size(path, &node));
         if let Some(old) = self.nodes.insert(path.to_string(), node) {
             self.account(old.owner(), -1, -(old.value.len() as isize));
+            self.account_name(old.owner(), path, false);
+            self.size = self.size.saturating_sub(node_size(path, &old));
         }
     }
 
     fn remove(&mut self, path: &str) -> Option<Node> {
         let old = self.nodes.remove(path)?;
         self.account(old.owner(), -1, -(old.value.len() as isize));
+        self.account_name(old.owner(), path, false);
+        self.size = self.size.saturating_sub(node_size(path, &old));
         Some(old)
     }
 
@@ -243,6 +279,8 @@ struct Tx {
     events: Vec<(String, bool)>,
     /// Paths whose state must be copied to the store at commit.
     dirty: BTreeSet<String>,
+    /// What its snapshot cost, charged to the domain's `Quota::snapshots` while it is open.
+    cost: usize,
 }
 
 #[derive(Debug, Default)]
@@ -275,6 +313,10 @@ pub struct Usage {
     pub nodes: usize,
     /// Value bytes the domain owns.
     pub bytes: usize,
+    /// Path bytes the domain owns.
+    pub names: usize,
+    /// Snapshot bytes its open transactions hold.
+    pub snapshots: usize,
     /// Registered watches.
     pub watches: usize,
     /// Open transactions.
@@ -327,6 +369,8 @@ impl Store {
         Usage {
             nodes,
             bytes,
+            names: self.tree.names.get(&dom).copied().unwrap_or(0),
+            snapshots: c.map_or(0, |c| c.txs.values().map(|t| t.cost).sum()),
             watches: c.map_or(0, |c| c.watches.len()),
             transactions: c.map_or(0, |c| c.txs.len()),
             output: c.map_or(0, |c| c.out.len()),
@@ -627,18 +671,20 @@ impl Store {
                 if tx != 0 {
                     return Err(Error::Inval);
                 }
-                let quota = self.quota.transactions;
-                let snapshot = self.tree.clone();
+                let (quota, budget) = (self.quota.transactions, self.quota.snapshots);
+                let cost = self.tree.size;
                 let c = self.conns.get_mut(&dom).ok_or(Error::Acces)?;
-                if c.txs.len() >= quota {
+                let held: usize = c.txs.values().map(|t| t.cost).sum();
+                if c.txs.len() >= quota || held.saturating_add(cost) > budget {
                     return Err(Error::NoSpc);
                 }
+                let snapshot = self.tree.clone();
                 c.next_tx = c.next_tx.wrapping_add(1).max(1);
                 while c.txs.contains_key(&c.next_tx) {
                     c.next_tx = c.next_tx.wrapping_add(1).max(1);
                 }
                 let id = c.next_tx;
-                let t = Tx { tree: snapshot, seen: BTreeMap::new(), events: Vec::new(), dirty: BTreeSet::new() };
+                let t = Tx { tree: snapshot, seen: BTreeMap::new(), events: Vec::new(), dirty: BTreeSet::new(), cost };
                 c.txs.insert(id, t);
                 let mut out = Vec::from(id.to_string().as_bytes());
                 out.push(0);
@@ -749,6 +795,10 @@ impl Store {
         let vlen = value.map_or(0, <[u8]>::len);
         let old_len = t.nodes.get(path).map_or(0, |n| n.value.len());
         if owned_nodes + missing.len() > quota.nodes || owned_bytes + vlen > quota.bytes + old_len {
+            return Err(Error::NoSpc);
+        }
+        let owned_names = t.names.get(&dom).copied().unwrap_or(0);
+        if dom != TOOLSTACK && owned_names + missing.iter().map(String::len).sum::<usize>() > quota.names {
             return Err(Error::NoSpc);
         }
         let mut touched: Vec<&str> = missing.iter().map(String::as_str).collect();

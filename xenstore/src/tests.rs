@@ -207,7 +207,7 @@ fn transaction_writes_fire_watches_only_at_commit() {
 
 #[test]
 fn quotas_bound_a_flooding_domain() {
-    let q = Quota { nodes: 5, bytes: 16, watches: 2, transactions: 1, output: 4096 };
+    let q = Quota { nodes: 5, bytes: 16, watches: 2, transactions: 1, output: 4096, ..Quota::default() };
     let mut s = Store::new(q);
     s.introduce(D1);
     s.tool_write(&home(D1), b"", &[Perm { dom: D1, access: 0 }]);
@@ -331,4 +331,32 @@ fn strings_must_end_in_nul() {
     // A WRITE's value is the one argument without a NUL.
     assert_eq!(write(&mut s, D1, 0, "data/v", "x"), (xs::WRITE, z("OK")));
     assert_eq!(req(&mut s, D1, xs::MKDIR, 0, b"data/d"), err("EINVAL"));
+}
+
+/// Heap bounds a hostile domain could otherwise get past (found while auditing the quotas
+/// for the hostile suite): 1000 nodes with 3072-byte paths would be 3 MB of names, and every
+/// transaction copies the whole tree.
+#[test]
+fn names_and_snapshots_are_quota_bound() {
+    let q = Quota { names: 200, snapshots: 4 * 1024, ..Quota::default() };
+    let mut s = Store::new(q);
+    s.introduce(D1);
+    s.tool_write(&home(D1), b"", &[Perm { dom: D1, access: 0 }]);
+    let long = "x".repeat(100);
+    assert_eq!(write(&mut s, D1, 0, &long, "").0, xs::WRITE);
+    // A second 100-byte name passes the 200-byte budget with its "/local/domain/1/" prefix.
+    assert_eq!(write(&mut s, D1, 0, &"y".repeat(100), ""), err("ENOSPC"));
+    assert!(s.usage(D1).names > 100);
+    // Transactions: each charges the tree's size while open; the budget refuses more.
+    let mut opened = 0;
+    while req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0").0 == xs::TRANSACTION_START {
+        opened += 1;
+        assert!(opened < 8, "the snapshot budget never refused");
+    }
+    assert!(opened >= 1);
+    assert_eq!(req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0"), err("ENOSPC"));
+    assert!(s.usage(D1).snapshots <= 4 * 1024);
+    // Ending one gives its charge back.
+    assert_eq!(req(&mut s, D1, xs::TRANSACTION_END, 1, b"F\0").0, xs::TRANSACTION_END);
+    assert_eq!(req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0").0, xs::TRANSACTION_START);
 }

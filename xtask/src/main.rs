@@ -53,6 +53,9 @@ commands:
                      gnttab_ops, balloon, vgic_mmio, psci_esr, host_dt, image_header,
                      deployment_toml), N s each (default 60); --long: 10^7 executions each,
                      then the new inputs are merged into the committed corpus fuzz/corpus/
+  soak [--minutes N] [--seed S] [--gic 2|3]
+                     boot the hostile-guest scenario again and again for N minutes (default 10),
+                     a new seed for the abuser each boot (printed; --seed S replays one)
   build              build the hypervisor and guest images
   setup              install missing host tools (QEMU, U-Boot, Rust targets)
 ";
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         "test" => test::cmd_test(rest),
         "bench" => bench::cmd_bench(rest),
         "fuzz" => fuzz::cmd_fuzz(rest),
+        "soak" => test::cmd_soak(rest),
         "check" => cmd_check(rest),
         "image" => cmd_image(rest),
         "build" => build_all("qemu-virt").map(|_| 0),

@@ -6,7 +6,7 @@
 use crate::qemu::{self, Ending, RunOpts};
 use crate::{root, run_cargo, setup};
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A QEMU scenario file.
@@ -343,76 +343,7 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                 let label = format!("qemu {name} gicv{gic}");
                 let start = Instant::now();
                 println!("xtask test: --- {label}: {}", s.description);
-                let r = (|| {
-                    let o = RunOpts {
-                        gic,
-                        deployment: root().join(&s.deployment),
-                        timeout: Some(s.timeout),
-                        unchecked: s.unchecked,
-                        http_port: if s.http { Some(free_port()?) } else { None },
-                        fresh_data: !s.keep_data,
-                        platform: None,
-                        extra_files: if s.selftest {
-                            let port = start_http_server()?;
-                            let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
-                            if !s.input.is_empty() {
-                                v.push(("selftest-wait".into(), b"the host acts, then types a line\n".to_vec()));
-                            }
-                            v
-                        } else {
-                            Vec::new()
-                        },
-                    };
-                    let cmd = match s.hypervisor.as_deref() {
-                        None | Some("ferrum") => qemu::prepare(&o)?,
-                        Some("xen-4.17") => crate::xen::command(gic, &o.deployment, false)?,
-                        Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
-                    };
-                    // "stopped": QEMU is stopped a second after the last expected line; "killed":
-                    // at once (a power cut right after that line).
-                    let grace = match s.ending.as_str() {
-                        "stopped" => Some(Duration::from_secs(1)),
-                        "killed" => Some(Duration::ZERO),
-                        _ => None,
-                    };
-                    let stop = grace.and_then(|g| s.expect.last().map(|l| (l.as_str(), g)));
-                    let input: Vec<(String, String)> = s
-                        .input
-                        .iter()
-                        .map(|(m, t)| match (t.strip_prefix("@http-get "), o.http_port) {
-                            (Some(path), Some(p)) => (m.clone(), format!("@http-get 127.0.0.1:{p}{path}")),
-                            _ => (m.clone(), t.clone()),
-                        })
-                        .collect();
-                    // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
-                    // structure is checked first, and the facts go into the log.
-                    let sd_facts = match cmd.get_args().find_map(|a| {
-                        a.to_str().and_then(|a| a.strip_prefix("if=sd,format=raw,file=")).map(PathBuf::from)
-                    }) {
-                        Some(sd) => crate::rpi4::check_sd(&sd)
-                            .map_err(|e| format!("SD card image {}: {e}", sd.display()))?
-                            .iter()
-                            .map(|f| format!("sd-check: {f}\n"))
-                            .collect::<String>(),
-                        None => String::new(),
-                    };
-                    let mut run = qemu::run_batch(cmd, o.timeout, false, &input, stop)?;
-                    run.log.insert_str(0, &sd_facts);
-                    let dir = root().join("build/logs");
-                    let _ = std::fs::create_dir_all(&dir);
-                    let logf = dir.join(format!("{name}-gicv{gic}.log"));
-                    let _ = std::fs::write(&logf, &run.log);
-                    let beats = s.heartbeat.as_ref().map(|h| check_heartbeat(h, &run.log));
-                    if let Some(Ok((n, worst))) = &beats {
-                        println!("xtask test: heartbeat: {n} beats, largest gap {worst} ms");
-                    }
-                    let beat_err = beats.and_then(|b| b.err());
-                    judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
-                        let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
-                        let tail: Vec<&str> = tail.into_iter().rev().collect();
-                        format!("{e}\n--- serial log ({}) last lines:\n{}\n---", logf.display(), tail.join("\n"))
-                    })
-                })();
+                let r = run_scenario(name, s, gic, &root().join(&s.deployment));
                 t.record(&label, r, start);
             }
         }
@@ -450,6 +381,17 @@ mod tests {
     }
 
     #[test]
+    fn soak_reseeds_the_one_seed() {
+        let d = "bootargs = \"ip=1\"\nbootargs = \"seed=1 wait=console\"\n";
+        assert_eq!(reseed(d, 42).unwrap(), "bootargs = \"ip=1\"\nbootargs = \"seed=42 wait=console\"\n");
+        assert!(reseed("bootargs = \"x\"", 4).is_err());
+        let (mut a, mut b) = (7, 7);
+        assert_eq!(next_seed(&mut a), next_seed(&mut b));
+        let first = next_seed(&mut a);
+        assert_ne!(first, next_seed(&mut a), "successive seeds differ");
+    }
+
+    #[test]
     fn heartbeat_holes_and_gaps() {
         let h = Heartbeat { prefix: "[b] beat ".into(), max_gap_ms: 300, min_beats: 2 };
         let ok = "[b] beat 1 at 200 ms\nother\n[b] beat 2 at 400 ms\n[b] beat 3 at 600 ms\n";
@@ -478,4 +420,147 @@ mod tests {
             assert!(s.gic.iter().all(|g| *g == 2 || *g == 3), "{name}");
         }
     }
+}
+
+/// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
+/// variant such as the soak's reseeded copy) and judges what the guests printed.
+fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
+    let o = RunOpts {
+        gic,
+        deployment: deployment.to_path_buf(),
+        timeout: Some(s.timeout),
+        unchecked: s.unchecked,
+        http_port: if s.http { Some(free_port()?) } else { None },
+        fresh_data: !s.keep_data,
+        platform: None,
+        extra_files: if s.selftest {
+            let port = start_http_server()?;
+            let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
+            if !s.input.is_empty() {
+                v.push(("selftest-wait".into(), b"the host acts, then types a line\n".to_vec()));
+            }
+            v
+        } else {
+            Vec::new()
+        },
+    };
+    let cmd = match s.hypervisor.as_deref() {
+        None | Some("ferrum") => qemu::prepare(&o)?,
+        Some("xen-4.17") => crate::xen::command(gic, &o.deployment, false)?,
+        Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
+    };
+    // "stopped": QEMU is stopped a second after the last expected line; "killed":
+    // at once (a power cut right after that line).
+    let grace = match s.ending.as_str() {
+        "stopped" => Some(Duration::from_secs(1)),
+        "killed" => Some(Duration::ZERO),
+        _ => None,
+    };
+    let stop = grace.and_then(|g| s.expect.last().map(|l| (l.as_str(), g)));
+    let input: Vec<(String, String)> = s
+        .input
+        .iter()
+        .map(|(m, t)| match (t.strip_prefix("@http-get "), o.http_port) {
+            (Some(path), Some(p)) => (m.clone(), format!("@http-get 127.0.0.1:{p}{path}")),
+            _ => (m.clone(), t.clone()),
+        })
+        .collect();
+    // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
+    // structure is checked first, and the facts go into the log.
+    let sd_facts = match cmd
+        .get_args()
+        .find_map(|a| a.to_str().and_then(|a| a.strip_prefix("if=sd,format=raw,file=")).map(PathBuf::from))
+    {
+        Some(sd) => crate::rpi4::check_sd(&sd)
+            .map_err(|e| format!("SD card image {}: {e}", sd.display()))?
+            .iter()
+            .map(|f| format!("sd-check: {f}\n"))
+            .collect::<String>(),
+        None => String::new(),
+    };
+    let mut run = qemu::run_batch(cmd, o.timeout, false, &input, stop)?;
+    run.log.insert_str(0, &sd_facts);
+    let dir = root().join("build/logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let logf = dir.join(format!("{name}-gicv{gic}.log"));
+    let _ = std::fs::write(&logf, &run.log);
+    let beats = s.heartbeat.as_ref().map(|h| check_heartbeat(h, &run.log));
+    if let Some(Ok((n, worst))) = &beats {
+        println!("xtask test: heartbeat: {n} beats, largest gap {worst} ms");
+    }
+    let beat_err = beats.and_then(|b| b.err());
+    judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
+        let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{e}\n--- serial log ({}) last lines:\n{}\n---", logf.display(), tail.join("\n"))
+    })
+}
+
+/// Seeds for the soak: SplitMix64 from the clock (a replay passes `--seed`).
+fn next_seed(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 1_000_000_000
+}
+
+/// The hostile deployment with `seed=1` in the abuser's bootargs replaced by `seed`.
+pub fn reseed(deployment: &str, seed: u64) -> Result<String, String> {
+    if deployment.matches("seed=1 ").count() + deployment.matches("seed=1\"").count() != 1 {
+        return Err("tests/deployments/hostile.toml: expected exactly one 'seed=1' in the bootargs".into());
+    }
+    Ok(deployment.replacen("seed=1 ", &format!("seed={seed} "), 1).replacen("seed=1\"", &format!("seed={seed}\""), 1))
+}
+
+/// `cargo xtask soak [--minutes N] [--seed S] [--gic 2|3]`: boots the hostile scenario again
+/// and again, each boot with a new seed for the abuser (printed first, so a failure replays
+/// with `--seed`), alternating GICv2 and GICv3 unless `--gic` is given, until N minutes
+/// (default 10) have passed or a boot fails.
+pub fn cmd_soak(args: &[String]) -> Result<u8, String> {
+    crate::check_args(args, &["--minutes", "--seed", "--gic"], &[])?;
+    let num = |name: &str| -> Result<Option<u64>, String> {
+        crate::opt(args, name)?
+            .map(|v| v.parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a number")))
+            .transpose()
+    };
+    let minutes = num("--minutes")?.unwrap_or(10);
+    let replay = num("--seed")?;
+    let gic = match num("--gic")? {
+        None => None,
+        Some(g @ (2 | 3)) => Some(g as u8),
+        Some(g) => return Err(format!("--gic: {g} is not 2 or 3")),
+    };
+    setup::ensure_host_tools()?;
+    setup::preflight()?;
+    let (name, s) =
+        scenarios()?.into_iter().find(|(n, _)| n == "hostile").ok_or("tests/scenarios/hostile.toml is missing")?;
+    let text = std::fs::read_to_string(root().join(&s.deployment)).map_err(|e| format!("{}: {e}", s.deployment))?;
+    let dir = root().join("build/soak");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut state =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let start = Instant::now();
+    let mut boots = 0u32;
+    loop {
+        let seed = replay.unwrap_or_else(|| next_seed(&mut state));
+        let g = gic.unwrap_or(if boots % 2 == 0 { 2 } else { 3 });
+        boots += 1;
+        println!("xtask soak: boot {boots}: seed {seed}, GICv{g} (replay: cargo xtask soak --seed {seed} --gic {g})");
+        let file = dir.join(format!("hostile-seed{seed}.toml"));
+        std::fs::write(&file, reseed(&text, seed)?).map_err(|e| format!("{}: {e}", file.display()))?;
+        let t0 = Instant::now();
+        if let Err(e) = run_scenario(&format!("soak-{name}-seed{seed}"), &s, g, &file) {
+            println!("xtask soak: FAIL boot {boots}, seed {seed}, GICv{g}: {e}");
+            println!("xtask soak: replay with: cargo xtask soak --seed {seed} --gic {g}");
+            return Ok(1);
+        }
+        println!("xtask soak: PASS boot {boots}, seed {seed}, GICv{g} ({:.1} s)", t0.elapsed().as_secs_f64());
+        let _ = std::fs::remove_file(&file);
+        if replay.is_some() || start.elapsed() >= Duration::from_secs(minutes * 60) {
+            break;
+        }
+    }
+    println!("xtask soak: {boots} boot(s) passed in {:.1} min", start.elapsed().as_secs_f64() / 60.0);
+    Ok(0)
 }
