@@ -202,18 +202,6 @@ pub fn cmd_fuzz(args: &[String]) -> Result<u8, String> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn final_stats_are_read() {
-        let log = "INFO: Seed: 1\n#100 DONE cov: 5\nstat::number_of_executed_units: 10000001\nstat::average_exec_per_sec:     52341\nstat::new_units_added:          12\n";
-        assert_eq!(parse_stats(log), Stats { runs: 10_000_001, per_second: 52341 });
-        assert_eq!(parse_stats("crash"), Stats::default());
-    }
-}
-
 /// A 64-byte arm64 Image header (the `host_dt` target reads every kernel's header from the
 /// first 64 bytes of its input).
 fn image_header() -> Vec<u8> {
@@ -397,4 +385,16 @@ fn write_seeds(target: &str, corpus: &Path) -> Result<(), String> {
         std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_stats_are_read() {
+        let log = "INFO: Seed: 1\n#100 DONE cov: 5\nstat::number_of_executed_units: 10000001\nstat::average_exec_per_sec:     52341\nstat::new_units_added:          12\n";
+        assert_eq!(parse_stats(log), Stats { runs: 10_000_001, per_second: 52341 });
+        assert_eq!(parse_stats("crash"), Stats::default());
+    }
 }

@@ -356,72 +356,6 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
     Ok(if t.failed.is_empty() { 0 } else { 1 })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sc(expect: &[&str], forbid: &[&str]) -> Scenario {
-        Scenario {
-            description: String::new(),
-            deployment: String::new(),
-            gic: vec![2],
-            timeout: 1,
-            ending: "clean".into(),
-            hypervisor: None,
-            unchecked: false,
-            expect: expect.iter().map(|s| s.to_string()).collect(),
-            expect_unordered: vec!["b".into()],
-            forbid: forbid.iter().map(|s| s.to_string()).collect(),
-            selftest: false,
-            input: Vec::new(),
-            http: false,
-            keep_data: false,
-            heartbeat: None,
-        }
-    }
-
-    #[test]
-    fn soak_reseeds_the_one_seed() {
-        let d = "bootargs = \"ip=1\"\nbootargs = \"seed=1 wait=console\"\n";
-        assert_eq!(reseed(d, 42).unwrap(), "bootargs = \"ip=1\"\nbootargs = \"seed=42 wait=console\"\n");
-        assert!(reseed("bootargs = \"x\"", 4).is_err());
-        let (mut a, mut b) = (7, 7);
-        assert_eq!(next_seed(&mut a), next_seed(&mut b));
-        let first = next_seed(&mut a);
-        assert_ne!(first, next_seed(&mut a), "successive seeds differ");
-    }
-
-    #[test]
-    fn heartbeat_holes_and_gaps() {
-        let h = Heartbeat { prefix: "[b] beat ".into(), max_gap_ms: 300, min_beats: 2 };
-        let ok = "[b] beat 1 at 200 ms\nother\n[b] beat 2 at 400 ms\n[b] beat 3 at 600 ms\n";
-        assert_eq!(check_heartbeat(&h, ok), Ok((3, 200)));
-        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 3 at 400 ms\n").unwrap_err().contains("follows"));
-        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 2 at 900 ms\n").unwrap_err().contains("700 ms"));
-        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n").unwrap_err().contains("fewer"));
-    }
-
-    #[test]
-    fn judging_order_and_forbidden_text() {
-        let log = "a\nb\nc\n";
-        assert!(judge(&sc(&["a", "c"], &[]), Ending::Clean, log).is_ok());
-        assert!(judge(&sc(&["c", "a"], &[]), Ending::Clean, log).unwrap_err().contains("not after"));
-        assert!(judge(&sc(&["z"], &[]), Ending::Clean, log).unwrap_err().contains("never"));
-        assert!(judge(&sc(&[], &["b"]), Ending::Clean, log).is_err());
-        assert!(judge(&sc(&[], &[]), Ending::Error, log).is_err());
-    }
-
-    #[test]
-    fn scenario_files_parse() {
-        let l = scenarios().unwrap();
-        assert!(!l.is_empty());
-        for (name, s) in l {
-            assert!(root().join(&s.deployment).is_file(), "{name}: deployment missing");
-            assert!(s.gic.iter().all(|g| *g == 2 || *g == 3), "{name}");
-        }
-    }
-}
-
 /// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
 /// variant such as the soak's reseeded copy) and judges what the guests printed.
 fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
@@ -544,7 +478,7 @@ pub fn cmd_soak(args: &[String]) -> Result<u8, String> {
     let mut boots = 0u32;
     loop {
         let seed = replay.unwrap_or_else(|| next_seed(&mut state));
-        let g = gic.unwrap_or(if boots % 2 == 0 { 2 } else { 3 });
+        let g = gic.unwrap_or(if boots.is_multiple_of(2) { 2 } else { 3 });
         boots += 1;
         println!("xtask soak: boot {boots}: seed {seed}, GICv{g} (replay: cargo xtask soak --seed {seed} --gic {g})");
         let file = dir.join(format!("hostile-seed{seed}.toml"));
@@ -563,4 +497,70 @@ pub fn cmd_soak(args: &[String]) -> Result<u8, String> {
     }
     println!("xtask soak: {boots} boot(s) passed in {:.1} min", start.elapsed().as_secs_f64() / 60.0);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sc(expect: &[&str], forbid: &[&str]) -> Scenario {
+        Scenario {
+            description: String::new(),
+            deployment: String::new(),
+            gic: vec![2],
+            timeout: 1,
+            ending: "clean".into(),
+            hypervisor: None,
+            unchecked: false,
+            expect: expect.iter().map(|s| s.to_string()).collect(),
+            expect_unordered: vec!["b".into()],
+            forbid: forbid.iter().map(|s| s.to_string()).collect(),
+            selftest: false,
+            input: Vec::new(),
+            http: false,
+            keep_data: false,
+            heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn soak_reseeds_the_one_seed() {
+        let d = "bootargs = \"ip=1\"\nbootargs = \"seed=1 wait=console\"\n";
+        assert_eq!(reseed(d, 42).unwrap(), "bootargs = \"ip=1\"\nbootargs = \"seed=42 wait=console\"\n");
+        assert!(reseed("bootargs = \"x\"", 4).is_err());
+        let (mut a, mut b) = (7, 7);
+        assert_eq!(next_seed(&mut a), next_seed(&mut b));
+        let first = next_seed(&mut a);
+        assert_ne!(first, next_seed(&mut a), "successive seeds differ");
+    }
+
+    #[test]
+    fn heartbeat_holes_and_gaps() {
+        let h = Heartbeat { prefix: "[b] beat ".into(), max_gap_ms: 300, min_beats: 2 };
+        let ok = "[b] beat 1 at 200 ms\nother\n[b] beat 2 at 400 ms\n[b] beat 3 at 600 ms\n";
+        assert_eq!(check_heartbeat(&h, ok), Ok((3, 200)));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 3 at 400 ms\n").unwrap_err().contains("follows"));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n[b] beat 2 at 900 ms\n").unwrap_err().contains("700 ms"));
+        assert!(check_heartbeat(&h, "[b] beat 1 at 200 ms\n").unwrap_err().contains("fewer"));
+    }
+
+    #[test]
+    fn judging_order_and_forbidden_text() {
+        let log = "a\nb\nc\n";
+        assert!(judge(&sc(&["a", "c"], &[]), Ending::Clean, log).is_ok());
+        assert!(judge(&sc(&["c", "a"], &[]), Ending::Clean, log).unwrap_err().contains("not after"));
+        assert!(judge(&sc(&["z"], &[]), Ending::Clean, log).unwrap_err().contains("never"));
+        assert!(judge(&sc(&[], &["b"]), Ending::Clean, log).is_err());
+        assert!(judge(&sc(&[], &[]), Ending::Error, log).is_err());
+    }
+
+    #[test]
+    fn scenario_files_parse() {
+        let l = scenarios().unwrap();
+        assert!(!l.is_empty());
+        for (name, s) in l {
+            assert!(root().join(&s.deployment).is_file(), "{name}: deployment missing");
+            assert!(s.gic.iter().all(|g| *g == 2 || *g == 3), "{name}");
+        }
+    }
 }
