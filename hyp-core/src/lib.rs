@@ -20,6 +20,7 @@ pub mod fdtw;
 pub mod gnttab;
 pub mod guestdt;
 pub mod hostdt;
+pub mod hypercall;
 pub mod image;
 pub mod list;
 pub mod passthrough;

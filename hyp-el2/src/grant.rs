@@ -16,6 +16,7 @@ use crate::{arch, mm, p2m, xen};
 use hyp_core::evtchn::index_of;
 use hyp_core::gnttab::{claim, Grants, Mapping};
 use hyp_core::guestdt::GRANT_FRAMES;
+use hyp_core::hypercall::MAX_BATCH;
 use xen_abi::gnttab::{self as g, CopyOp, CopySide, MapOp};
 use xen_abi::{domid, errno};
 
@@ -23,8 +24,6 @@ static GRANTS: SpinLock<Option<Grants>> = SpinLock::new(None);
 
 /// Refs in each domain's table.
 const REFS: u32 = GRANT_FRAMES * g::ENTRIES_PER_FRAME;
-/// Operations one hypercall handles (Linux batches at most a few hundred).
-const MAX_BATCH: u64 = 1024;
 
 /// Sets up the (empty) grant state.
 pub fn init() {

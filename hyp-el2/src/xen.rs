@@ -26,7 +26,7 @@ use hyp_core::evtchn::{self, domid_of, index_of, EventWords, Service, Table, Tar
 use hyp_core::guestdt::GRANT_FRAMES;
 use hyp_core::plan::{MAX_DOMAINS, MAX_VCPUS};
 use hyp_core::vuart::LineBuf;
-use xen_abi::{errno, hc, layout, shared, PAGE_SIZE};
+use xen_abi::{errno, layout, shared, PAGE_SIZE};
 use xenstore::{Perm, Store, PERM_READ, TOOLSTACK};
 
 /// Xen pages per domain: console ring, xenstore ring, grant frames.
@@ -613,36 +613,24 @@ fn write_target(s: &mut Store, d: usize, kib: u64) {
 
 // ----- hypercalls -----
 
-/// A hypercall handler: it reads its arguments from the caller's frame (x0-x4; the frame
-/// names the domain and vCPU) and returns what goes to x0.
-type Handler = fn(&mut GuestRegs) -> i64;
-
-/// Hypercall numbers below this are looked up in [`HANDLERS`]; the others get `-ENOSYS`.
-const NR_HANDLERS: usize = 64;
-
-/// The direct dispatch table, indexed by hypercall number (x16).
-static HANDLERS: [Option<Handler>; NR_HANDLERS] = {
-    let mut t: [Option<Handler>; NR_HANDLERS] = [None; NR_HANDLERS];
-    t[hc::XEN_VERSION as usize] = Some(|r| xen_version(r.dom, r.x[0], r.x[1]));
-    t[hc::MEMORY_OP as usize] = Some(|r| memory_op(r.dom, r.x[0], r.x[1]));
-    t[hc::GRANT_TABLE_OP as usize] = Some(|r| grant_table_op(r.dom, r.x[0], r.x[1], r.x[2]));
-    t[hc::VCPU_OP as usize] = Some(|r| vcpu_op(r.dom, &config().domains[r.dom], r.x[0], r.x[1], r.x[2]));
-    t[hc::HVM_OP as usize] = Some(|r| hvm_op(r.dom, r.x[0], r.x[1]));
-    t[hc::EVENT_CHANNEL_OP as usize] = Some(|r| event_channel_op(r.dom, &config().domains[r.dom], r.x[0], r.x[1]));
-    t[hc::SCHED_OP as usize] = Some(sched_op);
-    t[hc::CONSOLE_IO as usize] = Some(|r| console_io(r.dom, r.x[0], r.x[1], r.x[2]));
-    t[hc::VM_ASSIST as usize] = Some(|r| if r.x[0] <= 1 && r.x[1] == 5 { 0 } else { -errno::EINVAL });
-    t
-};
-
-/// Handles `hvc #0xEA1` from a Xen-aware domain's vCPU (the frame names it): a direct jump
-/// through [`HANDLERS`] on x16; the result goes to x0.
+/// Handles `hvc #0xEA1` from a Xen-aware domain's vCPU (the frame names it): x16 and the
+/// argument registers are decoded by `hyp_core::hypercall::decode` (every register-only check
+/// done there, host-tested and fuzzed), then the handler runs; the result goes to x0.
 #[inline]
 pub fn hypercall(regs: &mut GuestRegs) {
-    let handler = usize::try_from(regs.x[16]).ok().and_then(|n| HANDLERS.get(n).copied().flatten());
-    regs.x[0] = match handler {
-        Some(h) => h(regs),
-        None => -errno::ENOSYS,
+    use hyp_core::hypercall::{decode, Call};
+    let d = regs.dom;
+    let x = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
+    regs.x[0] = match decode(regs.x[16], x, || config().domains[d].pcpus.len()) {
+        Call::XenVersion { cmd, arg } => xen_version(d, cmd, arg),
+        Call::MemoryOp { cmd, arg } => memory_op(d, cmd, arg),
+        Call::GrantTableOp { cmd, arg, count } => grant_table_op(d, cmd, arg, count),
+        Call::VcpuOp { cmd, vcpu, arg } => vcpu_op(d, &config().domains[d], cmd, vcpu, arg),
+        Call::HvmOp { cmd, arg } => hvm_op(d, cmd, arg),
+        Call::EventChannelOp { cmd, arg } => event_channel_op(d, &config().domains[d], cmd, arg),
+        Call::SchedOp { .. } => sched_op(regs),
+        Call::ConsoleIo { cmd, count, buf } => console_io(d, cmd, count, buf),
+        Call::Answer(v) => v,
     } as u64;
 }
 
@@ -836,9 +824,8 @@ fn grant_table_op(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
 }
 
 #[inline(never)]
-fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, vcpu: u64, arg: u64) -> i64 {
+fn vcpu_op(d: usize, c: &DomainCfg, cmd: u64, v: usize, arg: u64) -> i64 {
     use xen_abi::vcpu as vc;
-    let Some(v) = usize::try_from(vcpu).ok().filter(|&v| v < c.pcpus.len()) else { return -errno::ENOENT };
     match cmd {
         vc::REGISTER_VCPU_INFO => {
             let Ok(b) = read::<{ vc::REGISTER_VCPU_INFO_SIZE }>(d, arg) else { return -errno::EFAULT };

@@ -73,12 +73,17 @@ pub struct Quota {
     pub nodes: usize,
     /// Bytes of values a domain may own.
     pub bytes: usize,
-    /// Bytes of node paths a domain may own (a path is up to 3072 bytes: without this, 1000
-    /// nodes could hold 3 MB of names).
+    /// Bytes of node paths a domain may own, and separately bytes of its watches' paths and
+    /// tokens (a path is up to 3072 bytes: without this, 1000 nodes or 128 watches could
+    /// hold megabytes of names).
     pub names: usize,
-    /// Bytes of store snapshots a domain's open transactions may hold: a transaction works on
-    /// a copy of the whole tree, so its cost is the tree's size when it starts.
+    /// Bytes a domain's open transactions may hold: a transaction works on a copy of the
+    /// whole tree and records what it reads, so each costs twice the tree's size when it
+    /// starts.
     pub snapshots: usize,
+    /// The same, for every domain's transactions together. The toolstack is bound by neither
+    /// (its transactions must not fail because another domain filled its quotas).
+    pub all_snapshots: usize,
     /// Watches a domain may register.
     pub watches: usize,
     /// Transactions a domain may have open.
@@ -95,7 +100,8 @@ impl Default for Quota {
             nodes: 1000,
             bytes: 256 * 1024,
             names: 128 * 1024,
-            snapshots: 1024 * 1024,
+            snapshots: 512 * 1024,
+            all_snapshots: 2 * 1024 * 1024,
             watches: 128,
             transactions: 8,
             output: 64 * 1024,
@@ -649,12 +655,14 @@ impl Store {
             xs::WATCH => {
                 let (given, token) = (str_arg(arg(0)?)?, str_arg(arg(1)?)?);
                 let abs = if given.starts_with('@') { given.to_string() } else { Self::abs(dom, given)? };
-                let quota = self.quota.watches;
+                let (quota, names) = (self.quota.watches, self.quota.names);
                 let c = self.conns.get_mut(&dom).ok_or(Error::Acces)?;
                 if c.watches.iter().any(|w| w.given == given && w.token == token) {
                     return Err(Error::Exist);
                 }
-                if c.watches.len() >= quota {
+                let bytes = |g: &str, a: &str, t: &str| g.len() + a.len() + t.len();
+                let held: usize = c.watches.iter().map(|w| bytes(&w.given, &w.abs, &w.token)).sum();
+                if c.watches.len() >= quota || held + bytes(given, &abs, token) > names {
                     return Err(Error::NoSpc);
                 }
                 c.watches.push(Watch { given: given.to_string(), abs, token: token.to_string() });
@@ -672,10 +680,19 @@ impl Store {
                     return Err(Error::Inval);
                 }
                 let (quota, budget) = (self.quota.transactions, self.quota.snapshots);
-                let cost = self.tree.size;
+                let cost = self.tree.size.saturating_mul(2);
+                let all: usize = self
+                    .conns
+                    .iter()
+                    .filter(|(d, _)| **d != TOOLSTACK)
+                    .flat_map(|(_, c)| c.txs.values())
+                    .map(|t| t.cost)
+                    .sum();
                 let c = self.conns.get_mut(&dom).ok_or(Error::Acces)?;
                 let held: usize = c.txs.values().map(|t| t.cost).sum();
-                if c.txs.len() >= quota || held.saturating_add(cost) > budget {
+                let over = dom != TOOLSTACK
+                    && (held.saturating_add(cost) > budget || all.saturating_add(cost) > self.quota.all_snapshots);
+                if c.txs.len() >= quota || over {
                     return Err(Error::NoSpc);
                 }
                 let snapshot = self.tree.clone();

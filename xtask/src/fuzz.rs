@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 pub const TARGETS: &[&str] = &[
     "xenstore_wire",
     "hypercall_args",
+    "hypercall_dispatch",
     "evtchn_ops",
     "gnttab_ops",
     "balloon",

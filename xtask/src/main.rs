@@ -49,9 +49,9 @@ commands:
   bench hypercall [--gic 2|3]
                      trap-path costs in instructions (null hypercall, distributor MMIO load)
   fuzz [TARGET...] [--seconds N | --long]
-                     run the cargo-fuzz targets (xenstore_wire, hypercall_args, evtchn_ops,
-                     gnttab_ops, balloon, vgic_mmio, psci_esr, host_dt, image_header,
-                     deployment_toml), N s each (default 60); --long: 10^7 executions each,
+                     run the cargo-fuzz targets (xenstore_wire, hypercall_args,
+                     hypercall_dispatch, evtchn_ops, gnttab_ops, balloon, vgic_mmio, psci_esr,
+                     host_dt, image_header, deployment_toml), N s each (default 60); --long: 10^7 executions each,
                      then the new inputs are merged into the committed corpus fuzz/corpus/
   soak [--minutes N] [--seed S] [--gic 2|3]
                      boot the hostile-guest scenario again and again for N minutes (default 10),
