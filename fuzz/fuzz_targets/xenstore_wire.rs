@@ -7,8 +7,16 @@ use libfuzzer_sys::fuzz_target;
 use xenstore::{Perm, Quota, Store, PERM_READ, TOOLSTACK};
 
 fuzz_target!(|data: &[u8]| {
-    let quota =
-        Quota { nodes: 64, bytes: 4096, names: 2048, snapshots: 64 * 1024, watches: 8, transactions: 2, output: 8192 };
+    let quota = Quota {
+        nodes: 64,
+        bytes: 4096,
+        names: 2048,
+        snapshots: 64 * 1024,
+        all_snapshots: 128 * 1024,
+        watches: 8,
+        transactions: 2,
+        output: 8192,
+    };
     let mut s = Store::new(quota);
     for d in 1..=3u16 {
         s.introduce(d);

@@ -6,13 +6,14 @@
 //! Semantics follow `docs/misc/xenstore.txt` and what Linux relies on (docs/xen-abi.md §6):
 //! relative paths resolve under `/local/domain/<domid>`; a watch fires once when registered
 //! and then for every change at or below its path, with a relative event path when it was
-//! registered relatively; transactions work on a snapshot and fail with `EAGAIN` at commit if
-//! anything they read or wrote changed meanwhile; writes inside a transaction fire watches
-//! only at commit.
+//! registered relatively; transactions work on a snapshot (a constant-time copy of the
+//! persistent node map, `rpds`) and fail with `EAGAIN` at commit if anything they read or
+//! wrote changed meanwhile; writes inside a transaction fire watches only at commit.
 //!
-//! Invariants: every node's parent exists; a domain's owned nodes, watches, open
-//! transactions and queued output stay within [`Quota`], so a flooding domain only hurts
-//! itself; the toolstack API (`tool_*`, used by the hypervisor) bypasses permissions.
+//! Invariants: every node's parent exists; a domain's owned nodes, value and path bytes,
+//! watches (count and bytes), open transactions and what they record, and queued output stay
+//! within [`Quota`], so a flooding domain only hurts itself and the heap it can take is
+//! bounded; the toolstack API (`tool_*`, used by the hypervisor) bypasses permissions.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use rpds::RedBlackTreeMapSync;
 use xen_abi::xs;
 
 /// The toolstack's domain id: owner of the skeleton and of each domain's home.
@@ -77,12 +79,11 @@ pub struct Quota {
     /// tokens (a path is up to 3072 bytes: without this, 1000 nodes or 128 watches could
     /// hold megabytes of names).
     pub names: usize,
-    /// Bytes a domain's open transactions may hold: a transaction works on a copy of the
-    /// whole tree and records what it reads, so each costs twice the tree's size when it
-    /// starts.
+    /// Bytes a domain's open transactions may hold: what they record (every path they read
+    /// or changed) and the map nodes their changes copied (the snapshot itself is shared with
+    /// the store, so starting one costs nothing however large the store is).
     pub snapshots: usize,
-    /// The same, for every domain's transactions together. The toolstack is bound by neither
-    /// (its transactions must not fail because another domain filled its quotas).
+    /// The same, for every domain's transactions together. The toolstack is bound by neither.
     pub all_snapshots: usize,
     /// Watches a domain may register.
     pub watches: usize,
@@ -122,24 +123,28 @@ impl Node {
     }
 }
 
-/// The node tree (the store, or a transaction's snapshot of it).
-#[derive(Clone, Debug, Default)]
+/// The node tree (the store, or a transaction's snapshot of it). The nodes live in a
+/// persistent map (`rpds`, structural sharing): a transaction's snapshot is a constant-time
+/// copy, and its changes copy only the map nodes on their paths.
+#[derive(Clone, Debug)]
 struct Tree {
-    nodes: BTreeMap<String, Node>,
+    nodes: RedBlackTreeMapSync<String, Node>,
     /// Nodes and value bytes owned per domain.
     owned: BTreeMap<u16, (usize, usize)>,
     /// Path bytes owned per domain.
     names: BTreeMap<u16, usize>,
-    /// Estimated heap bytes the tree holds (what a snapshot of it costs).
-    size: usize,
 }
 
-/// Heap bytes a node costs besides its path and value (map entry, vectors, permissions).
-const NODE_OVERHEAD: usize = 128;
-
-fn node_size(path: &str, node: &Node) -> usize {
-    NODE_OVERHEAD + path.len() + node.value.len() + node.perms.len() * core::mem::size_of::<Perm>()
+impl Default for Tree {
+    fn default() -> Self {
+        Self { nodes: RedBlackTreeMapSync::new_sync(), owned: BTreeMap::new(), names: BTreeMap::new() }
+    }
 }
+
+/// What a transaction's record of one path costs (the path, a map entry, a generation); a
+/// change inside a transaction also copies the persistent map's nodes on its path.
+const RECORD_OVERHEAD: usize = 64;
+const CHANGE_OVERHEAD: usize = 1024;
 
 fn parent_of(path: &str) -> Option<&str> {
     if path == "/" {
@@ -172,19 +177,19 @@ impl Tree {
     fn insert(&mut self, path: &str, node: Node) {
         self.account(node.owner(), 1, node.value.len() as isize);
         self.account_name(node.owner(), path, true);
-        self.size = self.size.saturating_add(node_size(path, &node));
-        if let Some(old) = self.nodes.insert(path.to_string(), node) {
-            self.account(old.owner(), -1, -(old.value.len() as isize));
-            self.account_name(old.owner(), path, false);
-            self.size = self.size.saturating_sub(node_size(path, &old));
+        if let Some(old) = self.nodes.get(path) {
+            let (owner, len) = (old.owner(), old.value.len());
+            self.account(owner, -1, -(len as isize));
+            self.account_name(owner, path, false);
         }
+        self.nodes.insert_mut(path.to_string(), node);
     }
 
     fn remove(&mut self, path: &str) -> Option<Node> {
-        let old = self.nodes.remove(path)?;
+        let old = self.nodes.get(path)?.clone();
+        self.nodes.remove_mut(path);
         self.account(old.owner(), -1, -(old.value.len() as isize));
         self.account_name(old.owner(), path, false);
-        self.size = self.size.saturating_sub(node_size(path, &old));
         Some(old)
     }
 
@@ -285,7 +290,8 @@ struct Tx {
     events: Vec<(String, bool)>,
     /// Paths whose state must be copied to the store at commit.
     dirty: BTreeSet<String>,
-    /// What its snapshot cost, charged to the domain's `Quota::snapshots` while it is open.
+    /// Bytes its records (`seen`, `dirty`, `events`) and its copied map nodes hold, charged to
+    /// the domain's `Quota::snapshots` while it is open.
     cost: usize,
 }
 
@@ -575,6 +581,17 @@ impl Store {
         self.send(dom, xs::WATCH_EVENT, 0, 0, &p);
     }
 
+    /// Whether `dom`'s open transactions hold their budget (`Quota::snapshots`), or every
+    /// domain's together hold `Quota::all_snapshots`: requests inside a transaction are then
+    /// refused with ENOSPC until it ends (each request adds a bounded amount, so the overshoot
+    /// is at most one request's worth).
+    fn over_tx_budget(&self, dom: u16) -> bool {
+        let held = |c: &Conn| c.txs.values().map(|t| t.cost).sum::<usize>();
+        let mine = self.conns.get(&dom).map_or(0, held);
+        let all: usize = self.conns.iter().filter(|(d, _)| **d != TOOLSTACK).map(|(_, c)| held(c)).sum();
+        mine >= self.quota.snapshots || all >= self.quota.all_snapshots
+    }
+
     /// The absolute form of `p` for `dom`.
     fn abs(dom: u16, p: &str) -> Result<String> {
         let a = if p.starts_with('/') { p.to_string() } else { format!("{}/{p}", home(dom)) };
@@ -590,6 +607,9 @@ impl Store {
         // Xen's xenstored: a request whose last string lacks its NUL is EINVAL).
         if ty != xs::WRITE && !body.is_empty() && body.last() != Some(&0) {
             return Err(Error::Inval);
+        }
+        if tx != 0 && dom != TOOLSTACK && ty != xs::TRANSACTION_END && self.over_tx_budget(dom) {
+            return Err(Error::NoSpc);
         }
         let args = split_args(body);
         let arg = |i: usize| args.get(i).copied().ok_or(Error::Inval);
@@ -679,20 +699,9 @@ impl Store {
                 if tx != 0 {
                     return Err(Error::Inval);
                 }
-                let (quota, budget) = (self.quota.transactions, self.quota.snapshots);
-                let cost = self.tree.size.saturating_mul(2);
-                let all: usize = self
-                    .conns
-                    .iter()
-                    .filter(|(d, _)| **d != TOOLSTACK)
-                    .flat_map(|(_, c)| c.txs.values())
-                    .map(|t| t.cost)
-                    .sum();
+                let quota = self.quota.transactions;
                 let c = self.conns.get_mut(&dom).ok_or(Error::Acces)?;
-                let held: usize = c.txs.values().map(|t| t.cost).sum();
-                let over = dom != TOOLSTACK
-                    && (held.saturating_add(cost) > budget || all.saturating_add(cost) > self.quota.all_snapshots);
-                if c.txs.len() >= quota || over {
+                if c.txs.len() >= quota {
                     return Err(Error::NoSpc);
                 }
                 let snapshot = self.tree.clone();
@@ -701,7 +710,8 @@ impl Store {
                     c.next_tx = c.next_tx.wrapping_add(1).max(1);
                 }
                 let id = c.next_tx;
-                let t = Tx { tree: snapshot, seen: BTreeMap::new(), events: Vec::new(), dirty: BTreeSet::new(), cost };
+                let t =
+                    Tx { tree: snapshot, seen: BTreeMap::new(), events: Vec::new(), dirty: BTreeSet::new(), cost: 0 };
                 c.txs.insert(id, t);
                 let mut out = Vec::from(id.to_string().as_bytes());
                 out.push(0);
@@ -749,8 +759,11 @@ impl Store {
             return Ok(&self.tree);
         }
         let t = self.conns.get_mut(&dom).and_then(|c| c.txs.get_mut(&tx)).ok_or(Error::NoEnt)?;
-        let gen = t.tree.nodes.get(path).map_or(0, |n| n.gen);
-        t.seen.entry(path.to_string()).or_insert(gen);
+        if !t.seen.contains_key(path) {
+            let gen = t.tree.nodes.get(path).map_or(0, |n| n.gen);
+            t.seen.insert(path.to_string(), gen);
+            t.cost += path.len() + RECORD_OVERHEAD;
+        }
         Ok(&t.tree)
     }
 
@@ -770,12 +783,12 @@ impl Store {
 
     /// The tree a change applies to, and for a transaction the record of start generations
     /// (filled by [`note`] before anything is modified).
-    fn tree_mut(&mut self, dom: u16, tx: u32) -> Result<(&mut Tree, Option<&mut BTreeMap<String, u64>>)> {
+    fn tree_mut(&mut self, dom: u16, tx: u32) -> Result<(&mut Tree, Option<Record<'_>>)> {
         if tx == 0 {
             return Ok((&mut self.tree, None));
         }
         let t = self.conns.get_mut(&dom).and_then(|c| c.txs.get_mut(&tx)).ok_or(Error::NoEnt)?;
-        Ok((&mut t.tree, Some(&mut t.seen)))
+        Ok((&mut t.tree, Some(Record { seen: &mut t.seen, cost: &mut t.cost })))
     }
 
     fn write(&mut self, dom: u16, tx: u32, path: &str, value: Option<&[u8]>) -> Result<()> {
@@ -801,7 +814,7 @@ impl Store {
             missing.push(p.to_string());
             p = parent_of(p).unwrap_or("/");
         }
-        let inherited = t.nodes[p].perms.clone();
+        let inherited = t.nodes.get(p).map(|n| n.perms.clone()).unwrap_or_default();
         let new_perms = |mut v: Vec<Perm>| {
             if dom != TOOLSTACK {
                 v[0].dom = dom;
@@ -835,7 +848,7 @@ impl Store {
             changed.push(m.clone());
         }
         if let Some(v) = value {
-            let mut n = t.nodes[path].clone();
+            let Some(mut n) = t.nodes.get(path).cloned() else { return Err(Error::NoEnt) };
             n.value = v.to_vec();
             n.gen = gen;
             t.insert(path, n);
@@ -857,7 +870,7 @@ impl Store {
             let par = parent_of(path).unwrap_or("/");
             return Self::check(t, dom, par, PERM_WRITE, t.nodes.contains_key(par));
         }
-        if access_of(&t.nodes[path].perms, dom) & PERM_WRITE == 0 {
+        if t.nodes.get(path).is_none_or(|n| access_of(&n.perms, dom) & PERM_WRITE == 0) {
             return Err(Error::Acces);
         }
         let gone = t.subtree(path);
@@ -910,9 +923,12 @@ impl Store {
         }
         if let Some(t) = self.conns.get_mut(&dom).and_then(|c| c.txs.get_mut(&tx)) {
             for p in changed {
-                t.dirty.insert(p.clone());
+                if t.dirty.insert(p.clone()) {
+                    t.cost += p.len() + CHANGE_OVERHEAD;
+                }
             }
             t.events.push((path.to_string(), removed));
+            t.cost += path.len() + RECORD_OVERHEAD;
         }
     }
 
@@ -978,12 +994,21 @@ impl Store {
     }
 }
 
+/// A transaction's record of what it looked at, and what the record costs.
+struct Record<'a> {
+    seen: &'a mut BTreeMap<String, u64>,
+    cost: &'a mut usize,
+}
+
 /// Records the generation (0: absent) of each path in a transaction's snapshot the first time
 /// the transaction touches it, before it changes anything.
-fn note(t: &Tree, seen: Option<&mut BTreeMap<String, u64>>, paths: &[&str]) {
-    if let Some(seen) = seen {
+fn note(t: &Tree, rec: Option<Record<'_>>, paths: &[&str]) {
+    if let Some(rec) = rec {
         for p in paths {
-            seen.entry((*p).to_string()).or_insert_with(|| t.nodes.get(*p).map_or(0, |n| n.gen));
+            if !rec.seen.contains_key(*p) {
+                rec.seen.insert((*p).to_string(), t.nodes.get(*p).map_or(0, |n| n.gen));
+                *rec.cost += p.len() + RECORD_OVERHEAD;
+            }
         }
     }
 }

@@ -334,8 +334,8 @@ fn strings_must_end_in_nul() {
 }
 
 /// Heap bounds a hostile domain could otherwise get past (found while auditing the quotas
-/// for the hostile suite): 1000 nodes with 3072-byte paths would be 3 MB of names, and every
-/// transaction copies the whole tree.
+/// for the hostile suite): 1000 nodes with 3072-byte paths would be 3 MB of names, and a
+/// transaction recorded every path it read, absent ones included, without limit.
 #[test]
 fn names_and_snapshots_are_quota_bound() {
     let q = Quota { names: 200, snapshots: 4 * 1024, ..Quota::default() };
@@ -347,16 +347,29 @@ fn names_and_snapshots_are_quota_bound() {
     // A second 100-byte name passes the 200-byte budget with its "/local/domain/1/" prefix.
     assert_eq!(write(&mut s, D1, 0, &"y".repeat(100), ""), err("ENOSPC"));
     assert!(s.usage(D1).names > 100);
-    // Transactions: each charges the tree's size while open; the budget refuses more.
-    let mut opened = 0;
-    while req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0").0 == xs::TRANSACTION_START {
-        opened += 1;
-        assert!(opened < 8, "the snapshot budget never refused");
+    // Transactions: starting one costs nothing (the snapshot is shared); what it records does.
+    let big = "z".repeat(3000);
+    for _ in 0..8 {
+        assert_eq!(req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0").0, xs::TRANSACTION_START);
     }
-    assert!(opened >= 1);
-    assert_eq!(req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0"), err("ENOSPC"));
-    assert!(s.usage(D1).snapshots <= 4 * 1024);
-    // Ending one gives its charge back.
+    // Reads of distinct (even absent) long paths inside transaction 1 until the budget says no.
+    let mut refused = false;
+    for i in 0..100 {
+        let mut body = Vec::from(format!("{big}{i}").as_bytes());
+        body.push(0);
+        let r = req(&mut s, D1, xs::READ, 1, &body);
+        if r == err("ENOSPC") {
+            refused = true;
+            break;
+        }
+        assert_eq!(r, err("ENOENT"), "read {i}");
+    }
+    assert!(refused, "the transaction budget never refused");
+    assert!(s.usage(D1).snapshots <= 4 * 1024 + 3200);
+    // The other transactions are refused too (the budget is the domain's), outside them not.
+    assert_eq!(req(&mut s, D1, xs::READ, 2, b"a\0"), err("ENOSPC"));
+    assert_eq!(req(&mut s, D1, xs::READ, 0, b"a\0"), err("ENOENT"));
+    // Ending the transaction gives its charge back.
     assert_eq!(req(&mut s, D1, xs::TRANSACTION_END, 1, b"F\0").0, xs::TRANSACTION_END);
-    assert_eq!(req(&mut s, D1, xs::TRANSACTION_START, 0, b"\0").0, xs::TRANSACTION_START);
+    assert_eq!(req(&mut s, D1, xs::READ, 2, b"a\0"), err("ENOENT"));
 }

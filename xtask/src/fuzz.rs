@@ -137,7 +137,9 @@ fn merge_into_repo(target: &str) -> Result<usize, String> {
         .arg(&fresh)
         .arg(&kept)
         .arg(&work)
-        .args(["--", "-merge=1", "-max_len=8192"])
+        // Edge coverage only: the smallest set that keeps every edge (counters would keep
+        // thousands of near-duplicates).
+        .args(["--", "-merge=1", "-max_len=8192", "-use_counters=0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
