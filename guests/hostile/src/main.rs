@@ -726,6 +726,32 @@ fn xenstore(s: &mut Suite, x: &mut Xen) {
     s.check(txs.len() < 500, "xenstore: no transaction quota");
     let ended = txs.drain(..).filter(|&t| st.transaction_end(t, false).is_ok()).count();
     s.check(ended > 0, "xenstore: ending transactions");
+    // A transaction that reads distinct, absent 3000-byte paths: what it records is bounded.
+    if let Ok(t) = st.transaction_start() {
+        let mut reads = 0u32;
+        let err = loop {
+            let mut m = Vec::new();
+            let mut path = format!("{reads:08}");
+            path.extend(core::iter::repeat_n('r', 2992));
+            for v in [xen_abi::xs::READ, 950 + reads, t.0, path.len() as u32 + 1] {
+                m.extend_from_slice(&v.to_le_bytes());
+            }
+            m.extend_from_slice(path.as_bytes());
+            m.push(0);
+            match st.raw_exchange(&m) {
+                Ok((ty, _, p)) if ty == xen_abi::xs::ERROR_MSG && p.starts_with(b"ENOENT") => reads += 1,
+                Ok((_, _, p)) => break String::from_utf8_lossy(&p).trim_end_matches('\0').into(),
+                Err(e) => break format!("{e:?}"),
+            }
+            if reads > 5000 {
+                break "no limit".into();
+            }
+        };
+        println!("hostile: xenstore: transaction record quota: {reads} absent 3000-byte paths read, then {err}");
+        s.check(err == "ENOSPC", "xenstore: transaction records unbounded");
+        s.check(st.transaction_end(t, false).is_ok(), "xenstore: ending the recording transaction");
+        s.check(st.read("name").is_ok(), "xenstore: connection after the recording transaction");
+    }
     // Raw messages: a header announcing 4097 bytes (then the bytes), an unknown type, a path
     // without its NUL, a 3000-byte path.
     let hdr = |ty: u32, id: u32, len: u32| {
