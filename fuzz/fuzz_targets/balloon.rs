@@ -8,13 +8,18 @@ use hyp_core::balloon::{Balloon, FLOOR_KIB};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
+/// Operations per input: enough to reach every state, few enough to keep runs fast.
+const MAX_STEPS: usize = 256;
+
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let base: u64 = u.int_in_range(0..=0xffff_ffffu64)? << 12;
     let size: u64 = u.int_in_range(0..=8192u64)? << 12;
     let mut b = Balloon::new(base, size);
     let plan = b.plan_pages();
     let pfn0 = base >> 12;
-    while !u.is_empty() {
+    let mut budget = MAX_STEPS;
+    while !u.is_empty() && budget > 0 {
+        budget -= 1;
         let gpfn = if u.arbitrary()? { pfn0 + u.int_in_range(0..=plan + 8)? } else { u.arbitrary()? };
         match u.int_in_range(0..=4u8)? {
             0 => {

@@ -12,11 +12,17 @@ use std::collections::HashMap;
 
 const DOMS: usize = 3;
 
+/// Operations per input: enough to reach every state (maptrack exhaustion included), few
+/// enough to keep runs fast.
+const MAX_STEPS: usize = 5000;
+
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let mut g = Grants::new();
     // What we expect each live handle to be: (mapper, handle) -> mapping.
     let mut live: HashMap<(usize, u32), Mapping> = HashMap::new();
-    while !u.is_empty() {
+    let mut budget = MAX_STEPS;
+    while !u.is_empty() && budget > 0 {
+        budget -= 1;
         let mapper = u.int_in_range(0..=DOMS - 1)?;
         match u.int_in_range(0..=6u8)? {
             0 => {

@@ -57,6 +57,9 @@ fn offset(u: &mut Unstructured<'_>, window: u64) -> Result<u64> {
     })
 }
 
+/// Operations per input: enough to reach every state, few enough to keep runs fast.
+const MAX_STEPS: usize = 256;
+
 fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let version = if u.arbitrary()? { Version::V3 } else { Version::V2 };
     let nr_vcpus = u.int_in_range(1..=vgic::MAX_VCPUS)?;
@@ -65,7 +68,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     vd.assign_spi(SOFT_SPI, false);
     vd.assign_spi(HW_SPI, true);
     let mut sink = Check { nr_vcpus, delivered: Vec::new() };
-    while !u.is_empty() {
+    let mut budget = MAX_STEPS;
+    while !u.is_empty() && budget > 0 {
+        budget -= 1;
         // A vCPU index as the trap path computes it (its own), sometimes out of range.
         let vcpu = if u.ratio(1, 16)? { u.int_in_range(0..=15usize)? } else { u.int_in_range(0..=nr_vcpus - 1)? };
         match u.int_in_range(0..=9u8)? {
