@@ -25,6 +25,9 @@ use platforms::{GicVersion, UartKind};
 pub const MAX_CPUS: usize = 8;
 /// Most RAM banks read from `/memory`.
 pub const MAX_BANKS: usize = 8;
+/// The first interrupt ID past the SPIs (1020..1023 are special): a described SPI at or above
+/// it is no interrupt the hypervisor can route.
+pub const MAX_SPI_INTID: u32 = 1020;
 
 /// The GIC as the device tree describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +87,7 @@ pub struct BoardInfo<'a> {
     pub uart: Option<(u64, UartKind)>,
     /// Path of the `stdout-path` UART node (also when its model is not supported).
     pub uart_path: Option<&'a str>,
-    /// Interrupt ID of the `stdout-path` UART (an SPI), if described.
+    /// Interrupt ID of the `stdout-path` UART (an SPI, below [`MAX_SPI_INTID`]), if described.
     pub uart_irq: Option<u32>,
     /// `/chosen/ferrum,deployment`.
     pub deployment: &'a str,
@@ -247,7 +250,8 @@ pub fn parse_board<'a>(fdt: &Fdt<'a>) -> BoardInfo<'a> {
     let uart_irq = uart_node
         .and_then(|n| n.property("interrupts").map(|p| p.value))
         .filter(|v| v.len() >= 12 && v[..4] == [0, 0, 0, 0])
-        .map(|v| 32 + u32::from_be_bytes([v[4], v[5], v[6], v[7]]));
+        .and_then(|v| u32::from_be_bytes([v[4], v[5], v[6], v[7]]).checked_add(32))
+        .filter(|&intid| intid < MAX_SPI_INTID);
     // Not `fdt.root().model()`: it panics on a tree without a UTF-8 `/model`.
     let model = fdt.find_node("/").and_then(|r| r.property("model")).and_then(|p| p.as_str()).unwrap_or("");
     BoardInfo { model, memory, cpus, cpu_start, gic, psci, uart, uart_path, uart_irq, deployment }
@@ -585,6 +589,28 @@ mod tests {
         assert_eq!(b.cpu_start[2], CpuStart::SpinTable(0xe8));
         assert!(b.memory.is_empty(), "an empty memory node is no RAM");
         assert_eq!(b.psci, None);
+    }
+
+    /// Found by the `host_dt` fuzz target: an SPI number near `u32::MAX` overflowed `32 + n`.
+    #[test]
+    fn uart_spi_out_of_range_is_no_interrupt() {
+        for (spi, want) in [(93u32, Some(125u32)), (987, Some(1019)), (988, None), (u32::MAX - 20, None)] {
+            let mut w = FdtWriter::new();
+            w.begin_node("");
+            w.prop_u32("#address-cells", 2);
+            w.prop_u32("#size-cells", 2);
+            w.begin_node("pl011@9000000");
+            w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
+            w.prop_u64s("reg", &[0x900_0000, 0x1000]);
+            w.prop_cells("interrupts", &[0, spi, 4]);
+            w.end_node();
+            w.begin_node("chosen");
+            w.prop_str("stdout-path", "/pl011@9000000");
+            w.end_node();
+            w.end_node();
+            let blob = w.finish(0).unwrap();
+            assert_eq!(parse_board(&Fdt::new(&blob).unwrap()).uart_irq, want, "SPI {spi}");
+        }
     }
 
     #[test]

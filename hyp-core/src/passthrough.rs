@@ -103,13 +103,18 @@ fn up(bus: &FdtNode<'_, '_>, parent_ac: usize, addr: u64, size: u64) -> Option<u
         return Some(addr);
     }
     let (cac, csc) = (cells(bus, "#address-cells", 2), cells(bus, "#size-cells", 1));
+    // A bus address is at most 4 cells (PCI's are 3; only the low 64 bits are kept); anything
+    // larger, or an entry of no bytes at all, is no range this code can translate.
+    if cac == 0 || cac > 4 || parent_ac == 0 || parent_ac > 4 || csc > 4 {
+        return None;
+    }
     let stride = 4 * (cac + parent_ac + csc);
     for e in r.value.chunks_exact(stride) {
         let child = be(&e[..4 * cac]);
         let parent = be(&e[4 * cac..4 * (cac + parent_ac)]);
         let len = be(&e[4 * (cac + parent_ac)..]);
         if addr >= child && addr.checked_add(size)? <= child.checked_add(len)? {
-            return Some(parent + (addr - child));
+            return parent.checked_add(addr - child);
         }
     }
     None
@@ -307,6 +312,33 @@ mod tests {
         assert_eq!(resolve(&fdt, "/nope").unwrap_err(), DevError::NotFound);
         assert_eq!(resolve(&fdt, "/off@a000000").unwrap_err(), DevError::Disabled);
         assert_eq!(resolve(&fdt, "/soc/timer@7e003000").unwrap_err(), DevError::PerCpuInterrupt(25));
+    }
+
+    /// Found by the `host_dt` fuzz target: a `ranges` entry whose parent address plus the
+    /// offset wraps, and degenerate cell counts (an entry of zero bytes), are untranslatable.
+    #[test]
+    fn bad_ranges_are_untranslatable() {
+        let with = |cells: [u32; 3], ranges: &[u32]| {
+            let mut w = FdtWriter::new();
+            w.begin_node("");
+            w.prop_u32("#address-cells", cells[0]);
+            w.prop_u32("#size-cells", 1);
+            w.begin_node("bus");
+            w.prop_u32("#address-cells", cells[1]);
+            w.prop_u32("#size-cells", cells[2]);
+            w.prop_cells("ranges", ranges);
+            w.begin_node("dev@100");
+            w.prop_cells("reg", &[0x100, 0x10][..(cells[1] + cells[2]).clamp(1, 2) as usize]);
+            w.end_node();
+            w.end_node();
+            w.end_node();
+            let blob = w.finish(0).unwrap();
+            translated_regs::<2>(&Fdt::new(&blob).unwrap(), "/bus/dev@100").map(|l| l[0])
+        };
+        assert_eq!(with([2, 1, 1], &[0, 0xffff_ffff, 0xffff_ff80, 0x1000]), Err(DevError::Untranslatable));
+        assert_eq!(with([2, 1, 1], &[0, 0, 0x1000, 0x1000]), Ok(PhysRange::new(0x1100, 0x10)));
+        assert_eq!(with([0, 1, 1], &[0, 0x1000]), Err(DevError::Untranslatable));
+        assert_eq!(with([2, 1, 1], &[0, 0, 0x1000, 0x1000][..0]), Ok(PhysRange::new(0x100, 0x10)));
     }
 
     #[test]
