@@ -475,6 +475,10 @@ ROLE=guest
 if xenstore-exists /ferrum/domain 2>/dev/null; then
   ROLE=control
   ferrum-agent setup && NET=xenbr0
+elif grep -qw ferrum.bridge /proc/cmdline; then
+  # `cargo xtask bench boot`'s native run: the control domain's network set-up (backend modules,
+  # which fail without Xen, and the bridge), so both runs do the same work before their ready line.
+  ferrum-agent setup && NET=xenbr0
 fi
 # A guest domain's PV disks (xen-blkfront): each appears once the control domain's backend
 # connects (it may still be booting), and is mounted on /mnt/<name> when it holds a filesystem.
@@ -498,8 +502,14 @@ if [ $ROLE = guest ]; then
 fi
 ADDR=none
 if ifconfig $NET up 2>/dev/null; then
-  # A PV NIC (xen-netfront) has carrier once its backend is connected.
-  [ -d /sys/bus/xen/devices/vif-0 ] && [ $NET = eth0 ] && ! wait_for "grep -q 1 /sys/class/net/eth0/carrier 2>/dev/null" 1200 && echo "ferrum-init: PV NIC eth0 has no carrier"
+  # A PV NIC (xen-netfront) has carrier once its backend is connected; the bridge once its
+  # uplink port forwards. DHCP before that loses its first DISCOVER and waits a second to retry.
+  carrier="grep -q 1 /sys/class/net/$NET/carrier 2>/dev/null"
+  if [ -d /sys/bus/xen/devices/vif-0 ] && [ $NET = eth0 ]; then
+    wait_for "$carrier" 1200 || echo "ferrum-init: PV NIC eth0 has no carrier"
+  else
+    wait_for "$carrier" 30
+  fi
   udhcpc -i $NET -s /etc/udhcpc.script -q -n -t 8 -T 1 >/dev/null 2>&1
   ADDR=$(ifconfig $NET | sed -n 's/.*inet addr:\([0-9.]*\).*/\1/p')
 fi
