@@ -313,6 +313,10 @@ fn static_checks(t: &mut Tally) {
     });
 }
 
+/// The ratio above which `cargo xtask test`'s short boot benchmark fails (`bench boot`'s own
+/// target is [`crate::bench::BOOT_TARGET`]).
+const BOOT_GUARD: f64 = 1.15;
+
 /// `cargo xtask test`.
 pub fn cmd_test(args: &[String]) -> Result<u8, String> {
     crate::check_args(args, &["--only"], &["--no-qemu"])?;
@@ -346,6 +350,19 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
                 let r = run_scenario(name, s, gic, &root().join(&s.deployment));
                 t.record(&label, r, start);
             }
+        }
+    }
+    // The boot-time guard: a short `bench boot` per GIC, failing above BOOT_GUARD (looser than
+    // the benchmark's own target, for the noise of three runs).
+    if !no_qemu && only.as_deref().is_none_or(|o| "bench-boot".contains(o)) {
+        for gic in ["3", "2"] {
+            step(&mut t, &format!("bench boot gicv{gic} (3 runs, ratio <= {BOOT_GUARD})"), || {
+                let args: Vec<String> = ["boot", "--runs", "3", "--gic", gic, "--max-ratio", &BOOT_GUARD.to_string()]
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect();
+                crate::bench::cmd_bench(&args).map(|_| ())
+            });
         }
     }
     println!();
