@@ -44,7 +44,7 @@ commands:
   check FILE...      validate deployment files and print their partition plan
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE);
                      --platform rpi4: the Raspberry Pi 4 SD card image (checked after writing)
-  bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1]
+  bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--max-ratio R]
                      time Linux to its ready line natively and as the control domain
   bench hypercall [--gic 2|3]
                      trap-path costs in instructions (null hypercall, distributor MMIO load)
