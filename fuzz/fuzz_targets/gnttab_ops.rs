@@ -41,6 +41,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     ipa: u.arbitrary::<u64>()? & !0xfff,
                     frame: u.arbitrary::<u64>()? >> 12,
                     write: u.arbitrary()?,
+                    revoked: false,
                 };
                 g.pin(m.granter, m.gref, m.frame, m.write);
                 assert!(g.pinned_frame(m.granter, m.gref).is_some());

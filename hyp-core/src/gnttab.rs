@@ -50,6 +50,11 @@ pub struct Mapping {
     pub frame: u64,
     /// Writable.
     pub write: bool,
+    /// Revoked because its granter restarted: the mapper's address holds a scratch page and
+    /// the granter's pin is released; the mapper's own unmap then just clears it (as Xen
+    /// keeps a dying domain's frames until its mappers let go, a backend's late unmap must
+    /// succeed: Linux leaks the page and warns otherwise).
+    pub revoked: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,13 +143,23 @@ impl Grants {
         self.maptrack.get(&mapper).is_some_and(|t| t.iter().flatten().any(|m| m.ipa == ipa))
     }
 
-    /// Every live (mapper, handle) that involves domain `d` as mapper or as granter (a restart
-    /// revokes them all).
+    /// Marks mapping `handle` of `mapper` revoked (see [`Mapping::revoked`]) and returns it
+    /// as it was.
+    pub fn mark_revoked(&mut self, mapper: usize, handle: u32) -> Result<Mapping, i16> {
+        let slot = self.maptrack.get_mut(&mapper).and_then(|t| t.get_mut(handle as usize)).ok_or(GNTST_BAD_HANDLE)?;
+        let m = slot.as_mut().ok_or(GNTST_BAD_HANDLE)?;
+        let was = *m;
+        m.revoked = true;
+        Ok(was)
+    }
+
+    /// Every live (mapper, handle) that involves domain `d` as mapper, or as granter and not
+    /// yet revoked (a restart revokes them all).
     pub fn involving(&self, d: usize) -> Vec<(usize, u32)> {
         let mut v = Vec::new();
         for (&mapper, t) in &self.maptrack {
             for (h, m) in t.iter().enumerate() {
-                if m.is_some_and(|m| mapper == d || m.granter == d) {
+                if m.is_some_and(|m| mapper == d || (m.granter == d && !m.revoked)) {
                     v.push((mapper, h as u32));
                 }
             }
@@ -189,7 +204,7 @@ mod tests {
     #[test]
     fn handles() {
         let mut g = Grants::new();
-        let m = Mapping { granter: 1, gref: 5, ipa: 0x40_0000_0000, frame: 0x4_0123, write: false };
+        let m = Mapping { granter: 1, gref: 5, ipa: 0x40_0000_0000, frame: 0x4_0123, write: false, revoked: false };
         let h0 = g.track(0, m).unwrap();
         let h1 = g.track(0, Mapping { ipa: 0x40_0000_1000, ..m }).unwrap();
         assert_ne!(h0, h1);
@@ -209,5 +224,18 @@ mod tests {
         g.track(3, m).unwrap();
         g.track(3, m).unwrap();
         assert_eq!(g.track(3, m), Err(GNTST_NO_DEVICE_SPACE));
+    }
+
+    #[test]
+    fn revoked_mappings_stay_until_their_mapper_unmaps() {
+        let mut g = Grants::new();
+        let m = Mapping { granter: 1, gref: 5, ipa: 0x40_0000_0000, frame: 0x4_0123, write: true, revoked: false };
+        let h = g.track(0, m).unwrap();
+        assert_eq!(g.mark_revoked(0, h), Ok(m));
+        assert_eq!(g.lookup(0, h), Ok(Mapping { revoked: true, ..m })); // the backend's unmap finds it
+        assert!(g.involving(1).is_empty()); // the granter's next restart does not revoke it again
+        assert_eq!(g.involving(0), [(0, h)]); // the mapper's own restart clears it
+        assert!(g.mapped_at(0, m.ipa)); // the address stays taken
+        assert_eq!(g.mark_revoked(0, 999), Err(GNTST_BAD_HANDLE));
     }
 }

@@ -76,6 +76,16 @@ pub enum Call {
         /// Guest pointer to the bytes.
         buf: u64,
     },
+    /// `domctl(arg)`: the control interface (`crate::control`); privilege checked by the handler.
+    Domctl {
+        /// Guest pointer to `struct xen_domctl`.
+        arg: u64,
+    },
+    /// `sysctl(arg)`: the control interface; privilege checked by the handler.
+    Sysctl {
+        /// Guest pointer to `struct xen_sysctl`.
+        arg: u64,
+    },
     /// Settled from the registers: what goes to x0.
     Answer(i64),
 }
@@ -150,6 +160,8 @@ pub fn decode(nr: u64, x: [u64; 5], nr_vcpus: impl FnOnce() -> usize) -> Call {
             ci::WRITE | ci::READ => Call::ConsoleIo { cmd, count: x[1], buf: x[2] },
             _ => no(errno::EINVAL),
         },
+        hc::DOMCTL => Call::Domctl { arg: cmd },
+        hc::SYSCTL => Call::Sysctl { arg: cmd },
         // VMASST_CMD_enable / disable of VMASST_TYPE_runstate_update_flag: accepted.
         hc::VM_ASSIST => Call::Answer(if cmd <= 1 && arg == 5 { 0 } else { -errno::EINVAL }),
         _ => no(errno::ENOSYS),
@@ -182,5 +194,7 @@ mod tests {
         assert_eq!(vcpu(u64::MAX), Call::Answer(-errno::ENOENT));
         assert_eq!(decode(hc::VM_ASSIST, [1, 5, 0, 0, 0], || 1), Call::Answer(0));
         assert_eq!(decode(hc::VM_ASSIST, [2, 5, 0, 0, 0], || 1), Call::Answer(-errno::EINVAL));
+        assert_eq!(decode(hc::DOMCTL, [0x3000, 0, 0, 0, 0], || 1), Call::Domctl { arg: 0x3000 });
+        assert_eq!(decode(hc::SYSCTL, [0x3000, 0, 0, 0, 0], || 1), Call::Sysctl { arg: 0x3000 });
     }
 }

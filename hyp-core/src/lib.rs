@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod addr;
 pub mod balloon;
 pub mod command;
+pub mod control;
 pub mod diag;
 pub mod esr;
 pub mod evtchn;

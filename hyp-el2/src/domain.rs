@@ -133,6 +133,8 @@ pub enum EndReason {
     FaultBudget = 6,
     /// `on_fault = inject`, but the guest cannot take the abort (no vector table yet).
     FaultUntakeable = 7,
+    /// Destroyed by the control domain (`hypctl stop`/`destroy`).
+    Destroyed = 8,
 }
 
 impl EndReason {
@@ -145,6 +147,7 @@ impl EndReason {
             5 => Self::Reset,
             6 => Self::FaultBudget,
             7 => Self::FaultUntakeable,
+            8 => Self::Destroyed,
             _ => Self::Running,
         }
     }
@@ -158,6 +161,7 @@ impl EndReason {
             Self::FaultUntakeable => "stopped after a fault it could not take",
             Self::Crashed => "crashed",
             Self::Reset => "reset requested with other vCPUs running; stopped",
+            Self::Destroyed => "destroyed by the control domain",
         }
     }
 }
@@ -175,6 +179,21 @@ pub struct DomainRt {
     console: SpinLock<(Pl011, LineBuf)>,
     /// The vPL011 interrupt is in a list register (or latched) until the guest EOIs it.
     uart_inflight: AtomicBool,
+    /// Paused by the control domain: its vCPUs wait in [`pause_wait`].
+    paused: AtomicBool,
+    /// Physical counter when it was paused.
+    paused_at: AtomicU64,
+    /// Counter ticks it spent paused since it last started.
+    paused_ticks: AtomicU64,
+    /// CNTVOFF_EL2 of its vCPUs: set when it starts, moved on by each pause so its virtual
+    /// counter does not advance while it is paused.
+    cntvoff: AtomicU64,
+    /// Physical counter when it last started.
+    started_at: AtomicU64,
+    /// Sum of its pCPUs' blocked ticks when it last started.
+    blocked_base: AtomicU64,
+    /// A start is in progress (one at a time).
+    starting: AtomicBool,
 }
 
 impl DomainRt {
@@ -189,6 +208,13 @@ impl DomainRt {
             on_ctx: [const { AtomicU64::new(0) }; MAX_VCPUS],
             console: SpinLock::new((Pl011::new(), LineBuf::new())),
             uart_inflight: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            paused_at: AtomicU64::new(0),
+            paused_ticks: AtomicU64::new(0),
+            cntvoff: AtomicU64::new(0),
+            started_at: AtomicU64::new(0),
+            blocked_base: AtomicU64::new(0),
+            starting: AtomicBool::new(false),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -199,12 +225,52 @@ impl DomainRt {
 static CONFIG: Once<Config> = Once::new();
 static RT: [DomainRt; MAX_DOMAINS] = [const { DomainRt::new() }; MAX_DOMAINS];
 static ENDED: AtomicUsize = AtomicUsize::new(0);
+/// Whether each pCPU waits in [`idle`] (runs no guest code): a domain is only reloaded once
+/// all its pCPUs are.
+static PARKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Counters of the vCPU a pCPU runs, since the board booted (written by that pCPU only).
+pub struct CpuStats {
+    /// Traps from the guest (synchronous and interrupts).
+    pub traps: AtomicU64,
+    /// Xen hypercalls.
+    pub hypercalls: AtomicU64,
+    /// Virtual interrupts put into list registers.
+    pub irqs: AtomicU64,
+    /// Counter ticks spent blocked in `SCHEDOP_block`/`SCHEDOP_poll`.
+    pub blocked: AtomicU64,
+}
+
+/// Per-pCPU counters.
+pub static STATS: [CpuStats; MAX_CPUS] = [const {
+    CpuStats {
+        traps: AtomicU64::new(0),
+        hypercalls: AtomicU64::new(0),
+        irqs: AtomicU64::new(0),
+        blocked: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// Adds `n` to a counter only this pCPU writes (no atomic read-modify-write on trap paths).
+#[inline(always)]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
 static GO: AtomicBool = AtomicBool::new(false);
 static mut FRAMES: [GuestRegs; MAX_CPUS] = [GuestRegs::EMPTY; MAX_CPUS];
 
 /// Publishes the configuration (boot CPU).
 pub fn publish(cfg: Config) {
+    for (d, c) in cfg.domains.iter().enumerate() {
+        RT[d].cntvoff.store(c.cntvoff, Ordering::Relaxed);
+        RT[d].started_at.store(c.cntvoff, Ordering::Relaxed);
+    }
     CONFIG.set(cfg);
+}
+
+/// Domain `d`'s current CNTVOFF_EL2 (its virtual counter is the physical one minus this).
+pub fn cntvoff(d: usize) -> u64 {
+    RT.get(d).map_or(0, |rt| rt.cntvoff.load(Ordering::Acquire))
 }
 
 pub fn config() -> &'static Config {
@@ -375,7 +441,7 @@ pub fn cpu_run(cpu: usize) -> ! {
     // stale translations for it.
     unsafe {
         write_sysreg!("vttbr_el2", dom.vttbr);
-        write_sysreg!("cntvoff_el2", dom.cntvoff);
+        write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
         arch::isb();
         core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
     }
@@ -391,11 +457,16 @@ pub fn cpu_run(cpu: usize) -> ! {
 fn idle(cpu: usize) -> ! {
     let cfg = config();
     let Some((d, v)) = cfg.vcpu_of_pcpu[cpu] else { crash::park() };
+    PARKED[cpu].store(true, Ordering::Release);
     loop {
-        if RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8 && RT[d].power(v) == Power::OnPending {
+        if RT[d].end.load(Ordering::Acquire) == EndReason::Running as u8
+            && !RT[d].starting.load(Ordering::Acquire)
+            && RT[d].power(v) == Power::OnPending
+        {
             let entry = RT[d].on_entry[v].load(Ordering::Relaxed);
             let ctx = RT[d].on_ctx[v].load(Ordering::Relaxed);
             RT[d].power[v].store(Power::On.to_u8(), Ordering::Release);
+            PARKED[cpu].store(false, Ordering::Release);
             start_vcpu(cpu, v, entry, ctx);
         }
         crate::irq::idle_wait();
@@ -423,6 +494,9 @@ fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
         write_sysreg!("cntv_ctl_el0", 0);
         write_sysreg!("cntp_ctl_el0", 0);
         write_sysreg!("vmpidr_el2", psci::vmpidr(v));
+        if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+            write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
+        }
         arch::isb();
         core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack));
     }
@@ -451,6 +525,7 @@ fn current() -> (usize, usize, usize) {
 /// Xen hypercalls take the short way (DESIGN.md §7): the frame says whose trap it is and
 /// whether the domain speaks Xen, so nothing is looked up before the dispatch.
 pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
+    bump(&STATS[regs.cpu].traps, 1);
     let e = Esr(read_sysreg!("esr_el2"));
     if regs.xen && e.is_hvc64(xen_abi::HYPERCALL_TAG) {
         crate::xen::hypercall(regs);
@@ -509,10 +584,14 @@ fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
 /// IRQ, FIQ or SError from a guest.
 pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs {
     let (cpu, d, v) = if regs.bound { (regs.cpu, regs.dom, regs.vcpu) } else { current() };
+    bump(&STATS[cpu].traps, 1);
     if kind == 1 {
         crate::irq::handle(d, v);
         if !is_running(d) {
             idle(cpu); // the domain ended elsewhere and kicked this vCPU out
+        }
+        if RT[d].paused.load(Ordering::Acquire) {
+            pause_wait(cpu, d, v);
         }
     }
     if kind == 3 {
@@ -838,6 +917,7 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
     }
     BLOCKED[cpu].store(true, Ordering::SeqCst);
     NR_BLOCKED.fetch_add(1, Ordering::SeqCst);
+    let t0 = arch::counter();
     loop {
         core::sync::atomic::fence(Ordering::SeqCst);
         if ready() || crate::irq::vcpu_has_pending(cpu) || deadline.is_some_and(|t| arch::counter() >= t) {
@@ -851,6 +931,210 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
         }
     }
     unblock(cpu);
+    bump(&STATS[cpu].blocked, arch::counter().wrapping_sub(t0));
+    if RT[d].paused.load(Ordering::Acquire) {
+        pause_wait(cpu, d, v);
+    }
+}
+
+/// Holds a vCPU of a paused domain on its pCPU (interrupts for it are taken and queued)
+/// until the domain is unpaused, then gives it the moved-on virtual counter offset; leaves
+/// for [`idle`] when the domain ends meanwhile.
+#[cold]
+#[inline(never)]
+fn pause_wait(cpu: usize, d: usize, v: usize) {
+    while RT[d].paused.load(Ordering::Acquire) {
+        arch::wfi();
+        crate::irq::handle(d, v);
+        if !is_running(d) {
+            idle(cpu);
+        }
+    }
+    // SAFETY: the virtual counter offset of the vCPU running on this CPU, about to re-enter.
+    unsafe { write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire)) };
+    arch::isb();
+}
+
+fn kick_pcpus(d: usize) {
+    let me = arch::cpu_index();
+    for &p in pcpus(d).iter().filter(|&&p| usize::from(p) != me) {
+        crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK);
+    }
+}
+
+/// Pauses domain `d` (`XEN_DOMCTL_pausedomain`): its vCPUs stop at their next exit, which the
+/// kick forces now. Pausing a paused domain is a no-op; one that is not running, `-EINVAL`.
+pub fn pause(d: usize) -> Result<(), i64> {
+    if !is_running(d) {
+        return Err(-xen_abi::errno::EINVAL);
+    }
+    let rt = &RT[d];
+    rt.paused_at.store(arch::counter(), Ordering::Relaxed);
+    if !rt.paused.swap(true, Ordering::AcqRel) {
+        hprintln!("domain '{}': paused by the control domain", name(d));
+        kick_pcpus(d);
+    }
+    Ok(())
+}
+
+/// Unpauses domain `d`: its virtual counter resumes where it stopped (CNTVOFF moves on by the
+/// time it was paused). Unpausing a domain that is not paused is a no-op.
+pub fn unpause(d: usize) -> Result<(), i64> {
+    let rt = &RT[d];
+    if !rt.paused.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let dt = arch::counter().wrapping_sub(rt.paused_at.load(Ordering::Relaxed));
+    rt.cntvoff.fetch_add(dt, Ordering::AcqRel);
+    rt.paused_ticks.fetch_add(dt, Ordering::Relaxed);
+    rt.paused.store(false, Ordering::Release);
+    hprintln!("domain '{}': unpaused by the control domain", name(d));
+    kick_pcpus(d);
+    Ok(())
+}
+
+/// Destroys domain `d` (`XEN_DOMCTL_destroydomain`): it ends at once, its PV devices close
+/// (the backends see their frontend directories go) and its slot stays declared, ready for
+/// [`start`]. A domain that already ended stays as it is.
+pub fn destroy(d: usize) -> Result<(), i64> {
+    if is_running(d) {
+        end_domain(d, EndReason::Destroyed);
+    }
+    RT[d].paused.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Starts declared domain `d`, which is not running, from its images in the staging window:
+/// once its pCPUs have left it (at most a second), its Xen state is reset, its RAM reloaded
+/// and its boot vCPU started. `-EBUSY` when it runs, is being started, or a pCPU does not
+/// come back.
+pub fn start(d: usize) -> Result<(), i64> {
+    use xen_abi::errno;
+    let cfg = config();
+    let dom = &cfg.domains[d];
+    let rt = &RT[d];
+    if is_running(d) || rt.starting.swap(true, Ordering::AcqRel) {
+        return Err(-errno::EBUSY);
+    }
+    if is_running(d) {
+        rt.starting.store(false, Ordering::Release);
+        return Err(-errno::EBUSY);
+    }
+    let freq = arch::read_sysreg!("cntfrq_el0");
+    let deadline = arch::counter() + freq;
+    while dom.pcpus.iter().any(|&p| !PARKED[usize::from(p)].load(Ordering::Acquire)) {
+        if arch::counter() > deadline {
+            rt.starting.store(false, Ordering::Release);
+            hprintln!("domain '{}': not started: its vCPUs did not stop within a second", dom.name());
+            return Err(-errno::EBUSY);
+        }
+        core::hint::spin_loop();
+    }
+    flush_console(d);
+    crate::xen::reset(d);
+    crate::p2m::refill(d, dom);
+    load_images(dom, false);
+    *rt.console.lock() = (Pl011::new(), LineBuf::new());
+    rt.uart_inflight.store(false, Ordering::Relaxed);
+    for v in 0..dom.pcpus.len() {
+        rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
+    }
+    let now = arch::counter();
+    rt.paused.store(false, Ordering::Relaxed);
+    rt.paused_ticks.store(0, Ordering::Relaxed);
+    rt.cntvoff.store(now, Ordering::Relaxed);
+    rt.started_at.store(now, Ordering::Relaxed);
+    rt.blocked_base.store(
+        dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum(),
+        Ordering::Relaxed,
+    );
+    rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
+    rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
+    rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
+    rt.end.store(EndReason::Running as u8, Ordering::Release);
+    ENDED.fetch_sub(1, Ordering::AcqRel);
+    rt.starting.store(false, Ordering::Release);
+    hprintln!("domain '{}': started by the control domain", dom.name());
+    crate::xen::domain_changed(d);
+    if let Some(&p) = dom.pcpus.first() {
+        if usize::from(p) != arch::cpu_index() {
+            crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK);
+        }
+    }
+    Ok(())
+}
+
+/// Stops domain `d` if it runs and starts it again (`hypctl restart`), counted as a restart.
+pub fn restart(d: usize) -> Result<(), i64> {
+    destroy(d)?;
+    start(d)?;
+    RT[d].restarts.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Ferrum's status record of domain `d`.
+pub fn status(d: usize) -> hyp_core::control::Status {
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let now = arch::counter();
+    let freq = u128::from(arch::read_sysreg!("cntfrq_el0").max(1));
+    let ns = |t: u64| (u128::from(t) * 1_000_000_000 / freq) as u64;
+    let running = is_running(d);
+    let paused = running && rt.paused.load(Ordering::Acquire);
+    let mut up = now.wrapping_sub(rt.started_at.load(Ordering::Relaxed));
+    up = up.saturating_sub(rt.paused_ticks.load(Ordering::Relaxed));
+    if paused {
+        up = up.saturating_sub(now.wrapping_sub(rt.paused_at.load(Ordering::Relaxed)));
+    }
+    let pc = dom.pcpus.iter().map(|&p| &STATS[usize::from(p)]);
+    let sum = |f: fn(&CpuStats) -> &AtomicU64| pc.clone().map(|s| f(s).load(Ordering::Relaxed)).sum::<u64>();
+    let online = (0..dom.pcpus.len()).filter(|&v| rt.power(v) == Power::On).count() as u64;
+    let blocked = sum(|s| &s.blocked).wrapping_sub(rt.blocked_base.load(Ordering::Relaxed));
+    let mut s = hyp_core::control::Status {
+        state: rt.end.load(Ordering::Acquire),
+        paused,
+        vcpus: dom.pcpus.len() as u16,
+        restarts: rt.restarts.load(Ordering::Relaxed),
+        uptime_ns: if running { ns(up) } else { 0 },
+        cpu_time_ns: if running { ns(up.saturating_mul(online).saturating_sub(blocked)) } else { 0 },
+        traps: sum(|s| &s.traps),
+        hypercalls: sum(|s| &s.hypercalls),
+        irqs: sum(|s| &s.irqs),
+        linux: dom.linux,
+        ..Default::default()
+    };
+    s.set_name(dom.name());
+    s
+}
+
+/// Xen's `getdomaininfo` record of domain `d`.
+pub fn info(d: usize) -> hyp_core::control::DomInfo {
+    use xen_abi::domctl as dc;
+    let dom = &config().domains[d];
+    let st = status(d);
+    let end = EndReason::from_u8(st.state);
+    let flags = dc::DOMINF_HAP
+        | match end {
+            EndReason::Running if st.paused => dc::DOMINF_PAUSED,
+            EndReason::Running => dc::DOMINF_RUNNING,
+            EndReason::Destroyed => dc::DOMINF_DYING,
+            EndReason::PowerOff | EndReason::AllCpusOff => dc::DOMINF_SHUTDOWN,
+            _ => dc::DOMINF_SHUTDOWN | (xen_abi::sched::SHUTDOWN_CRASH << dc::DOMINF_SHUTDOWN_SHIFT),
+        };
+    hyp_core::control::DomInfo {
+        domid: hyp_core::evtchn::domid_of(d),
+        flags,
+        tot_pages: dom.memory.size / 4096,
+        max_pages: dom.memory.size / 4096,
+        cpu_time: st.cpu_time_ns,
+        online_vcpus: (0..dom.pcpus.len()).filter(|&v| RT[d].power(v) == Power::On).count() as u32,
+        max_vcpu_id: dom.pcpus.len().saturating_sub(1) as u32,
+        gic_version: match dom.gic.map(|g| g.version) {
+            Some(Version::V2) => 1,
+            Some(Version::V3) => 2,
+            None => 0,
+        },
+    }
 }
 
 fn unblock(cpu: usize) {
@@ -927,10 +1211,7 @@ pub fn end_domain(d: usize, why: EndReason) {
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
     crate::xen::domain_changed(d);
-    let me = arch::cpu_index();
-    for &p in dom.pcpus.iter().filter(|&&p| usize::from(p) != me) {
-        crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK); // stop its other vCPUs now
-    }
+    kick_pcpus(d); // stop its other vCPUs now
     let ended = ENDED.fetch_add(1, Ordering::AcqRel) + 1;
     if why == EndReason::PowerOff && dom.on_poweroff == PowerOffPolicy::Board {
         summary();

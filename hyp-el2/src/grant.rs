@@ -127,7 +127,7 @@ fn map_one(gs: &mut Grants, d: usize, op: MapOp) -> Result<(u32, u64), i16> {
         release(gs, h);
         return Err(e);
     }
-    let m = Mapping { granter: h.granter, gref: h.gref, ipa: op.host_addr, frame: h.frame, write };
+    let m = Mapping { granter: h.granter, gref: h.gref, ipa: op.host_addr, frame: h.frame, write, revoked: false };
     // A direct-mapped domain's devices DMA to machine addresses: it gets the frame's PA (its
     // swiotlb-xen translates through it); any other domain the IPA it mapped.
     let bus = if config().domains[d].linux { pa } else { op.host_addr };
@@ -138,7 +138,9 @@ fn map_one(gs: &mut Grants, d: usize, op: MapOp) -> Result<(u32, u64), i16> {
 /// is already gone.
 fn remove(gs: &mut Grants, d: usize, m: Mapping) {
     let _ = p2m::unmap_foreign(d, m.ipa);
-    release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
+    if !m.revoked {
+        release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
+    }
 }
 
 fn unmap_one(gs: &mut Grants, d: usize, host_addr: u64, handle: u32) -> Result<(), i16> {
@@ -253,15 +255,15 @@ pub fn revoke_all(d: usize) -> usize {
     let Some(gs) = guard.as_mut() else { return 0 };
     let list = gs.involving(d);
     for &(mapper, handle) in &list {
-        if let Ok(m) = gs.untrack(mapper, handle) {
-            if mapper == d {
+        if mapper == d {
+            if let Ok(m) = gs.untrack(mapper, handle) {
                 remove(gs, mapper, m);
-            } else {
-                // Another, running domain (a backend) keeps a harmless page at that address
-                // until it unmaps (its unmap then finds no handle, which Linux ignores).
-                let _ = p2m::quarantine_foreign(mapper, m.ipa);
-                release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
             }
+        } else if let Ok(m) = gs.mark_revoked(mapper, handle) {
+            // Another, running domain (a backend) keeps a harmless page at that address
+            // until it unmaps; its handle stays valid, so that unmap succeeds.
+            let _ = p2m::quarantine_foreign(mapper, m.ipa);
+            release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
         }
     }
     list.len()

@@ -206,6 +206,7 @@ fn flush_queue(cpu: usize) {
     }
     let mut q = QUEUE[cpu].lock();
     let mut changed = vgic::flush(&mut q, &mut lrs[..n]);
+    crate::domain::bump(&crate::domain::STATS[cpu].irqs, u64::from(changed.count_ones()));
     while changed != 0 {
         let i = changed.trailing_zeros() as usize;
         changed &= changed - 1;

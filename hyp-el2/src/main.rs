@@ -16,6 +16,7 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod console;
+mod control;
 mod crash;
 mod domain;
 mod exceptions;

@@ -27,7 +27,7 @@ use hyp_core::guestdt::GRANT_FRAMES;
 use hyp_core::plan::{MAX_DOMAINS, MAX_VCPUS};
 use hyp_core::vuart::LineBuf;
 use xen_abi::{errno, layout, shared, PAGE_SIZE};
-use xenstore::{Perm, Store, PERM_READ, TOOLSTACK};
+use xenstore::{Perm, Store, PERM_READ, PERM_WRITE, TOOLSTACK};
 
 /// Xen pages per domain: console ring, xenstore ring, grant frames.
 const PAGES: usize = 2 + GRANT_FRAMES as usize;
@@ -133,7 +133,7 @@ fn bind_services(t: &mut Table, d: usize) {
 /// The control domain: the first Xen-aware Linux domain. Besides its own subtree it may read
 /// every domain's (so `xenstore-ls` there shows every domain, and its backends can read their
 /// frontends' entries); it writes only where a domain's permissions let it.
-fn control_domain() -> Option<usize> {
+pub fn control_domain() -> Option<usize> {
     Some(CONTROL.load(Ordering::Relaxed)).filter(|&d| d < MAX_DOMAINS)
 }
 
@@ -182,9 +182,15 @@ fn write_tree(s: &mut Store, d: usize, c: &DomainCfg) {
     let ro = ro_perms(id);
     let mut own = alloc::vec![Perm { dom: id, access: 0 }];
     own.extend(ro.iter().skip(2).copied());
+    // The control domain asks for a shutdown (`hypctl stop`) by writing `control/shutdown`,
+    // as Xen's toolstack does.
+    let mut shut = alloc::vec![Perm { dom: id, access: 0 }];
+    shut.extend(
+        control_domain().map(domid_of).filter(|&c| c != id).map(|c| Perm { dom: c, access: PERM_READ | PERM_WRITE }),
+    );
     for (p, v, perms) in [
         ("/control", "", &ro),
-        ("/control/shutdown", "", &own),
+        ("/control/shutdown", "", &shut),
         ("/control/sysrq", "", &own),
         ("/control/feature-poweroff", "", &own),
         ("/control/feature-reboot", "", &own),
@@ -620,6 +626,7 @@ fn write_target(s: &mut Store, d: usize, kib: u64) {
 pub fn hypercall(regs: &mut GuestRegs) {
     use hyp_core::hypercall::{decode, Call};
     let d = regs.dom;
+    domain::bump(&domain::STATS[regs.cpu].hypercalls, 1);
     let x = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
     regs.x[0] = match decode(regs.x[16], x, || config().domains[d].pcpus.len()) {
         Call::XenVersion { cmd, arg } => xen_version(d, cmd, arg),
@@ -630,6 +637,8 @@ pub fn hypercall(regs: &mut GuestRegs) {
         Call::EventChannelOp { cmd, arg } => event_channel_op(d, &config().domains[d], cmd, arg),
         Call::SchedOp { .. } => sched_op(regs),
         Call::ConsoleIo { cmd, count, buf } => console_io(d, cmd, count, buf),
+        Call::Domctl { arg } => crate::control::domctl(d, arg),
+        Call::Sysctl { arg } => crate::control::sysctl(d, arg),
         Call::Answer(v) => v,
     } as u64;
 }
@@ -1080,7 +1089,7 @@ fn poll(cpu: usize, d: usize, v: usize, arg: u64) -> i64 {
     let deadline = (timeout != 0).then(|| {
         let freq = u128::from(arch::read_sysreg!("cntfrq_el0"));
         let ticks = (u128::from(timeout) * freq / 1_000_000_000).min(u128::from(u64::MAX / 2)) as u64;
-        ticks.saturating_add(config().domains[d].cntvoff)
+        ticks.saturating_add(domain::cntvoff(d))
     });
     let pending = || words(d, 0).is_some_and(|w| ports.iter().any(|&p| evtchn::EventWords::pending(&w, p)));
     domain::block(cpu, d, v, deadline, pending);

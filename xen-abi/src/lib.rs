@@ -27,6 +27,8 @@ pub mod hc {
     pub const EVENT_CHANNEL_OP: u64 = 32;
     pub const PHYSDEV_OP: u64 = 33;
     pub const HVM_OP: u64 = 34;
+    pub const SYSCTL: u64 = 35;
+    pub const DOMCTL: u64 = 36;
 }
 
 /// Xen errno values (`errno.h`); hypercalls return them negated.
@@ -165,6 +167,54 @@ pub mod sched {
     pub const SHUTDOWN_SUSPEND: u32 = 2;
     pub const SHUTDOWN_CRASH: u32 = 3;
     pub const SHUTDOWN_WATCHDOG: u32 = 4;
+}
+
+/// `domctl` (`public/domctl.h`, Xen 4.19): the control domain's operations on one domain.
+/// `struct xen_domctl` is `cmd`, `interface_version`, `domain` and a 128-byte union at 16.
+/// The `FERRUM_*` commands are ferrum's own, in a space Xen does not use (from `0xf000_0000`).
+#[allow(missing_docs)] // constants carry Xen's own names; see the header cited above
+pub mod domctl {
+    pub const INTERFACE_VERSION: u32 = 0x17;
+    pub const SIZE: usize = 144;
+    pub const UNION: usize = 16;
+    pub const DESTROYDOMAIN: u32 = 2;
+    pub const PAUSEDOMAIN: u32 = 3;
+    pub const UNPAUSEDOMAIN: u32 = 4;
+    pub const GETDOMAININFO: u32 = 5;
+    /// `struct xen_domctl_getdomaininfo` (Arm): domain@0 flags@4 tot_pages@8 max_pages@16
+    /// shared_info_frame@48 cpu_time@56 nr_online_vcpus@64 max_vcpu_id@68 handle@76
+    /// cpupool@92 gpaddr_bits@96 arch_config@104 (gic_version, tee_type, nr_spis,
+    /// clock_frequency); 8-byte aligned.
+    pub const INFO_SIZE: usize = 120;
+    pub const DOMINF_DYING: u32 = 1 << 0;
+    pub const DOMINF_SHUTDOWN: u32 = 1 << 2;
+    pub const DOMINF_PAUSED: u32 = 1 << 3;
+    pub const DOMINF_BLOCKED: u32 = 1 << 4;
+    pub const DOMINF_RUNNING: u32 = 1 << 5;
+    pub const DOMINF_HAP: u32 = 1 << 8;
+    pub const DOMINF_SHUTDOWN_SHIFT: u32 = 16;
+    /// Start a declared domain that is not running (ferrum).
+    pub const FERRUM_START: u32 = 0xf000_0001;
+    /// Stop a domain and start it again from its images (ferrum).
+    pub const FERRUM_RESTART: u32 = 0xf000_0002;
+    /// Read a domain's run-time status into the union (ferrum, [`STATUS_SIZE`] bytes).
+    pub const FERRUM_STATUS: u32 = 0xf000_0003;
+    /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
+    /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
+    /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux).
+    pub const STATUS_SIZE: usize = 88;
+}
+
+/// `sysctl` (`public/sysctl.h`, Xen 4.19): `struct xen_sysctl` is `cmd`,
+/// `interface_version` and a 128-byte union at 8.
+#[allow(missing_docs)] // constants carry Xen's own names; see the header cited above
+pub mod sysctl {
+    pub const INTERFACE_VERSION: u32 = 0x15;
+    pub const SIZE: usize = 136;
+    pub const UNION: usize = 8;
+    /// `xen_sysctl_getdomaininfolist`: first_domain@0 (u16), max_domains@4 (u32),
+    /// buffer@8 (handle of [`super::domctl::INFO_SIZE`]-byte records), num_domains@16 (u32).
+    pub const GETDOMAININFOLIST: u32 = 6;
 }
 
 /// `console_io` (`xen.h`).

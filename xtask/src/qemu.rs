@@ -221,10 +221,15 @@ pub fn run_batch(
                     .map(|p| seen_upto + p + marker.len())
             };
             if let Some(end) = hit {
-                if let Some(target) = text.strip_prefix("@http-get ") {
+                let probe = text.strip_prefix("@http-probe ");
+                if let Some(target) = text.strip_prefix("@http-get ").or(probe) {
                     // A host action: an HTTP GET through QEMU's port forwarding, its result
                     // appended to the log for the scenario's expectations.
-                    let got = http_get(target, Duration::from_secs(90));
+                    let mut got = http_get(target, Duration::from_secs(if probe.is_some() { 5 } else { 90 }));
+                    if probe.is_some() && got.contains(" failed: ") {
+                        let path = target.split_once('/').map_or("/".to_string(), |(_, p)| format!("/{p}"));
+                        got = format!("\nhost: GET {path} -> no answer\n");
+                    }
                     log.lock().unwrap().extend_from_slice(got.as_bytes());
                     seen_upto = end;
                     step += 1;

@@ -45,7 +45,9 @@ struct Scenario {
     selftest: bool,
     /// Console input: (marker, text) pairs; the text is typed once the marker has appeared.
     /// `\u0001` is Ctrl-A. A text `@http-get /path` is a host action instead: an HTTP GET
-    /// through the forwarded web port (needs `http = true`), logged as `host: GET /path -> …`.
+    /// through the forwarded web port (needs `http = true`), retried for up to 90 s until it is
+    /// answered, logged as `host: GET /path -> …`; `@http-probe /path` tries for 5 s only
+    /// and logs `host: GET /path -> no answer` when nothing answers.
     #[serde(default)]
     input: Vec<(String, String)>,
     /// Forward a free host port to the web unikernel (10.0.2.20:80) for `@http-get` actions.
@@ -411,9 +413,12 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
     let input: Vec<(String, String)> = s
         .input
         .iter()
-        .map(|(m, t)| match (t.strip_prefix("@http-get "), o.http_port) {
-            (Some(path), Some(p)) => (m.clone(), format!("@http-get 127.0.0.1:{p}{path}")),
-            _ => (m.clone(), t.clone()),
+        .map(|(m, t)| {
+            let action = ["@http-get ", "@http-probe "].into_iter().find_map(|a| Some((a, t.strip_prefix(a)?)));
+            match (action, o.http_port) {
+                (Some((a, path)), Some(p)) => (m.clone(), format!("{a}127.0.0.1:{p}{path}")),
+                _ => (m.clone(), t.clone()),
+            }
         })
         .collect();
     // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its

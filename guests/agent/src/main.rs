@@ -8,7 +8,10 @@
 //!   resolves `params` (a block device, or a file through a loop device) to `physical-device`;
 //!   for each vif it waits for netback's `vif<domid>.<handle>`, adds it to its bridge, brings it
 //!   up and writes `hotplug-status = connected`. It reports every device state change.
-//! - `hypctl list` (or `ferrum-agent hypctl list`): domains with their state and PV devices.
+//! - `hypctl` (or `ferrum-agent hypctl`): the control plane. `list` (domains with state,
+//!   uptime, restarts, vCPU time and PV devices), `status`, `start`, `stop` (graceful through
+//!   `control/shutdown`, forced after a timeout), `destroy`, `restart`, `pause`, `unpause`,
+//!   `top`; through `/dev/xen/privcmd` (`ctl.rs`).
 //! - `ferrum-agent bench …`: the Linux ends of `cargo xtask bench pv` (see `bench.rs`).
 //!
 //! Invariant: the agent only writes keys the backend domain owns (`physical-device`,
@@ -16,6 +19,7 @@
 //! becomes a path or an interface name.
 
 mod bench;
+mod ctl;
 mod hotplug;
 mod sys;
 mod xs;
@@ -32,7 +36,7 @@ fn main() {
         (_, ["setup"]) => setup(),
         (_, ["daemon"]) => daemon(),
         (_, ["bench", r @ ..]) => bench::run(r),
-        _ => Err("usage: ferrum-agent setup | daemon | bench ... | hypctl list".into()),
+        _ => Err(format!("usage: ferrum-agent setup | daemon | bench ... | hypctl ...\n{HYPCTL_USAGE}")),
     };
     if let Err(e) = r {
         eprintln!("{prog}: {e}");
@@ -48,7 +52,11 @@ fn setup() -> Result<(), String> {
     let order = std::fs::read_to_string("/lib/modules/backend-order").unwrap_or_default();
     let mut loaded = Vec::new();
     for m in order.split_whitespace() {
-        match sys::load_module(&format!("/lib/modules/{m}.ko")) {
+        // Linux restricts privcmd in a domain that is not dom0 to one target domain unless told
+        // otherwise; the control domain's `hypctl` needs it for every domain (the hypervisor
+        // itself refuses the control operations to every other domain).
+        let params = if m == "xen-privcmd" { "unrestricted=1" } else { "" };
+        match sys::load_module(&format!("/lib/modules/{m}.ko"), params) {
             Ok(()) => loaded.push(m),
             Err(e) => println!("ferrum-agent: module {m}: {e}"),
         }
@@ -155,25 +163,173 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+const HYPCTL_USAGE: &str =
+    "usage: hypctl list | status NAME | start NAME | stop NAME [--timeout SECONDS] | destroy NAME \
+| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS]";
+
 fn hypctl(args: &[&str]) -> Result<(), String> {
+    use xen_abi::domctl as dc;
     match args {
-        [] | ["list"] => {}
-        _ => return Err("usage: hypctl list".into()),
+        [] | ["list"] => list(),
+        ["status", name] => {
+            let id = ctl::find(name)?;
+            let s = ctl::status(id)?;
+            let state = state_of(&s);
+            println!(
+                "{name}: id {id}, {state}, uptime {}, restarts {}, vcpus {}, vcpu time {}, traps {}, hypercalls {}, irqs {}",
+                ctl::duration(s.uptime_ns),
+                s.restarts,
+                s.vcpus,
+                ctl::duration(s.cpu_time_ns),
+                s.traps,
+                s.hypercalls,
+                s.irqs
+            );
+            println!("{name}: uptime_ms {}", s.uptime_ns / 1_000_000);
+            Ok(())
+        }
+        ["start", name] => {
+            ctl::op(dc::FERRUM_START, ctl::find(name)?).map_err(|e| format!("start {name}: {e}"))?;
+            println!("hypctl: {name} started");
+            Ok(())
+        }
+        ["stop", name] => stop(name, 10),
+        ["stop", name, "--timeout", t] => stop(name, t.parse().map_err(|_| format!("bad --timeout '{t}'"))?),
+        [op @ ("destroy" | "restart" | "pause" | "unpause"), name] => {
+            let (cmd, done) = match *op {
+                "destroy" => (dc::DESTROYDOMAIN, "destroyed"),
+                "restart" => (dc::FERRUM_RESTART, "restarted"),
+                "pause" => (dc::PAUSEDOMAIN, "paused"),
+                _ => (dc::UNPAUSEDOMAIN, "unpaused"),
+            };
+            ctl::op(cmd, ctl::find(name)?).map_err(|e| format!("{op} {name}: {e}"))?;
+            println!("hypctl: {name} {done}");
+            Ok(())
+        }
+        ["top", rest @ ..] => top(rest),
+        _ => Err(HYPCTL_USAGE.into()),
     }
+}
+
+/// The state column: running, paused, or why it ended.
+fn state_of(s: &hyp_core::control::Status) -> &'static str {
+    if s.state == 0 && s.paused {
+        "paused"
+    } else {
+        hyp_core::control::state_text(s.state)
+    }
+}
+
+/// `hypctl stop`: asks the domain to power off through `control/shutdown` (ferrum-rt and
+/// Linux honour it), waits up to `secs` seconds, then destroys it.
+fn stop(name: &str, secs: u64) -> Result<(), String> {
+    let id = ctl::find(name)?;
+    if ctl::status(id)?.state != 0 {
+        return Err(format!("stop {name}: it is not running"));
+    }
+    let asked = Xs::open().and_then(|mut xs| xs.write(&format!("/local/domain/{id}/control/shutdown"), "poweroff"));
+    if let Err(e) = asked {
+        println!("hypctl: cannot ask {name} to power off ({e}); destroying it");
+    } else {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(secs) {
+            let s = ctl::status(id)?;
+            if s.state != 0 {
+                println!("hypctl: {name} stopped ({})", state_of(&s));
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        println!("hypctl: {name} did not power off within {secs} s; destroying it");
+    }
+    ctl::op(xen_abi::domctl::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
+    println!("hypctl: {name} destroyed");
+    Ok(())
+}
+
+/// `hypctl top`: per-domain vCPU time, traps, hypercalls and injected interrupts, refreshed
+/// every `-d` seconds (default 2) for `-n` rounds (default: until interrupted).
+fn top(args: &[&str]) -> Result<(), String> {
+    let (mut rounds, mut delay) = (u64::MAX, 2.0f64);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or(HYPCTL_USAGE)?;
+        match *a {
+            "-n" => rounds = v.parse().map_err(|_| format!("bad -n '{v}'"))?,
+            "-d" => delay = v.parse().ok().filter(|d: &f64| *d >= 0.1).ok_or(format!("bad -d '{v}'"))?,
+            _ => return Err(HYPCTL_USAGE.into()),
+        }
+    }
+    let mut last: HashMap<u16, (hyp_core::control::Status, std::time::Instant)> = HashMap::new();
+    for round in 0..rounds {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(delay));
+        }
+        println!(
+            "{:<3} {:<12} {:<16} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "ID", "NAME", "STATE", "VCPUS", "UPTIME", "CPU%", "TRAPS/s", "HCALLS/s", "IRQS/s"
+        );
+        for i in ctl::list()? {
+            let s = ctl::status(i.domid)?;
+            let now = std::time::Instant::now();
+            let (cpu, traps, hc, irqs) = match last.get(&i.domid) {
+                Some((p, t)) => {
+                    let dt = now.duration_since(*t).as_secs_f64().max(1e-3);
+                    let per = |a: u64, b: u64| format!("{:.0}", a.saturating_sub(b) as f64 / dt);
+                    (
+                        format!("{:.1}", s.cpu_time_ns.saturating_sub(p.cpu_time_ns) as f64 / (dt * 1e7)),
+                        per(s.traps, p.traps),
+                        per(s.hypercalls, p.hypercalls),
+                        per(s.irqs, p.irqs),
+                    )
+                }
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            println!(
+                "{:<3} {:<12} {:<16} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9}",
+                i.domid,
+                s.name(),
+                state_of(&s),
+                s.vcpus,
+                ctl::duration(s.uptime_ns),
+                cpu,
+                traps,
+                hc,
+                irqs
+            );
+            last.insert(i.domid, (s, now));
+        }
+    }
+    Ok(())
+}
+
+/// `hypctl list`: every domain with its state, CPUs, memory, uptime and restarts (from the
+/// hypervisor) and, one per line below it, the PV devices its backends serve (from xenstore).
+fn list() -> Result<(), String> {
     let mut xs = Xs::open()?;
     let me = xs.read("domid").unwrap_or_default();
-    let mut ids: Vec<u32> = xs.dir("/ferrum/domain").iter().filter_map(|s| s.parse().ok()).collect();
-    ids.sort_unstable();
-    if ids.is_empty() {
-        return Err("no domain status in xenstore (/ferrum/domain): not the control domain?".into());
-    }
-    println!("{:<3} {:<12} {:<10} {:<22} {:<6} {:<9} DEVICES", "ID", "NAME", "KIND", "STATE", "CPUS", "MEMORY");
-    for id in ids {
-        let f = |xs: &mut Xs, k: &str| xs.read(&format!("/ferrum/domain/{id}/{k}")).unwrap_or_else(|| "?".into());
-        let (name, kind, state, cpus) =
-            (f(&mut xs, "name"), f(&mut xs, "kind"), f(&mut xs, "state"), f(&mut xs, "pcpus"));
-        let mem = f(&mut xs, "memory-kib").parse::<u64>().map_or("?".into(), |k| format!("{} MiB", k / 1024));
-        let mut devs = Vec::new();
+    let infos = ctl::list()?;
+    println!(
+        "{:<3} {:<12} {:<10} {:<22} {:<6} {:<9} {:<9} {:<8} VCPU-TIME",
+        "ID", "NAME", "KIND", "STATE", "CPUS", "MEMORY", "UPTIME", "RESTARTS"
+    );
+    for info in infos {
+        let id = info.domid;
+        let s = ctl::status(id)?;
+        let cpus = xs.read(&format!("/ferrum/domain/{id}/pcpus")).unwrap_or_else(|| "?".into());
+        let kind = if s.linux { "linux" } else { "unikernel" };
+        let mem = format!("{} MiB", info.tot_pages * 4 / 1024);
+        let (up, cpu) = if s.state == 0 {
+            (ctl::duration(s.uptime_ns), ctl::duration(s.cpu_time_ns))
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        println!(
+            "{id:<3} {:<12} {kind:<10} {:<22} {cpus:<6} {mem:<9} {up:<9} {:<8} {cpu}",
+            s.name(),
+            state_of(&s),
+            s.restarts
+        );
         for kind in ["vbd", "vif"] {
             let bdir = format!("/local/domain/{me}/backend/{kind}/{id}");
             for devid in xs.dir(&bdir) {
@@ -191,18 +347,11 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
                 // `error/` tree; Linux's netback may still say "connected" after one.
                 let err = xs.read(&format!("/local/domain/{me}/error/backend/{kind}/{id}/{devid}/error"));
                 let st = hotplug::state_name(&st);
-                devs.push(match err {
-                    Some(e) => format!("{kind} {what} ({st}; backend error: {})", hotplug::printable(&e, 60)),
-                    None => format!("{kind} {what} ({st})"),
-                });
+                match err {
+                    Some(e) => println!("    {kind} {what} ({st}; backend error: {})", hotplug::printable(&e, 60)),
+                    None => println!("    {kind} {what} ({st})"),
+                }
             }
-        }
-        // One device per line: the first beside the domain, the others under it.
-        let mut devs = devs.into_iter();
-        let first = devs.next().unwrap_or_else(|| "-".to_string());
-        println!("{id:<3} {name:<12} {kind:<10} {state:<22} {cpus:<6} {mem:<9} {first}");
-        for d in devs {
-            println!("{:68}{d}", "");
         }
     }
     Ok(())

@@ -13,6 +13,36 @@ const SIOCBRADDBR: libc::c_ulong = 0x89a0;
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 const LOOP_SET_FD: libc::c_ulong = 0x4c00;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4c82;
+/// `IOCTL_PRIVCMD_HYPERCALL`: `_IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall))`.
+const IOCTL_PRIVCMD_HYPERCALL: libc::c_ulong = 0x0030_5000;
+
+/// `struct privcmd_hypercall`: the hypercall number and five arguments.
+#[repr(C)]
+struct PrivcmdHypercall {
+    op: u64,
+    arg: [u64; 5],
+}
+
+/// Issues Xen hypercall `op` through Linux's `/dev/xen/privcmd` and returns what the
+/// hypervisor put in x0 (a negative Xen error code on failure). Pointer arguments must point
+/// at memory this process wrote (present, private pages).
+pub fn privcmd_hypercall(op: u64, arg: [u64; 5]) -> Result<i64, String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/privcmd")
+        .map_err(|e| format!("/dev/xen/privcmd: {e} (is xen-privcmd loaded, in the control domain?)"))?;
+    let mut h = PrivcmdHypercall { op, arg };
+    // SAFETY: a valid fd and a valid `struct privcmd_hypercall` alive for the call; the
+    // hypervisor reads and writes only the buffers the arguments name, which the caller owns.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), IOCTL_PRIVCMD_HYPERCALL as _, &mut h as *mut PrivcmdHypercall) };
+    if r >= 0 {
+        return Ok(i64::from(r));
+    }
+    // privcmd returns the hypervisor's negative code as the ioctl's result: errno carries it.
+    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    Ok(-i64::from(e))
+}
 
 /// `struct ifreq`: a name and a union (index or flags) padded to 40 bytes.
 #[repr(C)]
@@ -44,10 +74,11 @@ pub fn readable(fd: RawFd, ms: i32) -> bool {
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
-/// Loads a kernel module file (`EEXIST`: already loaded, fine).
-pub fn load_module(path: &str) -> Result<(), String> {
+/// Loads a kernel module file with module parameters `params` (`"a=1 b=2"`; `EEXIST`:
+/// already loaded, fine).
+pub fn load_module(path: &str, params: &str) -> Result<(), String> {
     let f = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let params = CString::default();
+    let params = CString::new(params).map_err(|_| format!("{path}: bad module parameters"))?;
     // SAFETY: a valid open fd and a NUL-terminated (empty) parameter string.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
     if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {

@@ -304,6 +304,37 @@ fn hypercalls(s: &mut Suite, calls: u64) {
         let r = probe::hypercall5(nr, [0; 5]);
         s.check(r == -errno::ENOSYS, &format!("hypercall {nr:#x}: {r}, not -ENOSYS"));
     }
+    // The control interface (domctl/sysctl): every operation, well formed and aimed at another
+    // domain, is refused to a domain that is not the control domain.
+    let target = s.others.first().copied().unwrap_or(1);
+    let mut allowed = 0;
+    let ops = [2u32, 3, 4, 5, 0xf000_0001, 0xf000_0002, 0xf000_0003];
+    for cmd in ops {
+        let mut b = [0u8; 144];
+        b[0..4].copy_from_slice(&cmd.to_le_bytes());
+        b[4..8].copy_from_slice(&xen_abi::domctl::INTERFACE_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&target.to_le_bytes());
+        let r = probe::hypercall5(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0]);
+        if r != -errno::EPERM {
+            allowed += 1;
+            println!("hostile: control: domctl {cmd:#x} on domain {target}: {r}, not -EPERM");
+        }
+    }
+    let mut b = [0u8; 136];
+    b[0..4].copy_from_slice(&xen_abi::sysctl::GETDOMAININFOLIST.to_le_bytes());
+    b[4..8].copy_from_slice(&xen_abi::sysctl::INTERFACE_VERSION.to_le_bytes());
+    b[12..16].copy_from_slice(&8u32.to_le_bytes());
+    b[16..24].copy_from_slice(&s.scratch.to_le_bytes());
+    let r = probe::hypercall5(hc::SYSCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0]);
+    if r != -errno::EPERM {
+        allowed += 1;
+        println!("hostile: control: sysctl getdomaininfolist: {r}, not -EPERM");
+    }
+    s.check(allowed == 0, &format!("control: {allowed} control operations not refused"));
+    println!(
+        "hostile: control: {} domctl operations and sysctl getdomaininfolist on domain {target}: -EPERM",
+        ops.len()
+    );
     // Bad pointers where a pointer is read or written.
     let bad = s.bad_pointers();
     let mut wrong = 0;

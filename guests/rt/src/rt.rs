@@ -169,6 +169,16 @@ pub fn alloc_page() -> SharedPage {
     SharedPage::at(p as *mut arch::PageBuf as u64)
 }
 
+/// Honours a shutdown the control domain asked for (`hypctl stop`, `xl shutdown`): when
+/// `control/shutdown` says `poweroff` or `reboot`, the domain says so and shuts down. Call
+/// it from the application's loop; it costs a counter read between its xenstore reads.
+pub fn honour_control(x: &mut Xen) {
+    if let Some(r) = x.control_request() {
+        crate::println!("ferrum-rt: control/shutdown asks for {r:?}: shutting down");
+        shutdown(r);
+    }
+}
+
 /// Shuts the domain down: `SCHEDOP_shutdown` on Xen, else PSCI `SYSTEM_OFF`/`SYSTEM_RESET`.
 pub fn shutdown(r: ShutdownReason) -> ! {
     if xen::present() {

@@ -284,6 +284,8 @@ pub struct Xen {
     grants: GrantTable<'static>,
     map_base: u64,
     map_slots: Vec<bool>,
+    /// Counter value before which [`Xen::control_request`] does not ask xenstore again.
+    control_next: u64,
 }
 
 /// A Xen setup failure.
@@ -347,10 +349,30 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
             crate::console::set_device(crate::console::Device::Pv(pfn << 12, port as u32));
         }
     }
-    Ok(Xen { version, store, domid: None, grants, map_base, map_slots: Vec::new() })
+    Ok(Xen { version, store, domid: None, grants, map_base, map_slots: Vec::new(), control_next: 0 })
 }
 
 impl Xen {
+    /// What the control domain asks of us through `control/shutdown` (Xen's protocol, as
+    /// Linux's `manage.c` honours it): `poweroff`/`halt` or `reboot`, acknowledged by writing
+    /// the node empty. Asks xenstore at most every 100 ms, so an application loop may call it
+    /// on every turn; `None` without xenstore or when nothing is asked.
+    pub fn control_request(&mut self) -> Option<ShutdownReason> {
+        let now = arch::counter();
+        if now < self.control_next {
+            return None;
+        }
+        self.control_next = now + arch::counter_freq() / 10;
+        let st = self.store.as_mut()?;
+        let r = match st.read("control/shutdown").ok()?.as_str() {
+            "poweroff" | "halt" => ShutdownReason::Poweroff,
+            "reboot" => ShutdownReason::Reboot,
+            _ => return None,
+        };
+        let _ = st.write("control/shutdown", "");
+        Some(r)
+    }
+
     /// Grants `dom` access to our page `page` (read-only when `readonly`).
     pub fn grant(&mut self, dom: u16, page: SharedPage, readonly: bool) -> Result<GrantRef, GrantError> {
         self.grants.grant(dom, (page.addr() >> 12) as u32, readonly)

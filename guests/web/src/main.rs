@@ -139,6 +139,9 @@ fn main(rt: &mut Runtime) {
         if nf.is_broken() {
             fail("the backend broke the ring protocol");
         }
+        if let Some(x) = rt.xen() {
+            ferrum_rt::honour_control(x); // `hypctl stop web`: a clean poweroff
+        }
         let wait = iface.poll_delay(now(), &sockets).map_or(Duration::from_millis(100), |d| {
             Duration::from_micros(d.total_micros()).min(Duration::from_millis(100))
         });

@@ -1,0 +1,330 @@
+//! The control interface (`domctl`/`sysctl`, docs/xen-abi.md §9): decoding the control
+//! domain's requests and encoding the answers, in Xen's layouts where Xen has the operation
+//! (`getdomaininfo`, `pausedomain`, `unpausedomain`, `destroydomain`,
+//! `sysctl getdomaininfolist`) and ferrum's own op space (`domctl::FERRUM_*`) for the rest.
+//! Both the hypervisor and `hypctl` use these codecs, so the two sides cannot disagree.
+//!
+//! Invariants: decoding never panics; a decoded [`DomRequest`] names a command the
+//! hypervisor implements and a domain id that is not a reserved one (the hypervisor still
+//! checks it against its plan); an interface version other than Xen 4.19's is `-EACCES`, as
+//! Xen answers it.
+
+use xen_abi::{domctl as dc, errno, rd16, rd32, rd64, sysctl as sc, wr16, wr32, wr64};
+
+/// A `domctl` command ferrum implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomOp {
+    /// `XEN_DOMCTL_destroydomain`: stop it for good (until started again).
+    Destroy,
+    /// `XEN_DOMCTL_pausedomain`.
+    Pause,
+    /// `XEN_DOMCTL_unpausedomain`.
+    Unpause,
+    /// `XEN_DOMCTL_getdomaininfo`: the first domain with an id `>=` the one given.
+    GetInfo,
+    /// Ferrum: start a declared domain that is not running.
+    Start,
+    /// Ferrum: stop a domain and start it again from its images.
+    Restart,
+    /// Ferrum: its run-time status ([`Status`]).
+    Status,
+}
+
+/// A decoded `domctl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomRequest {
+    /// What to do.
+    pub op: DomOp,
+    /// Xen domain id it is about.
+    pub domid: u16,
+}
+
+/// Decodes a `struct xen_domctl`.
+pub fn decode_domctl(b: &[u8; dc::SIZE]) -> Result<DomRequest, i64> {
+    let cmd = rd32(b, 0).unwrap_or(0);
+    if rd32(b, 4) != Some(dc::INTERFACE_VERSION) {
+        return Err(-errno::EACCES);
+    }
+    let domid = rd16(b, 8).unwrap_or(u16::MAX);
+    let op = match cmd {
+        dc::DESTROYDOMAIN => DomOp::Destroy,
+        dc::PAUSEDOMAIN => DomOp::Pause,
+        dc::UNPAUSEDOMAIN => DomOp::Unpause,
+        dc::GETDOMAININFO => DomOp::GetInfo,
+        dc::FERRUM_START => DomOp::Start,
+        dc::FERRUM_RESTART => DomOp::Restart,
+        dc::FERRUM_STATUS => DomOp::Status,
+        _ => return Err(-errno::ENOSYS),
+    };
+    if domid >= xen_abi::domid::FIRST_RESERVED && op != DomOp::GetInfo {
+        return Err(-errno::ESRCH);
+    }
+    Ok(DomRequest { op, domid })
+}
+
+/// Encodes a `struct xen_domctl` (what `hypctl` sends).
+pub fn encode_domctl(cmd: u32, domid: u16) -> [u8; dc::SIZE] {
+    let mut b = [0u8; dc::SIZE];
+    wr32(&mut b, 0, cmd);
+    wr32(&mut b, 4, dc::INTERFACE_VERSION);
+    wr16(&mut b, 8, domid);
+    b
+}
+
+/// A decoded `XEN_SYSCTL_getdomaininfolist`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfoList {
+    /// Lowest domain id wanted.
+    pub first: u16,
+    /// Records the buffer holds.
+    pub max: u32,
+    /// Guest pointer to the records.
+    pub buffer: u64,
+}
+
+/// Decodes a `struct xen_sysctl`; only `getdomaininfolist` is implemented.
+pub fn decode_sysctl(b: &[u8; sc::SIZE]) -> Result<InfoList, i64> {
+    if rd32(b, 4) != Some(sc::INTERFACE_VERSION) {
+        return Err(-errno::EACCES);
+    }
+    if rd32(b, 0) != Some(sc::GETDOMAININFOLIST) {
+        return Err(-errno::ENOSYS);
+    }
+    let u = sc::UNION;
+    Ok(InfoList {
+        first: rd16(b, u).unwrap_or(0),
+        max: rd32(b, u + 4).unwrap_or(0),
+        buffer: rd64(b, u + 8).unwrap_or(0),
+    })
+}
+
+/// Encodes a `getdomaininfolist` request.
+pub fn encode_sysctl_list(first: u16, max: u32, buffer: u64) -> [u8; sc::SIZE] {
+    let mut b = [0u8; sc::SIZE];
+    wr32(&mut b, 0, sc::GETDOMAININFOLIST);
+    wr32(&mut b, 4, sc::INTERFACE_VERSION);
+    wr16(&mut b, sc::UNION, first);
+    wr32(&mut b, sc::UNION + 4, max);
+    wr64(&mut b, sc::UNION + 8, buffer);
+    b
+}
+
+/// Sets the number of records written in a `getdomaininfolist` answer.
+pub fn set_num_domains(b: &mut [u8; sc::SIZE], n: u32) {
+    wr32(b, sc::UNION + 16, n);
+}
+
+/// Reads the number of records of a `getdomaininfolist` answer.
+pub fn num_domains(b: &[u8; sc::SIZE]) -> u32 {
+    rd32(b, sc::UNION + 16).unwrap_or(0)
+}
+
+/// What `getdomaininfo` says of a domain (the fields ferrum fills; the rest are zero).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomInfo {
+    /// Xen domain id.
+    pub domid: u16,
+    /// `XEN_DOMINF_*` flags, with the shutdown code in bits 16..24.
+    pub flags: u32,
+    /// Pages it has.
+    pub tot_pages: u64,
+    /// Pages it may have.
+    pub max_pages: u64,
+    /// Nanoseconds its vCPUs ran.
+    pub cpu_time: u64,
+    /// vCPUs online.
+    pub online_vcpus: u32,
+    /// Highest vCPU id.
+    pub max_vcpu_id: u32,
+    /// GIC version (`XEN_DOMCTL_CONFIG_GIC_V2` = 1, `V3` = 2; 0: none).
+    pub gic_version: u8,
+}
+
+impl DomInfo {
+    /// Xen's `struct xen_domctl_getdomaininfo` bytes.
+    pub fn encode(&self) -> [u8; dc::INFO_SIZE] {
+        let mut b = [0u8; dc::INFO_SIZE];
+        wr16(&mut b, 0, self.domid);
+        wr32(&mut b, 4, self.flags);
+        wr64(&mut b, 8, self.tot_pages);
+        wr64(&mut b, 16, self.max_pages);
+        wr64(&mut b, 56, self.cpu_time);
+        wr32(&mut b, 64, self.online_vcpus);
+        wr32(&mut b, 68, self.max_vcpu_id);
+        b[104] = self.gic_version;
+        b
+    }
+    /// Reads one record back (`None`: too short).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        Some(Self {
+            domid: rd16(b, 0)?,
+            flags: rd32(b, 4)?,
+            tot_pages: rd64(b, 8)?,
+            max_pages: rd64(b, 16)?,
+            cpu_time: rd64(b, 56)?,
+            online_vcpus: rd32(b, 64)?,
+            max_vcpu_id: rd32(b, 68)?,
+            gic_version: *b.get(104)?,
+        })
+    }
+}
+
+/// Ferrum's run-time status of a domain (`domctl::FERRUM_STATUS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// 0: running; otherwise the code of why it ended (the hypervisor's `EndReason`).
+    pub state: u8,
+    /// Paused by the control domain.
+    pub paused: bool,
+    /// vCPUs it has.
+    pub vcpus: u16,
+    /// Times it was restarted (by itself, by policy or by the control domain).
+    pub restarts: u32,
+    /// Nanoseconds it has run since it last started, pauses excluded.
+    pub uptime_ns: u64,
+    /// Nanoseconds its vCPUs were not blocked in the hypervisor since it last started.
+    pub cpu_time_ns: u64,
+    /// Traps taken from it (hypercalls included).
+    pub traps: u64,
+    /// Hypercalls.
+    pub hypercalls: u64,
+    /// Virtual interrupts injected into it.
+    pub irqs: u64,
+    /// Its name (at most 32 bytes).
+    pub name: [u8; 32],
+    /// It runs Linux.
+    pub linux: bool,
+}
+
+impl Status {
+    /// The record's bytes (they go into the domctl's union).
+    pub fn encode(&self) -> [u8; dc::STATUS_SIZE] {
+        let mut b = [0u8; dc::STATUS_SIZE];
+        b[0] = self.state;
+        b[1] = u8::from(self.paused);
+        wr16(&mut b, 2, self.vcpus);
+        wr32(&mut b, 4, self.restarts);
+        for (i, v) in [self.uptime_ns, self.cpu_time_ns, self.traps, self.hypercalls, self.irqs].into_iter().enumerate()
+        {
+            wr64(&mut b, 8 + 8 * i, v);
+        }
+        b[48..80].copy_from_slice(&self.name);
+        b[80] = u8::from(self.linux);
+        b
+    }
+    /// Reads a record back (`None`: too short).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let mut name = [0u8; 32];
+        name.copy_from_slice(b.get(48..80)?);
+        Some(Self {
+            state: *b.first()?,
+            paused: *b.get(1)? != 0,
+            vcpus: rd16(b, 2)?,
+            restarts: rd32(b, 4)?,
+            uptime_ns: rd64(b, 8)?,
+            cpu_time_ns: rd64(b, 16)?,
+            traps: rd64(b, 24)?,
+            hypercalls: rd64(b, 32)?,
+            irqs: rd64(b, 40)?,
+            name,
+            linux: *b.get(80)? != 0,
+        })
+    }
+    /// The name as text.
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(32);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+    /// Sets the name (truncated to 32 bytes).
+    pub fn set_name(&mut self, n: &str) {
+        let l = n.len().min(32);
+        self.name = [0; 32];
+        self.name[..l].copy_from_slice(&n.as_bytes()[..l]);
+    }
+}
+
+/// Why a domain is not running, in words, from [`Status::state`] (the hypervisor's codes).
+pub fn state_text(state: u8) -> &'static str {
+    match state {
+        0 => "running",
+        1 => "powered off",
+        2 => "all vCPUs off",
+        3 => "stopped (fault)",
+        4 => "crashed",
+        5 => "stopped (reset)",
+        6 => "stopped (fault budget)",
+        7 => "stopped (fault)",
+        8 => "destroyed",
+        9 => "stopped (watchdog)",
+        10 => "stopped (restart limit)",
+        11 => "declared, not started",
+        _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domctl_round_trip_and_rejections() {
+        let b = encode_domctl(dc::PAUSEDOMAIN, 2);
+        assert_eq!(decode_domctl(&b), Ok(DomRequest { op: DomOp::Pause, domid: 2 }));
+        let b = encode_domctl(dc::FERRUM_STATUS, 3);
+        assert_eq!(decode_domctl(&b), Ok(DomRequest { op: DomOp::Status, domid: 3 }));
+        let mut old = encode_domctl(dc::PAUSEDOMAIN, 2);
+        wr32(&mut old, 4, 0x15);
+        assert_eq!(decode_domctl(&old), Err(-errno::EACCES));
+        assert_eq!(decode_domctl(&encode_domctl(1, 2)), Err(-errno::ENOSYS)); // createdomain
+        assert_eq!(decode_domctl(&encode_domctl(0xf000_0000, 2)), Err(-errno::ENOSYS));
+        assert_eq!(decode_domctl(&encode_domctl(dc::DESTROYDOMAIN, 0x7ff0)), Err(-errno::ESRCH));
+        assert_eq!(decode_domctl(&encode_domctl(dc::GETDOMAININFO, 0x7ff0)).map(|r| r.op), Ok(DomOp::GetInfo));
+        assert_eq!(decode_domctl(&[0xff; dc::SIZE]), Err(-errno::EACCES));
+    }
+
+    #[test]
+    fn sysctl_round_trip() {
+        let mut b = encode_sysctl_list(1, 8, 0x1234_5000);
+        assert_eq!(decode_sysctl(&b), Ok(InfoList { first: 1, max: 8, buffer: 0x1234_5000 }));
+        set_num_domains(&mut b, 3);
+        assert_eq!(num_domains(&b), 3);
+        let mut bad = b;
+        wr32(&mut bad, 0, 1); // readconsole
+        assert_eq!(decode_sysctl(&bad), Err(-errno::ENOSYS));
+        wr32(&mut bad, 4, 0x14);
+        assert_eq!(decode_sysctl(&bad), Err(-errno::EACCES));
+    }
+
+    #[test]
+    fn info_layout_is_xens() {
+        let i = DomInfo {
+            domid: 2,
+            flags: dc::DOMINF_PAUSED | dc::DOMINF_HAP,
+            tot_pages: 4096,
+            max_pages: 4096,
+            cpu_time: 77,
+            online_vcpus: 1,
+            max_vcpu_id: 0,
+            gic_version: 2,
+        };
+        let b = i.encode();
+        assert_eq!(&b[0..2], &[2, 0]);
+        assert_eq!(rd32(&b, 4), Some((1 << 3) | (1 << 8)));
+        assert_eq!(rd64(&b, 56), Some(77));
+        assert_eq!(b[104], 2);
+        assert_eq!(DomInfo::decode(&b), Some(i));
+        assert_eq!(DomInfo::decode(&b[..100]), None);
+    }
+
+    #[test]
+    fn status_round_trip() {
+        let mut s =
+            Status { state: 8, paused: true, vcpus: 2, restarts: 5, uptime_ns: 1, irqs: 9, ..Default::default() };
+        s.set_name("web");
+        let d = Status::decode(&s.encode()).unwrap();
+        assert_eq!(d, s);
+        assert_eq!(d.name(), "web");
+        assert_eq!(state_text(d.state), "destroyed");
+        assert!(Status::decode(&[0; 10]).is_none());
+    }
+}
