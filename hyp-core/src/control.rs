@@ -257,7 +257,8 @@ pub fn state_text(state: u8) -> &'static str {
         8 => "destroyed",
         9 => "stopped (watchdog)",
         10 => "stopped (restart limit)",
-        11 => "declared, not started",
+        11 => "not started",
+        12 => "stopped (reboot)",
         _ => "?",
     }
 }

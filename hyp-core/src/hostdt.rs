@@ -14,7 +14,8 @@ use crate::image::ImageError;
 use crate::list::List;
 use crate::passthrough::translated_regs;
 use crate::plan::{
-    Domain, DomainKind, FaultPolicy, Plan, PlanError, PowerOffPolicy, Problem, PvDevice, PvKind, MAX_DOMAINS,
+    CrashPolicy, Domain, DomainKind, FaultPolicy, Lifecycle, Plan, PlanError, PowerOffPolicy, Problem, PvDevice,
+    PvKind, RebootPolicy, MAX_DOMAINS,
 };
 use alloc::string::String;
 use fdt::node::FdtNode;
@@ -320,6 +321,33 @@ fn parse_domain<'a>(
         None => PowerOffPolicy::default(),
         Some(k) => PowerOffPolicy::parse(k).ok_or(bad("on_poweroff", "ferrum,on-poweroff"))?,
     };
+    let mut lifecycle = Lifecycle::default();
+    match s("ferrum,autostart") {
+        None | Some("yes") => {}
+        Some("no") => lifecycle.autostart = false,
+        Some(_) => return Err(bad("autostart", "ferrum,autostart")),
+    }
+    if let Some(k) = s("ferrum,on-crash") {
+        lifecycle.on_crash = CrashPolicy::parse(k).ok_or(bad("on_crash", "ferrum,on-crash"))?;
+    }
+    if let Some(k) = s("ferrum,on-reboot") {
+        lifecycle.on_reboot = RebootPolicy::parse(k).ok_or(bad("on_reboot", "ferrum,on-reboot"))?;
+    }
+    let u32_prop = |prop: &'static str, field: &'static str| -> Result<Option<u32>, PlanError> {
+        match node.property(prop) {
+            None => Ok(None),
+            Some(p) if p.value.len() == 4 => {
+                Ok(Some(u32::from_be_bytes([p.value[0], p.value[1], p.value[2], p.value[3]])))
+            }
+            Some(_) => Err(bad(field, prop)),
+        }
+    };
+    if let Some(n) = u32_prop("ferrum,restart-limit", "restart_limit")? {
+        lifecycle.restart_limit = n;
+    }
+    if let Some(n) = u32_prop("ferrum,restart-window", "restart_window")? {
+        lifecycle.restart_window = n;
+    }
     let xen = match s("ferrum,xen") {
         None | Some("no") => false,
         Some("yes") => true,
@@ -431,6 +459,7 @@ fn parse_domain<'a>(
         bootargs,
         on_fault,
         on_poweroff,
+        lifecycle,
         devices,
         xen,
         pv,
@@ -496,6 +525,10 @@ mod tests {
         w.prop_u64s("memory", &[32 * 1024]);
         w.prop_u64s("ferrum,memory-base", &[0x5000_0000]);
         w.prop_str("ferrum,on-poweroff", "board");
+        w.prop_str("ferrum,autostart", "no");
+        w.prop_str("ferrum,on-crash", "restart");
+        w.prop_u32("ferrum,restart-limit", 3);
+        w.prop_u32("ferrum,restart-window", 30);
         w.begin_node("module@41200000");
         w.prop_strs("compatible", &["multiboot,kernel", "multiboot,module"]);
         w.prop_u64s("reg", &[0x4120_0000, 0x8000]);
@@ -628,6 +661,14 @@ mod tests {
         assert_eq!(d.bootargs, "mode=good");
         assert_eq!(d.on_poweroff, PowerOffPolicy::Board);
         assert_eq!(d.on_fault, FaultPolicy::Inject);
+        let l = Lifecycle {
+            autostart: false,
+            on_crash: CrashPolicy::Restart,
+            restart_limit: 3,
+            restart_window: 30,
+            ..Lifecycle::default()
+        };
+        assert_eq!(d.lifecycle, l);
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn decode(nr: u64, x: [u64; 5], nr_vcpus: impl FnOnce() -> usize) -> Call {
             _ => no(errno::ENOSYS),
         },
         hc::SCHED_OP => match cmd {
-            s::YIELD | s::BLOCK | s::POLL | s::SHUTDOWN => Call::SchedOp { cmd },
+            s::YIELD | s::BLOCK | s::POLL | s::SHUTDOWN | s::WATCHDOG => Call::SchedOp { cmd },
             _ => no(errno::ENOSYS),
         },
         hc::CONSOLE_IO => match cmd {

@@ -122,6 +122,115 @@ impl PowerOffPolicy {
     }
 }
 
+/// What happens when a domain crashes: it panics (`SCHEDOP_shutdown(crash)`), takes an
+/// unrecoverable exception, is stopped by `on_fault = "stop"` or its watchdog expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CrashPolicy {
+    /// It stays stopped until the control domain starts it (`hypctl start`).
+    #[default]
+    Stop,
+    /// It is restarted from its images, up to `restart_limit` times within `restart_window`.
+    Restart,
+    /// The whole board powers off.
+    Board,
+}
+
+impl CrashPolicy {
+    /// Spelling in deployment files and device trees.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Board => "board",
+        }
+    }
+    /// Parses the spelling of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stop" => Some(Self::Stop),
+            "restart" => Some(Self::Restart),
+            "board" => Some(Self::Board),
+            _ => None,
+        }
+    }
+}
+
+/// What a guest's reboot (PSCI `SYSTEM_RESET`, `SCHEDOP_shutdown(reboot)`) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RebootPolicy {
+    /// It restarts from its images (counted against its restart limit as well).
+    #[default]
+    Restart,
+    /// It stops.
+    Stop,
+}
+
+impl RebootPolicy {
+    /// Spelling in deployment files and device trees.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Stop => "stop",
+        }
+    }
+    /// Parses the spelling of [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "restart" => Some(Self::Restart),
+            "stop" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+}
+
+/// Most restarts `restart_limit` may allow.
+pub const MAX_RESTART_LIMIT: u32 = 1000;
+/// Longest `restart_window`, in seconds (a day).
+pub const MAX_RESTART_WINDOW: u32 = 86_400;
+
+/// A domain's lifecycle policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Started at boot (otherwise declared and checked, started by `hypctl start`).
+    pub autostart: bool,
+    /// What a crash does.
+    pub on_crash: CrashPolicy,
+    /// What a reboot does.
+    pub on_reboot: RebootPolicy,
+    /// Restarts (by policy) allowed within `restart_window` seconds; one more and the domain
+    /// stays stopped.
+    pub restart_limit: u32,
+    /// The window of `restart_limit`, in seconds.
+    pub restart_window: u32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            autostart: true,
+            on_crash: CrashPolicy::Stop,
+            on_reboot: RebootPolicy::Restart,
+            restart_limit: 5,
+            restart_window: 60,
+        }
+    }
+}
+
+/// Parses a duration in whole seconds: `"90"`, `"90s"`, `"5m"` or `"1h"`.
+pub fn parse_seconds(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (num, mul) = match s.as_bytes().last()? {
+        b's' => (&s[..s.len() - 1], 1),
+        b'm' => (&s[..s.len() - 1], 60),
+        b'h' => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u32>().ok()?.checked_mul(mul)
+}
+
 /// The kind of a PV device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PvKind {
@@ -184,6 +293,8 @@ pub struct Domain<'a> {
     pub on_fault: FaultPolicy,
     /// `SYSTEM_OFF` policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Autostart, crash and reboot policies.
+    pub lifecycle: Lifecycle,
     /// Host device-tree paths of the devices passed through to this domain.
     pub devices: List<&'a str, MAX_DEVICES>,
     /// Offered the Xen guest ABI (hypercalls, event channels, grant tables, xenstore, PV
@@ -299,6 +410,12 @@ pub enum Problem {
     BadTarget,
     /// The MAC address is a multicast or all-zero address.
     BadMac,
+    /// The control domain (the first Xen-aware Linux domain) must start at boot.
+    ControlNotAutostart,
+    /// `restart_limit` outside `1..=MAX_RESTART_LIMIT`.
+    BadRestartLimit(u32),
+    /// `restart_window` outside `1..=MAX_RESTART_WINDOW` seconds.
+    BadRestartWindow(u32),
 }
 
 /// A validation error: which domain, which field, what is wrong.
@@ -351,6 +468,11 @@ impl fmt::Display for Problem {
             Self::TooManyDevices => write!(f, "more than {MAX_DEVICES} devices"),
             Self::TooManyPvDevices => write!(f, "more than {MAX_PV} PV devices (vbd + vif)"),
             Self::PvNeedsXen => write!(f, "PV devices need the Xen guest ABI on both ends (xen = true)"),
+            Self::ControlNotAutostart => {
+                write!(f, "the control domain (the first Linux domain with xen = true) must start at boot")
+            }
+            Self::BadRestartLimit(n) => write!(f, "{n} is not in 1..={MAX_RESTART_LIMIT}"),
+            Self::BadRestartWindow(n) => write!(f, "{n} s is not in 1..={MAX_RESTART_WINDOW} s"),
             Self::NoSuchBackend => write!(f, "names no domain of this deployment"),
             Self::SelfBackend => write!(f, "a domain cannot be its own backend"),
             Self::BackendNotLinux => {
@@ -433,6 +555,20 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
         }
         if d.pcpus.is_empty() {
             return Err(err(i, "cpus", Problem::NoCpus));
+        }
+        let l = d.lifecycle;
+        if !(1..=MAX_RESTART_LIMIT).contains(&l.restart_limit) {
+            return Err(err(i, "restart_limit", Problem::BadRestartLimit(l.restart_limit)));
+        }
+        if !(1..=MAX_RESTART_WINDOW).contains(&l.restart_window) {
+            return Err(err(i, "restart_window", Problem::BadRestartWindow(l.restart_window)));
+        }
+        if !l.autostart
+            && d.xen
+            && d.kind == DomainKind::Linux
+            && !doms[..i].iter().any(|o| o.xen && o.kind == DomainKind::Linux)
+        {
+            return Err(err(i, "autostart", Problem::ControlNotAutostart));
         }
         for &c in d.pcpus.iter() {
             if usize::from(c) >= board.cpus {
@@ -575,6 +711,56 @@ mod tests {
         let a = dom("a", &[0, 1], 0x5000_0000, 32 * MIB);
         let b = dom("b-2", &[2], 0x5200_0000, 32 * MIB);
         assert_eq!(check(&[a, b]), Ok(()));
+    }
+
+    #[test]
+    fn lifecycle_fields_are_checked_and_named() {
+        let a = dom("a", &[0, 1], 0x5000_0000, 32 * MIB);
+        let b = dom("b", &[2], 0x5200_0000, 32 * MIB);
+        let with = |l: Lifecycle| {
+            let mut d = b;
+            d.lifecycle = l;
+            d
+        };
+        let ok = Lifecycle {
+            autostart: false,
+            on_crash: CrashPolicy::Restart,
+            restart_limit: 3,
+            restart_window: 30,
+            ..Lifecycle::default()
+        };
+        assert_eq!(check(&[a, with(ok)]), Ok(()));
+        let e = check(&[a, with(Lifecycle { restart_limit: 0, ..ok })]).unwrap_err();
+        assert_eq!((e.domain, e.field, e.problem), (Some(1), "restart_limit", Problem::BadRestartLimit(0)));
+        let e = check(&[a, with(Lifecycle { restart_window: MAX_RESTART_WINDOW + 1, ..ok })]).unwrap_err();
+        assert_eq!(e.field, "restart_window");
+        // The control domain (first Xen-aware Linux) must start at boot; a later Linux may not.
+        let linux = |mut d: Domain<'static>, autostart| {
+            d.kind = DomainKind::Linux;
+            d.xen = true;
+            d.lifecycle.autostart = autostart;
+            d
+        };
+        let e = check(&[linux(a, false), b]).unwrap_err();
+        assert_eq!((e.domain, e.field, e.problem), (Some(0), "autostart", Problem::ControlNotAutostart));
+        assert_eq!(check(&[linux(a, true), linux(b, false)]), Ok(()));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_seconds("60s"), Some(60));
+        assert_eq!(parse_seconds("90"), Some(90));
+        assert_eq!(parse_seconds("5m"), Some(300));
+        assert_eq!(parse_seconds("2h"), Some(7200));
+        for bad in ["", "s", "-1s", "1.5s", "10d", "99999999999h", " m"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+        for p in [CrashPolicy::Stop, CrashPolicy::Restart, CrashPolicy::Board] {
+            assert_eq!(CrashPolicy::parse(p.as_str()), Some(p));
+        }
+        for p in [RebootPolicy::Stop, RebootPolicy::Restart] {
+            assert_eq!(RebootPolicy::parse(p.as_str()), Some(p));
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ use hyp_core::addr::PhysRange;
 use hyp_core::esr::{self, Class, Esr};
 use hyp_core::guestdt::GuestGic;
 use hyp_core::list::List;
-use hyp_core::plan::{FaultPolicy, PowerOffPolicy, PvDevice, MAX_DOMAINS, MAX_PV, MAX_VCPUS};
+use hyp_core::plan::{
+    CrashPolicy, FaultPolicy, Lifecycle, PowerOffPolicy, PvDevice, RebootPolicy, MAX_DOMAINS, MAX_PV, MAX_VCPUS,
+};
 use hyp_core::psci::{self, Call, Power};
 use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
 use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
@@ -63,6 +65,8 @@ pub struct DomainCfg {
     pub on_fault: FaultPolicy,
     /// Power-off policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Autostart, crash and reboot policies.
+    pub lifecycle: Lifecycle,
     /// Where its virtual GIC sits.
     pub gic: Option<GuestGic>,
     /// CNTVOFF_EL2: its virtual counter starts near zero when it is created.
@@ -135,6 +139,14 @@ pub enum EndReason {
     FaultUntakeable = 7,
     /// Destroyed by the control domain (`hypctl stop`/`destroy`).
     Destroyed = 8,
+    /// Its watchdog (`SCHEDOP_watchdog`) expired.
+    Watchdog = 9,
+    /// It crashed once more than `restart_limit` allows within `restart_window`.
+    RestartLimit = 10,
+    /// Declared with `autostart = false` and not started yet.
+    NotStarted = 11,
+    /// It asked for a reboot and `on_reboot = "stop"`.
+    RebootStopped = 12,
 }
 
 impl EndReason {
@@ -148,6 +160,10 @@ impl EndReason {
             6 => Self::FaultBudget,
             7 => Self::FaultUntakeable,
             8 => Self::Destroyed,
+            9 => Self::Watchdog,
+            10 => Self::RestartLimit,
+            11 => Self::NotStarted,
+            12 => Self::RebootStopped,
             _ => Self::Running,
         }
     }
@@ -162,7 +178,15 @@ impl EndReason {
             Self::Crashed => "crashed",
             Self::Reset => "reset requested with other vCPUs running; stopped",
             Self::Destroyed => "destroyed by the control domain",
+            Self::Watchdog => "its watchdog expired",
+            Self::RestartLimit => "stopped: restart limit reached",
+            Self::NotStarted => "not started (autostart = false)",
+            Self::RebootStopped => "stopped on reboot (on_reboot = stop)",
         }
+    }
+    /// A crash in the sense of `on_crash`.
+    fn is_crash(self) -> bool {
+        matches!(self, Self::Crashed | Self::Fault | Self::FaultBudget | Self::FaultUntakeable | Self::Watchdog)
     }
 }
 
@@ -194,7 +218,19 @@ pub struct DomainRt {
     blocked_base: AtomicU64,
     /// A start is in progress (one at a time).
     starting: AtomicBool,
+    /// Start of the current restart-limit window (counter), and policy restarts in it.
+    window_start: AtomicU64,
+    window_restarts: AtomicU32,
+    /// Watchdog deadlines (physical counter; 0: unused) and their timeouts in seconds.
+    watchdogs: SpinLock<[(u64, u32); MAX_WATCHDOGS]>,
+    /// Earliest watchdog deadline (`u64::MAX`: none).
+    wd_deadline: AtomicU64,
+    /// A watchdog expired: the next exit of one of its vCPUs applies `on_crash`.
+    wd_fired: AtomicBool,
 }
+
+/// Watchdogs per domain (Xen has 2; `SCHEDOP_watchdog` answers `-ENOSPC` beyond).
+pub const MAX_WATCHDOGS: usize = 4;
 
 impl DomainRt {
     const fn new() -> Self {
@@ -215,6 +251,11 @@ impl DomainRt {
             started_at: AtomicU64::new(0),
             blocked_base: AtomicU64::new(0),
             starting: AtomicBool::new(false),
+            window_start: AtomicU64::new(0),
+            window_restarts: AtomicU32::new(0),
+            watchdogs: SpinLock::new([(0, 0); MAX_WATCHDOGS]),
+            wd_deadline: AtomicU64::new(u64::MAX),
+            wd_fired: AtomicBool::new(false),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -264,6 +305,10 @@ pub fn publish(cfg: Config) {
     for (d, c) in cfg.domains.iter().enumerate() {
         RT[d].cntvoff.store(c.cntvoff, Ordering::Relaxed);
         RT[d].started_at.store(c.cntvoff, Ordering::Relaxed);
+        if !c.lifecycle.autostart {
+            RT[d].end.store(EndReason::NotStarted as u8, Ordering::Relaxed);
+            ENDED.fetch_add(1, Ordering::Relaxed);
+        }
     }
     CONFIG.set(cfg);
 }
@@ -445,7 +490,14 @@ pub fn cpu_run(cpu: usize) -> ! {
         arch::isb();
         core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
     }
-    if v == 0 {
+    if v == 0 && !dom.lifecycle.autostart {
+        hprintln!(
+            "domain '{}': declared, not started (autostart = false; `hypctl start {}` starts it)",
+            dom.name(),
+            dom.name()
+        );
+    }
+    if v == 0 && dom.lifecycle.autostart {
         RT[d].on_entry[0].store(dom.entry, Ordering::Relaxed);
         RT[d].on_ctx[0].store(dom.dtb, Ordering::Relaxed);
         RT[d].power[0].store(Power::OnPending.to_u8(), Ordering::Release);
@@ -587,12 +639,7 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
     bump(&STATS[cpu].traps, 1);
     if kind == 1 {
         crate::irq::handle(d, v);
-        if !is_running(d) {
-            idle(cpu); // the domain ended elsewhere and kicked this vCPU out
-        }
-        if RT[d].paused.load(Ordering::Acquire) {
-            pause_wait(cpu, d, v);
-        }
+        after_irqs(cpu, d, v);
     }
     if kind == 3 {
         let name = config().domains[d].name();
@@ -601,8 +648,7 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
             read_sysreg!("esr_el2"),
             regs.elr
         );
-        end_domain(d, EndReason::Crashed);
-        idle(cpu);
+        crash(cpu, d, EndReason::Crashed);
     }
     crate::irq::flush(cpu);
     regs
@@ -806,8 +852,7 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
                 ("the guest cannot take the abort", EndReason::FaultUntakeable)
             };
             hprintln!("domain '{}': stopping it ({why})", dom.name());
-            end_domain(d, end);
-            idle(cpu);
+            crash(cpu, d, end);
         }
     }
 }
@@ -913,7 +958,7 @@ static NR_BLOCKED: AtomicUsize = AtomicUsize::new(0);
 /// that makes `ready()` true calls [`kick_blocked`] afterwards, so no wake-up is lost.
 pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: impl FnMut() -> bool) {
     if let Some(t) = deadline {
-        arch::hyp_timer_set(t);
+        arch::hyp_timer_set(t.min(RT[d].wd_deadline.load(Ordering::Acquire)));
     }
     BLOCKED[cpu].store(true, Ordering::SeqCst);
     NR_BLOCKED.fetch_add(1, Ordering::SeqCst);
@@ -925,9 +970,9 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
         }
         arch::wfi();
         crate::irq::handle(d, v);
-        if !is_running(d) {
+        if !is_running(d) || RT[d].wd_fired.load(Ordering::Acquire) {
             unblock(cpu);
-            idle(cpu);
+            after_irqs(cpu, d, v);
         }
     }
     unblock(cpu);
@@ -1001,6 +1046,7 @@ pub fn destroy(d: usize) -> Result<(), i64> {
         end_domain(d, EndReason::Destroyed);
     }
     RT[d].paused.store(false, Ordering::Release);
+    clear_watchdogs(d);
     Ok(())
 }
 
@@ -1009,6 +1055,10 @@ pub fn destroy(d: usize) -> Result<(), i64> {
 /// and its boot vCPU started. `-EBUSY` when it runs, is being started, or a pCPU does not
 /// come back.
 pub fn start(d: usize) -> Result<(), i64> {
+    start_as(d, "by the control domain")
+}
+
+fn start_as(d: usize, who: &str) -> Result<(), i64> {
     use xen_abi::errno;
     let cfg = config();
     let dom = &cfg.domains[d];
@@ -1041,6 +1091,7 @@ pub fn start(d: usize) -> Result<(), i64> {
     }
     let now = arch::counter();
     rt.paused.store(false, Ordering::Relaxed);
+    clear_watchdogs(d);
     rt.paused_ticks.store(0, Ordering::Relaxed);
     rt.cntvoff.store(now, Ordering::Relaxed);
     rt.started_at.store(now, Ordering::Relaxed);
@@ -1054,7 +1105,7 @@ pub fn start(d: usize) -> Result<(), i64> {
     rt.end.store(EndReason::Running as u8, Ordering::Release);
     ENDED.fetch_sub(1, Ordering::AcqRel);
     rt.starting.store(false, Ordering::Release);
-    hprintln!("domain '{}': started by the control domain", dom.name());
+    hprintln!("domain '{}': started {who}", dom.name());
     crate::xen::domain_changed(d);
     if let Some(&p) = dom.pcpus.first() {
         if usize::from(p) != arch::cpu_index() {
@@ -1141,6 +1192,158 @@ fn unblock(cpu: usize) {
     BLOCKED[cpu].store(false, Ordering::Relaxed);
     NR_BLOCKED.fetch_sub(1, Ordering::SeqCst);
     arch::hyp_timer_off();
+    if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+        arm_watchdog_timer(d);
+    }
+}
+
+/// What a vCPU checks after taking physical interrupts: a watchdog that fired (its domain
+/// crashes), its domain ended elsewhere (it leaves), or a pause (it waits).
+fn after_irqs(cpu: usize, d: usize, v: usize) {
+    if RT[d].wd_fired.swap(false, Ordering::AcqRel) && is_running(d) {
+        hprintln!("domain '{}': watchdog expired", name(d));
+        crash(cpu, d, EndReason::Watchdog);
+    }
+    if !is_running(d) {
+        idle(cpu); // the domain ended elsewhere and kicked this vCPU out
+    }
+    if RT[d].paused.load(Ordering::Acquire) {
+        pause_wait(cpu, d, v);
+    }
+}
+
+/// Arms this pCPU's EL2 timer for domain `d`'s earliest watchdog deadline, if it has one.
+fn arm_watchdog_timer(d: usize) {
+    let t = RT[d].wd_deadline.load(Ordering::Acquire);
+    if t != u64::MAX {
+        arch::hyp_timer_set(t);
+    }
+}
+
+/// This pCPU's EL2 timer fired while it runs domain `d`: a watchdog whose deadline passed
+/// fires (handled by [`after_irqs`]); one that was kicked meanwhile is armed again.
+pub fn hyp_timer_fired(d: usize) {
+    let t = RT[d].wd_deadline.load(Ordering::Acquire);
+    if t == u64::MAX {
+        return;
+    }
+    if arch::counter() >= t {
+        RT[d].wd_deadline.store(u64::MAX, Ordering::Release);
+        RT[d].wd_fired.store(true, Ordering::Release);
+    } else {
+        arch::hyp_timer_set(t);
+    }
+}
+
+fn update_wd_deadline(d: usize, wds: &[(u64, u32); MAX_WATCHDOGS]) {
+    let t = wds.iter().filter(|w| w.1 != 0).map(|w| w.0).min().unwrap_or(u64::MAX);
+    RT[d].wd_deadline.store(t, Ordering::Release);
+}
+
+/// `SCHEDOP_watchdog` of domain `d`: `id` 0 allocates a watchdog (its id, from 1, is the
+/// answer), a known `id` with a `timeout` (seconds) kicks it, a `timeout` of 0 stops it. As
+/// Xen: `-ENOSPC` when all are in use, `-EINVAL` for an unknown id.
+pub fn watchdog_op(d: usize, id: u32, timeout: u32) -> i64 {
+    use xen_abi::errno;
+    let freq = arch::read_sysreg!("cntfrq_el0");
+    let deadline = arch::counter().saturating_add(u64::from(timeout).saturating_mul(freq));
+    let mut wds = RT[d].watchdogs.lock();
+    let r = if id == 0 {
+        match wds.iter().position(|w| w.1 == 0) {
+            None => -errno::ENOSPC,
+            Some(_) if timeout == 0 => -errno::EINVAL,
+            Some(i) => {
+                wds[i] = (deadline, timeout);
+                i as i64 + 1
+            }
+        }
+    } else {
+        match wds.get_mut(id as usize - 1).filter(|w| w.1 != 0) {
+            None => -errno::EINVAL,
+            Some(w) if timeout == 0 => {
+                *w = (0, 0);
+                0
+            }
+            Some(w) => {
+                *w = (deadline, timeout);
+                0
+            }
+        }
+    };
+    update_wd_deadline(d, &wds);
+    drop(wds);
+    arm_watchdog_timer(d);
+    r
+}
+
+fn clear_watchdogs(d: usize) {
+    *RT[d].watchdogs.lock() = [(0, 0); MAX_WATCHDOGS];
+    RT[d].wd_deadline.store(u64::MAX, Ordering::Release);
+    RT[d].wd_fired.store(false, Ordering::Release);
+}
+
+/// Domain `d` crashed (`why`, on this pCPU): it ends, then its `on_crash` policy applies —
+/// stop, power the board off, or restart it within its restart limit. Never returns.
+pub fn crash(cpu: usize, d: usize, why: EndReason) -> ! {
+    end_domain(d, why);
+    let dom = &config().domains[d];
+    match dom.lifecycle.on_crash {
+        CrashPolicy::Stop => {}
+        CrashPolicy::Board => {
+            summary();
+            crash::power_off(false, format_args!("domain '{}' crashed (on_crash = board)", dom.name()));
+        }
+        CrashPolicy::Restart => policy_restart(cpu, d, "on_crash = restart"),
+    }
+    idle(cpu)
+}
+
+/// Counts one more restart of domain `d` (by policy or its own reboot) in its restart-limit
+/// window (a fixed window that opens at the first restart after the previous one closed) and
+/// says whether the limit allows it.
+fn limit_allows(d: usize) -> bool {
+    let rt = &RT[d];
+    let l = config().domains[d].lifecycle;
+    let now = arch::counter();
+    let window = u64::from(l.restart_window).saturating_mul(arch::read_sysreg!("cntfrq_el0"));
+    if rt.window_restarts.load(Ordering::Relaxed) == 0
+        || now.wrapping_sub(rt.window_start.load(Ordering::Relaxed)) > window
+    {
+        rt.window_start.store(now, Ordering::Relaxed);
+        rt.window_restarts.store(0, Ordering::Relaxed);
+    }
+    rt.window_restarts.fetch_add(1, Ordering::Relaxed) < l.restart_limit
+}
+
+/// Restarts domain `d` by policy from one of its own pCPUs (this one, which no longer runs
+/// its guest), unless that exceeds its restart limit: then it stays stopped and the control
+/// domain is told (`VIRQ_DOM_EXC`).
+fn policy_restart(cpu: usize, d: usize, why: &str) {
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let l = dom.lifecycle;
+    if !limit_allows(d) {
+        rt.end.store(EndReason::RestartLimit as u8, Ordering::Release);
+        hprintln!(
+            "domain '{}': not restarted: {} restarts within {} s already (restart_limit); it stays stopped",
+            dom.name(),
+            l.restart_limit,
+            l.restart_window
+        );
+        crate::xen::domain_changed(d);
+        return;
+    }
+    let n = rt.window_restarts.load(Ordering::Relaxed);
+    hprintln!(
+        "domain '{}': restarting it ({why}, restart {n} of {} within {} s)",
+        dom.name(),
+        l.restart_limit,
+        l.restart_window
+    );
+    PARKED[cpu].store(true, Ordering::Release);
+    if start_as(d, "by its policy").is_ok() {
+        rt.restarts.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Wakes domain `d`'s vCPUs that are blocked in [`block`] on other pCPUs.
@@ -1161,8 +1364,12 @@ pub fn kick_blocked(d: usize) {
 /// `SCHEDOP_shutdown` with a reason other than reboot: the domain ends as PSCI `SYSTEM_OFF`
 /// would (poweroff) or as a crash.
 pub fn shutdown_from_hypercall(d: usize, why: EndReason) -> ! {
+    let cpu = arch::cpu_index();
+    if why.is_crash() {
+        crash(cpu, d, why);
+    }
     end_domain(d, why);
-    idle(arch::cpu_index())
+    idle(cpu)
 }
 
 /// `SCHEDOP_shutdown(reboot)`: as PSCI `SYSTEM_RESET`.
@@ -1178,6 +1385,22 @@ fn restart_domain(cpu: usize, d: usize, v: usize) -> ! {
         end_domain(d, EndReason::Reset);
         idle(cpu);
     }
+    if dom.lifecycle.on_reboot == RebootPolicy::Stop {
+        hprintln!("domain '{}': asked for a reboot; on_reboot = stop", dom.name());
+        end_domain(d, EndReason::RebootStopped);
+        idle(cpu);
+    }
+    if !limit_allows(d) {
+        hprintln!(
+            "domain '{}': not restarted: {} restarts within {} s already (restart_limit); it stays stopped",
+            dom.name(),
+            dom.lifecycle.restart_limit,
+            dom.lifecycle.restart_window
+        );
+        end_domain(d, EndReason::RestartLimit);
+        idle(cpu);
+    }
+    clear_watchdogs(d);
     let n = rt.restarts.fetch_add(1, Ordering::Relaxed) + 1;
     hprintln!("domain '{}': SYSTEM_RESET: reloading its images and restarting it (restart #{n})", dom.name());
     flush_console(d);
@@ -1208,6 +1431,7 @@ pub fn end_domain(d: usize, why: EndReason) {
         return;
     }
     flush_console(d);
+    clear_watchdogs(d);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
     crate::xen::domain_changed(d);

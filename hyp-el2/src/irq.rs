@@ -118,7 +118,9 @@ pub fn handle(d: usize, v: usize) {
         if intid == SGI_KICK {
             gic::deactivate(intid);
         } else if intid == crate::arch::HYP_TIMER_PPI {
-            crate::arch::hyp_timer_off(); // a blocked vCPU's deadline: it checks the time itself
+            // A blocked vCPU's deadline (it checks the time itself) or a watchdog's.
+            crate::arch::hyp_timer_off();
+            domain::hyp_timer_fired(d);
             gic::deactivate(intid);
         } else if intid == MAINTENANCE {
             maintenance(d);

@@ -460,6 +460,7 @@ fn build_config(
             guest_dtb: blob.leak(),
             on_fault: d.on_fault,
             on_poweroff: d.on_poweroff,
+            lifecycle: d.lifecycle,
             gic: Some(ggic),
             linux: d.kind == plan::DomainKind::Linux,
             xen: d.xen,

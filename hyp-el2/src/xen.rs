@@ -107,7 +107,9 @@ pub fn init(cfg: &[DomainCfg]) {
         write_tree(&mut s, d, c);
     }
     for (d, c) in cfg.iter().enumerate() {
-        write_pv(&mut s, d, c);
+        if c.lifecycle.autostart {
+            write_pv(&mut s, d, c);
+        } // else when it starts (`reset` writes them)
         write_status(&mut s, d, c);
     }
     // The upper nodes list every domain: readable by the control domain (not the others).
@@ -1022,6 +1024,10 @@ fn sched_op(r: &mut GuestRegs) -> i64 {
             0
         }
         s::POLL => poll(r.cpu, d, v, r.x[1]),
+        s::WATCHDOG => match read::<8>(d, r.x[1]) {
+            Ok(b) => domain::watchdog_op(d, xen_abi::rd32(&b, 0).unwrap_or(0), xen_abi::rd32(&b, 4).unwrap_or(0)),
+            Err(e) => e,
+        },
         s::SHUTDOWN => {
             let reason = match read::<4>(d, r.x[1]) {
                 Ok(b) => u32::from_le_bytes(b),

@@ -162,6 +162,8 @@ pub mod sched {
     pub const BLOCK: u64 = 1;
     pub const SHUTDOWN: u64 = 2;
     pub const POLL: u64 = 3;
+    /// `struct sched_watchdog { uint32_t id; uint32_t timeout; }` (seconds).
+    pub const WATCHDOG: u64 = 6;
     pub const SHUTDOWN_POWEROFF: u32 = 0;
     pub const SHUTDOWN_REBOOT: u32 = 1;
     pub const SHUTDOWN_SUSPEND: u32 = 2;

@@ -5,7 +5,8 @@
 use hyp_core::addr::PhysRange;
 use hyp_core::list::List;
 use hyp_core::plan::{
-    self, BoardLimits, Domain, DomainKind, FaultPolicy, Plan, PowerOffPolicy, Problem, PvDevice, PvKind,
+    self, BoardLimits, CrashPolicy, Domain, DomainKind, FaultPolicy, Lifecycle, Plan, PowerOffPolicy, Problem,
+    PvDevice, PvKind, RebootPolicy,
 };
 use platforms::Platform;
 use serde::Deserialize;
@@ -97,6 +98,16 @@ pub struct DomainFile {
     /// "domain" or "board".
     #[serde(default = "default_poweroff")]
     pub on_poweroff: String,
+    /// Start at boot (default); `false`: declared and checked, started by `hypctl start`.
+    pub autostart: Option<bool>,
+    /// "stop" (default), "restart" or "board": what a crash does.
+    pub on_crash: Option<String>,
+    /// "restart" (default) or "stop": what a reboot does.
+    pub on_reboot: Option<String>,
+    /// Restarts by policy allowed within `restart_window` (default 5).
+    pub restart_limit: Option<u32>,
+    /// "60s" (default), "5m", "1h".
+    pub restart_window: Option<String>,
     /// Host device-tree paths of passthrough devices.
     #[serde(default)]
     pub devices: Vec<String>,
@@ -226,6 +237,8 @@ pub struct ResolvedDomain {
     pub on_fault: FaultPolicy,
     /// Power-off policy.
     pub on_poweroff: PowerOffPolicy,
+    /// Autostart, crash and reboot policies.
+    pub lifecycle: Lifecycle,
     /// Passthrough devices (host DT paths).
     pub devices: Vec<String>,
     /// Offered the Xen guest ABI.
@@ -336,6 +349,23 @@ pub fn load_text(
             .ok_or_else(|| ferr("on_fault", &format!("'{}' is not one of: inject, stop", d.on_fault)))?;
         let on_poweroff = PowerOffPolicy::parse(&d.on_poweroff)
             .ok_or_else(|| ferr("on_poweroff", &format!("'{}' is not one of: domain, board", d.on_poweroff)))?;
+        let mut lifecycle = Lifecycle { autostart: d.autostart.unwrap_or(true), ..Lifecycle::default() };
+        if let Some(c) = &d.on_crash {
+            lifecycle.on_crash = CrashPolicy::parse(c)
+                .ok_or_else(|| ferr("on_crash", &format!("'{c}' is not one of: stop, restart, board")))?;
+        }
+        if let Some(r) = &d.on_reboot {
+            lifecycle.on_reboot = RebootPolicy::parse(r)
+                .ok_or_else(|| ferr("on_reboot", &format!("'{r}' is not one of: restart, stop")))?;
+        }
+        if let Some(n) = d.restart_limit {
+            lifecycle.restart_limit = n;
+        }
+        if let Some(w) = &d.restart_window {
+            lifecycle.restart_window = plan::parse_seconds(w).ok_or_else(|| {
+                ferr("restart_window", &format!("'{w}' is not a duration such as \"60s\", \"5m\" or \"1h\""))
+            })?;
+        }
         let mut cpus = Vec::new();
         for &c in &d.cpus {
             cpus.push(
@@ -438,6 +468,7 @@ pub fn load_text(
             bootargs: d.bootargs.clone(),
             on_fault,
             on_poweroff,
+            lifecycle,
             devices: d.devices.clone(),
             xen: d.xen.unwrap_or(kind == DomainKind::Linux),
             pv,
@@ -477,6 +508,7 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
             bootargs: &d.bootargs,
             on_fault: d.on_fault,
             on_poweroff: d.on_poweroff,
+            lifecycle: d.lifecycle,
             devices: List::from_slice(&d.devices.iter().map(String::as_str).collect::<Vec<_>>())
                 .ok_or_else(|| field_err(&dep.file, 0, &d.name, "devices", Problem::TooManyDevices))?,
             xen: d.xen,

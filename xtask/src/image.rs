@@ -100,6 +100,12 @@ pub fn boot_script(dep: &Deployment) -> String {
         let _ = writeln!(s, "fdt set {n} ferrum,memory-base <{}>", hex(d.memory.base.0));
         let _ = writeln!(s, "fdt set {n} ferrum,on-fault \"{}\"", d.on_fault.as_str());
         let _ = writeln!(s, "fdt set {n} ferrum,on-poweroff \"{}\"", d.on_poweroff.as_str());
+        let l = d.lifecycle;
+        let _ = writeln!(s, "fdt set {n} ferrum,autostart \"{}\"", if l.autostart { "yes" } else { "no" });
+        let _ = writeln!(s, "fdt set {n} ferrum,on-crash \"{}\"", l.on_crash.as_str());
+        let _ = writeln!(s, "fdt set {n} ferrum,on-reboot \"{}\"", l.on_reboot.as_str());
+        let _ = writeln!(s, "fdt set {n} ferrum,restart-limit <0x{:x}>", l.restart_limit);
+        let _ = writeln!(s, "fdt set {n} ferrum,restart-window <0x{:x}>", l.restart_window);
         let _ = writeln!(s, "fdt set {n} ferrum,xen \"{}\"", if d.xen { "yes" } else { "no" });
         if !d.devices.is_empty() {
             let list: Vec<String> = d.devices.iter().map(|p| format!("\"{p}\"")).collect();

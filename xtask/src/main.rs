@@ -252,7 +252,7 @@ pub fn print_plan(dep: &deploy::Deployment) {
     println!("deployment '{}' ({}), platform {}:", dep.name, dep.file.display(), dep.platform.name);
     for d in &dep.domains {
         println!(
-            "  {:<12} {:<9} pCPUs {:?}  RAM {} ({} MiB)  kernel {} ({} KiB)  on_fault={} on_poweroff={}",
+            "  {:<12} {:<9} pCPUs {:?}  RAM {} ({} MiB)  kernel {} ({} KiB)  on_fault={} on_poweroff={} on_crash={} on_reboot={} restart_limit={}/{}s{}",
             d.name,
             d.kind.as_str(),
             d.cpus,
@@ -261,7 +261,12 @@ pub fn print_plan(dep: &deploy::Deployment) {
             d.kernel.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             d.kernel.size / 1024,
             d.on_fault.as_str(),
-            d.on_poweroff.as_str()
+            d.on_poweroff.as_str(),
+            d.lifecycle.on_crash.as_str(),
+            d.lifecycle.on_reboot.as_str(),
+            d.lifecycle.restart_limit,
+            d.lifecycle.restart_window,
+            if d.lifecycle.autostart { "" } else { " autostart=false" }
         );
     }
 }

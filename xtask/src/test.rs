@@ -46,8 +46,9 @@ struct Scenario {
     /// Console input: (marker, text) pairs; the text is typed once the marker has appeared.
     /// `\u0001` is Ctrl-A. A text `@http-get /path` is a host action instead: an HTTP GET
     /// through the forwarded web port (needs `http = true`), retried for up to 90 s until it is
-    /// answered, logged as `host: GET /path -> …`; `@http-probe /path` tries for 5 s only
-    /// and logs `host: GET /path -> no answer` when nothing answers.
+    /// answered, logged as `host: GET /path -> …`; `@http-probe /path` tries once (a
+    /// retry could reach the service after it restarted) and logs `host: GET /path -> no
+    /// answer` when nothing answers.
     #[serde(default)]
     input: Vec<(String, String)>,
     /// Forward a free host port to the web unikernel (10.0.2.20:80) for `@http-get` actions.

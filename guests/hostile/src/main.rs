@@ -292,7 +292,7 @@ fn self_harm(nr: u64, cmd: u64, a1: u64) -> bool {
         hc::VCPU_OP => a1 == 0 && matches!(cmd, 0..=3 | 10),
         hc::HVM_OP => cmd == 0,
         hc::EVENT_CHANNEL_OP => matches!(cmd, 0..=3 | 6 | 7 | 10 | 15),
-        hc::SCHED_OP => matches!(cmd, 1..=4),
+        hc::SCHED_OP => matches!(cmd, 1..=4 | 6), // 6: SCHEDOP_watchdog would stop it later
         hc::CONSOLE_IO => cmd == 0,
         _ => false,
     }

@@ -9,7 +9,10 @@
 //!
 //! Commands on its console (Ctrl-A three times gives it the focus): `put <key> <value>`,
 //! `get <key>`, `list`, `restart` (reboots the unikernel: it reconnects and replays),
-//! `poweroff`. Boot argument `vbd=<devid>` (default 51712, xvda).
+//! `poweroff`. Boot arguments: `vbd=<devid>` (default 51712, xvda); `watchdog=<seconds>`
+//! (default 15, 0: none): a hypervisor watchdog it kicks while it waits for commands, so a
+//! hung kv is handled by its deployment's `on_crash` policy. It honours the control domain's
+//! `control/shutdown` (`hypctl stop`).
 #![no_std]
 #![no_main]
 
@@ -19,7 +22,8 @@ use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use ferrum_rt::blkfront::{Blkfront, SECTOR};
-use ferrum_rt::{println, shutdown, Reason, Runtime};
+use ferrum_rt::xen::{Watchdog, Xen};
+use ferrum_rt::{println, shutdown, time, Reason, Runtime};
 
 ferrum_rt::entry!(main);
 
@@ -123,11 +127,18 @@ impl Store {
     }
 }
 
-fn read_line() -> String {
+/// Reads a console line; while it waits, it kicks the watchdog and honours a shutdown the
+/// control domain asks for.
+fn read_line(x: &mut Xen, wd: &mut Option<Watchdog>) -> String {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     loop {
-        if ferrum_rt::console::read_blocking(&mut b) == 0 {
+        if let Some(w) = wd.as_mut() {
+            w.kick();
+        }
+        ferrum_rt::honour_control(x);
+        let deadline = time::now().after(core::time::Duration::from_millis(500)).ticks();
+        if ferrum_rt::console::read_until(&mut b, deadline) == 0 {
             continue;
         }
         match b[0] {
@@ -142,6 +153,7 @@ fn read_line() -> String {
 
 fn main(rt: &mut Runtime) {
     let devid: u32 = rt.arg("vbd").and_then(|v| v.parse().ok()).unwrap_or(51712);
+    let rt_watchdog_secs: u32 = rt.arg("watchdog").and_then(|v| v.parse().ok()).unwrap_or(15);
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (blkfront)") };
     let disk = Blkfront::connect(x, devid).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
     println!(
@@ -156,9 +168,18 @@ fn main(rt: &mut Runtime) {
     for (k, v) in s.map.iter().take(16) {
         println!("kv:   {k} = {v}");
     }
+    // A hung kv is restarted by its deployment's on_crash policy (`watchdog=SECONDS`, 0: off).
+    let secs: u32 = rt_watchdog_secs;
+    let mut wd = (secs > 0).then(|| Watchdog::new(secs)).transpose().unwrap_or_else(|e| {
+        println!("kv: no watchdog: {e}");
+        None
+    });
+    if let Some(w) = &wd {
+        println!("kv: watchdog {} armed ({secs} s)", w.id());
+    }
     println!("kv: ready: put <key> <value> | get <key> | list | restart | poweroff");
     loop {
-        let line = read_line();
+        let line = read_line(x, &mut wd);
         let mut w = line.splitn(3, ' ');
         match (w.next(), w.next(), w.next()) {
             (Some("put"), Some(k), Some(v)) => match s.put(k, v.trim()) {

@@ -170,6 +170,27 @@ pub fn read_blocking(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Waits for input until the counter reaches `deadline` and reads it into `buf`; returns how
+/// many bytes (0: the deadline passed first), so a loop waiting for input can still kick its
+/// watchdog and honour the control domain's requests.
+pub fn read_until(buf: &mut [u8], deadline: u64) -> usize {
+    if buf.is_empty() {
+        return 0;
+    }
+    loop {
+        let n = read(buf);
+        if n > 0 || arch::counter() >= deadline {
+            return n;
+        }
+        match device() {
+            Device::Pv(_, port) => {
+                crate::xen::Port(port).wait_until(deadline);
+            }
+            _ => crate::time::sleep(core::time::Duration::from_millis(10)),
+        }
+    }
+}
+
 struct Sink {
     buf: [u8; 256],
     len: usize,

@@ -178,6 +178,50 @@ pub fn shutdown(r: ShutdownReason) -> XenError {
     XenError(hcall(hc::SCHED_OP, sched::SHUTDOWN, a.as_ptr() as u64))
 }
 
+fn watchdog_call(id: u32, timeout: u32) -> Result<i64, XenError> {
+    let mut a = [0u8; 8];
+    a[0..4].copy_from_slice(&id.to_le_bytes());
+    a[4..8].copy_from_slice(&timeout.to_le_bytes());
+    check(hcall(hc::SCHED_OP, sched::WATCHDOG, a.as_ptr() as u64))
+}
+
+/// A hypervisor watchdog (`SCHEDOP_watchdog`): unless it is kicked within its timeout, the
+/// domain counts as crashed and its deployment's `on_crash` policy applies (e.g. a restart).
+/// A domain may have several (a hung subsystem each).
+#[derive(Debug)]
+pub struct Watchdog {
+    id: u32,
+    timeout: u32,
+    next_kick: u64,
+}
+
+impl Watchdog {
+    /// Arms a new watchdog with `timeout_s` seconds (at least 1).
+    pub fn new(timeout_s: u32) -> Result<Self, XenError> {
+        let timeout = timeout_s.max(1);
+        let id = watchdog_call(0, timeout)? as u32;
+        Ok(Self { id, timeout, next_kick: 0 })
+    }
+    /// Its id (from 1).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// Kicks it: the timeout starts again. Cheap enough for every turn of a loop: the
+    /// hypercall is made at most four times per timeout.
+    pub fn kick(&mut self) {
+        let now = arch::counter();
+        if now < self.next_kick {
+            return;
+        }
+        self.next_kick = now + u64::from(self.timeout) * arch::counter_freq() / 4;
+        let _ = watchdog_call(self.id, self.timeout);
+    }
+    /// Stops it.
+    pub fn stop(self) -> Result<(), XenError> {
+        watchdog_call(self.id, 0).map(drop)
+    }
+}
+
 fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), XenError> {
     let mut a = [0u8; memory::ADD_TO_PHYSMAP_SIZE];
     a[0..2].copy_from_slice(&domid::SELF.to_le_bytes());

@@ -5,7 +5,10 @@
 //! 10.0.2.2, QEMU's user-network gateway), `port=<n>` (default 80), `vif=<devid>` (default 0).
 //! The deployment bridges the vif to the control domain's NIC, so on QEMU the host reaches
 //! the page through user-network port forwarding (`cargo xtask run-qemu-aarch64` forwards
-//! host port 8080 to 10.0.2.20:80).
+//! host port 8080 to 10.0.2.20:80). `watchdog=<seconds>` (default 15, 0: none) arms a
+//! hypervisor watchdog its loop kicks, so a hung web is handled by its deployment's
+//! `on_crash` policy; `debug=1` adds `GET /debug/hang` and `GET /debug/panic` for the
+//! crash-policy tests. It honours the control domain's `control/shutdown` (`hypctl stop`).
 #![no_std]
 #![no_main]
 
@@ -16,6 +19,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 use ferrum_rt::netcfg::parse_cidr;
 use ferrum_rt::netfront::{self, smoltcp_now as now, Netfront};
+use ferrum_rt::xen::Watchdog;
 use ferrum_rt::{println, shutdown, time, Reason, Runtime};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -59,6 +63,21 @@ fn main(rt: &mut Runtime) {
         );
         conns.push(Conn { handle: sockets.add(s), request: Vec::new() });
     }
+    // A hung web is handled by its deployment's on_crash policy (`watchdog=SECONDS`, 0: off).
+    let secs: u32 = rt.arg("watchdog").and_then(|v| v.parse().ok()).unwrap_or(15);
+    let mut wd = match (secs > 0).then(|| Watchdog::new(secs)).transpose() {
+        Ok(w) => w,
+        Err(e) => {
+            println!("web: no watchdog: {e}");
+            None
+        }
+    };
+    if let Some(w) = &wd {
+        println!("web: watchdog {} armed ({secs} s)", w.id());
+    }
+    // `debug=1`: GET /debug/hang stops kicking the watchdog, GET /debug/panic panics (for the
+    // crash-policy tests; off unless the deployment asks).
+    let debug = rt.arg("debug") == Some("1");
     println!("web: serving http://{ip}:{port}/ (gateway {gw})");
     let started = time::now();
     let mut served: u64 = 0;
@@ -89,6 +108,15 @@ fn main(rt: &mut Runtime) {
                         .chars()
                         .take(64)
                         .collect::<alloc::string::String>();
+                    if debug && path == "/debug/hang" {
+                        println!("web: /debug/hang: spinning without kicking the watchdog");
+                        loop {
+                            core::hint::spin_loop();
+                        }
+                    }
+                    if debug && path == "/debug/panic" {
+                        panic!("/debug/panic asked for it");
+                    }
                     let up = started.elapsed();
                     let st = nf.stats;
                     let (body, ctype) = if path == "/stats" {
@@ -141,6 +169,9 @@ fn main(rt: &mut Runtime) {
         }
         if let Some(x) = rt.xen() {
             ferrum_rt::honour_control(x); // `hypctl stop web`: a clean poweroff
+        }
+        if let Some(w) = wd.as_mut() {
+            w.kick();
         }
         let wait = iface.poll_delay(now(), &sockets).map_or(Duration::from_millis(100), |d| {
             Duration::from_micros(d.total_micros()).min(Duration::from_millis(100))
