@@ -28,6 +28,8 @@ pub enum DomOp {
     Restart,
     /// Ferrum: its run-time status ([`Status`]).
     Status,
+    /// Ferrum: replace the kernel image of a domain that is not running ([`check_update`]).
+    LoadImage,
 }
 
 /// A decoded `domctl`.
@@ -54,6 +56,7 @@ pub fn decode_domctl(b: &[u8; dc::SIZE]) -> Result<DomRequest, i64> {
         dc::FERRUM_START => DomOp::Start,
         dc::FERRUM_RESTART => DomOp::Restart,
         dc::FERRUM_STATUS => DomOp::Status,
+        dc::FERRUM_LOAD_IMAGE => DomOp::LoadImage,
         _ => return Err(-errno::ENOSYS),
     };
     if domid >= xen_abi::domid::FIRST_RESERVED && op != DomOp::GetInfo {
@@ -243,6 +246,96 @@ impl Status {
     }
 }
 
+/// Why a new kernel image cannot replace a domain's (`hypctl update`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateError {
+    /// Its header is not a usable arm64 Image's.
+    Header(crate::image::ImageError),
+    /// Its `text_offset` differs from the current image's (the domain's layout depends on it).
+    TextOffset {
+        /// The new image's.
+        new: u64,
+        /// The current image's.
+        current: u64,
+    },
+    /// It is larger than the domain's kernel slot in the staging window.
+    Slot {
+        /// Its size.
+        need: u64,
+        /// The slot's.
+        have: u64,
+    },
+    /// Loaded, it would not fit the domain's RAM below its initrd and device tree.
+    Ram {
+        /// Its footprint (text offset + loaded size).
+        need: u64,
+        /// What the domain's layout leaves for the kernel.
+        have: u64,
+    },
+}
+
+impl core::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Header(e) => write!(f, "{e}"),
+            Self::TextOffset { new, current } => {
+                write!(f, "its text_offset {new:#x} differs from the current image's {current:#x}")
+            }
+            Self::Slot { need, have } => write!(f, "{need} bytes do not fit the domain's image slot of {have} bytes"),
+            Self::Ram { need, have } => {
+                write!(f, "it needs {need} bytes of the domain's RAM, its layout leaves {have}")
+            }
+        }
+    }
+}
+
+/// Checks a new kernel image for a domain: `head` is the start of the file (at least its
+/// header), `size` its length, `text_offset` the current image's, `slot` the bytes of its
+/// staging slot, `room` the bytes of RAM its layout leaves for the kernel (from the RAM base to
+/// the initrd, or to the device tree).
+pub fn check_update(head: &[u8], size: u64, text_offset: u64, slot: u64, room: u64) -> Result<(), UpdateError> {
+    let h = crate::image::parse(head).map_err(UpdateError::Header)?;
+    if h.text_offset != text_offset {
+        return Err(UpdateError::TextOffset { new: h.text_offset, current: text_offset });
+    }
+    if size > slot {
+        return Err(UpdateError::Slot { need: size, have: slot });
+    }
+    let need = h.footprint(size);
+    if need > room {
+        return Err(UpdateError::Ram { need, have: room });
+    }
+    Ok(())
+}
+
+/// Ferrum's `FERRUM_LOAD_IMAGE` request: the image's guest address and size at 0 and 8 of the
+/// union; the hypervisor answers with the slot's and the RAM room's sizes at 16 and 24 and the
+/// current text offset at 32.
+pub fn encode_load(domid: u16, buffer: u64, size: u64) -> [u8; dc::SIZE] {
+    let mut b = encode_domctl(dc::FERRUM_LOAD_IMAGE, domid);
+    wr64(&mut b, dc::UNION, buffer);
+    wr64(&mut b, dc::UNION + 8, size);
+    b
+}
+
+/// The (buffer, size) of a `FERRUM_LOAD_IMAGE` request.
+pub fn load_args(b: &[u8; dc::SIZE]) -> (u64, u64) {
+    (rd64(b, dc::UNION).unwrap_or(0), rd64(b, dc::UNION + 8).unwrap_or(0))
+}
+
+/// Writes the slot and room sizes and the current image's text offset into a
+/// `FERRUM_LOAD_IMAGE` answer (what [`check_update`] needs to explain a refusal).
+pub fn set_load_limits(b: &mut [u8; dc::SIZE], slot: u64, room: u64, text_offset: u64) {
+    wr64(b, dc::UNION + 16, slot);
+    wr64(b, dc::UNION + 24, room);
+    wr64(b, dc::UNION + 32, text_offset);
+}
+
+/// Reads (slot, room, text offset) of a `FERRUM_LOAD_IMAGE` answer.
+pub fn load_limits(b: &[u8; dc::SIZE]) -> (u64, u64, u64) {
+    (rd64(b, dc::UNION + 16).unwrap_or(0), rd64(b, dc::UNION + 24).unwrap_or(0), rd64(b, dc::UNION + 32).unwrap_or(0))
+}
+
 /// Why a domain is not running, in words, from [`Status::state`] (the hypervisor's codes).
 pub fn state_text(state: u8) -> &'static str {
     match state {
@@ -315,6 +408,33 @@ mod tests {
         assert_eq!(b[104], 2);
         assert_eq!(DomInfo::decode(&b), Some(i));
         assert_eq!(DomInfo::decode(&b[..100]), None);
+    }
+
+    #[test]
+    fn updates_are_checked() {
+        let mut h = [0u8; 64];
+        h[16..24].copy_from_slice(&0x3_0000u64.to_le_bytes()); // image_size
+        h[56..60].copy_from_slice(&crate::image::MAGIC.to_le_bytes());
+        assert_eq!(check_update(&h, 0x2_0000, 0, 0x20_0000, 0x40_0000), Ok(()));
+        assert!(matches!(check_update(&[0; 64], 100, 0, 1 << 21, 1 << 22), Err(UpdateError::Header(_))));
+        assert_eq!(
+            check_update(&h, 0x2_0000, 0x8_0000, 1 << 21, 1 << 22),
+            Err(UpdateError::TextOffset { new: 0, current: 0x8_0000 })
+        );
+        assert_eq!(
+            check_update(&h, 0x30_0000, 0, 0x20_0000, 1 << 30),
+            Err(UpdateError::Slot { need: 0x30_0000, have: 0x20_0000 })
+        );
+        assert_eq!(
+            check_update(&h, 0x2_0000, 0, 1 << 21, 0x2_0000),
+            Err(UpdateError::Ram { need: 0x3_0000, have: 0x2_0000 })
+        );
+        let b = encode_load(2, 0x1000, 0x2_0000);
+        assert_eq!(decode_domctl(&b).map(|r| r.op), Ok(DomOp::LoadImage));
+        assert_eq!(load_args(&b), (0x1000, 0x2_0000));
+        let mut b = b;
+        set_load_limits(&mut b, 5, 6, 7);
+        assert_eq!(load_limits(&b), (5, 6, 7));
     }
 
     #[test]

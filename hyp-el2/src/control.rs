@@ -49,6 +49,13 @@ pub fn domctl(d: usize, arg: u64) -> i64 {
                 return Ok(0);
             }
             _ if t == d => return Err(-errno::EINVAL),
+            DomOp::LoadImage => {
+                let (va, size) = control::load_args(&b);
+                let ((slot, room, text), r) = domain::load_image(d, t, va, size);
+                control::set_load_limits(&mut b, slot, room, text);
+                copy_to_guest(d, arg, &b)?;
+                r
+            }
             DomOp::Pause => domain::pause(t),
             DomOp::Unpause => domain::unpause(t),
             DomOp::Destroy => domain::destroy(t),

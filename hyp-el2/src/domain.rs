@@ -227,6 +227,8 @@ pub struct DomainRt {
     wd_deadline: AtomicU64,
     /// A watchdog expired: the next exit of one of its vCPUs applies `on_crash`.
     wd_fired: AtomicBool,
+    /// Bytes of its kernel image in its staging slot (`hypctl update` may change it).
+    kernel_size: AtomicU64,
 }
 
 /// Watchdogs per domain (Xen has 2; `SCHEDOP_watchdog` answers `-ENOSPC` beyond).
@@ -256,6 +258,7 @@ impl DomainRt {
             watchdogs: SpinLock::new([(0, 0); MAX_WATCHDOGS]),
             wd_deadline: AtomicU64::new(u64::MAX),
             wd_fired: AtomicBool::new(false),
+            kernel_size: AtomicU64::new(0),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -305,6 +308,7 @@ pub fn publish(cfg: Config) {
     for (d, c) in cfg.domains.iter().enumerate() {
         RT[d].cntvoff.store(c.cntvoff, Ordering::Relaxed);
         RT[d].started_at.store(c.cntvoff, Ordering::Relaxed);
+        RT[d].kernel_size.store(c.kernel.size, Ordering::Relaxed);
         if !c.lifecycle.autostart {
             RT[d].end.store(EndReason::NotStarted as u8, Ordering::Relaxed);
             ENDED.fetch_add(1, Ordering::Relaxed);
@@ -402,6 +406,7 @@ pub fn level_eoi(d: usize, intid: u32) {
 /// of coherency (the guest starts with its MMU and caches off). `fresh` RAM (first boot) holds
 /// nothing of anyone else's; a restart first wipes the domain's whole RAM.
 pub fn load_images(d: &DomainCfg, fresh: bool) {
+    let ksize = config_index(d).map_or(d.kernel.size, |i| RT[i].kernel_size.load(Ordering::Acquire).max(64));
     let kpa = d.ipa_to_pa(d.entry);
     let dtb_pa = d.ipa_to_pa(d.dtb);
     // SAFETY: the plan was validated: the kernel module lies in the staging window and the
@@ -410,14 +415,14 @@ pub fn load_images(d: &DomainCfg, fresh: bool) {
         if !fresh {
             mm::zero_phys(d.memory.base.0, d.memory.size);
         }
-        mm::copy_phys(kpa, d.kernel.base.0, d.kernel.size);
+        mm::copy_phys(kpa, d.kernel.base.0, ksize);
         if let Some((rd, ipa)) = d.initrd {
             mm::copy_phys(d.ipa_to_pa(ipa), rd.base.0, rd.size);
         }
         mm::copy_phys(dtb_pa, d.guest_dtb.as_ptr() as u64, d.guest_dtb.len() as u64);
     }
     if fresh {
-        arch::clean_dcache_range(kpa as usize, d.kernel.size as usize);
+        arch::clean_dcache_range(kpa as usize, ksize as usize);
         if let Some((rd, ipa)) = d.initrd {
             arch::clean_dcache_range(d.ipa_to_pa(ipa) as usize, rd.size as usize);
         }
@@ -426,6 +431,90 @@ pub fn load_images(d: &DomainCfg, fresh: bool) {
         arch::clean_dcache_range(d.memory.base.0 as usize, d.memory.size as usize);
     }
     arch::invalidate_icache();
+}
+
+/// The index of domain configuration `d` once the configuration is published (`None` while
+/// the boot CPU still builds it: then its images are the planned ones).
+fn config_index(d: &DomainCfg) -> Option<usize> {
+    let cfg = CONFIG.get()?;
+    cfg.domains.iter().position(|c| core::ptr::eq(c, d))
+}
+
+/// Bytes of domain `d`'s kernel slot in the staging window: up to the next module (any
+/// domain's kernel or initrd) or the window's end. U-Boot loads the boot disk's image there, so
+/// an image written to the disk (`hypctl update --persist`) must fit it as well.
+pub fn kernel_slot(d: usize) -> u64 {
+    let cfg = config();
+    let k = cfg.domains[d].kernel.base.0;
+    let st = &crate::PLATFORM.staging;
+    let end = cfg
+        .domains
+        .iter()
+        .flat_map(|c| [Some(c.kernel.base.0), c.initrd.map(|(r, _)| r.base.0)])
+        .flatten()
+        .filter(|&b| b > k)
+        .fold(st.base + st.size, u64::min);
+    end - k
+}
+
+/// Replaces the kernel image of domain `d` (not running) by `size` bytes the control domain
+/// `ctl` has at `va` (`FERRUM_LOAD_IMAGE`): checked by `hyp_core::control::check_update`,
+/// read whole once before a byte of the slot changes (a bad address leaves it intact), then
+/// copied into the slot; the next start uses it. Returns the slot's and the room's sizes
+/// with the outcome.
+pub fn load_image(ctl: usize, d: usize, va: u64, size: u64) -> ((u64, u64, u64), Result<(), i64>) {
+    use xen_abi::errno;
+    let dom = &config().domains[d];
+    let slot = kernel_slot(d);
+    let room = match dom.initrd {
+        Some((_, ipa)) => ipa - dom.ipa_base,
+        None => dom.memory.size - hyp_core::plan::GUEST_DTB_SLOT,
+    };
+    let text_offset = dom.entry - dom.ipa_base;
+    let limits = (slot, room, text_offset);
+    if is_running(d) || RT[d].starting.load(Ordering::Acquire) {
+        return (limits, Err(-errno::EBUSY));
+    }
+    let mut head = [0u8; hyp_core::image::HEADER_SIZE];
+    if size < head.len() as u64 {
+        return (limits, Err(-errno::EINVAL));
+    }
+    if let Err(e) = crate::xen::copy_from_guest(ctl, va, &mut head) {
+        return (limits, Err(e));
+    }
+    if let Err(e) = hyp_core::control::check_update(&head, size, text_offset, slot, room) {
+        hprintln!("domain '{}': image update refused: {e}", dom.name());
+        let code =
+            if matches!(e, hyp_core::control::UpdateError::Slot { .. } | hyp_core::control::UpdateError::Ram { .. }) {
+                -errno::E2BIG
+            } else {
+                -errno::EINVAL
+            };
+        return (limits, Err(code));
+    }
+    let mut buf = [0u8; 4096];
+    for pass in 0..2 {
+        let mut off = 0;
+        while off < size {
+            let n = (size - off).min(buf.len() as u64) as usize;
+            if let Err(e) = crate::xen::copy_from_guest(ctl, va + off, &mut buf[..n]) {
+                if pass == 1 {
+                    // Only the control domain changing its own mappings midway gets here.
+                    RT[d].kernel_size.store(0, Ordering::Release);
+                }
+                return (limits, Err(e));
+            }
+            if pass == 1 {
+                // SAFETY: the destination lies in domain `d`'s kernel slot in the staging window
+                // (`off + n <= size <= slot`), which only its loads read; it is not running.
+                unsafe { mm::copy_phys(dom.kernel.base.0 + off, buf.as_ptr() as u64, n as u64) };
+            }
+            off += n as u64;
+        }
+    }
+    RT[d].kernel_size.store(size, Ordering::Release);
+    hprintln!("domain '{}': new kernel image loaded ({size} bytes; its slot has {slot})", dom.name());
+    (limits, Ok(()))
 }
 
 /// Per-CPU EL2 set-up for running guests.

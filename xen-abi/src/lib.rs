@@ -201,6 +201,9 @@ pub mod domctl {
     pub const FERRUM_RESTART: u32 = 0xf000_0002;
     /// Read a domain's run-time status into the union (ferrum, [`STATUS_SIZE`] bytes).
     pub const FERRUM_STATUS: u32 = 0xf000_0003;
+    /// Replace the kernel image of a domain that is not running (ferrum): buffer@0, size@8 of
+    /// the union; the answer gives the slot's size@16 and the RAM room@24.
+    pub const FERRUM_LOAD_IMAGE: u32 = 0xf000_0004;
     /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
     /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
     /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux).

@@ -63,6 +63,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         extra_files: Vec::new(),
         http_port: None,
         fresh_data: false,
+        keep_disk: false,
         platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
@@ -254,6 +255,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             extra_files: Vec::new(),
             http_port: None,
             fresh_data: false,
+            keep_disk: false,
             platform: None,
         };
         let mut cmd = qemu::prepare(&o)?;
@@ -354,6 +356,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 extra_files: Vec::new(),
                 http_port: None,
                 fresh_data: false,
+                keep_disk: false,
                 platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
@@ -441,6 +444,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib}\n").into_bytes())],
         http_port: None,
         fresh_data: true,
+        keep_disk: false,
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;

@@ -490,6 +490,20 @@ pub fn load_text(
     Ok(dep)
 }
 
+/// Bytes of domain `i`'s kernel slot in the staging window: up to the next module or the
+/// window's end (as the hypervisor computes it for `hypctl update`).
+pub fn kernel_slot(dep: &Deployment, i: usize) -> u64 {
+    let k = dep.domains[i].kernel.addr;
+    let st = dep.platform.staging;
+    dep.domains
+        .iter()
+        .flat_map(|d| [Some(d.kernel.addr), d.initrd.as_ref().map(|m| m.addr)])
+        .flatten()
+        .filter(|&a| a > k)
+        .fold(st.base + st.size, u64::min)
+        - k
+}
+
 /// Runs the shared plan validation on a resolved deployment.
 pub fn validate(dep: &Deployment) -> Result<(), String> {
     let p = dep.platform;

@@ -78,8 +78,11 @@ pub fn boot_script(dep: &Deployment) -> String {
         );
     };
     load(&mut s, &dep.hyp);
-    for d in &dep.domains {
+    for (i, d) in dep.domains.iter().enumerate() {
         load(&mut s, &d.kernel);
+        // The module's size is the file's as loaded: `hypctl update --persist` may have
+        // replaced it by another image that fits the same slot.
+        let _ = writeln!(s, "setenv ferrum_k{i} ${{filesize}}");
         if let Some(m) = &d.initrd {
             load(&mut s, m);
         }
@@ -133,7 +136,7 @@ pub fn boot_script(dep: &Deployment) -> String {
         let k = format!("{n}/module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt mknod {n} module@{:x}", d.kernel.addr);
         let _ = writeln!(s, "fdt set {k} compatible \"multiboot,kernel\" \"multiboot,module\"");
-        let _ = writeln!(s, "fdt set {k} reg <{} {}>", hex(d.kernel.addr), hex(d.kernel.size));
+        let _ = writeln!(s, "fdt set {k} reg <{} 0x0 0x${{ferrum_k{i}}}>", hex(d.kernel.addr));
         let _ = writeln!(s, "fdt set {k} bootargs \"{}\"", d.bootargs.replace('"', "\\\""));
         if let Some(m) = &d.initrd {
             let r = format!("{n}/module@{:x}", m.addr);

@@ -233,6 +233,13 @@ pub fn write_disk(
     }
     let note = format!("ferrum boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
     files.push(("ferrum.txt".to_string(), note.into_bytes()));
+    // For `hypctl update --persist`: which file on this partition is each domain's kernel, and
+    // how many bytes its slot in the staging window holds.
+    let mut manifest = String::from("# name kernel-file slot-bytes (written by cargo xtask; read by hypctl update)\n");
+    for (i, d) in dep.domains.iter().enumerate() {
+        manifest.push_str(&format!("{} {} {}\n", d.name, d.kernel.disk_name, deploy::kernel_slot(dep, i)));
+    }
+    files.push(("domains.txt".to_string(), manifest.into_bytes()));
     files.extend(extra.iter().cloned());
     let (layout, default_name) = match dep.platform.name {
         "rpi4" => {

@@ -52,6 +52,9 @@ pub struct RunOpts {
     pub http_port: Option<u16>,
     /// Start with an empty data partition (tests); otherwise its contents are kept.
     pub fresh_data: bool,
+    /// Boot the disk the previous run left (its boot partition as that run changed it, e.g.
+    /// by `hypctl update --persist`) instead of writing a new one; tests only.
+    pub keep_disk: bool,
     /// `--platform`, when given (checked against the deployment's).
     pub platform: Option<String>,
 }
@@ -76,7 +79,13 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
             ));
         }
     }
-    let disk = write_disk(&dep, None, &o.extra_files, o.fresh_data)?;
+    let kept = crate::root().join("build").join(dep.platform.name).join(&dep.name).join("disk.img");
+    let disk = if o.keep_disk && kept.is_file() {
+        println!("xtask: booting the disk the previous run left: {}", kept.display());
+        kept
+    } else {
+        write_disk(&dep, None, &o.extra_files, o.fresh_data)?
+    };
     if dep.platform.name == "rpi4" {
         if o.gic != 2 {
             return Err(format!("--gic {}: the Raspberry Pi 4 has a GIC-400 (GICv2)", o.gic));
@@ -330,6 +339,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         extra_files: Vec::new(),
         http_port: Some(http_port),
         fresh_data: false,
+        keep_disk: false,
         platform,
     })
 }

@@ -57,6 +57,10 @@ struct Scenario {
     /// Keep the data partition of the previous run (default: start with an empty one).
     #[serde(default)]
     keep_data: bool,
+    /// Boot the whole disk the previous run left, boot partition included (a scenario that
+    /// checks what an earlier one persisted, e.g. `hypctl update --persist`).
+    #[serde(default)]
+    keep_disk: bool,
     /// A domain's heartbeat lines that must be unbroken (see [`check_heartbeat`]).
     #[serde(default)]
     heartbeat: Option<Heartbeat>,
@@ -386,6 +390,7 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
         unchecked: s.unchecked,
         http_port: if s.http { Some(free_port()?) } else { None },
         fresh_data: !s.keep_data,
+        keep_disk: s.keep_disk,
         platform: None,
         extra_files: if s.selftest {
             let port = start_http_server()?;
@@ -542,6 +547,7 @@ mod tests {
             input: Vec::new(),
             http: false,
             keep_data: false,
+            keep_disk: false,
             heartbeat: None,
         }
     }

@@ -77,3 +77,20 @@ pub fn duration(ns: u64) -> String {
         _ => format!("{}h{:02}m", s / 3600, (s / 60) % 60),
     }
 }
+
+/// Loads `image` into the slot of domain `domid` (not running). Returns the hypervisor's
+/// answer code and (slot, room, text offset).
+pub fn load_image(domid: u16, image: &mut [u8]) -> Result<(i64, (u64, u64, u64)), String> {
+    let mut b = control::encode_load(domid, image.as_mut_ptr() as u64, image.len() as u64);
+    let r = crate::sys::privcmd_hypercall(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    Ok((r, control::load_limits(&b)))
+}
+
+/// Explains a refused load: what `check_update` says with the hypervisor's limits, or the code.
+pub fn load_refusal(image: &[u8], limits: (u64, u64, u64), code: i64) -> String {
+    let (slot, room, text) = limits;
+    match control::check_update(image, image.len() as u64, text, slot, room) {
+        Err(e) => e.to_string(),
+        Ok(()) => err_text(code),
+    }
+}

@@ -11,7 +11,8 @@
 //! - `hypctl` (or `ferrum-agent hypctl`): the control plane. `list` (domains with state,
 //!   uptime, restarts, vCPU time and PV devices), `status`, `start`, `stop` (graceful through
 //!   `control/shutdown`, forced after a timeout), `destroy`, `restart`, `pause`, `unpause`,
-//!   `top`; through `/dev/xen/privcmd` (`ctl.rs`).
+//!   `top`, `update` (a new kernel image for a stopped domain, `--persist` to the boot
+//!   partition); through `/dev/xen/privcmd` (`ctl.rs`).
 //! - `ferrum-agent bench …`: the Linux ends of `cargo xtask bench pv` (see `bench.rs`).
 //!
 //! Invariant: the agent only writes keys the backend domain owns (`physical-device`,
@@ -165,7 +166,7 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
 
 const HYPCTL_USAGE: &str =
     "usage: hypctl list | status NAME | start NAME | stop NAME [--timeout SECONDS] | destroy NAME \
-| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS]";
+| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist]";
 
 fn hypctl(args: &[&str]) -> Result<(), String> {
     use xen_abi::domctl as dc;
@@ -207,8 +208,75 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["top", rest @ ..] => top(rest),
+        ["update", name, path] => update(name, path, false),
+        ["update", name, path, "--persist"] => update(name, path, true),
         _ => Err(HYPCTL_USAGE.into()),
     }
+}
+
+/// The boot partition, where `update --persist` writes (mounted read-only by init).
+const BOOT_DIR: &str = "/mnt/boot";
+
+/// `hypctl update NAME IMAGE [--persist]`: loads an arm64 Image into the slot of NAME, which
+/// must not be running (the hypervisor checks its header and that it fits the slot and the
+/// domain's RAM), then starts NAME on it; with `--persist` also writes it over NAME's kernel
+/// file on the boot partition, so the next board boot uses it.
+fn update(name: &str, path: &str, persist: bool) -> Result<(), String> {
+    use xen_abi::domctl as dc;
+    let id = ctl::find(name)?;
+    if ctl::status(id)?.state == 0 {
+        return Err(format!("update {name}: it is running; stop it first (hypctl stop {name})"));
+    }
+    let mut image = std::fs::read(path).map_err(|e| format!("update {name}: {path}: {e}"))?;
+    let (code, limits) = ctl::load_image(id, &mut image)?;
+    if code < 0 {
+        return Err(format!("update {name}: {path} refused: {}", ctl::load_refusal(&image, limits, code)));
+    }
+    println!("hypctl: {name}: {path} loaded ({} KiB; its slot holds {} KiB)", image.len() / 1024, limits.0 / 1024);
+    if persist {
+        persist_image(name, &image)?;
+    }
+    ctl::op(dc::FERRUM_START, id).map_err(|e| format!("start {name}: {e}"))?;
+    println!("hypctl: {name} started on the new image");
+    Ok(())
+}
+
+/// Writes `image` over domain `name`'s kernel file on the boot partition (`domains.txt` names
+/// it and its slot): to a new file first, synced, then renamed over the old one.
+fn persist_image(name: &str, image: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let manifest = std::fs::read_to_string(format!("{BOOT_DIR}/domains.txt"))
+        .map_err(|e| format!("persist: {BOOT_DIR}/domains.txt: {e} (not a ferrum boot partition?)"))?;
+    let (file, slot) = manifest
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == name).then_some(())?;
+            Some((w.next()?.to_string(), w.next()?.parse::<u64>().ok()?))
+        })
+        .next()
+        .ok_or_else(|| format!("persist: {name} is not in {BOOT_DIR}/domains.txt"))?;
+    if file.contains('/') || file.starts_with('.') {
+        return Err(format!("persist: bad file name '{file}' in domains.txt"));
+    }
+    if image.len() as u64 > slot {
+        return Err(format!("persist: {} bytes do not fit {name}'s boot slot of {slot} bytes", image.len()));
+    }
+    sys::remount(BOOT_DIR, true)?;
+    let (tmp, dst) = (format!("{BOOT_DIR}/{file}.new"), format!("{BOOT_DIR}/{file}"));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(image)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &dst)?;
+        std::fs::File::open(BOOT_DIR)?.sync_all()
+    })();
+    let ro = sys::remount(BOOT_DIR, false);
+    written.map_err(|e| format!("persist: {dst}: {e}"))?;
+    ro?;
+    println!("hypctl: {name}: {dst} replaced; the next board boot uses it");
+    Ok(())
 }
 
 /// The state column: running, paused, or why it ended.

@@ -169,3 +169,15 @@ pub fn loop_attach(file: &str, writable: bool) -> Result<String, String> {
     }
     Ok(dev)
 }
+
+/// Remounts the filesystem at `target` read-write (`rw`) or read-only.
+pub fn remount(target: &str, rw: bool) -> Result<(), String> {
+    let t = CString::new(target).map_err(|_| format!("bad path '{target}'"))?;
+    let flags = libc::MS_REMOUNT | if rw { 0 } else { libc::MS_RDONLY };
+    // SAFETY: NUL-terminated strings alive for the call; a remount takes no source or data.
+    let r = unsafe { libc::mount(c"".as_ptr(), t.as_ptr(), std::ptr::null(), flags, std::ptr::null()) };
+    if r != 0 {
+        return Err(err(&format!("remount {target} {}", if rw { "rw" } else { "ro" })));
+    }
+    Ok(())
+}
