@@ -1,7 +1,7 @@
-//! The control interface (`domctl`/`sysctl`, docs/xen-abi.md §9): decoding the control
+//! The control interface (`domctl`/`sysctl`, Xen's `public/domctl.h` and `sysctl.h`): decoding the control
 //! domain's requests and encoding the answers, in Xen's layouts where Xen has the operation
 //! (`getdomaininfo`, `pausedomain`, `unpausedomain`, `destroydomain`,
-//! `sysctl getdomaininfolist`) and ferrum's own op space (`domctl::FERRUM_*`) for the rest.
+//! `sysctl getdomaininfolist` and `physinfo`) and ferrum's own op space (`domctl::FERRUM_*`) for the rest.
 //! Both the hypervisor and `hypctl` use these codecs, so the two sides cannot disagree.
 //!
 //! Invariants: decoding never panics; a decoded [`DomRequest`] names a command the
@@ -85,20 +85,78 @@ pub struct InfoList {
     pub buffer: u64,
 }
 
-/// Decodes a `struct xen_sysctl`; only `getdomaininfolist` is implemented.
-pub fn decode_sysctl(b: &[u8; sc::SIZE]) -> Result<InfoList, i64> {
+/// A decoded `struct xen_sysctl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SysRequest {
+    /// `XEN_SYSCTL_getdomaininfolist`.
+    InfoList(InfoList),
+    /// `XEN_SYSCTL_physinfo`.
+    PhysInfo,
+}
+
+/// Decodes a `struct xen_sysctl`; `getdomaininfolist` and `physinfo` are implemented.
+pub fn decode_sysctl(b: &[u8; sc::SIZE]) -> Result<SysRequest, i64> {
     if rd32(b, 4) != Some(sc::INTERFACE_VERSION) {
         return Err(-errno::EACCES);
     }
-    if rd32(b, 0) != Some(sc::GETDOMAININFOLIST) {
-        return Err(-errno::ENOSYS);
-    }
     let u = sc::UNION;
-    Ok(InfoList {
-        first: rd16(b, u).unwrap_or(0),
-        max: rd32(b, u + 4).unwrap_or(0),
-        buffer: rd64(b, u + 8).unwrap_or(0),
-    })
+    match rd32(b, 0) {
+        Some(sc::GETDOMAININFOLIST) => Ok(SysRequest::InfoList(InfoList {
+            first: rd16(b, u).unwrap_or(0),
+            max: rd32(b, u + 4).unwrap_or(0),
+            buffer: rd64(b, u + 8).unwrap_or(0),
+        })),
+        Some(sc::PHYSINFO) => Ok(SysRequest::PhysInfo),
+        _ => Err(-errno::ENOSYS),
+    }
+}
+
+/// What `physinfo` says of the board (the fields ferrum fills).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysInfo {
+    /// CPUs online.
+    pub nr_cpus: u32,
+    /// Counter frequency in kHz (ferrum reports the generic timer's; Arm has no fixed CPU clock).
+    pub cpu_khz: u32,
+    /// Pages of RAM on the board.
+    pub total_pages: u64,
+    /// Pages no domain and not the hypervisor use.
+    pub free_pages: u64,
+}
+
+/// Encodes a `physinfo` request.
+pub fn encode_sysctl_physinfo() -> [u8; sc::SIZE] {
+    let mut b = [0u8; sc::SIZE];
+    wr32(&mut b, 0, sc::PHYSINFO);
+    wr32(&mut b, 4, sc::INTERFACE_VERSION);
+    b
+}
+
+impl PhysInfo {
+    /// Writes the answer into a `physinfo` request.
+    pub fn encode_into(&self, b: &mut [u8; sc::SIZE]) {
+        let u = sc::UNION;
+        b[u..].fill(0);
+        wr32(b, u, 1); // threads_per_core
+        wr32(b, u + 4, self.nr_cpus); // cores_per_socket
+        wr32(b, u + 8, self.nr_cpus);
+        wr32(b, u + 12, self.nr_cpus.saturating_sub(1));
+        wr32(b, u + 16, 1); // nr_nodes
+        wr32(b, u + 24, self.cpu_khz);
+        wr32(b, u + 28, sc::PHYSCAP_HAP);
+        wr64(b, u + 40, self.total_pages);
+        wr64(b, u + 48, self.free_pages);
+    }
+    /// Reads an answer back.
+    pub fn decode(b: &[u8; sc::SIZE]) -> Self {
+        let u = sc::UNION;
+        Self {
+            nr_cpus: rd32(b, u + 8).unwrap_or(0),
+            cpu_khz: rd32(b, u + 24).unwrap_or(0),
+            total_pages: rd64(b, u + 40).unwrap_or(0),
+            free_pages: rd64(b, u + 48).unwrap_or(0),
+        }
+    }
 }
 
 /// Encodes a `getdomaininfolist` request.
@@ -379,7 +437,13 @@ mod tests {
     #[test]
     fn sysctl_round_trip() {
         let mut b = encode_sysctl_list(1, 8, 0x1234_5000);
-        assert_eq!(decode_sysctl(&b), Ok(InfoList { first: 1, max: 8, buffer: 0x1234_5000 }));
+        assert_eq!(decode_sysctl(&b), Ok(SysRequest::InfoList(InfoList { first: 1, max: 8, buffer: 0x1234_5000 })));
+        let mut p = encode_sysctl_physinfo();
+        assert_eq!(decode_sysctl(&p), Ok(SysRequest::PhysInfo));
+        let info = PhysInfo { nr_cpus: 4, cpu_khz: 62_500, total_pages: 1 << 20, free_pages: 1 << 18 };
+        info.encode_into(&mut p);
+        assert_eq!(PhysInfo::decode(&p), info);
+        assert_eq!(rd32(&p, sc::UNION), Some(1)); // threads_per_core
         set_num_domains(&mut b, 3);
         assert_eq!(num_domains(&b), 3);
         let mut bad = b;

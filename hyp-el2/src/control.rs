@@ -1,4 +1,4 @@
-//! The control interface's handlers (`domctl`, `sysctl`): what the control domain's `hypctl`
+//! The control interface's handlers (`domctl`, `sysctl`: Xen's `public/domctl.h`, `sysctl.h`): what the control domain's `hypctl`
 //! asks through Linux's `/dev/xen/privcmd`. Requests are decoded by `hyp_core::control`
 //! (host-tested); this module checks the caller and the target and acts through `domain`.
 //!
@@ -78,7 +78,14 @@ pub fn sysctl(d: usize, arg: u64) -> i64 {
         return e;
     }
     let req = match control::decode_sysctl(&b) {
-        Ok(r) => r,
+        Ok(control::SysRequest::InfoList(r)) => r,
+        Ok(control::SysRequest::PhysInfo) => {
+            domain::physinfo().encode_into(&mut b);
+            return match copy_to_guest(d, arg, &b) {
+                Ok(()) => 0,
+                Err(e) => e,
+            };
+        }
         Err(e) => return e,
     };
     let first = usize::from(req.first).saturating_sub(1);

@@ -1247,6 +1247,21 @@ pub fn status(d: usize) -> hyp_core::control::Status {
     s
 }
 
+/// Xen's `physinfo` of the board: CPUs online, the counter's frequency, RAM and what no
+/// domain has (the hypervisor's own window counts as used).
+pub fn physinfo() -> hyp_core::control::PhysInfo {
+    let cfg = config();
+    let p = &crate::PLATFORM;
+    let total: u64 = p.ram.iter().map(|w| w.size).sum();
+    let used: u64 = cfg.domains.iter().map(|c| c.memory.size).sum::<u64>() + p.hyp_size + p.staging.size;
+    hyp_core::control::PhysInfo {
+        nr_cpus: crate::online_cpus() as u32,
+        cpu_khz: (arch::read_sysreg!("cntfrq_el0") / 1000) as u32,
+        total_pages: total / 4096,
+        free_pages: total.saturating_sub(used) / 4096,
+    }
+}
+
 /// Xen's `getdomaininfo` record of domain `d`.
 pub fn info(d: usize) -> hyp_core::control::DomInfo {
     use xen_abi::domctl as dc;

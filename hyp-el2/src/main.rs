@@ -54,6 +54,11 @@ pub const PLATFORM: Platform = platforms::RPI4;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 
+/// CPUs that came up.
+pub fn online_cpus() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;

@@ -220,6 +220,13 @@ pub mod sysctl {
     /// `xen_sysctl_getdomaininfolist`: first_domain@0 (u16), max_domains@4 (u32),
     /// buffer@8 (handle of [`super::domctl::INFO_SIZE`]-byte records), num_domains@16 (u32).
     pub const GETDOMAININFOLIST: u32 = 6;
+    /// `xen_sysctl_physinfo`: threads_per_core@0, cores_per_socket@4, nr_cpus@8,
+    /// max_cpu_id@12, nr_nodes@16, max_node_id@20, cpu_khz@24, capabilities@28,
+    /// arch_capabilities@32, total_pages@40, free_pages@48, scrub_pages@56,
+    /// outstanding_pages@64, max_mfn@72, hw_cap[8]@80 (u32).
+    pub const PHYSINFO: u32 = 3;
+    /// `XEN_SYSCTL_PHYSCAP_hap`.
+    pub const PHYSCAP_HAP: u32 = 1 << 1;
 }
 
 /// `console_io` (`xen.h`).

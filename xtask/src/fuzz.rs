@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "host_dt",
     "image_header",
     "deployment_toml",
+    "control_ops",
 ];
 
 /// Executions per target for `--long`.
@@ -376,6 +377,23 @@ fn write_seeds(target: &str, corpus: &Path) -> Result<(), String> {
             }
         }
         "host_dt" => seeds = host_dt_seeds(),
+        "control_ops" => {
+            use xen_abi::domctl as dc;
+            for (i, cmd) in
+                [dc::DESTROYDOMAIN, dc::PAUSEDOMAIN, dc::GETDOMAININFO, dc::FERRUM_STATUS, dc::FERRUM_LOAD_IMAGE]
+                    .into_iter()
+                    .enumerate()
+            {
+                seeds.push((format!("seed-domctl-{i}"), hyp_core::control::encode_domctl(cmd, 2).to_vec()));
+            }
+            seeds.push(("seed-sysctl-list".into(), hyp_core::control::encode_sysctl_list(0, 8, 0x1000).to_vec()));
+            let mut upd = Vec::new();
+            for v in [0x3_0000u64 << 40, 0x20_0000 << 40, 0x40_0000 << 40] {
+                upd.extend_from_slice(&v.to_le_bytes());
+            }
+            upd.extend(image_header());
+            seeds.push(("seed-update".into(), upd));
+        }
         "image_header" => {
             let mut h = (image_header().len() as u64).to_le_bytes().to_vec();
             h.extend(image_header());

@@ -65,7 +65,7 @@ const MODULES: &[&str] = &[
 ];
 /// Modules the agent loads in the control domain (`ferrum-agent setup`): Linux's own PV
 /// backends, the bridge, and loop devices for file-backed vbds.
-const BACKEND_MODULES: &[&str] = &["xen-blkback", "xen-netback", "bridge", "loop", "xen-privcmd"];
+const BACKEND_MODULES: &[&str] = &["xen-blkback", "xen-netback", "bridge", "loop", "xen-privcmd", "xen-evtchn"];
 
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;

@@ -94,3 +94,13 @@ pub fn load_refusal(image: &[u8], limits: (u64, u64, u64), code: i64) -> String 
         Ok(()) => err_text(code),
     }
 }
+
+/// The board (`XEN_SYSCTL_physinfo`).
+pub fn physinfo() -> Result<control::PhysInfo, String> {
+    let mut req = control::encode_sysctl_physinfo();
+    let r = crate::sys::privcmd_hypercall(hc::SYSCTL, [req.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    if r < 0 {
+        return Err(err_text(r));
+    }
+    Ok(control::PhysInfo::decode(&req))
+}

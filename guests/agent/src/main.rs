@@ -82,10 +82,41 @@ fn daemon() -> Result<(), String> {
     println!("ferrum-agent: serving backends under {base}");
     let mut states: HashMap<String, String> = HashMap::new();
     let mut loops: HashMap<String, String> = HashMap::new();
+    // The hypervisor raises VIRQ_DOM_EXC when a domain ends, restarts or stays stopped (as Xen
+    // tells its toolstack domain): the agent reports each change.
+    let mut virq = match sys::Virq::bind(xen_abi::evtchn::VIRQ_DOM_EXC) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            println!("ferrum-agent: no domain state events ({e})");
+            None
+        }
+    };
+    let mut domains = domain_states();
     loop {
         scan(&mut xs, &base, &mut states, &mut loops);
         xs.wait_events(500);
+        if virq.as_mut().is_some_and(sys::Virq::fired) {
+            let now = domain_states();
+            for (name, st) in &now {
+                match domains.get(name) {
+                    Some(old) if old == st => {}
+                    old => println!("ferrum-agent: VIRQ_DOM_EXC: {name}: {} -> {st}", old.map_or("?", String::as_str)),
+                }
+            }
+            domains = now;
+        }
     }
+}
+
+/// Every domain's state as `hypctl list` words it (empty when the hypervisor cannot be asked).
+fn domain_states() -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for i in ctl::list().unwrap_or_default() {
+        if let Ok(s) = ctl::status(i.domid) {
+            m.insert(s.name().to_string(), state_of(&s).to_string());
+        }
+    }
+    m
 }
 
 /// One pass over every backend directory.
@@ -208,6 +239,18 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["top", rest @ ..] => top(rest),
+        ["info"] => {
+            let p = ctl::physinfo()?;
+            let mib = |pages: u64| pages * 4 / 1024;
+            println!(
+                "board: {} CPUs online, counter {} kHz, RAM {} MiB, {} MiB assigned to no domain",
+                p.nr_cpus,
+                p.cpu_khz,
+                mib(p.total_pages),
+                mib(p.free_pages)
+            );
+            Ok(())
+        }
         ["update", name, path] => update(name, path, false),
         ["update", name, path, "--persist"] => update(name, path, true),
         _ => Err(HYPCTL_USAGE.into()),

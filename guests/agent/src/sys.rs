@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
 const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
@@ -180,4 +181,48 @@ pub fn remount(target: &str, rw: bool) -> Result<(), String> {
         return Err(err(&format!("remount {target} {}", if rw { "rw" } else { "ro" })));
     }
     Ok(())
+}
+
+/// `IOCTL_EVTCHN_BIND_VIRQ`: `_IOC(_IOC_NONE, 'E', 0, sizeof(struct ioctl_evtchn_bind_virq))`.
+const IOCTL_EVTCHN_BIND_VIRQ: libc::c_ulong = 0x0004_4500;
+
+/// A virtual interrupt bound through Linux's `/dev/xen/evtchn`.
+pub struct Virq {
+    f: File,
+    port: u32,
+}
+
+impl Virq {
+    /// Binds `virq` (e.g. `VIRQ_DOM_EXC`); reads do not block.
+    pub fn bind(virq: u32) -> Result<Self, String> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/xen/evtchn")
+            .map_err(|e| format!("/dev/xen/evtchn: {e}"))?;
+        let mut v = virq;
+        // SAFETY: a valid fd and a valid `struct ioctl_evtchn_bind_virq` (one u32) for the call.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), IOCTL_EVTCHN_BIND_VIRQ as _, &mut v as *mut u32) };
+        if r < 0 {
+            return Err(err(&format!("bind VIRQ {virq}")));
+        }
+        Ok(Self { f, port: r as u32 })
+    }
+    /// Whether it fired since the last call (it is unmasked again).
+    pub fn fired(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let mut b = [0u8; 64];
+        let mut any = false;
+        while let Ok(n) = self.f.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        if any {
+            let _ = self.f.write_all(&self.port.to_le_bytes());
+        }
+        any
+    }
 }
