@@ -255,6 +255,8 @@ pub struct Status {
     pub name: [u8; 32],
     /// It runs Linux.
     pub linux: bool,
+    /// Why it last ended (a [`state_text`] code; 0: it never ended).
+    pub last_exit: u8,
 }
 
 impl Status {
@@ -271,6 +273,7 @@ impl Status {
         }
         b[48..80].copy_from_slice(&self.name);
         b[80] = u8::from(self.linux);
+        b[81] = self.last_exit;
         b
     }
     /// Reads a record back (`None`: too short).
@@ -289,6 +292,7 @@ impl Status {
             irqs: rd64(b, 40)?,
             name,
             linux: *b.get(80)? != 0,
+            last_exit: *b.get(81)?,
         })
     }
     /// The name as text.
@@ -503,8 +507,16 @@ mod tests {
 
     #[test]
     fn status_round_trip() {
-        let mut s =
-            Status { state: 8, paused: true, vcpus: 2, restarts: 5, uptime_ns: 1, irqs: 9, ..Default::default() };
+        let mut s = Status {
+            state: 8,
+            paused: true,
+            vcpus: 2,
+            restarts: 5,
+            uptime_ns: 1,
+            irqs: 9,
+            last_exit: 9,
+            ..Default::default()
+        };
         s.set_name("web");
         let d = Status::decode(&s.encode()).unwrap();
         assert_eq!(d, s);

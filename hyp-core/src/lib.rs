@@ -23,6 +23,7 @@ pub mod guestdt;
 pub mod hostdt;
 pub mod hypercall;
 pub mod image;
+pub mod lifecycle;
 pub mod list;
 pub mod passthrough;
 pub mod pgtable;

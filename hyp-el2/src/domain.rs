@@ -17,6 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 use hyp_core::addr::PhysRange;
 use hyp_core::esr::{self, Class, Esr};
 use hyp_core::guestdt::GuestGic;
+use hyp_core::lifecycle::{RestartWindow, Watchdogs};
 use hyp_core::list::List;
 use hyp_core::plan::{
     CrashPolicy, FaultPolicy, Lifecycle, PowerOffPolicy, PvDevice, RebootPolicy, MAX_DOMAINS, MAX_PV, MAX_VCPUS,
@@ -218,21 +219,19 @@ pub struct DomainRt {
     blocked_base: AtomicU64,
     /// A start is in progress (one at a time).
     starting: AtomicBool,
-    /// Start of the current restart-limit window (counter), and policy restarts in it.
-    window_start: AtomicU64,
-    window_restarts: AtomicU32,
-    /// Watchdog deadlines (physical counter; 0: unused) and their timeouts in seconds.
-    watchdogs: SpinLock<[(u64, u32); MAX_WATCHDOGS]>,
+    /// Its restart-limit window.
+    window: SpinLock<RestartWindow>,
+    /// Its watchdogs.
+    watchdogs: SpinLock<Watchdogs>,
     /// Earliest watchdog deadline (`u64::MAX`: none).
     wd_deadline: AtomicU64,
     /// A watchdog expired: the next exit of one of its vCPUs applies `on_crash`.
     wd_fired: AtomicBool,
     /// Bytes of its kernel image in its staging slot (`hypctl update` may change it).
     kernel_size: AtomicU64,
+    /// Why it last ended (0: never).
+    last_end: AtomicU8,
 }
-
-/// Watchdogs per domain (Xen has 2; `SCHEDOP_watchdog` answers `-ENOSPC` beyond).
-pub const MAX_WATCHDOGS: usize = 4;
 
 impl DomainRt {
     const fn new() -> Self {
@@ -253,12 +252,12 @@ impl DomainRt {
             started_at: AtomicU64::new(0),
             blocked_base: AtomicU64::new(0),
             starting: AtomicBool::new(false),
-            window_start: AtomicU64::new(0),
-            window_restarts: AtomicU32::new(0),
-            watchdogs: SpinLock::new([(0, 0); MAX_WATCHDOGS]),
+            window: SpinLock::new(RestartWindow::new()),
+            watchdogs: SpinLock::new(Watchdogs::new()),
             wd_deadline: AtomicU64::new(u64::MAX),
             wd_fired: AtomicBool::new(false),
             kernel_size: AtomicU64::new(0),
+            last_end: AtomicU8::new(0),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -1241,6 +1240,7 @@ pub fn status(d: usize) -> hyp_core::control::Status {
         hypercalls: sum(|s| &s.hypercalls),
         irqs: sum(|s| &s.irqs),
         linux: dom.linux,
+        last_exit: rt.last_end.load(Ordering::Relaxed),
         ..Default::default()
     };
     s.set_name(dom.name());
@@ -1339,49 +1339,20 @@ pub fn hyp_timer_fired(d: usize) {
     }
 }
 
-fn update_wd_deadline(d: usize, wds: &[(u64, u32); MAX_WATCHDOGS]) {
-    let t = wds.iter().filter(|w| w.1 != 0).map(|w| w.0).min().unwrap_or(u64::MAX);
-    RT[d].wd_deadline.store(t, Ordering::Release);
-}
-
-/// `SCHEDOP_watchdog` of domain `d`: `id` 0 allocates a watchdog (its id, from 1, is the
-/// answer), a known `id` with a `timeout` (seconds) kicks it, a `timeout` of 0 stops it. As
-/// Xen: `-ENOSPC` when all are in use, `-EINVAL` for an unknown id.
+/// `SCHEDOP_watchdog` of domain `d` (`hyp_core::lifecycle::Watchdogs::op`), then its EL2
+/// timer is armed for the earliest deadline.
 pub fn watchdog_op(d: usize, id: u32, timeout: u32) -> i64 {
-    use xen_abi::errno;
     let freq = arch::read_sysreg!("cntfrq_el0");
-    let deadline = arch::counter().saturating_add(u64::from(timeout).saturating_mul(freq));
     let mut wds = RT[d].watchdogs.lock();
-    let r = if id == 0 {
-        match wds.iter().position(|w| w.1 == 0) {
-            None => -errno::ENOSPC,
-            Some(_) if timeout == 0 => -errno::EINVAL,
-            Some(i) => {
-                wds[i] = (deadline, timeout);
-                i as i64 + 1
-            }
-        }
-    } else {
-        match wds.get_mut(id as usize - 1).filter(|w| w.1 != 0) {
-            None => -errno::EINVAL,
-            Some(w) if timeout == 0 => {
-                *w = (0, 0);
-                0
-            }
-            Some(w) => {
-                *w = (deadline, timeout);
-                0
-            }
-        }
-    };
-    update_wd_deadline(d, &wds);
+    let r = wds.op(id, timeout, arch::counter(), freq);
+    RT[d].wd_deadline.store(wds.earliest().unwrap_or(u64::MAX), Ordering::Release);
     drop(wds);
     arm_watchdog_timer(d);
     r
 }
 
 fn clear_watchdogs(d: usize) {
-    *RT[d].watchdogs.lock() = [(0, 0); MAX_WATCHDOGS];
+    *RT[d].watchdogs.lock() = Watchdogs::new();
     RT[d].wd_deadline.store(u64::MAX, Ordering::Release);
     RT[d].wd_fired.store(false, Ordering::Release);
 }
@@ -1406,17 +1377,9 @@ pub fn crash(cpu: usize, d: usize, why: EndReason) -> ! {
 /// window (a fixed window that opens at the first restart after the previous one closed) and
 /// says whether the limit allows it.
 fn limit_allows(d: usize) -> bool {
-    let rt = &RT[d];
     let l = config().domains[d].lifecycle;
-    let now = arch::counter();
     let window = u64::from(l.restart_window).saturating_mul(arch::read_sysreg!("cntfrq_el0"));
-    if rt.window_restarts.load(Ordering::Relaxed) == 0
-        || now.wrapping_sub(rt.window_start.load(Ordering::Relaxed)) > window
-    {
-        rt.window_start.store(now, Ordering::Relaxed);
-        rt.window_restarts.store(0, Ordering::Relaxed);
-    }
-    rt.window_restarts.fetch_add(1, Ordering::Relaxed) < l.restart_limit
+    RT[d].window.lock().allow(arch::counter(), window, l.restart_limit)
 }
 
 /// Restarts domain `d` by policy from one of its own pCPUs (this one, which no longer runs
@@ -1437,7 +1400,7 @@ fn policy_restart(cpu: usize, d: usize, why: &str) {
         crate::xen::domain_changed(d);
         return;
     }
-    let n = rt.window_restarts.load(Ordering::Relaxed);
+    let n = rt.window.lock().count();
     hprintln!(
         "domain '{}': restarting it ({why}, restart {n} of {} within {} s)",
         dom.name(),
@@ -1536,6 +1499,7 @@ pub fn end_domain(d: usize, why: EndReason) {
     }
     flush_console(d);
     clear_watchdogs(d);
+    RT[d].last_end.store(why as u8, Ordering::Relaxed);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
     crate::xen::domain_changed(d);

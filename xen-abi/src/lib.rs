@@ -206,7 +206,8 @@ pub mod domctl {
     pub const FERRUM_LOAD_IMAGE: u32 = 0xf000_0004;
     /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
     /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
-    /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux).
+    /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux),
+    /// last_exit@81 (u8: why it last ended, 0 never).
     pub const STATUS_SIZE: usize = 88;
 }
 

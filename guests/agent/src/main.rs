@@ -217,6 +217,9 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
                 s.hypercalls,
                 s.irqs
             );
+            if s.last_exit != 0 {
+                println!("{name}: last exit: {}", hyp_core::control::state_text(s.last_exit));
+            }
             println!("{name}: uptime_ms {}", s.uptime_ns / 1_000_000);
             Ok(())
         }
@@ -421,8 +424,8 @@ fn list() -> Result<(), String> {
     let me = xs.read("domid").unwrap_or_default();
     let infos = ctl::list()?;
     println!(
-        "{:<3} {:<12} {:<10} {:<22} {:<6} {:<9} {:<9} {:<8} VCPU-TIME",
-        "ID", "NAME", "KIND", "STATE", "CPUS", "MEMORY", "UPTIME", "RESTARTS"
+        "{:<3} {:<12} {:<10} {:<22} {:<6} {:<9} {:<9} {:<8} {:<9} LAST-EXIT",
+        "ID", "NAME", "KIND", "STATE", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "VCPU-TIME"
     );
     for info in infos {
         let id = info.domid;
@@ -435,8 +438,9 @@ fn list() -> Result<(), String> {
         } else {
             ("-".to_string(), "-".to_string())
         };
+        let last = if s.last_exit == 0 { "-" } else { hyp_core::control::state_text(s.last_exit) };
         println!(
-            "{id:<3} {:<12} {kind:<10} {:<22} {cpus:<6} {mem:<9} {up:<9} {:<8} {cpu}",
+            "{id:<3} {:<12} {kind:<10} {:<22} {cpus:<6} {mem:<9} {up:<9} {:<8} {cpu:<9} {last}",
             s.name(),
             state_of(&s),
             s.restarts
