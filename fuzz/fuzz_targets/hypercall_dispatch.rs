@@ -37,6 +37,8 @@ fuzz_target!(|data: &[u8]| {
         hc::SCHED_OP,
         hc::CONSOLE_IO,
         hc::VM_ASSIST,
+        hc::DOMCTL,
+        hc::SYSCTL,
     ];
     if !known.contains(&nr) {
         assert_eq!(call, Call::Answer(-errno::ENOSYS), "hypercall {nr}");
@@ -57,7 +59,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!((cmd, arg), (x[0], x[1]));
         }
         Call::MemoryOp { cmd, arg } => assert!(nr == hc::MEMORY_OP && (cmd, arg) == (x[0], x[1])),
-        Call::SchedOp { cmd } => assert!(cmd <= 3),
+        Call::SchedOp { cmd } => assert!(cmd <= 3 || cmd == xen_abi::sched::WATCHDOG),
+        Call::Domctl { arg } => assert!(nr == hc::DOMCTL && arg == x[0]),
+        Call::Sysctl { arg } => assert!(nr == hc::SYSCTL && arg == x[0]),
         Call::ConsoleIo { cmd, count, buf } => assert!(cmd <= 1 && (count, buf) == (x[1], x[2])),
     }
 });
