@@ -30,6 +30,14 @@ pub enum DomOp {
     Status,
     /// Ferrum: replace the kernel image of a domain that is not running ([`check_update`]).
     LoadImage,
+    /// Ferrum: read a suspended domain's save stream ([`crate::savestream`]).
+    SaveRead,
+    /// Ferrum: check a stream's header against a slot and get it ready.
+    RestoreBegin,
+    /// Ferrum: write the next part of the stream's RAM.
+    RestoreWrite,
+    /// Ferrum: resume the restored domain.
+    RestoreCommit,
 }
 
 /// A decoded `domctl`.
@@ -57,6 +65,10 @@ pub fn decode_domctl(b: &[u8; dc::SIZE]) -> Result<DomRequest, i64> {
         dc::FERRUM_RESTART => DomOp::Restart,
         dc::FERRUM_STATUS => DomOp::Status,
         dc::FERRUM_LOAD_IMAGE => DomOp::LoadImage,
+        dc::FERRUM_SAVE_READ => DomOp::SaveRead,
+        dc::FERRUM_RESTORE_BEGIN => DomOp::RestoreBegin,
+        dc::FERRUM_RESTORE_WRITE => DomOp::RestoreWrite,
+        dc::FERRUM_RESTORE_COMMIT => DomOp::RestoreCommit,
         _ => return Err(-errno::ENOSYS),
     };
     if domid >= xen_abi::domid::FIRST_RESERVED && op != DomOp::GetInfo {
@@ -398,6 +410,30 @@ pub fn load_limits(b: &[u8; dc::SIZE]) -> (u64, u64, u64) {
     (rd64(b, dc::UNION + 16).unwrap_or(0), rd64(b, dc::UNION + 24).unwrap_or(0), rd64(b, dc::UNION + 32).unwrap_or(0))
 }
 
+/// A ranged transfer (`FERRUM_SAVE_READ`, `FERRUM_RESTORE_WRITE`): offset@0, len@8, buffer@16.
+pub fn encode_xfer(cmd: u32, domid: u16, off: u64, len: u64, buffer: u64) -> [u8; dc::SIZE] {
+    let mut b = encode_domctl(cmd, domid);
+    wr64(&mut b, dc::UNION, off);
+    wr64(&mut b, dc::UNION + 8, len);
+    wr64(&mut b, dc::UNION + 16, buffer);
+    b
+}
+
+/// (offset, len, buffer) of a ranged transfer.
+pub fn xfer_args(b: &[u8; dc::SIZE]) -> (u64, u64, u64) {
+    (rd64(b, dc::UNION).unwrap_or(0), rd64(b, dc::UNION + 8).unwrap_or(0), rd64(b, dc::UNION + 16).unwrap_or(0))
+}
+
+/// The stream length a `FERRUM_SAVE_READ` answer carries.
+pub fn set_stream_len(b: &mut [u8; dc::SIZE], n: u64) {
+    wr64(b, dc::UNION + 24, n);
+}
+
+/// Reads the stream length of a `FERRUM_SAVE_READ` answer.
+pub fn stream_len(b: &[u8; dc::SIZE]) -> u64 {
+    rd64(b, dc::UNION + 24).unwrap_or(0)
+}
+
 /// Why a domain is not running, in words, from [`Status::state`] (the hypervisor's codes).
 pub fn state_text(state: u8) -> &'static str {
     match state {
@@ -414,6 +450,7 @@ pub fn state_text(state: u8) -> &'static str {
         10 => "stopped (restart limit)",
         11 => "not started",
         12 => "stopped (reboot)",
+        13 => "suspended",
         _ => "?",
     }
 }
@@ -497,6 +534,12 @@ mod tests {
             check_update(&h, 0x2_0000, 0, 1 << 21, 0x2_0000),
             Err(UpdateError::Ram { need: 0x3_0000, have: 0x2_0000 })
         );
+        let x = encode_xfer(dc::FERRUM_SAVE_READ, 2, 4096, 65536, 0x8000);
+        assert_eq!(decode_domctl(&x).map(|r| r.op), Ok(DomOp::SaveRead));
+        assert_eq!(xfer_args(&x), (4096, 65536, 0x8000));
+        let mut x = x;
+        set_stream_len(&mut x, 99);
+        assert_eq!(stream_len(&x), 99);
         let b = encode_load(2, 0x1000, 0x2_0000);
         assert_eq!(decode_domctl(&b).map(|r| r.op), Ok(DomOp::LoadImage));
         assert_eq!(load_args(&b), (0x1000, 0x2_0000));

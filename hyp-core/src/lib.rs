@@ -30,5 +30,6 @@ pub mod pgtable;
 pub mod plan;
 pub mod psci;
 pub mod pvdev;
+pub mod savestream;
 pub mod vgic;
 pub mod vuart;

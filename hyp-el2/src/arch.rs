@@ -316,3 +316,118 @@ pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     }
     r
 }
+
+/// Reads this CPU's EL1/EL0 context in `hyp_core::savestream::SYSREGS` order (the vCPU that
+/// runs here is stopped in the hypervisor).
+pub fn save_el1_context() -> [u64; 26] {
+    [
+        read_sysreg!("sctlr_el1"),
+        read_sysreg!("ttbr0_el1"),
+        read_sysreg!("ttbr1_el1"),
+        read_sysreg!("tcr_el1"),
+        read_sysreg!("mair_el1"),
+        read_sysreg!("amair_el1"),
+        read_sysreg!("vbar_el1"),
+        read_sysreg!("contextidr_el1"),
+        read_sysreg!("tpidr_el0"),
+        read_sysreg!("tpidrro_el0"),
+        read_sysreg!("tpidr_el1"),
+        read_sysreg!("sp_el0"),
+        read_sysreg!("sp_el1"),
+        read_sysreg!("elr_el1"),
+        read_sysreg!("spsr_el1"),
+        read_sysreg!("esr_el1"),
+        read_sysreg!("far_el1"),
+        read_sysreg!("afsr0_el1"),
+        read_sysreg!("afsr1_el1"),
+        read_sysreg!("par_el1"),
+        read_sysreg!("cpacr_el1"),
+        read_sysreg!("cntkctl_el1"),
+        read_sysreg!("cntv_ctl_el0"),
+        read_sysreg!("cntv_cval_el0"),
+        read_sysreg!("csselr_el1"),
+        read_sysreg!("mdscr_el1"),
+    ]
+}
+
+/// Loads an EL1/EL0 context saved by [`save_el1_context`].
+///
+/// # Safety
+/// No guest runs on this CPU; the context belongs to the vCPU about to enter here, whose
+/// stage-2 tables (which bound everything its stage-1 registers can reach) are installed.
+pub unsafe fn restore_el1_context(r: &[u64; 26]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        write_sysreg!("sctlr_el1", r[0]);
+        write_sysreg!("ttbr0_el1", r[1]);
+        write_sysreg!("ttbr1_el1", r[2]);
+        write_sysreg!("tcr_el1", r[3]);
+        write_sysreg!("mair_el1", r[4]);
+        write_sysreg!("amair_el1", r[5]);
+        write_sysreg!("vbar_el1", r[6]);
+        write_sysreg!("contextidr_el1", r[7]);
+        write_sysreg!("tpidr_el0", r[8]);
+        write_sysreg!("tpidrro_el0", r[9]);
+        write_sysreg!("tpidr_el1", r[10]);
+        write_sysreg!("sp_el0", r[11]);
+        write_sysreg!("sp_el1", r[12]);
+        write_sysreg!("elr_el1", r[13]);
+        write_sysreg!("spsr_el1", r[14]);
+        write_sysreg!("esr_el1", r[15]);
+        write_sysreg!("far_el1", r[16]);
+        write_sysreg!("afsr0_el1", r[17]);
+        write_sysreg!("afsr1_el1", r[18]);
+        write_sysreg!("par_el1", r[19]);
+        write_sysreg!("cpacr_el1", r[20]);
+        write_sysreg!("cntkctl_el1", r[21]);
+        write_sysreg!("cntv_cval_el0", r[23]);
+        write_sysreg!("cntv_ctl_el0", r[22]);
+        write_sysreg!("csselr_el1", r[24]);
+        write_sysreg!("mdscr_el1", r[25]);
+    }
+    isb();
+}
+
+/// Stores this CPU's FP/SIMD registers (the guest's: the hypervisor is built without them)
+/// into `q` and returns (FPCR, FPSR).
+pub fn save_fp(q: &mut [u128; 32]) -> (u64, u64) {
+    let (fpcr, fpsr): (u64, u64);
+    // SAFETY: stores 512 bytes into `q`, which is that large; reads FP control registers.
+    unsafe {
+        asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "stp q0, q1, [{p}, #0]", "stp q2, q3, [{p}, #32]", "stp q4, q5, [{p}, #64]",
+            "stp q6, q7, [{p}, #96]", "stp q8, q9, [{p}, #128]", "stp q10, q11, [{p}, #160]",
+            "stp q12, q13, [{p}, #192]", "stp q14, q15, [{p}, #224]", "stp q16, q17, [{p}, #256]",
+            "stp q18, q19, [{p}, #288]", "stp q20, q21, [{p}, #320]", "stp q22, q23, [{p}, #352]",
+            "stp q24, q25, [{p}, #384]", "stp q26, q27, [{p}, #416]", "stp q28, q29, [{p}, #448]",
+            "stp q30, q31, [{p}, #480]",
+            "mrs {c}, fpcr", "mrs {s}, fpsr",
+            p = in(reg) q.as_mut_ptr(), c = out(reg) fpcr, s = out(reg) fpsr,
+            options(nostack, preserves_flags)
+        );
+    }
+    (fpcr, fpsr)
+}
+
+/// Loads FP/SIMD registers saved by [`save_fp`] for the vCPU about to enter on this CPU.
+pub fn restore_fp(q: &[u128; 32], fpcr: u64, fpsr: u64) {
+    // SAFETY: loads 512 bytes from `q`; the FP registers belong to the guest (the hypervisor
+    // does not use them), so nothing of ours is overwritten.
+    unsafe {
+        asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "ldp q0, q1, [{p}, #0]", "ldp q2, q3, [{p}, #32]", "ldp q4, q5, [{p}, #64]",
+            "ldp q6, q7, [{p}, #96]", "ldp q8, q9, [{p}, #128]", "ldp q10, q11, [{p}, #160]",
+            "ldp q12, q13, [{p}, #192]", "ldp q14, q15, [{p}, #224]", "ldp q16, q17, [{p}, #256]",
+            "ldp q18, q19, [{p}, #288]", "ldp q20, q21, [{p}, #320]", "ldp q22, q23, [{p}, #352]",
+            "ldp q24, q25, [{p}, #384]", "ldp q26, q27, [{p}, #416]", "ldp q28, q29, [{p}, #448]",
+            "ldp q30, q31, [{p}, #480]",
+            "msr fpcr, {c}", "msr fpsr, {s}",
+            p = in(reg) q.as_ptr(), c = in(reg) fpcr, s = in(reg) fpsr,
+            options(nostack, preserves_flags, readonly)
+        );
+    }
+}

@@ -49,6 +49,19 @@ pub fn domctl(d: usize, arg: u64) -> i64 {
                 return Ok(0);
             }
             _ if t == d => return Err(-errno::EINVAL),
+            DomOp::SaveRead => {
+                let (off, len, buf) = control::xfer_args(&b);
+                let total = domain::save_read(d, t, off, len, buf)?;
+                control::set_stream_len(&mut b, total);
+                copy_to_guest(d, arg, &b)?;
+                Ok(())
+            }
+            DomOp::RestoreBegin => domain::restore_begin(d, t, control::xfer_args(&b).0),
+            DomOp::RestoreWrite => {
+                let (off, len, buf) = control::xfer_args(&b);
+                domain::restore_write(d, t, off, len, buf)
+            }
+            DomOp::RestoreCommit => domain::restore_commit(t),
             DomOp::LoadImage => {
                 let (va, size) = control::load_args(&b);
                 let ((slot, room, text), r) = domain::load_image(d, t, va, size);

@@ -12,6 +12,7 @@ use crate::crash;
 use crate::exceptions::{enter_guest, GuestRegs};
 use crate::mm;
 use crate::sync::{Once, SpinLock};
+use alloc::boxed::Box;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use hyp_core::addr::PhysRange;
@@ -23,6 +24,7 @@ use hyp_core::plan::{
     CrashPolicy, FaultPolicy, Lifecycle, PowerOffPolicy, PvDevice, RebootPolicy, MAX_DOMAINS, MAX_PV, MAX_VCPUS,
 };
 use hyp_core::psci::{self, Call, Power};
+use hyp_core::savestream::{CpuState, Header, StreamError, HEADER_SIZE};
 use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
 use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
 
@@ -148,6 +150,8 @@ pub enum EndReason {
     NotStarted = 11,
     /// It asked for a reboot and `on_reboot = "stop"`.
     RebootStopped = 12,
+    /// Suspended (`SCHEDOP_shutdown(suspend)`): its state is kept for `hypctl save`.
+    Suspended = 13,
 }
 
 impl EndReason {
@@ -165,6 +169,7 @@ impl EndReason {
             10 => Self::RestartLimit,
             11 => Self::NotStarted,
             12 => Self::RebootStopped,
+            13 => Self::Suspended,
             _ => Self::Running,
         }
     }
@@ -183,6 +188,7 @@ impl EndReason {
             Self::RestartLimit => "stopped: restart limit reached",
             Self::NotStarted => "not started (autostart = false)",
             Self::RebootStopped => "stopped on reboot (on_reboot = stop)",
+            Self::Suspended => "suspended",
         }
     }
     /// A crash in the sense of `on_crash`.
@@ -231,6 +237,13 @@ pub struct DomainRt {
     kernel_size: AtomicU64,
     /// Why it last ended (0: never).
     last_end: AtomicU8,
+    /// Its state at its last suspend (what `hypctl save` streams), or the restored state its
+    /// vCPU 0 resumes from.
+    saved: SpinLock<Option<Box<Header>>>,
+    /// A restore in progress: its header and how many bytes of RAM were written.
+    restoring: SpinLock<Option<(Box<Header>, u64)>>,
+    /// vCPU 0 resumes from `saved` instead of starting from the image.
+    resume: AtomicBool,
 }
 
 impl DomainRt {
@@ -258,6 +271,9 @@ impl DomainRt {
             wd_fired: AtomicBool::new(false),
             kernel_size: AtomicU64::new(0),
             last_end: AtomicU8::new(0),
+            saved: SpinLock::new(None),
+            restoring: SpinLock::new(None),
+            resume: AtomicBool::new(false),
         }
     }
     fn power(&self, v: usize) -> Power {
@@ -607,6 +623,11 @@ fn idle(cpu: usize) -> ! {
             let ctx = RT[d].on_ctx[v].load(Ordering::Relaxed);
             RT[d].power[v].store(Power::On.to_u8(), Ordering::Release);
             PARKED[cpu].store(false, Ordering::Release);
+            if v == 0 && RT[d].resume.swap(false, Ordering::AcqRel) {
+                if let Some(h) = RT[d].saved.lock().take() {
+                    resume_vcpu(cpu, v, &h.cpu);
+                }
+            }
             start_vcpu(cpu, v, entry, ctx);
         }
         crate::irq::idle_wait();
@@ -616,6 +637,40 @@ fn idle(cpu: usize) -> ! {
 fn frame(cpu: usize) -> *mut GuestRegs {
     // SAFETY: computing the address of this CPU's own frame.
     unsafe { addr_of_mut!((*addr_of_mut!(FRAMES))[cpu]) }
+}
+
+/// Enters vCPU `v` on this pCPU with a restored state: its EL1 context, FP registers and
+/// general registers as they were at its suspend, `SCHEDOP_shutdown` answering 0 (resumed in
+/// a new domain, as Xen says).
+fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
+    let mut st = *c;
+    if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+        if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
+            vd.reset_vcpu(v);
+        }
+        st.sysregs[22] &= !1; // its timer: the runtime arms it again after resume
+                              // SAFETY: no guest runs on this CPU; the context is the vCPU's own, its stage-2 tables
+                              // (installed at `cpu_run`) bound what it reaches.
+        unsafe {
+            arch::restore_el1_context(&st.sysregs);
+            write_sysreg!("vmpidr_el2", psci::vmpidr(v));
+            write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
+            arch::isb();
+            core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack));
+        }
+    }
+    crate::irq::reset_cpu(cpu);
+    arch::restore_fp(&st.q, st.fpcr, st.fpsr);
+    let f = frame(cpu);
+    // SAFETY: this CPU's frame; the guest is not running.
+    unsafe {
+        let regs = &mut *f;
+        regs.x = st.x;
+        regs.x[0] = 0;
+        regs.elr = st.pc;
+        regs.spsr = st.pstate;
+        enter_guest(f)
+    }
 }
 
 fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
@@ -1132,9 +1187,17 @@ pub fn unpause(d: usize) -> Result<(), i64> {
 pub fn destroy(d: usize) -> Result<(), i64> {
     if is_running(d) {
         end_domain(d, EndReason::Destroyed);
+    } else if RT[d].saved.lock().take().is_some() {
+        // A suspended domain (saved or not): its kept state goes.
+        RT[d].end.store(EndReason::Destroyed as u8, Ordering::Release);
+        hprintln!("domain '{}' ended: {}", name(d), EndReason::Destroyed.text());
+        crate::xen::domain_changed(d);
     }
     RT[d].paused.store(false, Ordering::Release);
     clear_watchdogs(d);
+    if RT[d].restoring.lock().take().is_some() {
+        RT[d].starting.store(false, Ordering::Release); // an abandoned restore
+    }
     Ok(())
 }
 
@@ -1208,6 +1271,214 @@ pub fn restart(d: usize) -> Result<(), i64> {
     destroy(d)?;
     start(d)?;
     RT[d].restarts.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `SCHEDOP_shutdown(suspend)` from vCPU `regs`: a single-vCPU unikernel's vCPU state is
+/// kept (its RAM stays as it is) and the domain ends as suspended, ready for `hypctl save`.
+/// Linux and multi-vCPU domains get `-EOPNOTSUPP`-like `-ENOSYS` (not supported yet).
+pub fn suspend(regs: &GuestRegs) -> i64 {
+    let (cpu, d) = (regs.cpu, regs.dom);
+    let dom = &config().domains[d];
+    if dom.linux || dom.pcpus.len() != 1 {
+        hprintln!("domain '{}': suspend refused: only single-vCPU unikernels can be suspended", dom.name());
+        return -xen_abi::errno::ENOSYS;
+    }
+    let mut cpu_state = CpuState {
+        x: regs.x,
+        pc: regs.elr,
+        pstate: regs.spsr,
+        sysregs: arch::save_el1_context(),
+        ..CpuState::default()
+    };
+    (cpu_state.fpcr, cpu_state.fpsr) = arch::save_fp(&mut cpu_state.q);
+    let mut name = [0u8; 32];
+    name[..dom.name_len].copy_from_slice(&dom.name[..dom.name_len]);
+    let h = Header {
+        ram_size: dom.memory.size,
+        ipa_base: dom.ipa_base,
+        vcpus: 1,
+        vcnt: arch::counter().wrapping_sub(cntvoff(d)),
+        cntfrq: arch::read_sysreg!("cntfrq_el0"),
+        name,
+        cpu: cpu_state,
+    };
+    *RT[d].saved.lock() = Some(Box::new(h));
+    // SAFETY: stops the suspended vCPU's virtual timer on this CPU; nothing runs it any more.
+    unsafe { write_sysreg!("cntv_ctl_el0", 0) };
+    hprintln!("domain '{}': suspended (its state is kept for hypctl save)", dom.name());
+    end_domain(d, EndReason::Suspended);
+    idle(cpu)
+}
+
+/// The physical address of byte `off` of domain `d`'s RAM.
+fn ram_pa(d: usize, off: u64) -> u64 {
+    config().domains[d].memory.base.0 + off
+}
+
+/// `FERRUM_SAVE_READ`: bytes `[off, off + len)` of suspended domain `d`'s stream (header, then
+/// RAM) into the control domain's buffer at `va`. Returns the stream's length without its
+/// trailer.
+pub fn save_read(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<u64, i64> {
+    use xen_abi::errno;
+    if is_running(d) || EndReason::from_u8(RT[d].end.load(Ordering::Acquire)) != EndReason::Suspended {
+        return Err(-errno::EINVAL);
+    }
+    let head = match RT[d].saved.lock().as_ref() {
+        Some(h) => h.encode(),
+        None => return Err(-errno::EINVAL),
+    };
+    let total = HEADER_SIZE as u64 + config().domains[d].memory.size;
+    if len > 1 << 20 || off.checked_add(len).is_none_or(|e| e > total) {
+        return Err(-errno::EINVAL);
+    }
+    let mut buf = [0u8; 4096];
+    let mut done = 0;
+    while done < len {
+        let at = off + done;
+        let n = (len - done).min(4096 - (at % 4096)) as usize;
+        if at < HEADER_SIZE as u64 {
+            let a = at as usize;
+            buf[..n].copy_from_slice(&head[a..a + n]);
+        } else {
+            // SAFETY: the source lies in suspended domain `d`'s RAM (bounds checked above), which
+            // nothing writes while it is suspended; the destination is a local buffer.
+            unsafe { mm::copy_phys(buf.as_mut_ptr() as u64, ram_pa(d, at - HEADER_SIZE as u64), n as u64) };
+        }
+        crate::xen::copy_to_guest(ctl, va + done, &buf[..n])?;
+        done += n as u64;
+    }
+    Ok(total)
+}
+
+/// Maps a refused stream to the code `hypctl` gets (it explains truncation and corruption
+/// itself; the hypervisor says the rest on its console).
+fn stream_code(e: StreamError) -> i64 {
+    use xen_abi::errno;
+    match e {
+        StreamError::TooLarge { .. } => -errno::E2BIG,
+        StreamError::Shape(_) => -errno::ENXIO,
+        _ => -errno::EINVAL,
+    }
+}
+
+/// `FERRUM_RESTORE_BEGIN`: checks the header at `va` against slot `d` (not running) and, when
+/// it fits, gets the slot ready: its pCPUs parked, its Xen state reset (no backend keeps
+/// mapping its old frames). Nothing of the slot changes when the header is refused.
+pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
+    use xen_abi::errno;
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let mut head = [0u8; HEADER_SIZE];
+    crate::xen::copy_from_guest(ctl, va, &mut head)?;
+    let h = Header::decode(&head).map_err(stream_code)?;
+    if let Err(e) = h.fits(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, arch::read_sysreg!("cntfrq_el0")) {
+        hprintln!("domain '{}': restore of '{}' refused: {e}", dom.name(), h.name());
+        return Err(stream_code(e));
+    }
+    if dom.linux {
+        hprintln!("domain '{}': restore refused: Linux domains cannot be restored yet", dom.name());
+        return Err(-errno::ENXIO);
+    }
+    if is_running(d) || (rt.starting.swap(true, Ordering::AcqRel) && rt.restoring.lock().is_none()) {
+        return Err(-errno::EBUSY);
+    }
+    if !wait_parked(d) {
+        rt.starting.store(false, Ordering::Release);
+        return Err(-errno::EBUSY);
+    }
+    flush_console(d);
+    crate::xen::reset(d);
+    *rt.restoring.lock() = Some((Box::new(h), 0));
+    hprintln!("domain '{}': restoring '{}' into it", dom.name(), h.name());
+    Ok(())
+}
+
+/// Waits (at most a second) until every pCPU of domain `d` runs none of its code.
+fn wait_parked(d: usize) -> bool {
+    let freq = arch::read_sysreg!("cntfrq_el0");
+    let deadline = arch::counter() + freq;
+    while pcpus(d).iter().any(|&p| !PARKED[usize::from(p)].load(Ordering::Acquire)) {
+        if arch::counter() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// `FERRUM_RESTORE_WRITE`: the next `len` bytes of the stream's RAM (at RAM offset `off`,
+/// which must follow the last write) from the control domain's buffer at `va`.
+pub fn restore_write(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<(), i64> {
+    use xen_abi::errno;
+    let mut g = RT[d].restoring.lock();
+    let Some((h, written)) = g.as_mut() else { return Err(-errno::EINVAL) };
+    if off != *written || len > 1 << 20 || off.checked_add(len).is_none_or(|e| e > h.ram_size) {
+        return Err(-errno::EINVAL);
+    }
+    let mut buf = [0u8; 4096];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(4096) as usize;
+        crate::xen::copy_from_guest(ctl, va + done, &mut buf[..n])?;
+        // SAFETY: the destination lies in domain `d`'s RAM (bounds checked above); the domain is
+        // not running and its Xen state was reset (no one maps its frames).
+        unsafe { mm::copy_phys(ram_pa(d, off + done), buf.as_ptr() as u64, n as u64) };
+        done += n as u64;
+    }
+    *written += len;
+    Ok(())
+}
+
+/// `FERRUM_RESTORE_COMMIT`: once all the RAM is written, domain `d` resumes where the saved
+/// one suspended: its stage-2 tables as planned, its virtual counter continuing from the saved
+/// value (CNTVOFF), `SCHEDOP_shutdown` answering 0.
+pub fn restore_commit(d: usize) -> Result<(), i64> {
+    use xen_abi::errno;
+    let dom = &config().domains[d];
+    let rt = &RT[d];
+    let h = {
+        let mut g = rt.restoring.lock();
+        match g.take() {
+            Some((h, w)) if w == h.ram_size => h,
+            other => {
+                *g = other;
+                return Err(-errno::EINVAL);
+            }
+        }
+    };
+    crate::p2m::refill(d, dom);
+    arch::clean_dcache_range(dom.memory.base.0 as usize, dom.memory.size as usize);
+    arch::invalidate_icache();
+    *rt.console.lock() = (Pl011::new(), LineBuf::new());
+    rt.uart_inflight.store(false, Ordering::Relaxed);
+    for v in 0..dom.pcpus.len() {
+        rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
+    }
+    let now = arch::counter();
+    rt.paused.store(false, Ordering::Relaxed);
+    clear_watchdogs(d);
+    rt.paused_ticks.store(0, Ordering::Relaxed);
+    rt.cntvoff.store(now.wrapping_sub(h.vcnt), Ordering::Relaxed);
+    rt.started_at.store(now, Ordering::Relaxed);
+    rt.blocked_base.store(
+        dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum(),
+        Ordering::Relaxed,
+    );
+    let name = alloc::string::String::from(h.name());
+    *rt.saved.lock() = Some(h);
+    rt.resume.store(true, Ordering::Release);
+    rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
+    rt.end.store(EndReason::Running as u8, Ordering::Release);
+    ENDED.fetch_sub(1, Ordering::AcqRel);
+    rt.starting.store(false, Ordering::Release);
+    hprintln!("domain '{}': restored from '{name}'s saved state; resuming it", dom.name());
+    crate::xen::domain_changed(d);
+    if let Some(&p) = dom.pcpus.first() {
+        if usize::from(p) != arch::cpu_index() {
+            crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK);
+        }
+    }
     Ok(())
 }
 

@@ -1034,6 +1034,9 @@ fn sched_op(r: &mut GuestRegs) -> i64 {
                 Err(e) => return e,
             };
             drain_console(d);
+            if reason == s::SHUTDOWN_SUSPEND {
+                return domain::suspend(r);
+            }
             let name = config().domains[d].name();
             let why = match reason {
                 s::SHUTDOWN_POWEROFF => domain::EndReason::PowerOff,
@@ -1045,7 +1048,7 @@ fn sched_op(r: &mut GuestRegs) -> i64 {
             };
             let what = match reason {
                 s::SHUTDOWN_POWEROFF => "poweroff",
-                s::SHUTDOWN_SUSPEND => "suspend (not supported: treated as a crash)",
+                s::SHUTDOWN_SUSPEND => "suspend",
                 s::SHUTDOWN_CRASH => "crash",
                 s::SHUTDOWN_WATCHDOG => "watchdog",
                 _ => "unknown reason: treated as a crash",

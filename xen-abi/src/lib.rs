@@ -204,6 +204,15 @@ pub mod domctl {
     /// Replace the kernel image of a domain that is not running (ferrum): buffer@0, size@8 of
     /// the union; the answer gives the slot's size@16 and the RAM room@24.
     pub const FERRUM_LOAD_IMAGE: u32 = 0xf000_0004;
+    /// Read bytes of a suspended domain's save stream (ferrum): offset@0, len@8, buffer@16 of
+    /// the union; the answer gives the stream's length (without trailer) @24.
+    pub const FERRUM_SAVE_READ: u32 = 0xf000_0005;
+    /// Start restoring a save stream into a slot (ferrum): the 4 KiB header's address @0.
+    pub const FERRUM_RESTORE_BEGIN: u32 = 0xf000_0006;
+    /// Write the next bytes of the stream's RAM (ferrum): offset@0, len@8, buffer@16.
+    pub const FERRUM_RESTORE_WRITE: u32 = 0xf000_0007;
+    /// Resume the restored domain (ferrum).
+    pub const FERRUM_RESTORE_COMMIT: u32 = 0xf000_0008;
     /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
     /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
     /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux),

@@ -9,6 +9,10 @@ use hyp_core::control::{self, DomInfo, Status};
 use xen_abi::{domctl as dc, errno, hc};
 
 /// Linux's errno name of a negative Xen error code, for messages.
+pub fn describe(e: i64) -> String {
+    err_text(e)
+}
+
 fn err_text(e: i64) -> String {
     let what = match -e {
         errno::EPERM => "not permitted (only the control domain may do this)",
@@ -103,4 +107,21 @@ pub fn physinfo() -> Result<control::PhysInfo, String> {
         return Err(err_text(r));
     }
     Ok(control::PhysInfo::decode(&req))
+}
+
+/// A ranged transfer (`FERRUM_SAVE_READ` into `buf`, `FERRUM_RESTORE_WRITE` from it); returns
+/// the answer.
+pub fn xfer(cmd: u32, domid: u16, off: u64, buf: &mut [u8]) -> Result<[u8; xen_abi::domctl::SIZE], String> {
+    let mut b = control::encode_xfer(cmd, domid, off, buf.len() as u64, buf.as_mut_ptr() as u64);
+    let r = crate::sys::privcmd_hypercall(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0])?;
+    if r < 0 {
+        return Err(err_text(r));
+    }
+    Ok(b)
+}
+
+/// `FERRUM_RESTORE_BEGIN` with the stream's header; returns the hypervisor's code.
+pub fn restore_begin(domid: u16, head: &mut [u8]) -> Result<i64, String> {
+    let mut b = control::encode_xfer(xen_abi::domctl::FERRUM_RESTORE_BEGIN, domid, head.as_mut_ptr() as u64, 0, 0);
+    crate::sys::privcmd_hypercall(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0])
 }

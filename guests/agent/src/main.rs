@@ -197,7 +197,7 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
 
 const HYPCTL_USAGE: &str =
     "usage: hypctl list | status NAME | start NAME | stop NAME [--timeout SECONDS] | destroy NAME \
-| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist]";
+| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist] | save NAME FILE [--timeout S] | restore FILE [--slot NAME]";
 
 fn hypctl(args: &[&str]) -> Result<(), String> {
     use xen_abi::domctl as dc;
@@ -254,10 +254,110 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
             );
             Ok(())
         }
+        ["save", name, path] => save(name, path, 10),
+        ["save", name, path, "--timeout", t] => {
+            save(name, path, t.parse().map_err(|_| format!("bad --timeout '{t}'"))?)
+        }
+        ["restore", path] => restore(path, None),
+        ["restore", path, "--slot", slot] => restore(path, Some(slot)),
         ["update", name, path] => update(name, path, false),
         ["update", name, path, "--persist"] => update(name, path, true),
         _ => Err(HYPCTL_USAGE.into()),
     }
+}
+
+/// `hypctl save NAME FILE`: asks NAME to suspend (`control/shutdown = suspend`, Xen's
+/// protocol, which ferrum-rt applications such as kv honour), waits up to `secs` seconds,
+/// writes its save stream (`hyp_core::savestream`: header, RAM, CRC-32) to FILE and destroys
+/// the suspended domain.
+fn save(name: &str, path: &str, secs: u64) -> Result<(), String> {
+    use hyp_core::savestream::{trailer, HEADER_SIZE};
+    use xen_abi::domctl as dc;
+    let id = ctl::find(name)?;
+    let st = ctl::status(id)?;
+    if st.linux {
+        return Err(format!("save {name}: Linux domains cannot be saved yet (only ferrum-rt unikernels)"));
+    }
+    if st.state != 0 {
+        return Err(format!("save {name}: it is not running"));
+    }
+    let mut xs = Xs::open()?;
+    xs.write(&format!("/local/domain/{id}/control/shutdown"), "suspend")?;
+    let t0 = std::time::Instant::now();
+    while ctl::status(id)?.state != 13 {
+        if t0.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = xs.write(&format!("/local/domain/{id}/control/shutdown"), "");
+            return Err(format!("save {name}: it did not suspend within {secs} s (does its runtime support suspend?)"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut head = vec![0xffu8; HEADER_SIZE];
+    let total = hyp_core::control::stream_len(&ctl::xfer(dc::FERRUM_SAVE_READ, id, 0, &mut head)?);
+    let mut stream = head;
+    let mut chunk = vec![0xffu8; 1 << 20];
+    let mut off = HEADER_SIZE as u64;
+    while off < total {
+        let n = ((total - off) as usize).min(chunk.len());
+        ctl::xfer(dc::FERRUM_SAVE_READ, id, off, &mut chunk[..n]).map_err(|e| format!("save {name}: {e}"))?;
+        stream.extend_from_slice(&chunk[..n]);
+        off += n as u64;
+    }
+    let crc = crc32fast::hash(&stream);
+    stream.extend_from_slice(&trailer(crc));
+    std::fs::write(path, &stream).map_err(|e| format!("save {name}: {path}: {e}"))?;
+    ctl::op(dc::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
+    println!(
+        "hypctl: {name} saved to {path} ({} KiB, CRC-32 {crc:08x}) in {} ms and destroyed",
+        stream.len() / 1024,
+        t0.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// `hypctl restore FILE [--slot NAME]`: checks the whole stream (header, length, CRC-32)
+/// before anything of the slot changes, then has the hypervisor check it against the slot
+/// (the saved domain's by default), writes its RAM and resumes it.
+fn restore(path: &str, slot: Option<&str>) -> Result<(), String> {
+    use hyp_core::savestream::{check_complete, Header, HEADER_SIZE, TRAILER_SIZE};
+    use xen_abi::{domctl as dc, errno};
+    let t0 = std::time::Instant::now();
+    let mut stream = std::fs::read(path).map_err(|e| format!("restore: {path}: {e}"))?;
+    let refused = |why: String| format!("restore: {path} refused: {why}");
+    let h = Header::decode(&stream).map_err(|e| refused(e.to_string()))?;
+    let body = stream.len().saturating_sub(TRAILER_SIZE);
+    let crc = crc32fast::hash(&stream[..body]);
+    check_complete(stream.len() as u64, &stream, &stream[body..], crc).map_err(|e| refused(e.to_string()))?;
+    let name = slot.unwrap_or(h.name());
+    let id = ctl::find(name)?;
+    if ctl::status(id)?.state == 0 {
+        return Err(format!("restore: slot {name} is running; stop it first (hypctl stop {name})"));
+    }
+    let code = ctl::restore_begin(id, &mut stream[..HEADER_SIZE])?;
+    if code < 0 {
+        let have = ctl::list()?.iter().find(|i| i.domid == id).map_or(0, |i| i.tot_pages * 4096);
+        return Err(refused(match -code {
+            errno::E2BIG => format!("the stream's {} bytes of RAM do not fit slot {name}'s {have}", h.ram_size),
+            errno::ENXIO => {
+                format!("slot {name}'s shape differs (RAM size, guest-physical base, vCPUs or counter frequency)")
+            }
+            _ => format!("slot {name}: {}", ctl::describe(code)),
+        }));
+    }
+    let mut off = 0u64;
+    while off < h.ram_size {
+        let n = ((h.ram_size - off) as usize).min(1 << 20);
+        let at = HEADER_SIZE + off as usize;
+        ctl::xfer(dc::FERRUM_RESTORE_WRITE, id, off, &mut stream[at..at + n])
+            .map_err(|e| format!("restore {name}: {e}"))?;
+        off += n as u64;
+    }
+    ctl::op(dc::FERRUM_RESTORE_COMMIT, id).map_err(|e| format!("restore {name}: {e}"))?;
+    println!(
+        "hypctl: {} restored from {path} into slot {name} in {} ms; it resumes",
+        h.name(),
+        t0.elapsed().as_millis()
+    );
+    Ok(())
 }
 
 /// The boot partition, where `update --persist` writes (mounted read-only by init).

@@ -128,15 +128,17 @@ impl Store {
 }
 
 /// Reads a console line; while it waits, it kicks the watchdog and honours a shutdown the
-/// control domain asks for.
-fn read_line(x: &mut Xen, wd: &mut Option<Watchdog>) -> String {
+/// control domain asks for. `None`: the control domain asks for a suspend.
+fn read_line(x: &mut Xen, wd: &mut Option<Watchdog>) -> Option<String> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     loop {
         if let Some(w) = wd.as_mut() {
             w.kick();
         }
-        ferrum_rt::honour_control(x);
+        if ferrum_rt::honour_control(x) {
+            return None;
+        }
         let deadline = time::now().after(core::time::Duration::from_millis(500)).ticks();
         if ferrum_rt::console::read_until(&mut b, deadline) == 0 {
             continue;
@@ -148,7 +150,7 @@ fn read_line(x: &mut Xen, wd: &mut Option<Watchdog>) -> String {
             _ => {}
         }
     }
-    String::from_utf8_lossy(&line).into_owned()
+    Some(String::from_utf8_lossy(&line).into_owned())
 }
 
 fn main(rt: &mut Runtime) {
@@ -179,7 +181,32 @@ fn main(rt: &mut Runtime) {
     }
     println!("kv: ready: put <key> <value> | get <key> | list | restart | poweroff");
     loop {
-        let line = read_line(x, &mut wd);
+        let Some(line) = read_line(x, &mut wd) else {
+            // `hypctl save`: the disk goes quiet (every put was flushed), the hypervisor keeps
+            // our state; after a restore the disk reconnects to its new backend.
+            let before = time::now().ticks();
+            println!("kv: suspending ({} key(s) in memory)", s.map.len());
+            match x.suspend() {
+                Ok(true) => {
+                    let now = time::now().ticks();
+                    let ms = |t: u64| t / (time::frequency() / 1000).max(1);
+                    println!("kv: resumed; reconnecting vbd {devid}");
+                    let disk =
+                        Blkfront::connect(x, devid).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
+                    core::mem::forget(core::mem::replace(&mut s.disk, disk));
+                    if now >= before {
+                        println!("kv: uptime continues: {} ms at suspend, {} ms now", ms(before), ms(now));
+                    } else {
+                        println!("kv: FAIL uptime went back: {} ms at suspend, {} ms now", ms(before), ms(now));
+                    }
+                    println!("kv: resumed with {} key(s), {} record(s)", s.map.len(), s.records);
+                    wd = wd.take().and_then(|_| Watchdog::new(secs).ok());
+                }
+                Ok(false) => println!("kv: suspend cancelled"),
+                Err(e) => println!("kv: suspend refused: {e}"),
+            }
+            continue;
+        };
         let mut w = line.splitn(3, ' ');
         match (w.next(), w.next(), w.next()) {
             (Some("put"), Some(k), Some(v)) => match s.put(k, v.trim()) {

@@ -67,6 +67,13 @@ impl Fired {
         }
     }
 
+    /// Forgets every fired port (after a resume: the ports are new).
+    pub fn clear(&self) {
+        for b in &self.bits {
+            b.store(0, Ordering::Release);
+        }
+    }
+
     /// Whether `port` fired since the last call, clearing the flag.
     pub fn take(&self, port: u32) -> bool {
         port < NR_PORTS

@@ -172,10 +172,17 @@ pub fn alloc_page() -> SharedPage {
 /// Honours a shutdown the control domain asked for (`hypctl stop`, `xl shutdown`): when
 /// `control/shutdown` says `poweroff` or `reboot`, the domain says so and shuts down. Call
 /// it from the application's loop; it costs a counter read between its xenstore reads.
-pub fn honour_control(x: &mut Xen) {
-    if let Some(r) = x.control_request() {
-        crate::println!("ferrum-rt: control/shutdown asks for {r:?}: shutting down");
-        shutdown(r);
+/// Returns `true` when a suspend is asked (`hypctl save`): an application that supports it
+/// quiesces its frontends and calls [`Xen::suspend`]; one that does not ignores it (the save
+/// then times out and the domain keeps running).
+pub fn honour_control(x: &mut Xen) -> bool {
+    match x.control_request() {
+        Some(ShutdownReason::Suspend) => true,
+        Some(r) => {
+            crate::println!("ferrum-rt: control/shutdown asks for {r:?}: shutting down");
+            shutdown(r);
+        }
+        None => false,
     }
 }
 

@@ -165,6 +165,9 @@ pub enum ShutdownReason {
     Reboot,
     /// Crashed.
     Crash,
+    /// Suspend (`hypctl save`): the domain's state is kept and it resumes later, maybe on
+    /// another board ([`Xen::suspend`]).
+    Suspend,
 }
 
 /// `SCHEDOP_shutdown`: returns only if the hypervisor refused.
@@ -173,6 +176,7 @@ pub fn shutdown(r: ShutdownReason) -> XenError {
         ShutdownReason::Poweroff => sched::SHUTDOWN_POWEROFF,
         ShutdownReason::Reboot => sched::SHUTDOWN_REBOOT,
         ShutdownReason::Crash => sched::SHUTDOWN_CRASH,
+        ShutdownReason::Suspend => sched::SHUTDOWN_SUSPEND,
     };
     let a = code.to_le_bytes();
     XenError(hcall(hc::SCHED_OP, sched::SHUTDOWN, a.as_ptr() as u64))
@@ -330,6 +334,9 @@ pub struct Xen {
     map_slots: Vec<bool>,
     /// Counter value before which [`Xen::control_request`] does not ask xenstore again.
     control_next: u64,
+    /// `/hypervisor`'s regions and the end of RAM, for [`Xen::suspend`]'s set-up again.
+    regs: Vec<(u64, u64)>,
+    ram_end: u64,
 }
 
 /// A Xen setup failure.
@@ -356,6 +363,25 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
     let v = hcall(hc::XEN_VERSION, xen_abi::version::VERSION, 0);
     let version = ((v as u64 >> 16) as u32, (v as u64 & 0xffff) as u32);
 
+    let (grants, map_base, store) = setup(regs, ram_end)?;
+    Ok(Xen {
+        version,
+        store,
+        domid: None,
+        grants,
+        map_base,
+        map_slots: Vec::new(),
+        control_next: 0,
+        regs: regs.to_vec(),
+        ram_end,
+    })
+}
+
+type Setup = (GrantTable<'static>, u64, Option<Xenstore<StoreRing>>);
+
+/// What a domain sets up with Xen at boot and again after a resume: `shared_info`, the grant
+/// table's frames, the xenstore ring and the PV console from the HVM parameters.
+fn setup(regs: &[(u64, u64)], ram_end: u64) -> Result<Setup, SetupError> {
     let si = arch::shared_info_page();
     add_to_physmap(memory::SPACE_SHARED_INFO, 0, si >> 12).map_err(|e| SetupError::Hypercall("shared_info", e))?;
     SHARED_INFO.store(si, Ordering::Release);
@@ -393,10 +419,37 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
             crate::console::set_device(crate::console::Device::Pv(pfn << 12, port as u32));
         }
     }
-    Ok(Xen { version, store, domid: None, grants, map_base, map_slots: Vec::new(), control_next: 0 })
+    Ok((grants, map_base, store))
 }
 
 impl Xen {
+    /// Suspends the domain (Xen's protocol, as the control domain's `hypctl save` asks through
+    /// `control/shutdown = suspend`): the caller has quiesced its frontends; the hypervisor
+    /// keeps our state; when a restore resumes it (here or on another board) this returns
+    /// `Ok(true)` once `shared_info`, the grant table, the xenstore ring and the console are set
+    /// up again and the GIC is configured as at boot. The caller then reconnects its frontends
+    /// (their backends are new). `Ok(false)`: the suspend was cancelled and nothing changed.
+    pub fn suspend(&mut self) -> Result<bool, XenError> {
+        let _ = self.store.as_mut().map(|s| s.write("control/shutdown", ""));
+        let r = shutdown(ShutdownReason::Suspend);
+        match r.0 {
+            0 => {}
+            1 => return Ok(false),
+            _ => return Err(r),
+        }
+        // Resumed in a new domain: its event channels, grants and rings are new.
+        FIRED.clear();
+        crate::rt::reinit_gic();
+        let (grants, map_base, store) = setup(&self.regs, self.ram_end).map_err(|e| match e {
+            SetupError::Hypercall(_, x) => x,
+            SetupError::NoGrantWindow => XenError(-22),
+        })?;
+        (self.grants, self.map_base, self.store) = (grants, map_base, store);
+        self.map_slots.clear();
+        self.control_next = 0;
+        Ok(true)
+    }
+
     /// What the control domain asks of us through `control/shutdown` (Xen's protocol, as
     /// Linux's `manage.c` honours it): `poweroff`/`halt` or `reboot`, acknowledged by writing
     /// the node empty. Asks xenstore at most every 100 ms, so an application loop may call it
@@ -411,6 +464,7 @@ impl Xen {
         let r = match st.read("control/shutdown").ok()?.as_str() {
             "poweroff" | "halt" => ShutdownReason::Poweroff,
             "reboot" => ShutdownReason::Reboot,
+            "suspend" => ShutdownReason::Suspend,
             _ => return None,
         };
         let _ = st.write("control/shutdown", "");
