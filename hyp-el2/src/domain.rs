@@ -624,8 +624,10 @@ fn idle(cpu: usize) -> ! {
             RT[d].power[v].store(Power::On.to_u8(), Ordering::Release);
             PARKED[cpu].store(false, Ordering::Release);
             if v == 0 && RT[d].resume.swap(false, Ordering::AcqRel) {
-                if let Some(h) = RT[d].saved.lock().take() {
-                    resume_vcpu(cpu, v, &h.cpu);
+                // Out of the lock (and the box freed) first: `resume_vcpu` does not return.
+                let state = RT[d].saved.lock().take().map(|h| h.cpu);
+                if let Some(c) = state {
+                    resume_vcpu(cpu, v, &c);
                 }
             }
             start_vcpu(cpu, v, entry, ctx);
@@ -1115,7 +1117,9 @@ pub fn block(cpu: usize, d: usize, v: usize, deadline: Option<u64>, mut ready: i
         crate::irq::handle(d, v);
         if !is_running(d) || RT[d].wd_fired.load(Ordering::Acquire) {
             unblock(cpu);
-            after_irqs(cpu, d, v);
+            after_irqs(cpu, d, v); // returns only if neither (another exit handled it)
+            BLOCKED[cpu].store(true, Ordering::SeqCst);
+            NR_BLOCKED.fetch_add(1, Ordering::SeqCst);
         }
     }
     unblock(cpu);

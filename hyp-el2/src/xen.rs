@@ -790,7 +790,13 @@ fn memory_op(d: usize, cmd: u64, arg: u64) -> i64 {
                     if !c.ipa_in_ram(ipa) {
                         return -errno::EINVAL;
                     }
-                    XD[d].shared_info.store(c.ipa_to_pa(ipa), Ordering::Release);
+                    let pa = c.ipa_to_pa(ipa);
+                    if XD[d].shared_info.swap(pa, Ordering::AcqRel) != pa {
+                        // As Xen's: a domain's shared_info starts empty (no port pending or
+                        // masked), also after a restart or a restore, whose RAM holds the old one.
+                        // SAFETY: one page-aligned page of the domain's own RAM (checked above).
+                        unsafe { mm::zero_phys(pa & !(PAGE_SIZE - 1), PAGE_SIZE) };
+                    }
                     0
                 }
                 m::SPACE_GRANT_TABLE if idx < u64::from(GRANT_FRAMES) => {

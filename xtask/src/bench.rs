@@ -64,6 +64,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         http_port: None,
         fresh_data: false,
         keep_disk: false,
+        forwards: Vec::new(),
         platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
@@ -256,6 +257,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             http_port: None,
             fresh_data: false,
             keep_disk: false,
+            forwards: Vec::new(),
             platform: None,
         };
         let mut cmd = qemu::prepare(&o)?;
@@ -357,6 +359,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 http_port: None,
                 fresh_data: false,
                 keep_disk: false,
+                forwards: Vec::new(),
                 platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
@@ -445,6 +448,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         http_port: None,
         fresh_data: true,
         keep_disk: false,
+        forwards: Vec::new(),
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;

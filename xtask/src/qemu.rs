@@ -52,6 +52,9 @@ pub struct RunOpts {
     pub http_port: Option<u16>,
     /// Start with an empty data partition (tests); otherwise its contents are kept.
     pub fresh_data: bool,
+    /// More TCP forwards from host ports (127.0.0.1) to guest addresses (`10.0.2.15:7000`):
+    /// a second board's control domain for `hypctl receive`.
+    pub forwards: Vec<(u16, String)>,
     /// Boot the disk the previous run left (its boot partition as that run changed it, e.g.
     /// by `hypctl update --persist`) instead of writing a new one; tests only.
     pub keep_disk: bool,
@@ -96,9 +99,27 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         std::fs::write(&dtb, crate::rpi4::qemu_dtb(&board)?).map_err(|e| format!("{}: {e}", dtb.display()))?;
         return Ok(raspi4b_command(&fw.uboot, &dtb, &disk));
     }
-    let env = root().join("build/qemu-virt/uboot-env.img");
+    // Next to the disk: two boards (a migration test) run at once.
+    let env = disk.with_file_name("uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
-    let c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+    let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+    if !o.forwards.is_empty() {
+        let fwd: String = o.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-{g}")).collect();
+        let args: Vec<std::ffi::OsString> = c
+            .get_args()
+            .map(|a| {
+                let t = a.to_string_lossy();
+                if t.starts_with("user,id=net0") {
+                    format!("{t}{fwd}").into()
+                } else {
+                    a.to_os_string()
+                }
+            })
+            .collect();
+        let mut n = Command::new(c.get_program());
+        n.args(args);
+        c = n;
+    }
     if let Some(p) = o.http_port {
         // Fail early and clearly when the port is taken (QEMU's own message is cryptic).
         std::net::TcpListener::bind(("127.0.0.1", p)).map_err(|e| {
@@ -340,6 +361,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         http_port: Some(http_port),
         fresh_data: false,
         keep_disk: false,
+        forwards: Vec::new(),
         platform,
     })
 }

@@ -61,6 +61,12 @@ struct Scenario {
     /// checks what an earlier one persisted, e.g. `hypctl update --persist`).
     #[serde(default)]
     keep_disk: bool,
+    /// A second board booted at the same time (a migration test): its own deployment (a file
+    /// with another name, so another disk), input and expectations. Its control domain's port
+    /// 7000 is forwarded from a free host port; `{peer}` in this board's input becomes
+    /// `10.0.2.2:<that port>`, which this board's guests reach through QEMU's user network.
+    #[serde(default)]
+    board_b: Option<Box<Scenario>>,
     /// A domain's heartbeat lines that must be unbroken (see [`check_heartbeat`]).
     #[serde(default)]
     heartbeat: Option<Heartbeat>,
@@ -382,7 +388,24 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
 
 /// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
 /// variant such as the soak's reseeded copy) and judges what the guests printed.
-fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
+/// A scenario's board ready to boot: its command, options, console script and stop rule.
+struct Launch<'a> {
+    cmd: std::process::Command,
+    o: RunOpts,
+    input: Vec<(String, String)>,
+    stop: Option<(&'a str, Duration)>,
+}
+
+/// Builds board `s` (its images, disk and QEMU command). `forwards`: more host port forwards;
+/// `peer`: what `{peer}` in its input becomes.
+fn launch<'a>(
+    name: &str,
+    s: &'a Scenario,
+    gic: u8,
+    deployment: &Path,
+    forwards: Vec<(u16, String)>,
+    peer: Option<&str>,
+) -> Result<Launch<'a>, String> {
     let o = RunOpts {
         gic,
         deployment: deployment.to_path_buf(),
@@ -391,6 +414,7 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
         http_port: if s.http { Some(free_port()?) } else { None },
         fresh_data: !s.keep_data,
         keep_disk: s.keep_disk,
+        forwards,
         platform: None,
         extra_files: if s.selftest {
             let port = start_http_server()?;
@@ -420,6 +444,10 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
         .input
         .iter()
         .map(|(m, t)| {
+            let t = match peer {
+                Some(p) => t.replace("{peer}", p),
+                None => t.clone(),
+            };
             let action = ["@http-get ", "@http-probe "].into_iter().find_map(|a| Some((a, t.strip_prefix(a)?)));
             match (action, o.http_port) {
                 (Some((a, path)), Some(p)) => (m.clone(), format!("{a}127.0.0.1:{p}{path}")),
@@ -427,6 +455,27 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
             }
         })
         .collect();
+    Ok(Launch { cmd, o, input, stop })
+}
+
+/// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
+/// variant such as the soak's reseeded copy) and judges what the guests printed; with a
+/// second board, boots both at once and judges both.
+fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
+    let mut other = None;
+    let mut peer = None;
+    if let Some(b) = &s.board_b {
+        let port = free_port()?;
+        let bdep = root().join(&b.deployment);
+        let l = launch(name, b, gic, &bdep, vec![(port, "10.0.2.15:7000".into())], None)?;
+        let bname = format!("{name}-b");
+        other = Some(std::thread::spawn(move || {
+            qemu::run_batch(l.cmd, l.o.timeout, false, &l.input, None).map(|r| (bname, r))
+        }));
+        peer = Some(format!("10.0.2.2:{port}"));
+    }
+    let l = launch(name, s, gic, deployment, Vec::new(), peer.as_deref())?;
+    let (cmd, o, input, stop) = (l.cmd, l.o, l.input, l.stop);
     // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
     // structure is checked first, and the facts go into the log.
     let sd_facts = match cmd
@@ -451,11 +500,22 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
         println!("xtask test: heartbeat: {n} beats, largest gap {worst} ms");
     }
     let beat_err = beats.and_then(|b| b.err());
-    judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
+    let verdict = judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
         let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!("{e}\n--- serial log ({}) last lines:\n{}\n---", logf.display(), tail.join("\n"))
-    })
+    });
+    if let (Some(h), Some(b)) = (other, &s.board_b) {
+        let (bname, brun) = h.join().map_err(|_| "the second board's runner panicked".to_string())??;
+        let blog = dir.join(format!("{bname}-gicv{gic}.log"));
+        let _ = std::fs::write(&blog, &brun.log);
+        judge(b, brun.ending, &brun.log).map_err(|e| {
+            let tail: Vec<&str> = brun.log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("board B: {e}\n--- serial log ({}) last lines:\n{}\n---", blog.display(), tail.join("\n"))
+        })?;
+    }
+    verdict
 }
 
 /// Seeds for the soak: SplitMix64 from the clock (a replay passes `--seed`).
@@ -548,6 +608,7 @@ mod tests {
             http: false,
             keep_data: false,
             keep_disk: false,
+            board_b: None,
             heartbeat: None,
         }
     }

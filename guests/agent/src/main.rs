@@ -197,7 +197,7 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
 
 const HYPCTL_USAGE: &str =
     "usage: hypctl list | status NAME | start NAME | stop NAME [--timeout SECONDS] | destroy NAME \
-| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist] | save NAME FILE [--timeout S] | restore FILE [--slot NAME]";
+| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist] | save NAME FILE [--timeout S] | restore FILE [--slot NAME] | migrate NAME HOST:PORT | receive [--port N]";
 
 fn hypctl(args: &[&str]) -> Result<(), String> {
     use xen_abi::domctl as dc;
@@ -259,6 +259,9 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
             save(name, path, t.parse().map_err(|_| format!("bad --timeout '{t}'"))?)
         }
         ["restore", path] => restore(path, None),
+        ["migrate", name, to] => migrate(name, to),
+        ["receive"] => receive(7000),
+        ["receive", "--port", p] => receive(p.parse().map_err(|_| format!("bad --port '{p}'"))?),
         ["restore", path, "--slot", slot] => restore(path, Some(slot)),
         ["update", name, path] => update(name, path, false),
         ["update", name, path, "--persist"] => update(name, path, true),
@@ -271,41 +274,11 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
 /// writes its save stream (`hyp_core::savestream`: header, RAM, CRC-32) to FILE and destroys
 /// the suspended domain.
 fn save(name: &str, path: &str, secs: u64) -> Result<(), String> {
-    use hyp_core::savestream::{trailer, HEADER_SIZE};
-    use xen_abi::domctl as dc;
-    let id = ctl::find(name)?;
-    let st = ctl::status(id)?;
-    if st.linux {
-        return Err(format!("save {name}: Linux domains cannot be saved yet (only ferrum-rt unikernels)"));
-    }
-    if st.state != 0 {
-        return Err(format!("save {name}: it is not running"));
-    }
-    let mut xs = Xs::open()?;
-    xs.write(&format!("/local/domain/{id}/control/shutdown"), "suspend")?;
     let t0 = std::time::Instant::now();
-    while ctl::status(id)?.state != 13 {
-        if t0.elapsed() > std::time::Duration::from_secs(secs) {
-            let _ = xs.write(&format!("/local/domain/{id}/control/shutdown"), "");
-            return Err(format!("save {name}: it did not suspend within {secs} s (does its runtime support suspend?)"));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let mut head = vec![0xffu8; HEADER_SIZE];
-    let total = hyp_core::control::stream_len(&ctl::xfer(dc::FERRUM_SAVE_READ, id, 0, &mut head)?);
-    let mut stream = head;
-    let mut chunk = vec![0xffu8; 1 << 20];
-    let mut off = HEADER_SIZE as u64;
-    while off < total {
-        let n = ((total - off) as usize).min(chunk.len());
-        ctl::xfer(dc::FERRUM_SAVE_READ, id, off, &mut chunk[..n]).map_err(|e| format!("save {name}: {e}"))?;
-        stream.extend_from_slice(&chunk[..n]);
-        off += n as u64;
-    }
-    let crc = crc32fast::hash(&stream);
-    stream.extend_from_slice(&trailer(crc));
+    let (id, stream) = suspend_and_stream(name, secs, "save")?;
     std::fs::write(path, &stream).map_err(|e| format!("save {name}: {path}: {e}"))?;
-    ctl::op(dc::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
+    ctl::op(xen_abi::domctl::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
+    let crc = u32::from_le_bytes(stream[stream.len() - 8..stream.len() - 4].try_into().unwrap_or([0; 4]));
     println!(
         "hypctl: {name} saved to {path} ({} KiB, CRC-32 {crc:08x}) in {} ms and destroyed",
         stream.len() / 1024,
@@ -314,23 +287,172 @@ fn save(name: &str, path: &str, secs: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Asks domain `name` to suspend, waits up to `secs` seconds and reads its whole save stream
+/// (with its trailer). The domain stays suspended.
+fn suspend_and_stream(name: &str, secs: u64, what: &str) -> Result<(u16, Vec<u8>), String> {
+    use hyp_core::savestream::{trailer, HEADER_SIZE};
+    use xen_abi::domctl as dc;
+    let id = ctl::find(name)?;
+    let st = ctl::status(id)?;
+    if st.linux {
+        return Err(format!(
+            "{what} {name}: Linux domains cannot be saved or migrated yet (only ferrum-rt unikernels)"
+        ));
+    }
+    if st.state != 0 {
+        return Err(format!("{what} {name}: it is not running"));
+    }
+    let mut xs = Xs::open()?;
+    xs.write(&format!("/local/domain/{id}/control/shutdown"), "suspend")?;
+    let t0 = std::time::Instant::now();
+    while ctl::status(id)?.state != 13 {
+        if t0.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = xs.write(&format!("/local/domain/{id}/control/shutdown"), "");
+            return Err(format!(
+                "{what} {name}: it did not suspend within {secs} s (does its runtime support suspend?)"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut head = vec![0xffu8; HEADER_SIZE];
+    let total = hyp_core::control::stream_len(&ctl::xfer(dc::FERRUM_SAVE_READ, id, 0, &mut head)?);
+    let mut stream = head;
+    let mut chunk = vec![0xffu8; 1 << 20];
+    let mut off = HEADER_SIZE as u64;
+    while off < total {
+        let n = ((total - off) as usize).min(chunk.len());
+        ctl::xfer(dc::FERRUM_SAVE_READ, id, off, &mut chunk[..n]).map_err(|e| format!("{what} {name}: {e}"))?;
+        stream.extend_from_slice(&chunk[..n]);
+        off += n as u64;
+    }
+    let crc = crc32fast::hash(&stream);
+    stream.extend_from_slice(&trailer(crc));
+    Ok((id, stream))
+}
+
+/// `hypctl migrate NAME HOST:PORT`: moves a running unikernel to another board whose control
+/// domain runs `hypctl receive`: it is suspended here, its stream sent over TCP and restored
+/// there; it is destroyed here only once the other side confirms. When the other side refuses
+/// (no such slot, another shape) it resumes here. The downtime is from its suspend to the
+/// confirmation.
+fn migrate(name: &str, to: &str) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let id = ctl::find(name)?;
+    let st = ctl::status(id)?;
+    if st.linux {
+        return Err(format!("migrate {name}: Linux domains cannot be migrated yet (only ferrum-rt unikernels)"));
+    }
+    if st.state != 0 {
+        return Err(format!("migrate {name}: it is not running"));
+    }
+    let t0 = std::time::Instant::now();
+    let mut sock = loop {
+        match std::net::TcpStream::connect(to) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() < std::time::Duration::from_secs(60) => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(format!("migrate {name}: cannot reach {to}: {e}")),
+        }
+    };
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    println!("hypctl: {name}: connected to {to}; suspending it");
+    let down = std::time::Instant::now();
+    let (_, stream) = suspend_and_stream(name, 10, "migrate")?;
+    let sent = (|| -> std::io::Result<String> {
+        sock.write_all(&(stream.len() as u64).to_le_bytes())?;
+        sock.write_all(&stream)?;
+        sock.flush()?;
+        let mut line = String::new();
+        std::io::BufReader::new(&sock).read_line(&mut line)?;
+        Ok(line.trim().to_string())
+    })();
+    match sent {
+        Ok(r) if r == "OK" => {
+            let downtime = down.elapsed().as_millis();
+            ctl::op(xen_abi::domctl::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
+            println!(
+                "hypctl: {name} migrated to {to} ({} KiB; downtime {downtime} ms); its slot here is empty",
+                stream.len() / 1024
+            );
+            Ok(())
+        }
+        other => {
+            let why = match other {
+                Ok(r) => r.strip_prefix("ERR ").unwrap_or(&r).to_string(),
+                Err(e) => e.to_string(),
+            };
+            println!("hypctl: migration of {name} to {to} failed: {why}; resuming it here");
+            let mut stream = stream;
+            restore_stream(&mut stream, Some(name), "(local copy)")?;
+            Err(format!("migrate {name}: {to} refused: {why}"))
+        }
+    }
+}
+
+/// `hypctl receive [--port N]`: waits for one migration (from `hypctl migrate`), restores it
+/// into the slot of the same name and confirms; a stream that does not fit is refused and the
+/// sender resumes its domain.
+fn receive(port: u16) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("receive: port {port}: {e}"))?;
+    println!("hypctl: waiting for a migration on port {port}");
+    let (mut sock, peer) = l.accept().map_err(|e| format!("receive: {e}"))?;
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    let t0 = std::time::Instant::now();
+    let mut len = [0u8; 8];
+    sock.read_exact(&mut len).map_err(|e| format!("receive from {peer}: {e}"))?;
+    let len = u64::from_le_bytes(len);
+    if len > 1 << 30 {
+        let _ = sock.write_all(b"ERR the stream announces more than 1 GiB\n");
+        return Err(format!("receive from {peer}: the stream announces {len} bytes"));
+    }
+    let mut stream = vec![0u8; len as usize];
+    sock.read_exact(&mut stream).map_err(|e| format!("receive from {peer}: {e} (truncated stream)"))?;
+    match restore_stream(&mut stream, None, &format!("{peer}")) {
+        Ok((name, _)) => {
+            let _ = sock.write_all(b"OK\n");
+            println!(
+                "hypctl: {name} received from {peer} ({} KiB in {} ms) and resumed",
+                len / 1024,
+                t0.elapsed().as_millis()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sock.write_all(format!("ERR {e}\n").as_bytes());
+            Err(format!("receive from {peer}: {e}"))
+        }
+    }
+}
+
 /// `hypctl restore FILE [--slot NAME]`: checks the whole stream (header, length, CRC-32)
 /// before anything of the slot changes, then has the hypervisor check it against the slot
 /// (the saved domain's by default), writes its RAM and resumes it.
 fn restore(path: &str, slot: Option<&str>) -> Result<(), String> {
-    use hyp_core::savestream::{check_complete, Header, HEADER_SIZE, TRAILER_SIZE};
-    use xen_abi::{domctl as dc, errno};
     let t0 = std::time::Instant::now();
     let mut stream = std::fs::read(path).map_err(|e| format!("restore: {path}: {e}"))?;
-    let refused = |why: String| format!("restore: {path} refused: {why}");
-    let h = Header::decode(&stream).map_err(|e| refused(e.to_string()))?;
+    let (name, slot) = restore_stream(&mut stream, slot, path)?;
+    println!("hypctl: {name} restored from {path} into slot {slot} in {} ms; it resumes", t0.elapsed().as_millis());
+    Ok(())
+}
+
+/// Restores a complete stream (checked whole first: header, length, CRC-32) into `slot` (the
+/// saved domain's name by default). `from` names the stream in errors. Returns the saved
+/// domain's name and the slot's.
+fn restore_stream(stream: &mut [u8], slot: Option<&str>, from: &str) -> Result<(String, String), String> {
+    use hyp_core::savestream::{check_complete, Header, HEADER_SIZE, TRAILER_SIZE};
+    use xen_abi::{domctl as dc, errno};
+    let refused = |why: String| format!("restore: {from} refused: {why}");
+    let h = Header::decode(stream).map_err(|e| refused(e.to_string()))?;
     let body = stream.len().saturating_sub(TRAILER_SIZE);
     let crc = crc32fast::hash(&stream[..body]);
-    check_complete(stream.len() as u64, &stream, &stream[body..], crc).map_err(|e| refused(e.to_string()))?;
-    let name = slot.unwrap_or(h.name());
-    let id = ctl::find(name)?;
+    check_complete(stream.len() as u64, stream, &stream[body..], crc).map_err(|e| refused(e.to_string()))?;
+    let name = slot.unwrap_or(h.name()).to_string();
+    let id = ctl::find(&name).map_err(&refused)?;
     if ctl::status(id)?.state == 0 {
-        return Err(format!("restore: slot {name} is running; stop it first (hypctl stop {name})"));
+        return Err(refused(format!("slot {name} is running; stop it first (hypctl stop {name})")));
     }
     let code = ctl::restore_begin(id, &mut stream[..HEADER_SIZE])?;
     if code < 0 {
@@ -352,12 +474,7 @@ fn restore(path: &str, slot: Option<&str>) -> Result<(), String> {
         off += n as u64;
     }
     ctl::op(dc::FERRUM_RESTORE_COMMIT, id).map_err(|e| format!("restore {name}: {e}"))?;
-    println!(
-        "hypctl: {} restored from {path} into slot {name} in {} ms; it resumes",
-        h.name(),
-        t0.elapsed().as_millis()
-    );
-    Ok(())
+    Ok((h.name().to_string(), name))
 }
 
 /// The boot partition, where `update --persist` writes (mounted read-only by init).

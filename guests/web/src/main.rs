@@ -168,7 +168,31 @@ fn main(rt: &mut Runtime) {
             fail("the backend broke the ring protocol");
         }
         if let Some(x) = rt.xen() {
-            ferrum_rt::honour_control(x); // `hypctl stop web`: a clean poweroff
+            // `hypctl stop web`: a clean poweroff; `hypctl save` / `migrate`: a suspend.
+            if ferrum_rt::honour_control(x) {
+                println!("web: suspending ({served} requests served)");
+                match x.suspend() {
+                    Ok(true) => {
+                        // Resumed, maybe on another board: a new backend serves the vif, and the
+                        // TCP connections of before are gone; the counters and uptime go on.
+                        println!("web: resumed; reconnecting vif {vif}");
+                        let new = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
+                        core::mem::forget(core::mem::replace(&mut nf, new));
+                        iface = netfront::interface(&mut nf, ip, prefix, gw);
+                        for c in &mut conns {
+                            sockets.get_mut::<tcp::Socket>(c.handle).abort();
+                            c.request.clear();
+                        }
+                        wd = wd.take().and_then(|_| Watchdog::new(secs).ok());
+                        println!(
+                            "web: serving again after resume at uptime {} ms, {served} requests served so far",
+                            started.elapsed().as_millis()
+                        );
+                    }
+                    Ok(false) => println!("web: suspend cancelled"),
+                    Err(e) => println!("web: suspend refused: {e}"),
+                }
+            }
         }
         if let Some(w) = wd.as_mut() {
             w.kick();
