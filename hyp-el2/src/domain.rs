@@ -964,6 +964,17 @@ fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u6
 #[inline(never)]
 fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64, data: bool, write: bool) {
     let dom = &config().domains[d];
+    if data && dom.linux && dom.xen && crate::p2m::scratch_fill(d, ipa) {
+        diag(
+            d,
+            format_args!(
+                "domain '{}': {what} at IPA {ipa:#x} in its grant window with nothing mapped (PC {:#x}): a scratch page answers",
+                dom.name(),
+                regs.elr
+            ),
+        );
+        return;
+    }
     let n = RT[d].faults.fetch_add(1, Ordering::Relaxed) + 1;
     let far = read_sysreg!("far_el2");
     diag(

@@ -202,6 +202,23 @@ pub fn quarantine_foreign(d: usize, ipa: u64) -> Result<(), i16> {
     .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
 }
 
+/// A data access of domain `d` at `ipa` in its grant-mapping window (the extended region)
+/// where nothing is mapped: the scratch page goes there and the access is retried. Linux's
+/// backends may touch a mapping in the instant between their unmap and their own teardown (a
+/// frontend that vanished at once, `hypctl restart`); on Xen that is a fault that kills the
+/// backend domain, here it reads junk. The IPA stays free for a real mapping (which replaces
+/// the scratch page). Returns whether it was filled.
+pub fn scratch_fill(d: usize, ipa: u64) -> bool {
+    let page = ipa & !0xfff;
+    if !(EXT_BASE..EXT_BASE + EXT_SIZE).contains(&page) {
+        return false;
+    }
+    let scratch = core::ptr::addr_of!(SCRATCH) as u64;
+    let attrs = Attrs { kind: MemKind::Normal, perm: Perm::Rw, exec: false };
+    with(d, |p, pt, mem| !p.foreign.contains(&page) && pt.set_page(mem, page, Some((scratch, attrs))).is_ok())
+        .unwrap_or(false)
+}
+
 /// PA of populated frame `gfn` of domain `d` (for a grant copy from or to its own frame).
 pub fn own_frame(d: usize, c: &DomainCfg, gfn: u64) -> Option<u64> {
     let ipa = gfn.checked_mul(4096).filter(|&a| c.ipa_in_ram(a))?;

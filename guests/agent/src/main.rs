@@ -82,6 +82,7 @@ fn daemon() -> Result<(), String> {
     println!("ferrum-agent: serving backends under {base}");
     let mut states: HashMap<String, String> = HashMap::new();
     let mut loops: HashMap<String, String> = HashMap::new();
+    let mut bridged: HashMap<String, String> = HashMap::new();
     // The hypervisor raises VIRQ_DOM_EXC when a domain ends, restarts or stays stopped (as Xen
     // tells its toolstack domain): the agent reports each change.
     let mut virq = match sys::Virq::bind(xen_abi::evtchn::VIRQ_DOM_EXC) {
@@ -93,7 +94,7 @@ fn daemon() -> Result<(), String> {
     };
     let mut domains = domain_states();
     loop {
-        scan(&mut xs, &base, &mut states, &mut loops);
+        scan(&mut xs, &base, &mut states, &mut loops, &mut bridged);
         xs.wait_events(500);
         if virq.as_mut().is_some_and(sys::Virq::fired) {
             let now = domain_states();
@@ -120,7 +121,13 @@ fn domain_states() -> HashMap<String, String> {
 }
 
 /// One pass over every backend directory.
-fn scan(xs: &mut Xs, base: &str, states: &mut HashMap<String, String>, loops: &mut HashMap<String, String>) {
+fn scan(
+    xs: &mut Xs,
+    base: &str,
+    states: &mut HashMap<String, String>,
+    loops: &mut HashMap<String, String>,
+    bridged: &mut HashMap<String, String>,
+) {
     let mut seen = Vec::new();
     for kind in ["vbd", "vif"] {
         for front in xs.dir(&format!("{base}/{kind}")) {
@@ -129,7 +136,7 @@ fn scan(xs: &mut Xs, base: &str, states: &mut HashMap<String, String>, loops: &m
                 seen.push(dir.clone());
                 let r = match kind {
                     "vbd" => vbd(xs, &dir, loops),
-                    _ => vif(xs, &dir, &front, &id),
+                    _ => vif(xs, &dir, &front, &id, bridged),
                 };
                 if let Err(e) = r {
                     println!("ferrum-agent: {kind} {front}/{id}: {e}");
@@ -176,13 +183,22 @@ fn vbd(xs: &mut Xs, dir: &str, loops: &mut HashMap<String, String>) -> Result<()
     Ok(())
 }
 
-fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
+/// Bridges a vif once netback created it for this backend device: its state is at least
+/// InitWait and the interface is not the one bridged before under that name (after a frontend
+/// restarts, the old `vif<d>.<n>` may still exist while the new backend directory appears;
+/// bridging it would leave the new one out). `bridged`: interface name -> ifindex bridged.
+fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str, bridged: &mut HashMap<String, String>) -> Result<(), String> {
     if xs.read(&format!("{dir}/hotplug-status")).as_deref() == Some("connected") {
         return Ok(());
     }
     let name = hotplug::vif_name(front, id)?;
-    if !std::path::Path::new(&format!("/sys/class/net/{name}")).exists() {
+    let state: u32 = xs.read(&format!("{dir}/state")).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let ifindex = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).map(|s| s.trim().to_string());
+    let Ok(ifindex) = ifindex else {
         return Ok(()); // netback has not created it yet
+    };
+    if state < 2 || bridged.get(&name) == Some(&ifindex) {
+        return Ok(()); // not this device's interface yet
     }
     let bridge = xs.read(&format!("{dir}/bridge")).unwrap_or_else(|| BRIDGE.into());
     let bridge = hotplug::check_ifname(&bridge)?;
@@ -191,6 +207,7 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str) -> Result<(), String> {
     sys::bridge_add(bridge, &name)?;
     sys::link_up(&name)?;
     xs.write(&format!("{dir}/hotplug-status"), "connected")?;
+    bridged.insert(name.to_string(), ifindex);
     println!("ferrum-agent: {name} joined bridge {bridge}, hotplug-status connected");
     Ok(())
 }
