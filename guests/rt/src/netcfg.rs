@@ -1,5 +1,7 @@
 //! Network settings as unikernels take them from boot arguments (`ip=10.0.2.20/24`,
-//! `gw=10.0.2.2`): parsed here, host-tested; the address types are `core::net`'s.
+//! `gw=10.0.2.2`): parsed here, host-tested; the address types are `core::net`'s. Also the
+//! gratuitous ARP a unikernel sends after it resumed elsewhere (a migration), so bridges and
+//! neighbours learn where its address now lives.
 
 use core::net::Ipv4Addr;
 
@@ -8,6 +10,23 @@ pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     let (a, p) = s.split_once('/').unwrap_or((s, "24"));
     let prefix = p.parse::<u8>().ok().filter(|&p| p <= 32)?;
     Some((a.parse().ok()?, prefix))
+}
+
+/// Bytes of a gratuitous ARP frame (padded to Ethernet's minimum).
+pub const GARP_LEN: usize = 60;
+
+/// A gratuitous ARP request (RFC 5227's announcement): broadcast, sender and target protocol
+/// address both `ip`, sender hardware address `mac`.
+pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; GARP_LEN] {
+    let mut f = [0u8; GARP_LEN];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&[0x08, 0x06]); // ARP
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]); // Ethernet, IPv4, request
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[38..42].copy_from_slice(&ip.octets()); // target hardware address stays zero
+    f
 }
 
 #[cfg(test)]
@@ -21,5 +40,16 @@ mod tests {
         assert_eq!(parse_cidr("10.0.2.20/33"), None);
         assert_eq!(parse_cidr("10.0.2/24"), None);
         assert_eq!(parse_cidr("10.0.2.256/8"), None);
+    }
+
+    #[test]
+    fn garp() {
+        let f = gratuitous_arp([0, 0x16, 0x3e, 0, 2, 0], Ipv4Addr::new(10, 0, 2, 20));
+        assert_eq!(&f[0..6], &[0xff; 6]);
+        assert_eq!(&f[12..14], &[8, 6]);
+        assert_eq!(&f[20..22], &[0, 1]);
+        assert_eq!(&f[28..32], &[10, 0, 2, 20]);
+        assert_eq!(&f[38..42], &[10, 0, 2, 20]);
+        assert_eq!(&f[32..38], &[0; 6]);
     }
 }

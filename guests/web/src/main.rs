@@ -179,6 +179,13 @@ fn main(rt: &mut Runtime) {
                         let new = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
                         core::mem::forget(core::mem::replace(&mut nf, new));
                         iface = netfront::interface(&mut nf, ip, prefix, gw);
+                        // Tell the bridge and the neighbours where 10.0.2.20 lives now.
+                        let garp = ferrum_rt::netcfg::gratuitous_arp(nf.mac, ip);
+                        let sent = nf.send_with(garp.len(), |b| b.copy_from_slice(&garp)).is_some();
+                        println!(
+                            "web: gratuitous ARP for {ip} {}",
+                            if sent { "sent" } else { "not sent (no TX slot)" }
+                        );
                         for c in &mut conns {
                             sockets.get_mut::<tcp::Socket>(c.handle).abort();
                             c.request.clear();
