@@ -38,6 +38,8 @@ pub enum DomOp {
     RestoreWrite,
     /// Ferrum: resume the restored domain.
     RestoreCommit,
+    /// Ferrum: dirty logging for a live migration.
+    LogDirty,
 }
 
 /// A decoded `domctl`.
@@ -69,6 +71,7 @@ pub fn decode_domctl(b: &[u8; dc::SIZE]) -> Result<DomRequest, i64> {
         dc::FERRUM_RESTORE_BEGIN => DomOp::RestoreBegin,
         dc::FERRUM_RESTORE_WRITE => DomOp::RestoreWrite,
         dc::FERRUM_RESTORE_COMMIT => DomOp::RestoreCommit,
+        dc::FERRUM_LOG_DIRTY => DomOp::LogDirty,
         _ => return Err(-errno::ENOSYS),
     };
     if domid >= xen_abi::domid::FIRST_RESERVED && op != DomOp::GetInfo {

@@ -62,6 +62,13 @@ pub fn domctl(d: usize, arg: u64) -> i64 {
                 domain::restore_write(d, t, off, len, buf)
             }
             DomOp::RestoreCommit => domain::restore_commit(t),
+            DomOp::LogDirty => {
+                let (op, len, buf) = control::xfer_args(&b);
+                let n = domain::log_dirty(d, t, op, buf, len)?;
+                control::set_stream_len(&mut b, n);
+                copy_to_guest(d, arg, &b)?;
+                Ok(())
+            }
             DomOp::LoadImage => {
                 let (va, size) = control::load_args(&b);
                 let ((slot, room, text), r) = domain::load_image(d, t, va, size);

@@ -964,6 +964,9 @@ fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u6
 #[inline(never)]
 fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64, data: bool, write: bool) {
     let dom = &config().domains[d];
+    if data && write && crate::p2m::dirty_fault(d, dom, ipa) {
+        return; // dirty logging: the page is writable again, the write retried
+    }
     if data && dom.linux && dom.xen && crate::p2m::scratch_fill(d, ipa) {
         diag(
             d,
@@ -1210,6 +1213,7 @@ pub fn destroy(d: usize) -> Result<(), i64> {
     }
     RT[d].paused.store(false, Ordering::Release);
     clear_watchdogs(d);
+    crate::p2m::log_stop(d, &config().domains[d]);
     if RT[d].restoring.lock().take().is_some() {
         RT[d].starting.store(false, Ordering::Release); // an abandoned restore
     }
@@ -1232,6 +1236,7 @@ fn start_as(d: usize, who: &str) -> Result<(), i64> {
     if is_running(d) || rt.starting.swap(true, Ordering::AcqRel) {
         return Err(-errno::EBUSY);
     }
+    crate::p2m::log_stop(d, dom);
     if is_running(d) {
         rt.starting.store(false, Ordering::Release);
         return Err(-errno::EBUSY);
@@ -1326,6 +1331,39 @@ pub fn suspend(regs: &GuestRegs) -> i64 {
     idle(cpu)
 }
 
+/// `FERRUM_LOG_DIRTY`: `op` 1 starts dirty logging of domain `d` (running), 2 copies its dirty
+/// bitmap (bit per RAM page) to the control domain's buffer at `va` (`len` bytes) and clears
+/// it, 3 stops it. Returns the number of dirty pages for 2.
+pub fn log_dirty(ctl: usize, d: usize, op: u64, va: u64, len: u64) -> Result<u64, i64> {
+    use xen_abi::errno;
+    let dom = &config().domains[d];
+    match op {
+        1 if is_running(d) && !dom.linux => {
+            if crate::p2m::log_start(d, dom) {
+                Ok(0)
+            } else {
+                Err(-errno::ENOMEM)
+            }
+        }
+        2 => {
+            let words = (dom.memory.size / 4096).div_ceil(64) as usize;
+            if len < (words * 8) as u64 {
+                return Err(-errno::EINVAL);
+            }
+            let mut bm = alloc::vec![0u64; words];
+            let n = crate::p2m::log_peek_clean(d, dom, &mut bm).ok_or(-errno::EINVAL)?;
+            let bytes: alloc::vec::Vec<u8> = bm.iter().flat_map(|w| w.to_le_bytes()).collect();
+            crate::xen::copy_to_guest(ctl, va, &bytes)?;
+            Ok(n)
+        }
+        3 => {
+            crate::p2m::log_stop(d, dom);
+            Ok(0)
+        }
+        _ => Err(-errno::EINVAL),
+    }
+}
+
 /// The physical address of byte `off` of domain `d`'s RAM.
 fn ram_pa(d: usize, off: u64) -> u64 {
     config().domains[d].memory.base.0 + off
@@ -1336,12 +1374,16 @@ fn ram_pa(d: usize, off: u64) -> u64 {
 /// trailer.
 pub fn save_read(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<u64, i64> {
     use xen_abi::errno;
-    if is_running(d) || EndReason::from_u8(RT[d].end.load(Ordering::Acquire)) != EndReason::Suspended {
+    let suspended = !is_running(d) && EndReason::from_u8(RT[d].end.load(Ordering::Acquire)) == EndReason::Suspended;
+    // A running domain's RAM may be read while it is being migrated live (dirty logging on).
+    let live = is_running(d) && crate::p2m::logging(d) && off >= HEADER_SIZE as u64;
+    if !suspended && !live {
         return Err(-errno::EINVAL);
     }
     let head = match RT[d].saved.lock().as_ref() {
-        Some(h) => h.encode(),
-        None => return Err(-errno::EINVAL),
+        Some(h) if suspended => h.encode(),
+        _ if live => [0u8; HEADER_SIZE],
+        _ => return Err(-errno::EINVAL),
     };
     let total = HEADER_SIZE as u64 + config().domains[d].memory.size;
     if len > 1 << 20 || off.checked_add(len).is_none_or(|e| e > total) {
@@ -1403,6 +1445,7 @@ pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
         return Err(-errno::EBUSY);
     }
     flush_console(d);
+    crate::p2m::log_stop(d, dom);
     crate::xen::reset(d);
     *rt.restoring.lock() = Some((Box::new(h), 0));
     hprintln!("domain '{}': restoring '{}' into it", dom.name(), h.name());

@@ -92,7 +92,12 @@ fn hold(gs: &mut Grants, d: usize, dom: u16, gref: u32, write: bool) -> Result<(
     gs.pin(granter, gref, frame, write);
     let h = Held { granter, gref, frame, write };
     match p2m::pin(granter, &config().domains[granter], frame) {
-        Ok(pa) => Ok((pa, h)),
+        Ok(pa) => {
+            if write {
+                p2m::mark_dirty_pa(pa); // a migration sends it again: the user may write it
+            }
+            Ok((pa, h))
+        }
         Err(e) => {
             let bits = gs.unpin(granter, gref, write);
             release_entry(granter, gref, bits);
@@ -104,6 +109,9 @@ fn hold(gs: &mut Grants, d: usize, dom: u16, gref: u32, write: bool) -> Result<(
 /// Undoes [`hold`].
 fn release(gs: &mut Grants, h: Held) {
     p2m::unpin(h.granter, h.frame);
+    if h.write {
+        p2m::mark_dirty_pa(config().domains[h.granter].ipa_to_pa(h.frame << 12));
+    }
     let bits = gs.unpin(h.granter, h.gref, h.write);
     release_entry(h.granter, h.gref, bits);
 }
@@ -190,6 +198,7 @@ fn copy_one(gs: &mut Grants, d: usize, op: CopyOp) -> Result<(), i16> {
         mm::read_phys(src, &mut buf[..n]);
         mm::write_phys(dst, &buf[..n]);
     }
+    p2m::mark_dirty_pa(dst);
     for h in [sh, dh].into_iter().flatten() {
         release(gs, h);
     }

@@ -19,6 +19,7 @@ use crate::mm::PoolMem;
 use crate::sync::SpinLock;
 use crate::{arch, mm};
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
 use hyp_core::balloon::{Balloon, Refused, TargetError};
 use hyp_core::pgtable::Perm;
 use hyp_core::pgtable::{Attrs, PageTable, Regime, TableMemory};
@@ -29,6 +30,8 @@ use xen_abi::layout::{EXT_BASE, EXT_SIZE};
 
 struct P2m {
     vttbr: u64,
+    /// Dirty logging for a live migration: (dirty, write-protected) bits per RAM page.
+    log: Option<(Vec<u64>, Vec<u64>)>,
     balloon: Balloon,
     /// Frames of this domain that grant mappings or copies use, with their use counts.
     pinned: BTreeMap<u64, u32>,
@@ -66,7 +69,150 @@ pub fn init(d: usize, c: &DomainCfg) {
         balloon: Balloon::new(c.ipa_base, c.memory.size),
         pinned: BTreeMap::new(),
         foreign: BTreeSet::new(),
+        log: None,
     });
+}
+
+/// Domains with dirty logging on (bit per domain): the hypervisor's own writes check it.
+static LOGGING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn bit(v: &[u64], i: usize) -> bool {
+    v.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+fn set_bit(v: &mut [u64], i: usize, on: bool) {
+    if let Some(w) = v.get_mut(i / 64) {
+        if on {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+}
+
+/// RAM attributes while a page is write-protected for dirty logging.
+const RAM_RO: Attrs = Attrs { kind: MemKind::Normal, perm: Perm::Ro, exec: true };
+
+/// Starts dirty logging of domain `d` (a live migration): every populated page of its RAM is
+/// write-protected in its stage-2 (blocks split into pages) and counted dirty; a guest write
+/// to one faults once ([`dirty_fault`]) and makes it dirty and writable again.
+pub fn log_start(d: usize, c: &DomainCfg) -> bool {
+    let pages = (c.memory.size / 4096) as usize;
+    // On before the first page is protected: a write racing with the start (the domain runs
+    // on another pCPU) waits for this domain's lock in `dirty_fault` and then finds it logged.
+    LOGGING.fetch_or(1 << d, core::sync::atomic::Ordering::AcqRel);
+    let ok = with(d, |p, pt, mem| {
+        let words = pages.div_ceil(64);
+        let (mut dirty, mut prot) = (alloc::vec![0u64; words], alloc::vec![0u64; words]);
+        let mut ok = true;
+        for i in 0..pages {
+            let ipa = c.ipa_base + (i as u64) * 4096;
+            if p.balloon.is_out(ipa >> 12) || p.foreign.contains(&ipa) {
+                continue;
+            }
+            if pt.set_page(mem, ipa, Some((c.ipa_to_pa(ipa), RAM_RO))).is_err() {
+                ok = false;
+                break;
+            }
+            set_bit(&mut dirty, i, true);
+            set_bit(&mut prot, i, true);
+        }
+        p.log = Some((dirty, prot)); // on failure too: `log_stop` unprotects what was protected
+        ok
+    })
+    .unwrap_or(false);
+    if !ok {
+        log_stop(d, c);
+    }
+    ok
+}
+
+/// Stops dirty logging of domain `d`: its protected pages are writable again.
+pub fn log_stop(d: usize, c: &DomainCfg) {
+    LOGGING.fetch_and(!(1 << d), core::sync::atomic::Ordering::AcqRel);
+    with(d, |p, pt, mem| {
+        if let Some((_, prot)) = p.log.take() {
+            for i in (0..prot.len() * 64).filter(|&i| bit(&prot, i)) {
+                let ipa = c.ipa_base + (i as u64) * 4096;
+                let _ = pt.set_page(mem, ipa, Some((c.ipa_to_pa(ipa), Attrs::RAM)));
+            }
+        }
+    });
+}
+
+/// Whether domain `d` has dirty logging on.
+pub fn logging(d: usize) -> bool {
+    LOGGING.load(core::sync::atomic::Ordering::Acquire) & (1 << d) != 0
+}
+
+/// A write fault of domain `d` at `ipa`: when logging protected that page, it becomes dirty and
+/// writable and the write is retried (`true`).
+pub fn dirty_fault(d: usize, c: &DomainCfg, ipa: u64) -> bool {
+    if !logging(d) || !c.ipa_in_ram(ipa) {
+        return false;
+    }
+    let page = ipa & !0xfff;
+    let i = ((page - c.ipa_base) / 4096) as usize;
+    with(d, |p, pt, mem| {
+        let Some((dirty, prot)) = p.log.as_mut() else { return false };
+        if !bit(prot, i) {
+            return false;
+        }
+        set_bit(dirty, i, true);
+        set_bit(prot, i, false);
+        pt.set_page(mem, page, Some((c.ipa_to_pa(page), Attrs::RAM))).is_ok()
+    })
+    .unwrap_or(false)
+}
+
+/// The hypervisor wrote physical page `pa` (a hypercall's answer, a grant copy, a writable
+/// grant use): when it belongs to a domain with dirty logging on, it is dirty.
+#[inline]
+pub fn mark_dirty_pa(pa: u64) {
+    let on = LOGGING.load(core::sync::atomic::Ordering::Acquire);
+    if on == 0 {
+        return;
+    }
+    for (d, c) in crate::domain::config().domains.iter().enumerate() {
+        if on & (1 << d) != 0 && pa >= c.memory.base.0 && pa - c.memory.base.0 < c.memory.size {
+            let i = ((pa - c.memory.base.0) / 4096) as usize;
+            if let Some(Some((dirty, _))) = P2M[d].lock().as_mut().map(|p| p.log.as_mut()) {
+                set_bit(dirty, i, true);
+            }
+        }
+    }
+}
+
+/// Copies domain `d`'s dirty bitmap into `out` (bit per RAM page; frames a grant holds count
+/// as dirty too: a backend may write them through its own mapping), clears it and
+/// write-protects those pages again. Returns how many pages were dirty.
+pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64]) -> Option<u64> {
+    with(d, |p, pt, mem| {
+        let (dirty, prot) = p.log.as_mut()?;
+        for &gfn in p.pinned.keys() {
+            if let Some(i) = gfn.checked_sub(c.ipa_base >> 12) {
+                set_bit(dirty, i as usize, true);
+            }
+        }
+        let mut n = 0;
+        for (w, o) in dirty.iter_mut().zip(out.iter_mut()) {
+            *o = *w;
+            n += u64::from(w.count_ones());
+        }
+        for i in 0..dirty.len() * 64 {
+            if bit(dirty, i) && !bit(prot, i) {
+                let ipa = c.ipa_base + (i as u64) * 4096;
+                if !p.balloon.is_out(ipa >> 12)
+                    && !p.foreign.contains(&ipa)
+                    && pt.set_page(mem, ipa, Some((c.ipa_to_pa(ipa), RAM_RO))).is_ok()
+                {
+                    set_bit(prot, i, true);
+                }
+            }
+        }
+        dirty.iter_mut().for_each(|w| *w = 0);
+        Some(n)
+    })
+    .flatten()
 }
 
 fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {

@@ -309,8 +309,11 @@ pub fn copy_from_guest(d: usize, va: u64, buf: &mut [u8]) -> Result<(), i64> {
 
 /// Copies `buf` to guest virtual address `va` of the running domain `d`.
 pub fn copy_to_guest(d: usize, va: u64, buf: &[u8]) -> Result<(), i64> {
-    // SAFETY: as in `copy_from_guest`; the domain owns this memory.
-    guest_pages(d, va, buf.len(), true, |pa, off, n| unsafe { mm::write_phys(pa, &buf[off..off + n]) })
+    guest_pages(d, va, buf.len(), true, |pa, off, n| {
+        // SAFETY: as in `copy_from_guest`; the domain owns this memory.
+        unsafe { mm::write_phys(pa, &buf[off..off + n]) };
+        crate::p2m::mark_dirty_pa(pa);
+    })
 }
 
 // ----- rings in the Xen pages -----

@@ -213,6 +213,9 @@ pub mod domctl {
     pub const FERRUM_RESTORE_WRITE: u32 = 0xf000_0007;
     /// Resume the restored domain (ferrum).
     pub const FERRUM_RESTORE_COMMIT: u32 = 0xf000_0008;
+    /// Dirty logging for a live migration (ferrum): op@0 (1 start, 2 read and clear the
+    /// bitmap, 3 stop), buffer@8, len@16; the answer gives the dirty pages @24.
+    pub const FERRUM_LOG_DIRTY: u32 = 0xf000_0009;
     /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
     /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
     /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux),

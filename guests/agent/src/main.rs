@@ -307,8 +307,12 @@ fn save(name: &str, path: &str, secs: u64) -> Result<(), String> {
 /// Asks domain `name` to suspend, waits up to `secs` seconds and reads its whole save stream
 /// (with its trailer). The domain stays suspended.
 fn suspend_and_stream(name: &str, secs: u64, what: &str) -> Result<(u16, Vec<u8>), String> {
-    use hyp_core::savestream::{trailer, HEADER_SIZE};
-    use xen_abi::domctl as dc;
+    let id = suspend_domain(name, secs, what)?;
+    Ok((id, read_stream(id).map_err(|e| format!("{what} {name}: {e}"))?))
+}
+
+/// Asks running unikernel `name` to suspend and waits up to `secs` seconds for it.
+fn suspend_domain(name: &str, secs: u64, what: &str) -> Result<u16, String> {
     let id = ctl::find(name)?;
     let st = ctl::status(id)?;
     if st.linux {
@@ -331,6 +335,13 @@ fn suspend_and_stream(name: &str, secs: u64, what: &str) -> Result<(u16, Vec<u8>
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    Ok(id)
+}
+
+/// The whole save stream of suspended domain `id`, trailer included.
+fn read_stream(id: u16) -> Result<Vec<u8>, String> {
+    use hyp_core::savestream::{trailer, HEADER_SIZE};
+    use xen_abi::domctl as dc;
     let mut head = vec![0xffu8; HEADER_SIZE];
     let total = hyp_core::control::stream_len(&ctl::xfer(dc::FERRUM_SAVE_READ, id, 0, &mut head)?);
     let mut stream = head;
@@ -338,13 +349,58 @@ fn suspend_and_stream(name: &str, secs: u64, what: &str) -> Result<(u16, Vec<u8>
     let mut off = HEADER_SIZE as u64;
     while off < total {
         let n = ((total - off) as usize).min(chunk.len());
-        ctl::xfer(dc::FERRUM_SAVE_READ, id, off, &mut chunk[..n]).map_err(|e| format!("{what} {name}: {e}"))?;
+        ctl::xfer(dc::FERRUM_SAVE_READ, id, off, &mut chunk[..n])?;
         stream.extend_from_slice(&chunk[..n]);
         off += n as u64;
     }
     let crc = crc32fast::hash(&stream);
     stream.extend_from_slice(&trailer(crc));
-    Ok((id, stream))
+    Ok(stream)
+}
+
+/// Pre-copy rounds at most, before the last (stop-and-copy) one.
+const MIGRATE_ROUNDS: usize = 6;
+/// Dirty pages under which the pre-copy stops early.
+const MIGRATE_FEW: u64 = 64;
+
+/// The migration wire protocol: `S` RAM size (u64), `P` offset (u64) length (u32) bytes of RAM,
+/// `H` the 4 KiB stream header, `E` end; the receiver answers `OK` or `ERR <why>` on a line.
+fn send_record(w: &mut impl std::io::Write, tag: u8, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    w.write_all(&[tag])?;
+    w.write_all(head)?;
+    w.write_all(body)
+}
+
+/// Sends the RAM pages whose bits are set in `bitmap` (runs of them read at once).
+fn send_dirty(w: &mut impl std::io::Write, id: u16, bitmap: &[u8], pages: u64) -> Result<u64, String> {
+    use hyp_core::savestream::HEADER_SIZE;
+    let set = |i: u64| bitmap.get((i / 8) as usize).is_some_and(|b| b & (1 << (i % 8)) != 0);
+    let mut buf = vec![0xffu8; 256 * 4096];
+    let (mut i, mut sent) = (0u64, 0u64);
+    while i < pages {
+        if !set(i) {
+            i += 1;
+            continue;
+        }
+        let mut n = 1;
+        while i + n < pages && n < 256 && set(i + n) {
+            n += 1;
+        }
+        let len = (n * 4096) as usize;
+        ctl::xfer(xen_abi::domctl::FERRUM_SAVE_READ, id, HEADER_SIZE as u64 + i * 4096, &mut buf[..len])?;
+        let mut head = (i * 4096).to_le_bytes().to_vec();
+        head.extend_from_slice(&(len as u32).to_le_bytes());
+        send_record(w, b'P', &head, &buf[..len]).map_err(|e| e.to_string())?;
+        sent += n;
+        i += n;
+    }
+    Ok(sent)
+}
+
+/// Dirty logging of domain `id`: `op` 1 start, 2 read and clear into `bitmap`, 3 stop.
+fn log_dirty(id: u16, op: u64, bitmap: &mut [u8]) -> Result<u64, String> {
+    let b = ctl::xfer(xen_abi::domctl::FERRUM_LOG_DIRTY, id, op, bitmap)?;
+    Ok(hyp_core::control::stream_len(&b))
 }
 
 /// `hypctl migrate NAME HOST:PORT`: moves a running unikernel to another board whose control
@@ -362,46 +418,93 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
     if st.state != 0 {
         return Err(format!("migrate {name}: it is not running"));
     }
+    let ram = ctl::list()?.iter().find(|i| i.domid == id).map_or(0, |i| i.tot_pages * 4096);
+    let pages = ram / 4096;
     let t0 = std::time::Instant::now();
-    let mut sock = loop {
+    let sock = loop {
         match std::net::TcpStream::connect(to) {
             Ok(s) => break s,
-            Err(e) if t0.elapsed() < std::time::Duration::from_secs(60) => {
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(500));
+            Err(_) if t0.elapsed() < std::time::Duration::from_secs(60) => {
+                std::thread::sleep(std::time::Duration::from_millis(500))
             }
             Err(e) => return Err(format!("migrate {name}: cannot reach {to}: {e}")),
         }
     };
     let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
-    println!("hypctl: {name}: connected to {to}; suspending it");
-    let down = std::time::Instant::now();
-    let (_, stream) = suspend_and_stream(name, 10, "migrate")?;
-    let sent = (|| -> std::io::Result<String> {
-        sock.write_all(&(stream.len() as u64).to_le_bytes())?;
-        sock.write_all(&stream)?;
-        sock.flush()?;
-        let mut line = String::new();
-        std::io::BufReader::new(&sock).read_line(&mut line)?;
-        Ok(line.trim().to_string())
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &sock);
+    println!("hypctl: {name}: connected to {to}; copying its {} MiB while it runs", ram >> 20);
+    let mut bitmap = vec![0xffu8; (pages.div_ceil(64) * 8) as usize];
+    log_dirty(id, 1, &mut [])?;
+    let t_copy = std::time::Instant::now();
+    let copied = (|| -> Result<(u64, usize, u64, std::time::Instant), String> {
+        send_record(&mut w, b'S', &ram.to_le_bytes(), &[]).map_err(|e| e.to_string())?;
+        log_dirty(id, 2, &mut bitmap)?;
+        bitmap.iter_mut().for_each(|b| *b = 0xff); // round 0: all of it
+        let mut sent = send_dirty(&mut w, id, &bitmap, pages)?;
+        let mut rounds = 1;
+        while rounds < MIGRATE_ROUNDS {
+            let n = log_dirty(id, 2, &mut bitmap)?;
+            if n <= MIGRATE_FEW {
+                // Few enough: they go with the last round.
+                let keep = bitmap.clone();
+                let down = std::time::Instant::now();
+                suspend_domain(name, 10, "migrate")?;
+                log_dirty(id, 2, &mut bitmap)?;
+                for (b, k) in bitmap.iter_mut().zip(keep) {
+                    *b |= k;
+                }
+                return Ok((sent, rounds, 0, down));
+            }
+            sent += send_dirty(&mut w, id, &bitmap, pages)?;
+            rounds += 1;
+        }
+        let down = std::time::Instant::now();
+        suspend_domain(name, 10, "migrate")?;
+        log_dirty(id, 2, &mut bitmap)?;
+        Ok((sent, rounds, 0, down))
     })();
-    match sent {
+    let (mut sent, rounds, _, down) = match copied {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = log_dirty(id, 3, &mut []);
+            return Err(format!("migrate {name}: {e}"));
+        }
+    };
+    // The last round: the domain is suspended; its last dirty pages and its state.
+    let last = (|| -> Result<u64, String> {
+        let n = send_dirty(&mut w, id, &bitmap, pages)?;
+        let mut head = vec![0xffu8; hyp_core::savestream::HEADER_SIZE];
+        ctl::xfer(xen_abi::domctl::FERRUM_SAVE_READ, id, 0, &mut head)?;
+        send_record(&mut w, b'H', &head, &[]).map_err(|e| e.to_string())?;
+        send_record(&mut w, b'E', &[], &[]).map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(n)
+    })();
+    let _ = log_dirty(id, 3, &mut []);
+    let reply = last.and_then(|n| {
+        sent += n;
+        let mut line = String::new();
+        std::io::BufReader::new(&sock).read_line(&mut line).map_err(|e| e.to_string())?;
+        Ok(line.trim().to_string())
+    });
+    match reply {
         Ok(r) if r == "OK" => {
             let downtime = down.elapsed().as_millis();
             ctl::op(xen_abi::domctl::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
             println!(
-                "hypctl: {name} migrated to {to} ({} KiB; downtime {downtime} ms); its slot here is empty",
-                stream.len() / 1024
+                "hypctl: {name} migrated to {to}: {rounds} pre-copy round(s), {sent} pages sent ({} KiB of RAM), {} ms in all, downtime {downtime} ms; its slot here is empty",
+                ram / 1024,
+                t_copy.elapsed().as_millis()
             );
             Ok(())
         }
         other => {
             let why = match other {
                 Ok(r) => r.strip_prefix("ERR ").unwrap_or(&r).to_string(),
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
             println!("hypctl: migration of {name} to {to} failed: {why}; resuming it here");
-            let mut stream = stream;
+            let mut stream = read_stream(id)?;
             restore_stream(&mut stream, Some(name), "(local copy)")?;
             Err(format!("migrate {name}: {to} refused: {why}"))
         }
@@ -412,27 +515,70 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
 /// into the slot of the same name and confirms; a stream that does not fit is refused and the
 /// sender resumes its domain.
 fn receive(port: u16) -> Result<(), String> {
+    use hyp_core::savestream::{trailer, HEADER_SIZE};
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("receive: port {port}: {e}"))?;
     println!("hypctl: waiting for a migration on port {port}");
     let (mut sock, peer) = l.accept().map_err(|e| format!("receive: {e}"))?;
     let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
     let t0 = std::time::Instant::now();
-    let mut len = [0u8; 8];
-    sock.read_exact(&mut len).map_err(|e| format!("receive from {peer}: {e}"))?;
-    let len = u64::from_le_bytes(len);
-    if len > 1 << 30 {
-        let _ = sock.write_all(b"ERR the stream announces more than 1 GiB\n");
-        return Err(format!("receive from {peer}: the stream announces {len} bytes"));
-    }
-    let mut stream = vec![0u8; len as usize];
-    sock.read_exact(&mut stream).map_err(|e| format!("receive from {peer}: {e} (truncated stream)"))?;
+    let got = (|| -> Result<(Vec<u8>, u64), String> {
+        let mut r = std::io::BufReader::with_capacity(1 << 20, &sock);
+        let (mut ram, mut head, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+        loop {
+            let mut tag = [0u8; 1];
+            r.read_exact(&mut tag).map_err(|e| format!("{e} (truncated stream)"))?;
+            match tag[0] {
+                b'S' => {
+                    let mut n = [0u8; 8];
+                    r.read_exact(&mut n).map_err(|e| e.to_string())?;
+                    let n = u64::from_le_bytes(n);
+                    if n > 1 << 30 || n % 4096 != 0 {
+                        return Err(format!("a RAM size of {n} bytes"));
+                    }
+                    ram = vec![0u8; n as usize];
+                }
+                b'P' => {
+                    let mut h = [0u8; 12];
+                    r.read_exact(&mut h).map_err(|e| e.to_string())?;
+                    let off = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]));
+                    let len = u64::from(u32::from_le_bytes(h[8..].try_into().unwrap_or([0; 4])));
+                    let end = off.checked_add(len).filter(|&e| e <= ram.len() as u64 && len <= 1 << 20);
+                    let Some(end) = end else { return Err(format!("pages at {off} (+{len}) outside the RAM")) };
+                    r.read_exact(&mut ram[off as usize..end as usize]).map_err(|e| e.to_string())?;
+                    bytes += len;
+                }
+                b'H' => {
+                    head = vec![0u8; HEADER_SIZE];
+                    r.read_exact(&mut head).map_err(|e| e.to_string())?;
+                }
+                b'E' => break,
+                t => return Err(format!("unknown record {t:#x}")),
+            }
+        }
+        if head.is_empty() || ram.is_empty() {
+            return Err("no header or no RAM".into());
+        }
+        let mut stream = head;
+        stream.extend_from_slice(&ram);
+        let crc = crc32fast::hash(&stream);
+        stream.extend_from_slice(&trailer(crc));
+        Ok((stream, bytes))
+    })();
+    let (mut stream, bytes) = match got {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = sock.write_all(format!("ERR {e}\n").as_bytes());
+            return Err(format!("receive from {peer}: {e}"));
+        }
+    };
     match restore_stream(&mut stream, None, &format!("{peer}")) {
         Ok((name, _)) => {
             let _ = sock.write_all(b"OK\n");
             println!(
-                "hypctl: {name} received from {peer} ({} KiB in {} ms) and resumed",
-                len / 1024,
+                "hypctl: {name} received from {peer} ({} KiB sent for {} KiB of RAM, in {} ms) and resumed",
+                bytes / 1024,
+                (stream.len() - HEADER_SIZE - 8) / 1024,
                 t0.elapsed().as_millis()
             );
             Ok(())
