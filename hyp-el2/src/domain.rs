@@ -1,10 +1,13 @@
-//! Domains at run time: loading their images, their vCPUs' lives on the pinned pCPUs, and the
-//! guest trap handlers (PSCI over HVC/SMC, Xen hypercall entry, MMIO emulation of the vGIC
-//! distributor/redistributors and the vPL011, SGI system registers, physical interrupts,
-//! stage-2 faults, everything else).
+//! Domains at run time: loading their images, their vCPUs' lives on the pinned pCPUs, their
+//! lifecycle (start, destroy, restart, pause, crash and reboot policies, watchdogs, suspend,
+//! save and restore), and the guest trap handlers (PSCI over HVC/SMC, Xen hypercall entry, MMIO
+//! emulation of the vGIC distributor/redistributors and the vPL011, SGI system registers,
+//! physical interrupts, stage-2 faults, everything else).
 //!
-//! Invariants: a pCPU only ever runs the one vCPU the plan pins to it; a domain's state only
-//! goes Running -> Ended; all guest-controlled values are decoded by `hyp_core` before use.
+//! Invariants: a pCPU only ever runs the one vCPU the plan pins to it; a domain goes Running ->
+//! Ended, and back to Running only through `start`/`restore_commit`/its policy, once every one
+//! of its pCPUs is parked (runs none of its code); all guest-controlled values are decoded by
+//! `hyp_core` before use.
 
 use crate::arch::{self, read_sysreg, write_sysreg};
 use crate::console::{domain_line, hprintln};

@@ -1,7 +1,9 @@
 //! Run-time changes to a domain's stage-2 ("physical-to-machine") tables: pages a guest gives
 //! back by ballooning leave its stage-2 and return to it zeroed; the operator's memory target;
 //! other domains' granted frames mapped in ("foreign" pages) and the pins that keep a granted
-//! frame from being ballooned away while in use.
+//! frame from being ballooned away while in use; dirty logging for a live migration (RAM pages
+//! write-protected, a write fault marks and unprotects one); the scratch page that answers a
+//! Linux backend's late access to its grant window.
 //!
 //! The decisions (which frames may move, targets inside the plan) are `hyp_core::balloon`'s; this
 //! module applies them to the tables with break-before-make and TLB invalidation in the domain's
@@ -12,7 +14,9 @@
 //! given back; a page is zeroed before it is mapped again; only frames of the domain's own plan
 //! ever move, and always back to the same physical page, so a domain never exceeds its plan; a
 //! foreign page sits only at a ballooned-out frame or in the extended region, never over the
-//! domain's own populated RAM; a pinned frame is never given back.
+//! domain's own populated RAM; a pinned frame is never given back; while a domain is logged,
+//! every page written since the last read of its bitmap is marked dirty, whether the guest, the
+//! hypervisor or a grant user wrote it.
 
 use crate::domain::DomainCfg;
 use crate::mm::PoolMem;
