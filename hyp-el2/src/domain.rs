@@ -1244,20 +1244,30 @@ fn start_as(d: usize, who: &str) -> Result<(), i64> {
         rt.starting.store(false, Ordering::Release);
         return Err(-errno::EBUSY);
     }
-    let freq = arch::read_sysreg!("cntfrq_el0");
-    let deadline = arch::counter() + freq;
-    while dom.pcpus.iter().any(|&p| !PARKED[usize::from(p)].load(Ordering::Acquire)) {
-        if arch::counter() > deadline {
-            rt.starting.store(false, Ordering::Release);
-            hprintln!("domain '{}': not started: its vCPUs did not stop within a second", dom.name());
-            return Err(-errno::EBUSY);
-        }
-        core::hint::spin_loop();
+    if !wait_parked(d) {
+        rt.starting.store(false, Ordering::Release);
+        hprintln!("domain '{}': not started: its vCPUs did not stop within a second", dom.name());
+        return Err(-errno::EBUSY);
     }
     flush_console(d);
     crate::xen::reset(d);
     crate::p2m::refill(d, dom);
     load_images(dom, false);
+    reset_runtime(d, 0);
+    rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
+    rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
+    hprintln!("domain '{}': started {who}", dom.name());
+    release_vcpu0(d);
+    crate::xen::domain_changed(d);
+    Ok(())
+}
+
+/// Fresh run-time state for domain `d`, which runs again (started or restored) once its pCPUs
+/// are parked: console, vCPUs off, not paused, no watchdog, its uptime and vCPU time from now,
+/// its virtual counter reading `vcnt` now.
+fn reset_runtime(d: usize, vcnt: u64) {
+    let dom = &config().domains[d];
+    let rt = &RT[d];
     *rt.console.lock() = (Pl011::new(), LineBuf::new());
     rt.uart_inflight.store(false, Ordering::Relaxed);
     for v in 0..dom.pcpus.len() {
@@ -1267,26 +1277,25 @@ fn start_as(d: usize, who: &str) -> Result<(), i64> {
     rt.paused.store(false, Ordering::Relaxed);
     clear_watchdogs(d);
     rt.paused_ticks.store(0, Ordering::Relaxed);
-    rt.cntvoff.store(now, Ordering::Relaxed);
+    rt.cntvoff.store(now.wrapping_sub(vcnt), Ordering::Relaxed);
     rt.started_at.store(now, Ordering::Relaxed);
-    rt.blocked_base.store(
-        dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum(),
-        Ordering::Relaxed,
-    );
-    rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
-    rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
+    let blocked = dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum();
+    rt.blocked_base.store(blocked, Ordering::Relaxed);
+}
+
+/// Marks domain `d` running with its vCPU 0 pending (the end of a start or a restore, whose
+/// `starting` guard it drops) and kicks that vCPU's pCPU out of its idle wait.
+fn release_vcpu0(d: usize) {
+    let rt = &RT[d];
     rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
     rt.end.store(EndReason::Running as u8, Ordering::Release);
     ENDED.fetch_sub(1, Ordering::AcqRel);
     rt.starting.store(false, Ordering::Release);
-    hprintln!("domain '{}': started {who}", dom.name());
-    crate::xen::domain_changed(d);
-    if let Some(&p) = dom.pcpus.first() {
+    if let Some(&p) = pcpus(d).first() {
         if usize::from(p) != arch::cpu_index() {
             crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK);
         }
     }
-    Ok(())
 }
 
 /// Stops domain `d` if it runs and starts it again (`hypctl restart`), counted as a restart.
@@ -1511,35 +1520,13 @@ pub fn restore_commit(d: usize) -> Result<(), i64> {
     crate::p2m::refill(d, dom);
     arch::clean_dcache_range(dom.memory.base.0 as usize, dom.memory.size as usize);
     arch::invalidate_icache();
-    *rt.console.lock() = (Pl011::new(), LineBuf::new());
-    rt.uart_inflight.store(false, Ordering::Relaxed);
-    for v in 0..dom.pcpus.len() {
-        rt.power[v].store(Power::Off.to_u8(), Ordering::Relaxed);
-    }
-    let now = arch::counter();
-    rt.paused.store(false, Ordering::Relaxed);
-    clear_watchdogs(d);
-    rt.paused_ticks.store(0, Ordering::Relaxed);
-    rt.cntvoff.store(now.wrapping_sub(h.vcnt), Ordering::Relaxed);
-    rt.started_at.store(now, Ordering::Relaxed);
-    rt.blocked_base.store(
-        dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum(),
-        Ordering::Relaxed,
-    );
+    reset_runtime(d, h.vcnt);
     let name = alloc::string::String::from(h.name());
     *rt.saved.lock() = Some(h);
     rt.resume.store(true, Ordering::Release);
-    rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
-    rt.end.store(EndReason::Running as u8, Ordering::Release);
-    ENDED.fetch_sub(1, Ordering::AcqRel);
-    rt.starting.store(false, Ordering::Release);
     hprintln!("domain '{}': restored from '{name}'s saved state; resuming it", dom.name());
+    release_vcpu0(d);
     crate::xen::domain_changed(d);
-    if let Some(&p) = dom.pcpus.first() {
-        if usize::from(p) != arch::cpu_index() {
-            crate::gic::send_sgi(usize::from(p), crate::gic::SGI_KICK);
-        }
-    }
     Ok(())
 }
 

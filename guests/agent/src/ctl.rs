@@ -9,11 +9,7 @@ use hyp_core::control::{self, DomInfo, Status};
 use xen_abi::{domctl as dc, errno, hc};
 
 /// Linux's errno name of a negative Xen error code, for messages.
-pub fn describe(e: i64) -> String {
-    err_text(e)
-}
-
-fn err_text(e: i64) -> String {
+pub fn err_text(e: i64) -> String {
     let what = match -e {
         errno::EPERM => "not permitted (only the control domain may do this)",
         errno::ESRCH => "no such domain",

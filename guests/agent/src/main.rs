@@ -625,7 +625,7 @@ fn restore_stream(stream: &mut [u8], slot: Option<&str>, from: &str) -> Result<(
             errno::ENXIO => {
                 format!("slot {name}'s shape differs (RAM size, guest-physical base, vCPUs or counter frequency)")
             }
-            _ => format!("slot {name}: {}", ctl::describe(code)),
+            _ => format!("slot {name}: {}", ctl::err_text(code)),
         }));
     }
     let mut off = 0u64;
