@@ -272,6 +272,9 @@ pub struct Status {
     pub linux: bool,
     /// Why it last ended (a [`state_text`] code; 0: it never ended).
     pub last_exit: u8,
+    /// Nanoseconds since it ended (0 while it runs): for a suspended domain, the time since
+    /// its suspend, which a migration carries to the other board.
+    pub since_end_ns: u64,
 }
 
 impl Status {
@@ -289,6 +292,7 @@ impl Status {
         b[48..80].copy_from_slice(&self.name);
         b[80] = u8::from(self.linux);
         b[81] = self.last_exit;
+        wr64(&mut b, 88, self.since_end_ns);
         b
     }
     /// Reads a record back (`None`: too short).
@@ -308,6 +312,7 @@ impl Status {
             name,
             linux: *b.get(80)? != 0,
             last_exit: *b.get(81)?,
+            since_end_ns: rd64(b, 88)?,
         })
     }
     /// The name as text.
@@ -561,6 +566,7 @@ mod tests {
             uptime_ns: 1,
             irqs: 9,
             last_exit: 9,
+            since_end_ns: 77_000_000,
             ..Default::default()
         };
         s.set_name("web");

@@ -22,6 +22,10 @@ const AF: u64 = 1 << 10;
 const SH_INNER: u64 = 0b11 << 8;
 const XN: u64 = 1 << 54;
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+/// The access permission (AP / S2AP, bits 7:6) and execute-never (bits 54:53) fields: an entry
+/// whose other bits stay may change them in place (the architecture needs no break before
+/// make for a permission change).
+const PERM_BITS: u64 = (0b11 << 6) | (0b11 << 53);
 
 /// Access permissions of a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +123,12 @@ pub trait TableMemory {
     fn invalidate(&mut self, va: u64) {
         let _ = va;
     }
+    /// As [`TableMemory::invalidate`], after only the permissions of a valid entry changed
+    /// (no break): a memory may defer it and drop the whole table's cached translations once,
+    /// after a batch of such changes, before its user relies on them.
+    fn invalidate_permission(&mut self, va: u64) {
+        self.invalidate(va)
+    }
 }
 
 /// Why a mapping failed.
@@ -212,12 +222,20 @@ impl PageTable {
         }
         let idx = ((va >> 12) as usize) & (ENTRIES - 1);
         let old = mem.read(table, idx);
+        let entry = new.map(|(pa, attrs)| pa | attrs.encode(self.regime) | VALID | TABLE);
+        if let Some(e) = entry.filter(|&e| old & VALID != 0 && (old ^ e) & !PERM_BITS == 0) {
+            // Only the permissions change (dirty logging's write protection): no break is
+            // needed, so a CPU using the page never sees it unmapped.
+            mem.write(table, idx, e);
+            mem.invalidate_permission(va);
+            return Ok(Some(old & ADDR_MASK));
+        }
         if old & VALID != 0 {
             mem.write(table, idx, 0);
             mem.invalidate(va);
         }
-        if let Some((pa, attrs)) = new {
-            mem.write(table, idx, pa | attrs.encode(self.regime) | VALID | TABLE);
+        if let Some(e) = entry {
+            mem.write(table, idx, e);
         }
         Ok((old & VALID != 0).then_some(old & ADDR_MASK))
     }
@@ -436,6 +454,44 @@ mod tests {
         assert_eq!(pt.translate(&m, 0x1000).unwrap().0, 0x9000);
         assert_eq!(pt.set_page(&mut m, 0x1001, None), Err(MapError::Misaligned));
         assert_eq!(pt.set_page(&mut m, 1 << 40, None), Err(MapError::OutOfRange));
+    }
+
+    #[test]
+    fn permission_change_is_made_in_place() {
+        // Records every value written to the page's entry: a break writes 0 first.
+        struct Rec(FakeMem, Vec<u64>, usize);
+        impl TableMemory for Rec {
+            fn alloc_table(&mut self) -> Option<u64> {
+                self.0.alloc_table()
+            }
+            fn read(&self, t: u64, i: usize) -> u64 {
+                self.0.read(t, i)
+            }
+            fn write(&mut self, t: u64, i: usize, v: u64) {
+                if i == self.2 {
+                    self.1.push(v);
+                }
+                self.0.write(t, i, v)
+            }
+            fn invalidate(&mut self, _va: u64) {}
+        }
+        let va = GIB + 0x5000;
+        let mut m = Rec(FakeMem::new(16), Vec::new(), 5);
+        let mut pt = PageTable::new(&mut m, Regime::Stage2).unwrap().pages_only();
+        pt.set_page(&mut m, va, Some((0x7000, Attrs::RAM))).unwrap();
+        let ro = Attrs { perm: Perm::Ro, ..Attrs::RAM };
+        m.1.clear();
+        assert_eq!(pt.set_page(&mut m, va, Some((0x7000, ro))), Ok(Some(0x7000)));
+        assert_eq!(pt.set_page(&mut m, va, Some((0x7000, Attrs::RAM))), Ok(Some(0x7000)));
+        assert!(m.1.iter().all(|&e| e & VALID != 0), "never unmapped: {:x?}", m.1);
+        assert_eq!(pt.translate(&m, va).unwrap(), (0x7000, Attrs::RAM, 3));
+        // Another frame, or another memory type, still breaks before it makes.
+        m.1.clear();
+        pt.set_page(&mut m, va, Some((0x9000, Attrs::RAM))).unwrap();
+        assert_eq!(m.1.first(), Some(&0));
+        m.1.clear();
+        pt.set_page(&mut m, va, Some((0x9000, Attrs::DEVICE))).unwrap();
+        assert_eq!(m.1.first(), Some(&0));
     }
 
     #[test]

@@ -246,6 +246,102 @@ impl Header {
     }
 }
 
+impl Header {
+    /// Whether `other` describes the same domain in the same shape (name, RAM size and base,
+    /// vCPUs, counter frequency): a live migration's final header must match the one its
+    /// restore began with.
+    pub fn same_shape(&self, other: &Header) -> bool {
+        self.name == other.name
+            && self.ram_size == other.ram_size
+            && self.ipa_base == other.ipa_base
+            && self.vcpus == other.vcpus
+            && self.cntfrq == other.cntfrq
+    }
+
+    /// The header of a domain's shape alone (no vCPU state): what a live migration sends
+    /// first, so the receiver checks its slot before any RAM is copied.
+    pub fn shape(ram_size: u64, ipa_base: u64, vcpus: u32, cntfrq: u64, name: &str) -> Self {
+        let mut n = [0u8; 32];
+        let b = name.as_bytes();
+        let len = b.len().min(32);
+        n[..len].copy_from_slice(&b[..len]);
+        Header { ram_size, ipa_base, vcpus, vcnt: 0, cntfrq, name: n, cpu: CpuState::default() }
+    }
+
+    /// The virtual counter a restored guest resumes with: the saved one moved on by `age_ns`
+    /// nanoseconds (the time since its suspend, which a migration measures, 0 for a restore
+    /// from a file), at this header's frequency.
+    pub fn resumed_vcnt(&self, age_ns: u64) -> u64 {
+        let ticks = u128::from(age_ns) * u128::from(self.cntfrq) / 1_000_000_000;
+        self.vcnt.wrapping_add(ticks.min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+/// The longest time a migration may say passed since the suspend (an hour): more is refused.
+pub const MAX_AGE_NS: u64 = 3600 * 1_000_000_000;
+
+/// Which RAM pages of a restore have been written (a restore is committed only once every
+/// page has been, at least once; a live migration writes pages in any order and some twice).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageSet {
+    bits: alloc::vec::Vec<u64>,
+    pages: u64,
+    set: u64,
+}
+
+impl PageSet {
+    /// Bytes per page.
+    pub const PAGE: u64 = 4096;
+
+    /// No page written yet of `ram_size` bytes.
+    pub fn new(ram_size: u64) -> Self {
+        let pages = ram_size / Self::PAGE;
+        Self { bits: alloc::vec![0; pages.div_ceil(64) as usize], pages, set: 0 }
+    }
+
+    /// Marks `[off, off + len)` written. `false` (nothing marked) unless it is whole pages
+    /// inside the RAM.
+    pub fn mark(&mut self, off: u64, len: u64) -> bool {
+        if !self.fits(off, len) {
+            return false;
+        }
+        for p in off / Self::PAGE..(off + len) / Self::PAGE {
+            let (w, b) = ((p / 64) as usize, 1u64 << (p % 64));
+            if self.bits[w] & b == 0 {
+                self.bits[w] |= b;
+                self.set += 1;
+            }
+        }
+        true
+    }
+
+    /// `[off, off + len)` is whole pages inside the RAM.
+    pub fn fits(&self, off: u64, len: u64) -> bool {
+        let whole = off.is_multiple_of(Self::PAGE) && len.is_multiple_of(Self::PAGE);
+        whole && off.checked_add(len).is_some_and(|e| e <= self.pages * Self::PAGE)
+    }
+
+    /// Every page has been written.
+    pub fn complete(&self) -> bool {
+        self.set == self.pages
+    }
+
+    /// Pages written so far.
+    pub fn written(&self) -> u64 {
+        self.set
+    }
+}
+
+/// The offset of a peer's clock from ours, from one exchange: we sent at `t1` (our clock),
+/// the peer answered with its time `t2`, we received the answer at `t3`. Returns (offset,
+/// error bound): the peer's clock reads ours plus `offset`, within `error` (half the round
+/// trip). All in nanoseconds.
+pub fn clock_offset(t1: u64, t2: u64, t3: u64) -> (i64, u64) {
+    let rtt = t3.saturating_sub(t1);
+    let mid = t1 + rtt / 2;
+    (t2 as i64 - mid as i64, rtt.div_ceil(2))
+}
+
 /// Checks a complete stream's length and trailer, given its header and what `crc` (CRC-32 of
 /// everything before the trailer) computes; returns the header.
 pub fn check_complete(bytes_len: u64, head: &[u8], trailer: &[u8], crc: u32) -> Result<Header, StreamError> {
@@ -328,5 +424,50 @@ mod tests {
         assert_eq!(check_complete(h.stream_len() - 1, &b, &t, 0xdead_beef), Err(StreamError::Truncated));
         assert_eq!(check_complete(h.stream_len(), &b, &t, 0xdead_beee), Err(StreamError::Corrupt));
         assert_eq!(check_complete(h.stream_len(), &b, &t[..4], 0xdead_beef), Err(StreamError::Truncated));
+    }
+
+    #[test]
+    fn page_set_counts_each_page_once() {
+        let mut s = PageSet::new(4 * 4096);
+        assert!(!s.complete());
+        assert!(s.mark(4096, 8192));
+        assert!(s.mark(4096, 4096)); // again: counted once
+        assert_eq!(s.written(), 2);
+        assert!(!s.mark(100, 4096), "not page aligned");
+        assert!(!s.mark(0, 100), "not whole pages");
+        assert!(!s.mark(3 * 4096, 8192), "past the end");
+        assert!(!s.mark(u64::MAX - 4095, 4096), "overflow");
+        assert_eq!(s.written(), 2);
+        assert!(s.mark(0, 4096) && s.mark(3 * 4096, 4096));
+        assert!(s.complete());
+        assert!(PageSet::new(0).complete());
+    }
+
+    #[test]
+    fn shapes_and_resumed_counter() {
+        let h = header();
+        let s = Header::shape(h.ram_size, h.ipa_base, h.vcpus, h.cntfrq, "kv");
+        assert!(h.same_shape(&s) && s.same_shape(&h));
+        assert_eq!(Header::decode(&s.encode()), Ok(s));
+        assert!(!h.same_shape(&Header::shape(h.ram_size, h.ipa_base, h.vcpus, h.cntfrq, "web")));
+        assert!(!h.same_shape(&Header::shape(h.ram_size * 2, h.ipa_base, h.vcpus, h.cntfrq, "kv")));
+        assert!(!h.same_shape(&Header::shape(h.ram_size, h.ipa_base, 2, h.cntfrq, "kv")));
+        // 62.5 MHz: 2 ms is 125,000 ticks.
+        assert_eq!(h.resumed_vcnt(0), h.vcnt);
+        assert_eq!(h.resumed_vcnt(2_000_000), h.vcnt + 125_000);
+        let long = Header::shape(4096, 0, 1, u64::MAX, "x");
+        assert_eq!(long.resumed_vcnt(u64::MAX), u64::MAX, "saturates, never panics");
+        let name = Header::shape(0, 0, 1, 1, "a-name-longer-than-thirty-two-bytes-is-cut");
+        assert_eq!(name.name().len(), 32);
+    }
+
+    #[test]
+    fn clock_offset_from_one_exchange() {
+        // The peer is 1,000 ns ahead; the exchange took 200 ns each way.
+        assert_eq!(clock_offset(10_000, 11_200, 10_400), (1_000, 200));
+        // A peer behind us.
+        assert_eq!(clock_offset(5_000_000, 1_000_050, 5_000_100), (-4_000_000, 50));
+        // A clock that went backwards does not panic.
+        assert_eq!(clock_offset(100, 0, 50).1, 0);
     }
 }

@@ -278,6 +278,27 @@ pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
     }
 }
 
+/// Drops every cached translation (stage 1 and 2) of the VMID in `vttbr`, on every CPU: one
+/// flush after a batch of stage-2 permission changes instead of one per page.
+pub fn tlb_flush_vmid(vttbr: u64) {
+    let cur = read_sysreg!("vttbr_el2");
+    // SAFETY: as `tlb_flush_ipa`: the table writes are made visible first; VMALLS12E1IS acts on
+    // the VMID in VTTBR_EL2, switched only for its duration while this CPU is at EL2 and
+    // restored before returning.
+    unsafe {
+        asm!("dsb ishst", options(nostack, preserves_flags));
+        if cur != vttbr {
+            write_sysreg!("vttbr_el2", vttbr);
+            asm!("isb", options(nostack, preserves_flags));
+        }
+        asm!("tlbi vmalls12e1is", "dsb ish", options(nostack, preserves_flags));
+        if cur != vttbr {
+            write_sysreg!("vttbr_el2", cur);
+        }
+        asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
 /// Data-cache line size in bytes (CTR_EL0.DminLine).
 fn dline() -> usize {
     4 << ((read_sysreg!("ctr_el0") >> 16) & 0xf)

@@ -72,7 +72,10 @@ fn domctl_op(d: usize, arg: u64) -> Result<(), i64> {
             let (off, len, buf) = control::xfer_args(&b);
             return domain::restore_write(d, t, off, len, buf);
         }
-        DomOp::RestoreCommit => return domain::restore_commit(t),
+        DomOp::RestoreCommit => {
+            let (head, age_ns, _) = control::xfer_args(&b);
+            return domain::restore_commit(d, t, head, age_ns);
+        }
         DomOp::Pause => return domain::pause(t),
         DomOp::Unpause => return domain::unpause(t),
         DomOp::Destroy => return domain::destroy(t),

@@ -27,7 +27,7 @@ use hyp_core::plan::{
     CrashPolicy, FaultPolicy, Lifecycle, PowerOffPolicy, PvDevice, RebootPolicy, MAX_DOMAINS, MAX_PV, MAX_VCPUS,
 };
 use hyp_core::psci::{self, Call, Power};
-use hyp_core::savestream::{CpuState, Header, StreamError, HEADER_SIZE};
+use hyp_core::savestream::{CpuState, Header, PageSet, StreamError, HEADER_SIZE, MAX_AGE_NS};
 use hyp_core::vgic::{Version, DIST_SIZE, REDIST_STRIDE};
 use hyp_core::vuart::{LineBuf, Pl011, VUART_BASE, VUART_SIZE, VUART_SPI};
 
@@ -240,11 +240,14 @@ pub struct DomainRt {
     kernel_size: AtomicU64,
     /// Why it last ended (0: never).
     last_end: AtomicU8,
+    /// The physical counter when it last ended (its suspend, for a suspended domain).
+    ended_at: AtomicU64,
     /// Its state at its last suspend (what `hypctl save` streams), or the restored state its
     /// vCPU 0 resumes from.
     saved: SpinLock<Option<Box<Header>>>,
-    /// A restore in progress: its header and how many bytes of RAM were written.
-    restoring: SpinLock<Option<(Box<Header>, u64)>>,
+    /// A restore in progress: the header it began with (the shape the final header must
+    /// have) and the RAM pages written so far.
+    restoring: SpinLock<Option<(Box<Header>, PageSet)>>,
     /// vCPU 0 resumes from `saved` instead of starting from the image.
     resume: AtomicBool,
 }
@@ -274,6 +277,7 @@ impl DomainRt {
             wd_fired: AtomicBool::new(false),
             kernel_size: AtomicU64::new(0),
             last_end: AtomicU8::new(0),
+            ended_at: AtomicU64::new(0),
             saved: SpinLock::new(None),
             restoring: SpinLock::new(None),
             resume: AtomicBool::new(false),
@@ -970,6 +974,9 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
     if data && write && crate::p2m::dirty_fault(d, dom, ipa) {
         return; // dirty logging: the page is writable again, the write retried
     }
+    if crate::p2m::allows_now(d, ipa, data && write, !data) {
+        return; // it raced with a change of its tables (a block split): retried
+    }
     if data && dom.linux && dom.xen && crate::p2m::scratch_fill(d, ipa) {
         diag(
             d,
@@ -1253,7 +1260,7 @@ fn start_as(d: usize, who: &str) -> Result<(), i64> {
     crate::xen::reset(d);
     crate::p2m::refill(d, dom);
     load_images(dom, false);
-    reset_runtime(d, 0);
+    reset_runtime(d, 0, arch::counter());
     rt.on_entry[0].store(dom.entry, Ordering::Relaxed);
     rt.on_ctx[0].store(dom.dtb, Ordering::Relaxed);
     hprintln!("domain '{}': started {who}", dom.name());
@@ -1264,8 +1271,8 @@ fn start_as(d: usize, who: &str) -> Result<(), i64> {
 
 /// Fresh run-time state for domain `d`, which runs again (started or restored) once its pCPUs
 /// are parked: console, vCPUs off, not paused, no watchdog, its uptime and vCPU time from now,
-/// its virtual counter reading `vcnt` now.
-fn reset_runtime(d: usize, vcnt: u64) {
+/// its virtual counter reading `vcnt` at physical count `at`.
+fn reset_runtime(d: usize, vcnt: u64, at: u64) {
     let dom = &config().domains[d];
     let rt = &RT[d];
     *rt.console.lock() = (Pl011::new(), LineBuf::new());
@@ -1277,7 +1284,7 @@ fn reset_runtime(d: usize, vcnt: u64) {
     rt.paused.store(false, Ordering::Relaxed);
     clear_watchdogs(d);
     rt.paused_ticks.store(0, Ordering::Relaxed);
-    rt.cntvoff.store(now.wrapping_sub(vcnt), Ordering::Relaxed);
+    rt.cntvoff.store(at.wrapping_sub(vcnt), Ordering::Relaxed);
     rt.started_at.store(now, Ordering::Relaxed);
     let blocked = dom.pcpus.iter().map(|&p| STATS[usize::from(p)].blocked.load(Ordering::Relaxed)).sum();
     rt.blocked_base.store(blocked, Ordering::Relaxed);
@@ -1363,7 +1370,7 @@ pub fn log_dirty(ctl: usize, d: usize, op: u64, va: u64, len: u64) -> Result<u64
                 return Err(-errno::EINVAL);
             }
             let mut bm = alloc::vec![0u64; words];
-            let n = crate::p2m::log_peek_clean(d, dom, &mut bm).ok_or(-errno::EINVAL)?;
+            let n = crate::p2m::log_peek_clean(d, dom, &mut bm, is_running(d)).ok_or(-errno::EINVAL)?;
             let bytes: alloc::vec::Vec<u8> = bm.iter().flat_map(|w| w.to_le_bytes()).collect();
             crate::xen::copy_to_guest(ctl, va, &bytes)?;
             Ok(n)
@@ -1388,13 +1395,18 @@ pub fn save_read(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<u6
     use xen_abi::errno;
     let suspended = !is_running(d) && EndReason::from_u8(RT[d].end.load(Ordering::Acquire)) == EndReason::Suspended;
     // A running domain's RAM may be read while it is being migrated live (dirty logging on).
-    let live = is_running(d) && crate::p2m::logging(d) && off >= HEADER_SIZE as u64;
+    let live = is_running(d) && crate::p2m::logging(d);
     if !suspended && !live {
         return Err(-errno::EINVAL);
     }
+    let dom = &config().domains[d];
     let head = match RT[d].saved.lock().as_ref() {
         Some(h) if suspended => h.encode(),
-        _ if live => [0u8; HEADER_SIZE],
+        // While it runs: its shape alone, for the receiver to check its slot first.
+        _ if live => {
+            let freq = arch::read_sysreg!("cntfrq_el0");
+            Header::shape(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, freq, dom.name()).encode()
+        }
         _ => return Err(-errno::EINVAL),
     };
     let total = HEADER_SIZE as u64 + config().domains[d].memory.size;
@@ -1431,9 +1443,11 @@ fn stream_code(e: StreamError) -> i64 {
     }
 }
 
-/// `FERRUM_RESTORE_BEGIN`: checks the header at `va` against slot `d` (not running) and, when
-/// it fits, gets the slot ready: its pCPUs parked, its Xen state reset (no backend keeps
-/// mapping its old frames). Nothing of the slot changes when the header is refused.
+/// `FERRUM_RESTORE_BEGIN`: checks the header at `va` (a saved one, or a running domain's
+/// shape for a live migration) against slot `d` (not running) and, when it fits, gets the
+/// slot ready: its pCPUs parked, its Xen state reset (no backend keeps mapping its old
+/// frames). Nothing of the slot changes when the header is refused. A restore that was begun
+/// and not committed may begin again.
 pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
     use xen_abi::errno;
     let dom = &config().domains[d];
@@ -1459,7 +1473,7 @@ pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
     flush_console(d);
     crate::p2m::log_stop(d, dom);
     crate::xen::reset(d);
-    *rt.restoring.lock() = Some((Box::new(h), 0));
+    *rt.restoring.lock() = Some((Box::new(h), PageSet::new(h.ram_size)));
     hprintln!("domain '{}': restoring '{}' into it", dom.name(), h.name());
     Ok(())
 }
@@ -1477,13 +1491,13 @@ fn wait_parked(d: usize) -> bool {
     true
 }
 
-/// `FERRUM_RESTORE_WRITE`: the next `len` bytes of the stream's RAM (at RAM offset `off`,
-/// which must follow the last write) from the control domain's buffer at `va`.
+/// `FERRUM_RESTORE_WRITE`: `len` bytes of the stream's RAM at RAM offset `off` (whole pages,
+/// in any order, at most 1 MiB) from the control domain's buffer at `va`.
 pub fn restore_write(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<(), i64> {
     use xen_abi::errno;
     let mut g = RT[d].restoring.lock();
-    let Some((h, written)) = g.as_mut() else { return Err(-errno::EINVAL) };
-    if off != *written || len > 1 << 20 || off.checked_add(len).is_none_or(|e| e > h.ram_size) {
+    let Some((_, written)) = g.as_mut() else { return Err(-errno::EINVAL) };
+    if len > 1 << 20 || !written.fits(off, len) {
         return Err(-errno::EINVAL);
     }
     let mut buf = [0u8; 4096];
@@ -1496,21 +1510,31 @@ pub fn restore_write(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Resul
         unsafe { mm::copy_phys(ram_pa(d, off + done), buf.as_ptr() as u64, n as u64) };
         done += n as u64;
     }
-    *written += len;
+    written.mark(off, len);
     Ok(())
 }
 
-/// `FERRUM_RESTORE_COMMIT`: once all the RAM is written, domain `d` resumes where the saved
-/// one suspended: its stage-2 tables as planned, its virtual counter continuing from the saved
-/// value (CNTVOFF), `SCHEDOP_shutdown` answering 0.
-pub fn restore_commit(d: usize) -> Result<(), i64> {
+/// `FERRUM_RESTORE_COMMIT`: once every page of the RAM is written, domain `d` resumes from
+/// the final header at `va` (same name and shape as the one the restore began with): its
+/// stage-2 tables as planned, its virtual counter continuing from the saved value moved on by
+/// `age_ns` (the time since its suspend; at most [`MAX_AGE_NS`]), `SCHEDOP_shutdown`
+/// answering 0. A refused commit changes nothing: the restore stays open.
+pub fn restore_commit(ctl: usize, d: usize, va: u64, age_ns: u64) -> Result<(), i64> {
     use xen_abi::errno;
+    // The instant `age_ns` was measured for (the call's): the work below counts as stopped time.
+    let entered = arch::counter();
     let dom = &config().domains[d];
     let rt = &RT[d];
+    let mut head = [0u8; HEADER_SIZE];
+    crate::xen::copy_from_guest(ctl, va, &mut head)?;
+    let last = Header::decode(&head).map_err(stream_code)?;
+    if age_ns > MAX_AGE_NS {
+        return Err(-errno::EINVAL);
+    }
     let h = {
         let mut g = rt.restoring.lock();
         match g.take() {
-            Some((h, w)) if w == h.ram_size => h,
+            Some((begun, w)) if w.complete() && begun.same_shape(&last) => Box::new(last),
             other => {
                 *g = other;
                 return Err(-errno::EINVAL);
@@ -1520,13 +1544,14 @@ pub fn restore_commit(d: usize) -> Result<(), i64> {
     crate::p2m::refill(d, dom);
     arch::clean_dcache_range(dom.memory.base.0 as usize, dom.memory.size as usize);
     arch::invalidate_icache();
-    reset_runtime(d, h.vcnt);
+    reset_runtime(d, h.resumed_vcnt(age_ns), entered);
     let name = alloc::string::String::from(h.name());
     *rt.saved.lock() = Some(h);
     rt.resume.store(true, Ordering::Release);
-    hprintln!("domain '{}': restored from '{name}'s saved state; resuming it", dom.name());
+    let us = arch::counter().wrapping_sub(entered) * 1_000_000 / arch::read_sysreg!("cntfrq_el0").max(1);
     release_vcpu0(d);
     crate::xen::domain_changed(d);
+    hprintln!("domain '{}': restored from '{name}'s saved state ({us} us to commit); resuming it", dom.name());
     Ok(())
 }
 
@@ -1560,6 +1585,7 @@ pub fn status(d: usize) -> hyp_core::control::Status {
         irqs: sum(|s| &s.irqs),
         linux: dom.linux,
         last_exit: rt.last_end.load(Ordering::Relaxed),
+        since_end_ns: if running { 0 } else { ns(now.wrapping_sub(rt.ended_at.load(Ordering::Relaxed))) },
         ..Default::default()
     };
     s.set_name(dom.name());
@@ -1819,6 +1845,7 @@ pub fn end_domain(d: usize, why: EndReason) {
     flush_console(d);
     clear_watchdogs(d);
     RT[d].last_end.store(why as u8, Ordering::Relaxed);
+    RT[d].ended_at.store(arch::counter(), Ordering::Relaxed);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
     crate::xen::domain_changed(d);

@@ -45,10 +45,13 @@ struct P2m {
 
 static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
-/// The pool, plus TLB invalidation in one domain's VMID.
+/// The pool, plus TLB invalidation in one domain's VMID. `batch`: permission changes are
+/// invalidated once, for the whole VMID, when the change ends (`pending`).
 struct S2Mem {
     pool: PoolMem,
     vttbr: u64,
+    batch: bool,
+    pending: bool,
 }
 
 impl TableMemory for S2Mem {
@@ -63,6 +66,13 @@ impl TableMemory for S2Mem {
     }
     fn invalidate(&mut self, ipa: u64) {
         arch::tlb_flush_ipa(self.vttbr, ipa);
+    }
+    fn invalidate_permission(&mut self, ipa: u64) {
+        if self.batch {
+            self.pending = true;
+        } else {
+            arch::tlb_flush_ipa(self.vttbr, ipa);
+        }
     }
 }
 
@@ -104,7 +114,7 @@ pub fn log_start(d: usize, c: &DomainCfg) -> bool {
     // On before the first page is protected: a write racing with the start (the domain runs
     // on another pCPU) waits for this domain's lock in `dirty_fault` and then finds it logged.
     LOGGING.fetch_or(1 << d, core::sync::atomic::Ordering::AcqRel);
-    let ok = with(d, |p, pt, mem| {
+    let ok = with_batched(d, |p, pt, mem| {
         let words = pages.div_ceil(64);
         let (mut dirty, mut prot) = (alloc::vec![0u64; words], alloc::vec![0u64; words]);
         let mut ok = true;
@@ -133,7 +143,7 @@ pub fn log_start(d: usize, c: &DomainCfg) -> bool {
 /// Stops dirty logging of domain `d`: its protected pages are writable again.
 pub fn log_stop(d: usize, c: &DomainCfg) {
     LOGGING.fetch_and(!(1 << d), core::sync::atomic::Ordering::AcqRel);
-    with(d, |p, pt, mem| {
+    with_batched(d, |p, pt, mem| {
         if let Some((_, prot)) = p.log.take() {
             for i in (0..prot.len() * 64).filter(|&i| bit(&prot, i)) {
                 let ipa = c.ipa_base + (i as u64) * 4096;
@@ -168,6 +178,17 @@ pub fn dirty_fault(d: usize, c: &DomainCfg, ipa: u64) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether domain `d`'s stage-2 now allows the access at `ipa` that faulted (a write: a
+/// writable page; an instruction fetch: an executable one): the fault raced with a change of
+/// its tables on another CPU (a block split breaks before it makes) and is retried. Waits for
+/// a change in progress (the domain's lock).
+pub fn allows_now(d: usize, ipa: u64, write: bool, fetch: bool) -> bool {
+    with(d, |_, pt, mem| {
+        pt.translate(mem, ipa).is_some_and(|(_, a, _)| (!write || a.perm == Perm::Rw) && (!fetch || a.exec))
+    })
+    .unwrap_or(false)
+}
+
 /// The hypervisor wrote physical page `pa` (a hypercall's answer, a grant copy, a writable
 /// grant use): when it belongs to a domain with dirty logging on, it is dirty.
 #[inline]
@@ -187,10 +208,11 @@ pub fn mark_dirty_pa(pa: u64) {
 }
 
 /// Copies domain `d`'s dirty bitmap into `out` (bit per RAM page; frames a grant holds count
-/// as dirty too: a backend may write them through its own mapping), clears it and
-/// write-protects those pages again. Returns how many pages were dirty.
-pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64]) -> Option<u64> {
-    with(d, |p, pt, mem| {
+/// as dirty too: a backend may write them through its own mapping), clears it and, when
+/// `reprotect` (the domain runs), write-protects those pages again. Returns how many pages
+/// were dirty.
+pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64], reprotect: bool) -> Option<u64> {
+    with_batched(d, |p, pt, mem| {
         let (dirty, prot) = p.log.as_mut()?;
         for &gfn in p.pinned.keys() {
             if let Some(i) = gfn.checked_sub(c.ipa_base >> 12) {
@@ -203,7 +225,7 @@ pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64]) -> Option<u64> {
             n += u64::from(w.count_ones());
         }
         for i in 0..dirty.len() * 64 {
-            if bit(dirty, i) && !bit(prot, i) {
+            if reprotect && bit(dirty, i) && !bit(prot, i) {
                 let ipa = c.ipa_base + (i as u64) * 4096;
                 if !p.balloon.is_out(ipa >> 12)
                     && !p.foreign.contains(&ipa)
@@ -220,13 +242,27 @@ pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64]) -> Option<u64> {
 }
 
 fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
+    with_mode(d, false, f)
+}
+
+/// As [`with`], with the permission changes' TLB invalidation batched: one flush of the
+/// domain's VMID at the end, before its lock is dropped (dirty logging changes thousands).
+fn with_batched<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
+    with_mode(d, true, f)
+}
+
+fn with_mode<R>(d: usize, batch: bool, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
     let mut g = P2M[d].lock();
     let p = g.as_mut()?;
     let blocks = crate::PLATFORM.stage2_leaf == platforms::Stage2Leaf::Block;
     let mut pt = PageTable::from_root(p.vttbr & 0x0000_ffff_ffff_fffe, Regime::Stage2, blocks);
     // SAFETY: we hold domain `d`'s lock and touch only its tables.
-    let mut mem = S2Mem { pool: unsafe { PoolMem::runtime() }, vttbr: p.vttbr };
-    Some(f(p, &mut pt, &mut mem))
+    let mut mem = S2Mem { pool: unsafe { PoolMem::runtime() }, vttbr: p.vttbr, batch, pending: false };
+    let r = f(p, &mut pt, &mut mem);
+    if mem.pending {
+        arch::tlb_flush_vmid(mem.vttbr);
+    }
+    Some(r)
 }
 
 /// Domain `d` gives back the extent of `2^order` frames at `gpfn`: all of it or nothing.

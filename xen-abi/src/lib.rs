@@ -209,9 +209,10 @@ pub mod domctl {
     pub const FERRUM_SAVE_READ: u32 = 0xf000_0005;
     /// Start restoring a save stream into a slot (ferrum): the 4 KiB header's address @0.
     pub const FERRUM_RESTORE_BEGIN: u32 = 0xf000_0006;
-    /// Write the next bytes of the stream's RAM (ferrum): offset@0, len@8, buffer@16.
+    /// Write whole pages of the stream's RAM, in any order (ferrum): offset@0, len@8, buffer@16.
     pub const FERRUM_RESTORE_WRITE: u32 = 0xf000_0007;
-    /// Resume the restored domain (ferrum).
+    /// Resume the restored domain (ferrum): its final 4 KiB header's address @0, the
+    /// nanoseconds since its suspend @8 (its virtual counter moves on by them).
     pub const FERRUM_RESTORE_COMMIT: u32 = 0xf000_0008;
     /// Dirty logging for a live migration (ferrum): op@0 (1 start, 2 read and clear the
     /// bitmap, 3 stop), buffer@8, len@16; the answer gives the dirty pages @24.
@@ -219,8 +220,8 @@ pub mod domctl {
     /// Ferrum's status record: state@0 (u8: 0 running, else the end reason), paused@1 (u8),
     /// vcpus@2 (u16), restarts@4 (u32), uptime_ns@8, cpu_time_ns@16, traps@24,
     /// hypercalls@32, irqs_injected@40, name@48 (32 bytes, NUL-padded), kind@80 (u8: 1 Linux),
-    /// last_exit@81 (u8: why it last ended, 0 never).
-    pub const STATUS_SIZE: usize = 88;
+    /// last_exit@81 (u8: why it last ended, 0 never), since_end_ns@88 (0 while it runs).
+    pub const STATUS_SIZE: usize = 96;
 }
 
 /// `sysctl` (`public/sysctl.h`, Xen 4.19): `struct xen_sysctl` is `cmd`,

@@ -165,6 +165,110 @@ pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path, h
     c
 }
 
+/// The answer of one GET of `target` (`127.0.0.1:8080/path`) with short timeouts: the HTTP
+/// answer, or why there was none.
+fn get_once(target: &str, timeout: Duration) -> Result<String, String> {
+    let (addr, path) = target.split_once('/').map_or((target, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferrum-xtask-loop\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut r = Vec::new();
+    s.read_to_end(&mut r).map_err(|e| e.to_string())?;
+    let r = String::from_utf8_lossy(&r).into_owned();
+    if r.starts_with("HTTP/1.") {
+        Ok(r)
+    } else {
+        Err(format!("connection closed after {} bytes", r.len()))
+    }
+}
+
+/// The longest a loop request is retried before it counts as failed.
+const LOOP_GIVE_UP: Duration = Duration::from_secs(30);
+/// At most this many loop requests (it is bounded even if nobody stops it).
+const LOOP_MAX: usize = 5000;
+
+/// GETs in a loop (a steady load, one at a time, 50 ms apart) until `stop`: each request
+/// goes to the target that answered last and, when it gets no answer, to the next one (the
+/// boards a migrating service may be on), retried until one answers or [`LOOP_GIVE_UP`]. The
+/// summary line says how many were answered, the longest wait of one request and whether the
+/// page's `requests served: N` counter only went up.
+pub fn http_loop(targets: &[String], stop: &std::sync::atomic::AtomicBool) -> String {
+    use std::sync::atomic::Ordering;
+    let (mut n, mut failed, mut retried, mut longest) = (0usize, 0usize, 0usize, Duration::ZERO);
+    let mut cur = 0usize;
+    let mut by = vec![0usize; targets.len()];
+    let (mut first, mut last, mut went_back) = (None::<u64>, None::<u64>, None::<(u64, u64)>);
+    let mut moves = Vec::new();
+    while !stop.load(Ordering::Relaxed) && n < LOOP_MAX && !targets.is_empty() {
+        n += 1;
+        let t0 = Instant::now();
+        let mut tries = 0usize;
+        let answer = loop {
+            match get_once(&targets[cur], Duration::from_secs(1)) {
+                Ok(r) => break Some(r),
+                Err(_) if t0.elapsed() < LOOP_GIVE_UP => {
+                    tries += 1;
+                    cur = (cur + 1) % targets.len();
+                    if tries.is_multiple_of(targets.len()) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                Err(_) => break None,
+            }
+        };
+        let took = t0.elapsed();
+        longest = longest.max(took);
+        if tries > 0 {
+            retried += 1;
+        }
+        let Some(r) = answer else {
+            failed += 1;
+            continue;
+        };
+        if by.iter().enumerate().any(|(i, &c)| c > 0 && i != cur) && by[cur] == 0 {
+            moves.push(format!(
+                "request {n} answered by board {} after {} ms",
+                (b'A' + cur as u8) as char,
+                took.as_millis()
+            ));
+        }
+        by[cur] += 1;
+        let served = r
+            .split("requests served: ")
+            .nth(1)
+            .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse::<u64>().ok()));
+        if let Some(v) = served {
+            if let Some(l) = last {
+                if v <= l && went_back.is_none() {
+                    went_back = Some((l, v));
+                }
+            }
+            first = first.or(Some(v));
+            last = Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let boards: Vec<String> =
+        by.iter().enumerate().map(|(i, c)| format!("board {}: {c}", (b'A' + i as u8) as char)).collect();
+    let counter = match (first, last, went_back) {
+        (_, _, Some((a, b))) => format!("the counter went back from {a} to {b}"),
+        (Some(a), Some(b), None) => format!("requests served {a} to {b}, never reset"),
+        _ => "no counter seen".into(),
+    };
+    let mut out = format!(
+        "host: loop: {n} requests, {} answered, {failed} failed; {retried} retried, the longest waited {} ms; answered by {}; {counter}",
+        n - failed,
+        longest.as_millis(),
+        boards.join(", ")
+    );
+    for m in moves {
+        out.push_str(&format!("\nhost: loop: {m}"));
+    }
+    out
+}
+
 /// `GET http://<target>` (`127.0.0.1:8080/path`), tried once and then again until an HTTP
 /// answer arrives or `within` passes. Returns log lines: `host: GET <path> -> <status line>` and `host: body: …`.
 pub fn http_get(target: &str, within: Duration) -> String {
@@ -237,6 +341,8 @@ pub fn run_batch(
         let _ = err.read_to_string(&mut s);
         s
     });
+    let mut wait_until: Option<Instant> = None;
+    let mut looping: Option<(Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<String>)> = None;
     let mut timed_out = false;
     let mut halted = false;
     let mut stop_seen: Option<Instant> = None;
@@ -253,7 +359,39 @@ pub fn run_batch(
                     .position(|w| w == marker.as_bytes())
                     .map(|p| seen_upto + p + marker.len())
             };
-            if let Some(end) = hit {
+            if let Some(end) = hit.filter(|_| wait_until.is_none_or(|t| Instant::now() >= t)) {
+                if let Some(secs) = text.strip_prefix("@wait ") {
+                    // A host action: the next step waits this many seconds more (its marker
+                    // may be this one's: the search does not move on).
+                    wait_until = Some(Instant::now() + Duration::from_secs(secs.trim().parse().unwrap_or(1)));
+                    let _ = end;
+                    step += 1;
+                    continue;
+                }
+                if let Some(targets) = text.strip_prefix("@http-loop ") {
+                    // A host action: GETs in a loop, in the background, until `@http-loop-end`.
+                    let targets: Vec<String> = targets.split_whitespace().map(String::from).collect();
+                    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let s2 = Arc::clone(&stop);
+                    looping = Some((stop, std::thread::spawn(move || http_loop(&targets, &s2))));
+                    log.lock().unwrap().extend_from_slice(b"\nhost: loop started\n");
+                    seen_upto = end;
+                    step += 1;
+                    continue;
+                }
+                if text == "@http-loop-end" {
+                    let summary = match looping.take() {
+                        Some((stop, h)) => {
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                            h.join().unwrap_or_else(|_| "host: loop: its thread panicked".into())
+                        }
+                        None => "host: loop: none was started".into(),
+                    };
+                    log.lock().unwrap().extend_from_slice(format!("\n{summary}\n").as_bytes());
+                    seen_upto = end;
+                    step += 1;
+                    continue;
+                }
                 let probe = text.strip_prefix("@http-probe ");
                 if let Some(target) = text.strip_prefix("@http-get ").or(probe) {
                     // A host action: an HTTP GET through QEMU's port forwarding, its result

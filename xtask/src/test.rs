@@ -48,7 +48,12 @@ struct Scenario {
     /// through the forwarded web port (needs `http = true`), retried for up to 90 s until it is
     /// answered, logged as `host: GET /path -> …`; `@http-probe /path` tries once (a
     /// retry could reach the service after it restarted) and logs `host: GET /path -> no
-    /// answer` when nothing answers.
+    /// answer` when nothing answers. `@http-loop /path` starts GETs in a loop in the
+    /// background (to this board's web, and when it gets no answer to board B's: where a
+    /// migrated web answers), `@http-loop-end` stops it and logs `host: loop: …` (requests
+    /// answered and failed, the longest wait, whether web's request counter only went up).
+    /// `@wait N`: the next step waits N seconds more (its marker is searched from where this
+    /// one's search began, so it may be the same).
     #[serde(default)]
     input: Vec<(String, String)>,
     /// Forward a free host port to the web unikernel (10.0.2.20:80) for `@http-get` actions.
@@ -405,6 +410,7 @@ fn launch<'a>(
     deployment: &Path,
     forwards: Vec<(u16, String)>,
     peer: Option<&str>,
+    other_http: Option<u16>,
 ) -> Result<Launch<'a>, String> {
     let o = RunOpts {
         gic,
@@ -448,6 +454,14 @@ fn launch<'a>(
                 Some(p) => t.replace("{peer}", p),
                 None => t.clone(),
             };
+            if let (Some(path), Some(p)) = (t.strip_prefix("@http-loop "), o.http_port) {
+                // This board's web first, then the other board's (where it may migrate).
+                let mut targets = format!("@http-loop 127.0.0.1:{p}{path}");
+                if let Some(q) = other_http {
+                    targets.push_str(&format!(" 127.0.0.1:{q}{path}"));
+                }
+                return (m.clone(), targets);
+            }
             let action = ["@http-get ", "@http-probe "].into_iter().find_map(|a| Some((a, t.strip_prefix(a)?)));
             match (action, o.http_port) {
                 (Some((a, path)), Some(p)) => (m.clone(), format!("{a}127.0.0.1:{p}{path}")),
@@ -464,17 +478,19 @@ fn launch<'a>(
 fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
     let mut other = None;
     let mut peer = None;
+    let mut other_http = None;
     if let Some(b) = &s.board_b {
         let port = free_port()?;
         let bdep = root().join(&b.deployment);
-        let l = launch(name, b, gic, &bdep, vec![(port, "10.0.2.15:7000".into())], None)?;
+        let l = launch(name, b, gic, &bdep, vec![(port, "10.0.2.15:7000".into())], None, None)?;
+        other_http = l.o.http_port;
         let bname = format!("{name}-b");
         other = Some(std::thread::spawn(move || {
             qemu::run_batch(l.cmd, l.o.timeout, false, &l.input, None).map(|r| (bname, r))
         }));
         peer = Some(format!("10.0.2.2:{port}"));
     }
-    let l = launch(name, s, gic, deployment, Vec::new(), peer.as_deref())?;
+    let l = launch(name, s, gic, deployment, Vec::new(), peer.as_deref(), other_http)?;
     let (cmd, o, input, stop) = (l.cmd, l.o, l.input, l.stop);
     // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
     // structure is checked first, and the facts go into the log.

@@ -116,6 +116,14 @@ pub fn xfer(cmd: u32, domid: u16, off: u64, buf: &mut [u8]) -> Result<[u8; xen_a
     Ok(b)
 }
 
+/// `FERRUM_RESTORE_COMMIT` with the final header and the nanoseconds since the suspend;
+/// returns the hypervisor's code.
+pub fn restore_commit(domid: u16, head: &mut [u8], age_ns: u64) -> Result<i64, String> {
+    let mut b =
+        control::encode_xfer(xen_abi::domctl::FERRUM_RESTORE_COMMIT, domid, head.as_mut_ptr() as u64, age_ns, 0);
+    crate::sys::privcmd_hypercall(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0])
+}
+
 /// `FERRUM_RESTORE_BEGIN` with the stream's header; returns the hypervisor's code.
 pub fn restore_begin(domid: u16, head: &mut [u8]) -> Result<i64, String> {
     let mut b = control::encode_xfer(xen_abi::domctl::FERRUM_RESTORE_BEGIN, domid, head.as_mut_ptr() as u64, 0, 0);

@@ -333,7 +333,7 @@ fn suspend_domain(name: &str, secs: u64, what: &str) -> Result<u16, String> {
                 "{what} {name}: it did not suspend within {secs} s (does its runtime support suspend?)"
             ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     Ok(id)
 }
@@ -363,12 +363,32 @@ const MIGRATE_ROUNDS: usize = 6;
 /// Dirty pages under which the pre-copy stops early.
 const MIGRATE_FEW: u64 = 64;
 
-/// The migration wire protocol: `S` RAM size (u64), `P` offset (u64) length (u32) bytes of RAM,
-/// `H` the 4 KiB stream header, `E` end; the receiver answers `OK` or `ERR <why>` on a line.
+/// The migration wire protocol, records of a tag byte and their bytes:
+/// - `T` our clock (u64 ns): the receiver answers `T` and its clock at once (the sender
+///   estimates the offset of the two clocks from the exchange with the shortest round trip);
+/// - `S` the 4 KiB header of the running domain's shape: the receiver checks its slot and
+///   begins the restore, answering a line `OK` or `ERR <why>` (the domain never stops when
+///   refused);
+/// - `P` offset (u64), length (u32) and that many bytes of RAM (whole pages, at most 1 MiB),
+///   written into the slot as they arrive;
+/// - `H` the final 4 KiB header and the suspend's time on the receiver's clock (u64 ns);
+/// - `E` the end: the receiver resumes the domain, its counter moved on by the time since
+///   its suspend, and answers `OK` or `ERR <why>`.
 fn send_record(w: &mut impl std::io::Write, tag: u8, head: &[u8], body: &[u8]) -> std::io::Result<()> {
     w.write_all(&[tag])?;
     w.write_all(head)?;
     w.write_all(body)
+}
+
+/// Nanoseconds on this process's monotonic clock (from its first use).
+fn mono_ns() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Milliseconds, with one decimal, of `ns`.
+fn ms(ns: u64) -> String {
+    format!("{}.{}", ns / 1_000_000, (ns / 100_000) % 10)
 }
 
 /// Sends the RAM pages whose bits are set in `bitmap` (runs of them read at once).
@@ -404,12 +424,15 @@ fn log_dirty(id: u16, op: u64, bitmap: &mut [u8]) -> Result<u64, String> {
 }
 
 /// `hypctl migrate NAME HOST:PORT`: moves a running unikernel to another board whose control
-/// domain runs `hypctl receive`: it is suspended here, its stream sent over TCP and restored
-/// there; it is destroyed here only once the other side confirms. When the other side refuses
-/// (no such slot, another shape) it resumes here. The downtime is from its suspend to the
-/// confirmation.
+/// domain runs `hypctl receive`. The receiver checks its slot first (a refusal leaves the
+/// domain running here, untouched); the RAM is copied while the domain runs, with dirty
+/// logging, in rounds until few pages change; then the domain is suspended, its last dirty
+/// pages and state sent, and it resumes there, its virtual counter moved on by the time since
+/// its suspend (the two boards' clocks compared over the connection). It is destroyed here
+/// only once the other side confirms; when the other side fails at the end it resumes here.
+/// The downtime printed is from its suspend (the hypervisor's instant) to the confirmation.
 fn migrate(name: &str, to: &str) -> Result<(), String> {
-    use std::io::{BufRead, Write};
+    use std::io::{BufRead, Read, Write};
     let id = ctl::find(name)?;
     let st = ctl::status(id)?;
     if st.linux {
@@ -431,39 +454,87 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
         }
     };
     let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    let _ = sock.set_nodelay(true);
+    let mut rd = std::io::BufReader::new(&sock);
     let mut w = std::io::BufWriter::with_capacity(1 << 20, &sock);
-    println!("hypctl: {name}: connected to {to}; copying its {} MiB while it runs", ram >> 20);
-    let mut bitmap = vec![0xffu8; (pages.div_ceil(64) * 8) as usize];
+    let line = |rd: &mut std::io::BufReader<&std::net::TcpStream>| -> Result<String, String> {
+        let mut l = String::new();
+        rd.read_line(&mut l).map_err(|e| e.to_string())?;
+        if l.is_empty() {
+            return Err("the connection closed".into());
+        }
+        Ok(l.trim().to_string())
+    };
+    // The two clocks: the exchange with the shortest round trip of five.
+    let mut best: Option<(i64, u64)> = None;
+    for _ in 0..5 {
+        let t1 = mono_ns();
+        send_record(&mut w, b'T', &t1.to_le_bytes(), &[]).and_then(|()| w.flush()).map_err(|e| e.to_string())?;
+        let mut a = [0u8; 9];
+        rd.read_exact(&mut a).map_err(|e| format!("migrate {name}: {to}: {e}"))?;
+        if a[0] != b'T' {
+            return Err(format!("migrate {name}: {to} does not speak this protocol"));
+        }
+        let t2 = u64::from_le_bytes(a[1..9].try_into().unwrap_or([0; 8]));
+        let est = hyp_core::savestream::clock_offset(t1, t2, mono_ns());
+        if best.is_none_or(|b| est.1 < b.1) {
+            best = Some(est);
+        }
+    }
+    let (offset, clock_err) = best.unwrap_or((0, 0));
+    // The receiver checks its slot against the domain's shape before anything is copied.
     log_dirty(id, 1, &mut [])?;
+    let begun = (|| -> Result<(), String> {
+        let mut shape = vec![0xffu8; hyp_core::savestream::HEADER_SIZE];
+        ctl::xfer(xen_abi::domctl::FERRUM_SAVE_READ, id, 0, &mut shape)?;
+        send_record(&mut w, b'S', &shape, &[]).and_then(|()| w.flush()).map_err(|e| e.to_string())?;
+        match line(&mut rd)? {
+            r if r == "OK" => Ok(()),
+            r => Err(r.strip_prefix("ERR ").unwrap_or(&r).to_string()),
+        }
+    })();
+    if let Err(why) = begun {
+        let _ = log_dirty(id, 3, &mut []);
+        return Err(format!("migrate {name}: {to} refused: {why}; {name} keeps running here"));
+    }
+    println!("hypctl: {name}: {to} is ready; copying its {} MiB while it runs", ram >> 20);
+    let mut bitmap = vec![0xffu8; (pages.div_ceil(64) * 8) as usize];
     let t_copy = std::time::Instant::now();
-    let copied = (|| -> Result<(u64, usize, u64, std::time::Instant), String> {
-        send_record(&mut w, b'S', &ram.to_le_bytes(), &[]).map_err(|e| e.to_string())?;
+    let copied = (|| -> Result<(u64, usize), String> {
         log_dirty(id, 2, &mut bitmap)?;
         bitmap.iter_mut().for_each(|b| *b = 0xff); // round 0: all of it
         let mut sent = send_dirty(&mut w, id, &bitmap, pages)?;
         let mut rounds = 1;
         while rounds < MIGRATE_ROUNDS {
             let n = log_dirty(id, 2, &mut bitmap)?;
-            if n <= MIGRATE_FEW {
-                // Few enough: they go with the last round.
-                let keep = bitmap.clone();
-                let down = std::time::Instant::now();
-                suspend_domain(name, 10, "migrate")?;
-                log_dirty(id, 2, &mut bitmap)?;
-                for (b, k) in bitmap.iter_mut().zip(keep) {
-                    *b |= k;
-                }
-                return Ok((sent, rounds, 0, down));
-            }
             sent += send_dirty(&mut w, id, &bitmap, pages)?;
             rounds += 1;
+            if n <= MIGRATE_FEW {
+                break;
+            }
         }
-        let down = std::time::Instant::now();
-        suspend_domain(name, 10, "migrate")?;
-        log_dirty(id, 2, &mut bitmap)?;
-        Ok((sent, rounds, 0, down))
+        w.flush().map_err(|e| e.to_string())?;
+        // Ask for the suspend, and keep copying what it dirties while it winds down (it
+        // answers within its control poll), so the last round after it is small.
+        let mut xs = Xs::open()?;
+        let node = format!("/local/domain/{id}/control/shutdown");
+        xs.write(&node, "suspend")?;
+        let asked = std::time::Instant::now();
+        while ctl::status(id)?.state != 13 {
+            if asked.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = xs.write(&node, "");
+                return Err(format!("{name} did not suspend within 10 s (does its runtime support suspend?)"));
+            }
+            if log_dirty(id, 2, &mut bitmap)? > 0 {
+                sent += send_dirty(&mut w, id, &bitmap, pages)?;
+                w.flush().map_err(|e| e.to_string())?;
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok((sent, rounds))
     })();
-    let (mut sent, rounds, _, down) = match copied {
+    let (mut sent, rounds) = match copied {
         Ok(x) => x,
         Err(e) => {
             let _ = log_dirty(id, 3, &mut []);
@@ -471,30 +542,39 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
         }
     };
     // The last round: the domain is suspended; its last dirty pages and its state.
+    let seen = mono_ns();
+    let st = ctl::status(id)?;
+    let suspended_at = seen.saturating_sub(st.since_end_ns);
+    let mut sent_at = seen;
+    let mut last_pages = 0;
     let last = (|| -> Result<u64, String> {
+        last_pages = log_dirty(id, 2, &mut bitmap)?;
         let n = send_dirty(&mut w, id, &bitmap, pages)?;
         let mut head = vec![0xffu8; hyp_core::savestream::HEADER_SIZE];
         ctl::xfer(xen_abi::domctl::FERRUM_SAVE_READ, id, 0, &mut head)?;
-        send_record(&mut w, b'H', &head, &[]).map_err(|e| e.to_string())?;
+        let there = (suspended_at as i64).saturating_add(offset).max(0) as u64;
+        send_record(&mut w, b'H', &head, &there.to_le_bytes()).map_err(|e| e.to_string())?;
         send_record(&mut w, b'E', &[], &[]).map_err(|e| e.to_string())?;
         w.flush().map_err(|e| e.to_string())?;
+        sent_at = mono_ns();
         Ok(n)
     })();
     let _ = log_dirty(id, 3, &mut []);
     let reply = last.and_then(|n| {
         sent += n;
-        let mut line = String::new();
-        std::io::BufReader::new(&sock).read_line(&mut line).map_err(|e| e.to_string())?;
-        Ok(line.trim().to_string())
+        line(&mut rd)
     });
     match reply {
         Ok(r) if r == "OK" => {
-            let downtime = down.elapsed().as_millis();
+            let downtime = mono_ns().saturating_sub(suspended_at);
             ctl::op(xen_abi::domctl::DESTROYDOMAIN, id).map_err(|e| format!("destroy {name}: {e}"))?;
             println!(
-                "hypctl: {name} migrated to {to}: {rounds} pre-copy round(s), {sent} pages sent ({} KiB of RAM), {} ms in all, downtime {downtime} ms; its slot here is empty",
-                ram / 1024,
-                t_copy.elapsed().as_millis()
+                "hypctl: {name} migrated to {to}: {rounds} pre-copy round(s), {sent} pages sent for {pages} pages of RAM, {} ms in all; {} ms from its suspend to the confirmation (suspend seen after {} ms, its last {last_pages} pages and state sent after {} ms; clocks compared within {} ms); its slot here is empty",
+                t_copy.elapsed().as_millis(),
+                ms(downtime),
+                ms(seen.saturating_sub(suspended_at)),
+                ms(sent_at.saturating_sub(suspended_at)),
+                ms(clock_err)
             );
             Ok(())
         }
@@ -506,88 +586,127 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
             println!("hypctl: migration of {name} to {to} failed: {why}; resuming it here");
             let mut stream = read_stream(id)?;
             restore_stream(&mut stream, Some(name), "(local copy)")?;
-            Err(format!("migrate {name}: {to} refused: {why}"))
+            Err(format!("migrate {name}: {to} failed: {why}"))
         }
     }
 }
 
-/// `hypctl receive [--port N]`: waits for one migration (from `hypctl migrate`), restores it
-/// into the slot of the same name and confirms; a stream that does not fit is refused and the
-/// sender resumes its domain.
+/// `hypctl receive [--port N]`: waits for one migration (from `hypctl migrate`) into the slot
+/// of the same name, which must not be running: pages are written into the slot as they
+/// arrive, and the domain resumes once its state has come. A slot that does not fit is
+/// refused before anything is copied; a migration that fails on the way leaves the slot
+/// stopped (its restore abandoned).
 fn receive(port: u16) -> Result<(), String> {
-    use hyp_core::savestream::{trailer, HEADER_SIZE};
+    use hyp_core::savestream::{Header, HEADER_SIZE};
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("receive: port {port}: {e}"))?;
     println!("hypctl: waiting for a migration on port {port}");
     let (mut sock, peer) = l.accept().map_err(|e| format!("receive: {e}"))?;
     let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(120)));
+    let _ = sock.set_nodelay(true);
     let t0 = std::time::Instant::now();
-    let got = (|| -> Result<(Vec<u8>, u64), String> {
-        let mut r = std::io::BufReader::with_capacity(1 << 20, &sock);
-        let (mut ram, mut head, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+    let mut slot: Option<(u16, String)> = None;
+    let got = (|| -> Result<(String, u64, u64), String> {
+        let mut r = std::io::BufReader::with_capacity(1 << 20, sock.try_clone().map_err(|e| e.to_string())?);
+        let (mut head, mut there, mut bytes) = (Vec::new(), 0u64, 0u64);
+        let mut buf = vec![0u8; 1 << 20];
         loop {
             let mut tag = [0u8; 1];
             r.read_exact(&mut tag).map_err(|e| format!("{e} (truncated stream)"))?;
             match tag[0] {
+                b'T' => {
+                    let mut t = [0u8; 8];
+                    r.read_exact(&mut t).map_err(|e| e.to_string())?;
+                    let mut a = vec![b'T'];
+                    a.extend_from_slice(&mono_ns().to_le_bytes());
+                    sock.write_all(&a).map_err(|e| e.to_string())?;
+                }
                 b'S' => {
-                    let mut n = [0u8; 8];
-                    r.read_exact(&mut n).map_err(|e| e.to_string())?;
-                    let n = u64::from_le_bytes(n);
-                    if n > 1 << 30 || n % 4096 != 0 {
-                        return Err(format!("a RAM size of {n} bytes"));
+                    let mut shape = vec![0u8; HEADER_SIZE];
+                    r.read_exact(&mut shape).map_err(|e| e.to_string())?;
+                    let h = Header::decode(&shape).map_err(|e| e.to_string())?;
+                    let name = h.name().to_string();
+                    let id = ctl::find(&name)?;
+                    if ctl::status(id)?.state == 0 {
+                        return Err(format!("slot {name} is running; stop it first (hypctl stop {name})"));
                     }
-                    ram = vec![0u8; n as usize];
+                    begin_restore(id, &name, &h, &mut shape)?;
+                    slot = Some((id, name));
+                    sock.write_all(b"OK\n").map_err(|e| e.to_string())?;
                 }
                 b'P' => {
+                    let Some((id, _)) = &slot else { return Err("pages before the slot was checked".into()) };
                     let mut h = [0u8; 12];
                     r.read_exact(&mut h).map_err(|e| e.to_string())?;
                     let off = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]));
-                    let len = u64::from(u32::from_le_bytes(h[8..].try_into().unwrap_or([0; 4])));
-                    let end = off.checked_add(len).filter(|&e| e <= ram.len() as u64 && len <= 1 << 20);
-                    let Some(end) = end else { return Err(format!("pages at {off} (+{len}) outside the RAM")) };
-                    r.read_exact(&mut ram[off as usize..end as usize]).map_err(|e| e.to_string())?;
-                    bytes += len;
+                    let len = u32::from_le_bytes(h[8..].try_into().unwrap_or([0; 4])) as usize;
+                    if len > buf.len() {
+                        return Err(format!("a record of {len} bytes"));
+                    }
+                    r.read_exact(&mut buf[..len]).map_err(|e| e.to_string())?;
+                    ctl::xfer(xen_abi::domctl::FERRUM_RESTORE_WRITE, *id, off, &mut buf[..len])
+                        .map_err(|e| format!("pages at {off} (+{len}): {e}"))?;
+                    bytes += len as u64;
                 }
                 b'H' => {
                     head = vec![0u8; HEADER_SIZE];
                     r.read_exact(&mut head).map_err(|e| e.to_string())?;
+                    let mut t = [0u8; 8];
+                    r.read_exact(&mut t).map_err(|e| e.to_string())?;
+                    there = u64::from_le_bytes(t);
                 }
                 b'E' => break,
                 t => return Err(format!("unknown record {t:#x}")),
             }
         }
-        if head.is_empty() || ram.is_empty() {
-            return Err("no header or no RAM".into());
+        let Some((id, name)) = &slot else { return Err("no slot was named".into()) };
+        if head.is_empty() {
+            return Err("no final header".into());
         }
-        let mut stream = head;
-        stream.extend_from_slice(&ram);
-        let crc = crc32fast::hash(&stream);
-        stream.extend_from_slice(&trailer(crc));
-        Ok((stream, bytes))
+        let age = mono_ns().saturating_sub(there);
+        let code = ctl::restore_commit(*id, &mut head, age)?;
+        if code < 0 {
+            return Err(format!("slot {name}: the final state was refused: {}", ctl::err_text(code)));
+        }
+        Ok((name.clone(), bytes, age))
     })();
-    let (mut stream, bytes) = match got {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = sock.write_all(format!("ERR {e}\n").as_bytes());
-            return Err(format!("receive from {peer}: {e}"));
-        }
-    };
-    match restore_stream(&mut stream, None, &format!("{peer}")) {
-        Ok((name, _)) => {
+    match got {
+        Ok((name, bytes, age)) => {
             let _ = sock.write_all(b"OK\n");
             println!(
-                "hypctl: {name} received from {peer} ({} KiB sent for {} KiB of RAM, in {} ms) and resumed",
+                "hypctl: {name} received from {peer} ({} KiB of RAM sent, in {} ms) and resumed {} ms after its suspend there",
                 bytes / 1024,
-                (stream.len() - HEADER_SIZE - 8) / 1024,
-                t0.elapsed().as_millis()
+                t0.elapsed().as_millis(),
+                ms(age)
             );
             Ok(())
         }
         Err(e) => {
+            if let Some((id, _)) = slot {
+                let _ = ctl::op(xen_abi::domctl::DESTROYDOMAIN, id); // abandons the restore
+            }
             let _ = sock.write_all(format!("ERR {e}\n").as_bytes());
             Err(format!("receive from {peer}: {e}"))
         }
     }
+}
+
+/// Begins restoring into slot `id` (named `name`) with header `h` (its bytes in `head`),
+/// explaining a refusal.
+fn begin_restore(id: u16, name: &str, h: &hyp_core::savestream::Header, head: &mut [u8]) -> Result<(), String> {
+    use xen_abi::errno;
+    let code = ctl::restore_begin(id, head)?;
+    if code >= 0 {
+        return Ok(());
+    }
+    let have = ctl::list()?.iter().find(|i| i.domid == id).map_or(0, |i| i.tot_pages * 4096);
+    Err(match -code {
+        errno::E2BIG => format!("the stream's {} bytes of RAM do not fit slot {name}'s {have}", h.ram_size),
+        errno::ENXIO => {
+            format!("slot {name}'s shape differs (RAM size, guest-physical base, vCPUs or counter frequency)")
+        }
+        _ => format!("slot {name}: {}", ctl::err_text(code)),
+    })
 }
 
 /// `hypctl restore FILE [--slot NAME]`: checks the whole stream (header, length, CRC-32)
@@ -602,11 +721,11 @@ fn restore(path: &str, slot: Option<&str>) -> Result<(), String> {
 }
 
 /// Restores a complete stream (checked whole first: header, length, CRC-32) into `slot` (the
-/// saved domain's name by default). `from` names the stream in errors. Returns the saved
-/// domain's name and the slot's.
+/// saved domain's name by default); its counter continues from the saved value. `from` names
+/// the stream in errors. Returns the saved domain's name and the slot's.
 fn restore_stream(stream: &mut [u8], slot: Option<&str>, from: &str) -> Result<(String, String), String> {
     use hyp_core::savestream::{check_complete, Header, HEADER_SIZE, TRAILER_SIZE};
-    use xen_abi::{domctl as dc, errno};
+    use xen_abi::domctl as dc;
     let refused = |why: String| format!("restore: {from} refused: {why}");
     let h = Header::decode(stream).map_err(|e| refused(e.to_string()))?;
     let body = stream.len().saturating_sub(TRAILER_SIZE);
@@ -617,26 +736,24 @@ fn restore_stream(stream: &mut [u8], slot: Option<&str>, from: &str) -> Result<(
     if ctl::status(id)?.state == 0 {
         return Err(refused(format!("slot {name} is running; stop it first (hypctl stop {name})")));
     }
-    let code = ctl::restore_begin(id, &mut stream[..HEADER_SIZE])?;
-    if code < 0 {
-        let have = ctl::list()?.iter().find(|i| i.domid == id).map_or(0, |i| i.tot_pages * 4096);
-        return Err(refused(match -code {
-            errno::E2BIG => format!("the stream's {} bytes of RAM do not fit slot {name}'s {have}", h.ram_size),
-            errno::ENXIO => {
-                format!("slot {name}'s shape differs (RAM size, guest-physical base, vCPUs or counter frequency)")
-            }
-            _ => format!("slot {name}: {}", ctl::err_text(code)),
-        }));
-    }
+    begin_restore(id, &name, &h, &mut stream[..HEADER_SIZE]).map_err(refused)?;
     let mut off = 0u64;
-    while off < h.ram_size {
-        let n = ((h.ram_size - off) as usize).min(1 << 20);
-        let at = HEADER_SIZE + off as usize;
-        ctl::xfer(dc::FERRUM_RESTORE_WRITE, id, off, &mut stream[at..at + n])
-            .map_err(|e| format!("restore {name}: {e}"))?;
-        off += n as u64;
+    let written = (|| -> Result<(), String> {
+        while off < h.ram_size {
+            let n = ((h.ram_size - off) as usize).min(1 << 20);
+            let at = HEADER_SIZE + off as usize;
+            ctl::xfer(dc::FERRUM_RESTORE_WRITE, id, off, &mut stream[at..at + n])?;
+            off += n as u64;
+        }
+        match ctl::restore_commit(id, &mut stream[..HEADER_SIZE], 0)? {
+            c if c < 0 => Err(ctl::err_text(c)),
+            _ => Ok(()),
+        }
+    })();
+    if let Err(e) = written {
+        let _ = ctl::op(dc::DESTROYDOMAIN, id); // abandons the restore
+        return Err(format!("restore {name}: {e}"));
     }
-    ctl::op(dc::FERRUM_RESTORE_COMMIT, id).map_err(|e| format!("restore {name}: {e}"))?;
     Ok((h.name().to_string(), name))
 }
 

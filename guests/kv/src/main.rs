@@ -190,7 +190,12 @@ fn main(rt: &mut Runtime) {
                 Ok(true) => {
                     let now = time::now().ticks();
                     let ms = |t: u64| t / (time::frequency() / 1000).max(1);
-                    println!("kv: resumed; reconnecting vbd {devid}");
+                    let gap = x.suspended_us();
+                    println!(
+                        "kv: resumed {}.{} ms after its suspend (its own counter); reconnecting vbd {devid}",
+                        gap / 1000,
+                        (gap / 100) % 10
+                    );
                     let disk =
                         Blkfront::connect(x, devid).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
                     core::mem::forget(core::mem::replace(&mut s.disk, disk));

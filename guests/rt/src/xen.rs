@@ -334,6 +334,8 @@ pub struct Xen {
     map_slots: Vec<bool>,
     /// Counter value before which [`Xen::control_request`] does not ask xenstore again.
     control_next: u64,
+    /// Ticks of our counter between the last suspend and its resume.
+    suspended_ticks: u64,
     /// `/hypervisor`'s regions and the end of RAM, for [`Xen::suspend`]'s set-up again.
     regs: Vec<(u64, u64)>,
     ram_end: u64,
@@ -372,6 +374,7 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
         map_base,
         map_slots: Vec::new(),
         control_next: 0,
+        suspended_ticks: 0,
         regs: regs.to_vec(),
         ram_end,
     })
@@ -431,7 +434,11 @@ impl Xen {
     /// (their backends are new). `Ok(false)`: the suspend was cancelled and nothing changed.
     pub fn suspend(&mut self) -> Result<bool, XenError> {
         let _ = self.store.as_mut().map(|s| s.write("control/shutdown", ""));
+        let before = arch::counter();
         let r = shutdown(ShutdownReason::Suspend);
+        // The first instruction after the resume: the gap on our own counter is how long we
+        // were stopped (a migration moves the counter on by the time that passed).
+        self.suspended_ticks = arch::counter().wrapping_sub(before);
         match r.0 {
             0 => {}
             1 => return Ok(false),
@@ -448,6 +455,12 @@ impl Xen {
         self.map_slots.clear();
         self.control_next = 0;
         Ok(true)
+    }
+
+    /// Microseconds our own counter moved between the last [`Xen::suspend`]'s hypercall and
+    /// its resume: the downtime as the guest saw it (0 before any suspend).
+    pub fn suspended_us(&self) -> u64 {
+        (u128::from(self.suspended_ticks) * 1_000_000 / u128::from(arch::counter_freq().max(1))) as u64
     }
 
     /// What the control domain asks of us through `control/shutdown` (Xen's protocol, as

@@ -173,9 +173,15 @@ fn main(rt: &mut Runtime) {
                 println!("web: suspending ({served} requests served)");
                 match x.suspend() {
                     Ok(true) => {
+                        let resumed_at = time::now();
                         // Resumed, maybe on another board: a new backend serves the vif, and the
                         // TCP connections of before are gone; the counters and uptime go on.
-                        println!("web: resumed; reconnecting vif {vif}");
+                        let gap = x.suspended_us();
+                        println!(
+                            "web: resumed {}.{} ms after its suspend (its own counter); reconnecting vif {vif}",
+                            gap / 1000,
+                            (gap / 100) % 10
+                        );
                         let new = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
                         core::mem::forget(core::mem::replace(&mut nf, new));
                         iface = netfront::interface(&mut nf, ip, prefix, gw);
@@ -192,8 +198,9 @@ fn main(rt: &mut Runtime) {
                         }
                         wd = wd.take().and_then(|_| Watchdog::new(secs).ok());
                         println!(
-                            "web: serving again after resume at uptime {} ms, {served} requests served so far",
-                            started.elapsed().as_millis()
+                            "web: serving again after resume at uptime {} ms, {served} requests served so far; {} ms after its suspend",
+                            started.elapsed().as_millis(),
+                            (x.suspended_us() / 1000) + resumed_at.elapsed().as_millis() as u64
                         );
                     }
                     Ok(false) => println!("web: suspend cancelled"),
