@@ -65,6 +65,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         fresh_data: false,
         keep_disk: false,
         forwards: Vec::new(),
+        link: None,
         platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
@@ -258,6 +259,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             fresh_data: false,
             keep_disk: false,
             forwards: Vec::new(),
+            link: None,
             platform: None,
         };
         let mut cmd = qemu::prepare(&o)?;
@@ -360,6 +362,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 fresh_data: false,
                 keep_disk: false,
                 forwards: Vec::new(),
+                link: None,
                 platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
@@ -449,6 +452,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         fresh_data: true,
         keep_disk: false,
         forwards: Vec::new(),
+        link: None,
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;

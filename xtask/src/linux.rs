@@ -468,6 +468,23 @@ elif ls /sys/class/mmc_host/ 2>/dev/null | grep -q .; then
   fi
 fi
 ifconfig lo 127.0.0.1 up
+# A link to another board (`cargo xtask test`'s two-board scenarios): the NIC whose MAC starts
+# 52:54:00:77 becomes link0 with the /24 address in link.txt; the board's NIC stays eth0.
+if [ -f /mnt/boot/link.txt ]; then
+  L=
+  for i in /sys/class/net/*; do
+    case "$(cat $i/address)" in 52:54:00:77:*) L=${i##*/} ;; esac
+  done
+  if [ -n "$L" ]; then
+    LMAC=$(cat /sys/class/net/$L/address)
+    [ "$L" = link0 ] || nameif link0 $LMAC
+    [ -d /sys/class/net/eth0 ] || nameif eth0 52:54:00:12:34:56
+    A=$(cat /mnt/boot/link.txt); A=${A%/*}
+    ifconfig link0 $A netmask 255.255.255.0 up && echo "ferrum-init: link0 ($LMAC) address $A"
+  else
+    echo "ferrum-init: link.txt names a link, but no NIC has a 52:54:00:77 MAC"
+  fi
+fi
 # The control domain (the one that may read /ferrum) serves the PV backends: the agent loads
 # them and bridges eth0 into xenbr0, whose address the domain then uses.
 NET=eth0

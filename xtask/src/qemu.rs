@@ -60,6 +60,25 @@ pub struct RunOpts {
     pub keep_disk: bool,
     /// `--platform`, when given (checked against the deployment's).
     pub platform: Option<String>,
+    /// A second NIC wired to another board's (a migration test): see [`Link`].
+    pub link: Option<Link>,
+}
+
+/// An Ethernet link between two boards on this host: a third virtio-net NIC (virtio-mmio
+/// transport `0x0a003a00`, which a deployment passes to the control domain) whose frames go
+/// as UDP datagrams between two loopback ports. The control domain's init renames it `link0`
+/// (it knows it by its MAC, `52:54:00:77:00:<board>`) and gives it `addr` (from `link.txt`
+/// on the boot partition). No host network stack is in the way.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// This board's UDP port.
+    pub local: u16,
+    /// The other board's.
+    pub remote: u16,
+    /// 1 or 2: the last byte of the NIC's MAC.
+    pub board: u8,
+    /// The control domain's address on the link, with its prefix (`192.168.77.1/24`).
+    pub addr: String,
 }
 
 /// What the hypervisor prints when it halts a board it cannot power off.
@@ -87,7 +106,11 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         println!("xtask: booting the disk the previous run left: {}", kept.display());
         kept
     } else {
-        write_disk(&dep, None, &o.extra_files, o.fresh_data)?
+        let mut extra = o.extra_files.clone();
+        if let Some(l) = &o.link {
+            extra.push(("link.txt".into(), format!("{}\n", l.addr).into_bytes()));
+        }
+        write_disk(&dep, None, &extra, o.fresh_data)?
     };
     if dep.platform.name == "rpi4" {
         if o.gic != 2 {
@@ -103,6 +126,14 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     let env = disk.with_file_name("uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+    if let Some(l) = &o.link {
+        let netdev = format!(
+            "dgram,id=link0,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
+            l.local, l.remote
+        );
+        c.args(["-netdev", &netdev])
+            .args(["-device", &format!("virtio-net-device,netdev=link0,mac=52:54:00:77:00:{:02x}", l.board)]);
+    }
     if !o.forwards.is_empty() {
         let fwd: String = o.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-{g}")).collect();
         let args: Vec<std::ffi::OsString> = c
@@ -161,7 +192,7 @@ pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path, h
         // NIC at 0x0a003c00 (SPI 46); deployments pass them through by those DT paths.
         .args(["-device", "virtio-blk-device,drive=hd0"])
         .args(["-netdev", &netdev])
-        .args(["-device", "virtio-net-device,netdev=net0"]);
+        .args(["-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"]);
     c
 }
 
@@ -184,6 +215,10 @@ fn get_once(target: &str, timeout: Duration) -> Result<String, String> {
     }
 }
 
+/// How long one loop attempt waits for an answer before the next target is tried (web
+/// answers in milliseconds; QEMU's user network accepts a connection to a guest that is gone
+/// and only never answers).
+const LOOP_TRY: Duration = Duration::from_millis(300);
 /// The longest a loop request is retried before it counts as failed.
 const LOOP_GIVE_UP: Duration = Duration::from_secs(30);
 /// At most this many loop requests (it is bounded even if nobody stops it).
@@ -206,7 +241,7 @@ pub fn http_loop(targets: &[String], stop: &std::sync::atomic::AtomicBool) -> St
         let t0 = Instant::now();
         let mut tries = 0usize;
         let answer = loop {
-            match get_once(&targets[cur], Duration::from_secs(1)) {
+            match get_once(&targets[cur], LOOP_TRY) {
                 Ok(r) => break Some(r),
                 Err(_) if t0.elapsed() < LOOP_GIVE_UP => {
                     tries += 1;
@@ -500,6 +535,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         fresh_data: false,
         keep_disk: false,
         forwards: Vec::new(),
+        link: None,
         platform,
     })
 }

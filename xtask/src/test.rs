@@ -67,9 +67,10 @@ struct Scenario {
     #[serde(default)]
     keep_disk: bool,
     /// A second board booted at the same time (a migration test): its own deployment (a file
-    /// with another name, so another disk), input and expectations. Its control domain's port
-    /// 7000 is forwarded from a free host port; `{peer}` in this board's input becomes
-    /// `10.0.2.2:<that port>`, which this board's guests reach through QEMU's user network.
+    /// with another name, so another disk), input and expectations. The two control domains
+    /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
+    /// deployments pass `/virtio_mmio@a003a00` to their control domain); `{peer}` in this
+    /// board's input becomes `192.168.77.2:7000`.
     #[serde(default)]
     board_b: Option<Box<Scenario>>,
     /// A domain's heartbeat lines that must be unbroken (see [`check_heartbeat`]).
@@ -120,6 +121,15 @@ pub fn check_heartbeat(h: &Heartbeat, log: &str) -> Result<(u64, u64), String> {
 }
 
 /// A TCP port on 127.0.0.1 that is free right now.
+/// The two boards' link network (board A is `.1`, board B `.2`).
+const LINK_NET: &str = "192.168.77";
+
+/// A free UDP port on 127.0.0.1.
+fn free_udp_port() -> Result<u16, String> {
+    let s = std::net::UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("no free host UDP port: {e}"))?;
+    s.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free host port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -408,7 +418,7 @@ fn launch<'a>(
     s: &'a Scenario,
     gic: u8,
     deployment: &Path,
-    forwards: Vec<(u16, String)>,
+    link: Option<qemu::Link>,
     peer: Option<&str>,
     other_http: Option<u16>,
 ) -> Result<Launch<'a>, String> {
@@ -420,7 +430,8 @@ fn launch<'a>(
         http_port: if s.http { Some(free_port()?) } else { None },
         fresh_data: !s.keep_data,
         keep_disk: s.keep_disk,
-        forwards,
+        forwards: Vec::new(),
+        link,
         platform: None,
         extra_files: if s.selftest {
             let port = start_http_server()?;
@@ -479,18 +490,23 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
     let mut other = None;
     let mut peer = None;
     let mut other_http = None;
+    let mut link_a = None;
     if let Some(b) = &s.board_b {
-        let port = free_port()?;
+        // The boards' control domains talk over their own Ethernet link (UDP on loopback).
+        let (pa, pb) = (free_udp_port()?, free_udp_port()?);
+        let link =
+            |local, remote, board: u8| qemu::Link { local, remote, board, addr: format!("{LINK_NET}.{board}/24") };
+        link_a = Some(link(pa, pb, 1));
         let bdep = root().join(&b.deployment);
-        let l = launch(name, b, gic, &bdep, vec![(port, "10.0.2.15:7000".into())], None, None)?;
+        let l = launch(name, b, gic, &bdep, Some(link(pb, pa, 2)), None, None)?;
         other_http = l.o.http_port;
         let bname = format!("{name}-b");
         other = Some(std::thread::spawn(move || {
             qemu::run_batch(l.cmd, l.o.timeout, false, &l.input, None).map(|r| (bname, r))
         }));
-        peer = Some(format!("10.0.2.2:{port}"));
+        peer = Some(format!("{LINK_NET}.2:7000"));
     }
-    let l = launch(name, s, gic, deployment, Vec::new(), peer.as_deref(), other_http)?;
+    let l = launch(name, s, gic, deployment, link_a, peer.as_deref(), other_http)?;
     let (cmd, o, input, stop) = (l.cmd, l.o, l.input, l.stop);
     // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
     // structure is checked first, and the facts go into the log.

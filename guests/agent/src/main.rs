@@ -519,19 +519,33 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
         let mut xs = Xs::open()?;
         let node = format!("/local/domain/{id}/control/shutdown");
         xs.write(&node, "suspend")?;
+        // Pages dirtied meanwhile wait in `pending` until there are enough to be worth a send:
+        // at the suspend the connection should be idle, the last round short.
         let asked = std::time::Instant::now();
+        let mut pending = vec![0u8; bitmap.len()];
+        let mut npending = 0u64;
         while ctl::status(id)?.state != 13 {
             if asked.elapsed() > std::time::Duration::from_secs(10) {
                 let _ = xs.write(&node, "");
                 return Err(format!("{name} did not suspend within 10 s (does its runtime support suspend?)"));
             }
             if log_dirty(id, 2, &mut bitmap)? > 0 {
-                sent += send_dirty(&mut w, id, &bitmap, pages)?;
+                for (p, b) in pending.iter_mut().zip(&bitmap) {
+                    *p |= b;
+                }
+                npending = pending.iter().map(|b| u64::from(b.count_ones())).sum();
+            }
+            if npending > MIGRATE_FEW / 2 {
+                sent += send_dirty(&mut w, id, &pending, pages)?;
                 w.flush().map_err(|e| e.to_string())?;
+                pending.iter_mut().for_each(|b| *b = 0);
+                npending = 0;
             } else {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
+        // What is still pending goes with the last round.
+        bitmap.copy_from_slice(&pending);
         Ok((sent, rounds))
     })();
     let (mut sent, rounds) = match copied {
@@ -548,7 +562,12 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
     let mut sent_at = seen;
     let mut last_pages = 0;
     let last = (|| -> Result<u64, String> {
-        last_pages = log_dirty(id, 2, &mut bitmap)?;
+        let mut more = vec![0u8; bitmap.len()];
+        log_dirty(id, 2, &mut more)?;
+        for (b, m) in bitmap.iter_mut().zip(&more) {
+            *b |= m;
+        }
+        last_pages = bitmap.iter().map(|b| u64::from(b.count_ones())).sum();
         let n = send_dirty(&mut w, id, &bitmap, pages)?;
         let mut head = vec![0xffu8; hyp_core::savestream::HEADER_SIZE];
         ctl::xfer(xen_abi::domctl::FERRUM_SAVE_READ, id, 0, &mut head)?;
