@@ -28,7 +28,8 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
         Some("hypercall") => bench_hypercall(&args[1..]),
         Some("unikernel") => bench_unikernel(&args[1..]),
         Some("pv") => bench_pv(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N]"
+        Some("migrate") => bench_migrate(&args[1..]),
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
             .into()),
     }
 }
@@ -525,4 +526,161 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         return Err(format!("bench pv: no figure for {} (log: {})", missing.join(", "), logf.display()));
     }
     Ok(0)
+}
+
+/// `bench migrate`'s target: the guest-visible downtime of a 16 MiB unikernel, in ms.
+pub const MIGRATE_DOWNTIME_TARGET_MS: f64 = 50.0;
+/// And the pages sent over the guest's RAM.
+pub const MIGRATE_PAGES_TARGET: f64 = 1.5;
+
+/// `cargo xtask bench migrate`: two boards joined by their Ethernet link (as the `migrate`
+/// scenario), `web` moved back and forth: A → B with web idle, then B → A while the host
+/// fetches its page in a loop, `--cycles` times. For each move: pre-copy rounds, pages sent
+/// (and over its RAM), the whole time, the guest-visible downtime (web's own counter from its
+/// suspend hypercall on one board to its first instruction on the other), when it served
+/// again, the source's view (suspend to the confirmation) and, under load, the longest any
+/// request waited. Fails when the median downtime or pages ratio of either kind is over its
+/// target.
+fn bench_migrate(args: &[String]) -> Result<u8, String> {
+    check_args(args, &["--gic", "--cycles", "--max-downtime-ms"], &[])?;
+    let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
+    let cycles: usize = opt(args, "--cycles")?.map_or(Ok(3), |v| {
+        v.parse().ok().filter(|n| (1..=10).contains(n)).ok_or(format!("--cycles: '{v}' (1 to 10)"))
+    })?;
+    let max_down: f64 = opt(args, "--max-downtime-ms")?.map_or(Ok(MIGRATE_DOWNTIME_TARGET_MS), |v| {
+        v.parse().ok().filter(|n: &f64| *n > 0.0).ok_or(format!("--max-downtime-ms: '{v}'"))
+    })?;
+    setup::ensure_host_tools()?;
+    setup::preflight()?;
+    let text = migrate_script(cycles);
+    println!(
+        "bench migrate: GICv{gic}, two boards, web (16 MiB) moved {} times (idle A -> B, loaded B -> A); running...",
+        2 * cycles
+    );
+    let (verdict, log_a, log_b) = crate::test::run_scenario_text("bench-migrate", &text, gic)?;
+    if let Err(e) = &verdict {
+        println!("bench migrate: the run did not go as scripted: {}", e.lines().next().unwrap_or(""));
+    }
+    // Move k: from A when k is even (idle), from B when odd (loaded); the receiver's log has
+    // web's own lines.
+    let sent = |log: &str| -> Vec<String> {
+        log.lines().filter(|l| l.contains("hypctl: web migrated to")).map(String::from).collect()
+    };
+    let resumed = |log: &str| -> Vec<(f64, f64)> {
+        let g: Vec<f64> =
+            log.lines().filter_map(|l| num_before(l.split("web: resumed ").nth(1)?, " ms after its suspend")).collect();
+        let s: Vec<f64> = log
+            .lines()
+            .filter(|l| l.contains("web: serving again after resume"))
+            .filter_map(|l| num_before(l.split("; ").last()?, " ms after its suspend"))
+            .collect();
+        g.into_iter().zip(s).collect()
+    };
+    let loops: Vec<f64> =
+        log_b.lines().filter_map(|l| num_before(l.split("the longest waited ").nth(1)?, " ms")).collect();
+    let (sa, sb, ra, rb) = (sent(&log_a), sent(&log_b), resumed(&log_a), resumed(&log_b));
+    println!(
+        "{:<4} {:<7} {:<7} {:>6} {:>12} {:>8} {:>9} {:>13} {:>14} {:>13} {:>13}",
+        "move",
+        "from",
+        "load",
+        "rounds",
+        "pages sent",
+        "x RAM",
+        "total ms",
+        "guest down ms",
+        "serving ms",
+        "source ms",
+        "loop wait ms"
+    );
+    let mut by_kind: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for k in 0..2 * cycles {
+        let loaded = k % 2 == 1;
+        let line = if loaded { sb.get(k / 2) } else { sa.get(k / 2) };
+        // web's first resume on B is move 0, on A move 1 (the boot does not resume).
+        let guest = if loaded { ra.get(k / 2) } else { rb.get(k / 2) };
+        let (Some(line), Some(&(down, serving))) = (line, guest) else {
+            println!("{k:<4} (no figures: see build/logs/bench-migrate*-gicv{gic}.log)");
+            continue;
+        };
+        let rounds = num_before(line.split(": ").nth(2).unwrap_or(""), " pre-copy").unwrap_or(0.0);
+        let pages = num_before(line.split("round(s), ").nth(1).unwrap_or(""), " pages sent").unwrap_or(0.0);
+        let ram = num_before(line.split("pages sent for ").nth(1).unwrap_or(""), " pages of RAM").unwrap_or(1.0);
+        let total = num_before(line.split("pages of RAM, ").nth(1).unwrap_or(""), " ms in all").unwrap_or(0.0);
+        let source = num_before(line.split("ms in all; ").nth(1).unwrap_or(""), " ms from its suspend").unwrap_or(0.0);
+        let wait = if loaded { loops.get(k / 2).map_or("-".into(), |w| format!("{w:.0}")) } else { "-".into() };
+        println!(
+            "{k:<4} {:<7} {:<7} {rounds:>6.0} {pages:>12.0} {:>8.2} {total:>9.0} {down:>13.1} {serving:>14.0} {source:>13.1} {wait:>13}",
+            if loaded { "B" } else { "A" },
+            if loaded { "loaded" } else { "idle" },
+            pages / ram.max(1.0)
+        );
+        by_kind[usize::from(loaded)].push((down, pages / ram.max(1.0)));
+    }
+    let mut fail = verdict.is_err();
+    for (i, kind) in ["idle", "loaded"].iter().enumerate() {
+        let mut d: Vec<f64> = by_kind[i].iter().map(|x| x.0).collect();
+        let mut p: Vec<f64> = by_kind[i].iter().map(|x| x.1).collect();
+        if d.is_empty() {
+            println!("{kind}: no move measured");
+            fail = true;
+            continue;
+        }
+        let (md, mp) = (median(&mut d), median(&mut p));
+        let ok = md <= max_down && mp <= MIGRATE_PAGES_TARGET;
+        fail |= !ok;
+        println!(
+            "{kind}: median guest-visible downtime {md:.1} ms over {} moves ({:.1} to {:.1}; target <= {max_down:.0}), pages sent {mp:.2} x RAM (target <= {MIGRATE_PAGES_TARGET}){}",
+            d.len(),
+            d[0],
+            d[d.len() - 1],
+            if ok { "" } else { "  <- over target" }
+        );
+    }
+    println!(
+        "(times from the control domains' clocks and web's own counter; logs: build/logs/bench-migrate*-gicv{gic}.log)"
+    );
+    Ok(u8::from(fail))
+}
+
+/// The number just before `suffix` in `text` (`"12.5 ms"` → 12.5).
+fn num_before(text: &str, suffix: &str) -> Option<f64> {
+    let head = &text[..text.find(suffix)?];
+    head.rsplit(|c: char| !(c.is_ascii_digit() || c == '.')).next()?.parse().ok()
+}
+
+/// The two boards' script for `bench migrate`: each cycle moves web from A to B (idle) and
+/// back (while the host fetches in a loop from board B).
+fn migrate_script(cycles: usize) -> String {
+    let q = |s: &str| format!("{s:?}");
+    let mut a = vec![("FERRUM-READY control domain up".to_string(), "@http-get /".to_string())];
+    let mut b = vec![("FERRUM-READY control domain up".to_string(), "hypctl receive --port 7000\n".to_string())];
+    let mut marker_a = "host: body:".to_string();
+    for c in 0..cycles {
+        let last = c + 1 == cycles;
+        a.push((marker_a.clone(), "@wait 2".into()));
+        a.push((marker_a.clone(), "hypctl migrate web {peer}\n".into()));
+        a.push(("hypctl: web migrated to".into(), "hypctl receive --port 7000\n".into()));
+        marker_a = "hypctl: web received from".into();
+        b.push(("hypctl: web received from".into(), "@wait 3".into()));
+        b.push(("hypctl: web received from".into(), "@http-loop /".into()));
+        b.push(("host: loop started".into(), "@wait 2".into()));
+        b.push(("host: loop started".into(), "hypctl migrate web {peer}\n".into()));
+        b.push(("hypctl: web migrated to".into(), "@wait 3".into()));
+        b.push(("hypctl: web migrated to".into(), "@http-loop-end".into()));
+        b.push(("host: loop: ".into(), if last { "poweroff\n".into() } else { "hypctl receive --port 7000\n".into() }));
+    }
+    a.push((marker_a.clone(), "@wait 2".into()));
+    a.push((marker_a, "hypctl list; poweroff\n".into()));
+    let list =
+        |v: &[(String, String)]| v.iter().map(|(m, t)| format!("    [{}, {}],\n", q(m), q(t))).collect::<String>();
+    let timeout = 240 + 120 * cycles;
+    format!(
+        "description = \"bench migrate: board A\"\ndeployment = \"tests/deployments/migrate-a.toml\"\ngic = [3]\n\
+         timeout = {timeout}\nending = \"clean\"\nhttp = true\ninput = [\n{}]\nexpect = [\"(hyp) domain 'control' ended: powered off\"]\n\n\
+         [board_b]\ndescription = \"bench migrate: board B\"\ndeployment = \"tests/deployments/migrate-b.toml\"\ngic = [3]\n\
+         timeout = {timeout}\nending = \"clean\"\nhttp = true\ninput = [\n{}]\nexpect = [\"(hyp) domain 'control' ended: powered off\"]\n",
+        list(&a),
+        list(&b)
+    )
 }

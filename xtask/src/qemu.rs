@@ -66,15 +66,17 @@ pub struct RunOpts {
 
 /// An Ethernet link between two boards on this host: a third virtio-net NIC (virtio-mmio
 /// transport `0x0a003a00`, which a deployment passes to the control domain) whose frames go
-/// as UDP datagrams between two loopback ports. The control domain's init renames it `link0`
-/// (it knows it by its MAC, `52:54:00:77:00:<board>`) and gives it `addr` (from `link.txt`
-/// on the boot partition). No host network stack is in the way.
+/// over a TCP connection between the two QEMUs on a loopback port (QEMU's `stream` netdev:
+/// one board listens, the other connects; a stream loses no frame when a guest is slow to
+/// take them, where datagrams were dropped and TCP inside waited for its retransmission
+/// timer). The control domain's init renames it `link0` (it knows it by its MAC,
+/// `52:54:00:77:00:<board>`) and gives it `addr` (from `link.txt` on the boot partition).
 #[derive(Clone, Debug)]
 pub struct Link {
-    /// This board's UDP port.
-    pub local: u16,
-    /// The other board's.
-    pub remote: u16,
+    /// The loopback port of the connection.
+    pub port: u16,
+    /// This board listens (the other connects, retrying every 100 ms).
+    pub server: bool,
     /// 1 or 2: the last byte of the NIC's MAC.
     pub board: u8,
     /// The control domain's address on the link, with its prefix (`192.168.77.1/24`).
@@ -127,10 +129,14 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
     if let Some(l) = &o.link {
-        let netdev = format!(
-            "dgram,id=link0,local.type=inet,local.host=127.0.0.1,local.port={},remote.type=inet,remote.host=127.0.0.1,remote.port={}",
-            l.local, l.remote
-        );
+        let netdev = if l.server {
+            format!("stream,id=link0,server=on,addr.type=inet,addr.host=127.0.0.1,addr.port={}", l.port)
+        } else {
+            format!(
+                "stream,id=link0,server=off,addr.type=inet,addr.host=127.0.0.1,addr.port={},reconnect-ms=100",
+                l.port
+            )
+        };
         c.args(["-netdev", &netdev])
             .args(["-device", &format!("virtio-net-device,netdev=link0,mac=52:54:00:77:00:{:02x}", l.board)]);
     }

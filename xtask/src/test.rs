@@ -70,7 +70,8 @@ struct Scenario {
     /// with another name, so another disk), input and expectations. The two control domains
     /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
     /// deployments pass `/virtio_mmio@a003a00` to their control domain); `{peer}` in this
-    /// board's input becomes `192.168.77.2:7000`.
+    /// board's input becomes `192.168.77.2:7000`, in board B's `192.168.77.1:7000`; each
+    /// board's `@http-loop` tries its own web, then the other board's.
     #[serde(default)]
     board_b: Option<Box<Scenario>>,
     /// A domain's heartbeat lines that must be unbroken (see [`check_heartbeat`]).
@@ -123,12 +124,6 @@ pub fn check_heartbeat(h: &Heartbeat, log: &str) -> Result<(u64, u64), String> {
 /// A TCP port on 127.0.0.1 that is free right now.
 /// The two boards' link network (board A is `.1`, board B `.2`).
 const LINK_NET: &str = "192.168.77";
-
-/// A free UDP port on 127.0.0.1.
-fn free_udp_port() -> Result<u16, String> {
-    let s = std::net::UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("no free host UDP port: {e}"))?;
-    s.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
 
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free host port: {e}"))?;
@@ -401,6 +396,17 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
     Ok(if t.failed.is_empty() { 0 } else { 1 })
 }
 
+/// Runs a scenario given as TOML text (a benchmark's script) on GIC `gic`, named `name`;
+/// returns its verdict and the serial logs of board A and board B (empty without one), which
+/// stay in `build/logs/<name>[-b]-gicv<gic>.log`.
+pub fn run_scenario_text(name: &str, text: &str, gic: u8) -> Result<(Result<(), String>, String, String), String> {
+    let s: Scenario = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+    let verdict = run_scenario(name, &s, gic, &root().join(&s.deployment));
+    let dir = root().join("build/logs");
+    let read = |n: String| std::fs::read_to_string(dir.join(format!("{n}-gicv{gic}.log"))).unwrap_or_default();
+    Ok((verdict, read(name.to_string()), read(format!("{name}-b"))))
+}
+
 /// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
 /// variant such as the soak's reseeded copy) and judges what the guests printed.
 /// A scenario's board ready to boot: its command, options, console script and stop rule.
@@ -420,14 +426,14 @@ fn launch<'a>(
     deployment: &Path,
     link: Option<qemu::Link>,
     peer: Option<&str>,
-    other_http: Option<u16>,
+    (http_port, other_http): (Option<u16>, Option<u16>),
 ) -> Result<Launch<'a>, String> {
     let o = RunOpts {
         gic,
         deployment: deployment.to_path_buf(),
         timeout: Some(s.timeout),
         unchecked: s.unchecked,
-        http_port: if s.http { Some(free_port()?) } else { None },
+        http_port,
         fresh_data: !s.keep_data,
         keep_disk: s.keep_disk,
         forwards: Vec::new(),
@@ -489,24 +495,25 @@ fn launch<'a>(
 fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<(), String> {
     let mut other = None;
     let mut peer = None;
-    let mut other_http = None;
     let mut link_a = None;
+    let http_a = if s.http { Some(free_port()?) } else { None };
+    let http_b = if s.board_b.as_ref().is_some_and(|b| b.http) { Some(free_port()?) } else { None };
     if let Some(b) = &s.board_b {
-        // The boards' control domains talk over their own Ethernet link (UDP on loopback).
-        let (pa, pb) = (free_udp_port()?, free_udp_port()?);
-        let link =
-            |local, remote, board: u8| qemu::Link { local, remote, board, addr: format!("{LINK_NET}.{board}/24") };
-        link_a = Some(link(pa, pb, 1));
+        // The boards' control domains talk over their own Ethernet link (board B, started
+        // first, listens on a loopback port; A connects).
+        let port = free_port()?;
+        let link = |board: u8| qemu::Link { port, server: board == 2, board, addr: format!("{LINK_NET}.{board}/24") };
+        link_a = Some(link(1));
         let bdep = root().join(&b.deployment);
-        let l = launch(name, b, gic, &bdep, Some(link(pb, pa, 2)), None, None)?;
-        other_http = l.o.http_port;
+        let peer_a = format!("{LINK_NET}.1:7000");
+        let l = launch(name, b, gic, &bdep, Some(link(2)), Some(&peer_a), (http_b, http_a))?;
         let bname = format!("{name}-b");
         other = Some(std::thread::spawn(move || {
             qemu::run_batch(l.cmd, l.o.timeout, false, &l.input, None).map(|r| (bname, r))
         }));
         peer = Some(format!("{LINK_NET}.2:7000"));
     }
-    let l = launch(name, s, gic, deployment, link_a, peer.as_deref(), other_http)?;
+    let l = launch(name, s, gic, deployment, link_a, peer.as_deref(), (http_a, http_b))?;
     let (cmd, o, input, stop) = (l.cmd, l.o, l.input, l.stop);
     // A Pi 4 scenario boots the SD card image `cargo xtask image` writes: its
     // structure is checked first, and the facts go into the log.

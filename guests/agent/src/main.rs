@@ -371,6 +371,7 @@ const MIGRATE_FEW: u64 = 64;
 ///   refused);
 /// - `P` offset (u64), length (u32) and that many bytes of RAM (whole pages, at most 1 MiB),
 ///   written into the slot as they arrive;
+/// - `Q` a sync: the receiver answers `Q` once everything before it is in the slot;
 /// - `H` the final 4 KiB header and the suspend's time on the receiver's clock (u64 ns);
 /// - `E` the end: the receiver resumes the domain, its counter moved on by the time since
 ///   its suspend, and answers `OK` or `ERR <why>`.
@@ -393,9 +394,22 @@ fn ms(ns: u64) -> String {
 
 /// Sends the RAM pages whose bits are set in `bitmap` (runs of them read at once).
 fn send_dirty(w: &mut impl std::io::Write, id: u16, bitmap: &[u8], pages: u64) -> Result<u64, String> {
+    thread_local! {
+        // One buffer for every round (the last one runs while the domain is stopped).
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0xffu8; 256 * 4096]);
+    }
+    BUF.with(|b| send_dirty_with(w, id, bitmap, pages, &mut b.borrow_mut()))
+}
+
+fn send_dirty_with(
+    w: &mut impl std::io::Write,
+    id: u16,
+    bitmap: &[u8],
+    pages: u64,
+    buf: &mut [u8],
+) -> Result<u64, String> {
     use hyp_core::savestream::HEADER_SIZE;
     let set = |i: u64| bitmap.get((i / 8) as usize).is_some_and(|b| b & (1 << (i % 8)) != 0);
-    let mut buf = vec![0xffu8; 256 * 4096];
     let (mut i, mut sent) = (0u64, 0u64);
     while i < pages {
         if !set(i) {
@@ -513,9 +527,16 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
                 break;
             }
         }
-        w.flush().map_err(|e| e.to_string())?;
-        // Ask for the suspend, and keep copying what it dirties while it winds down (it
-        // answers within its control poll), so the last round after it is small.
+        // Everything sent so far is in the slot over there before the suspend is asked: the
+        // connection is idle when the last round starts.
+        send_record(&mut w, b'Q', &[], &[]).and_then(|()| w.flush()).map_err(|e| e.to_string())?;
+        let mut q = [0u8; 1];
+        rd.read_exact(&mut q).map_err(|e| format!("{to}: {e}"))?;
+        if q[0] != b'Q' {
+            return Err(format!("{to} answered {:#x} to a sync", q[0]));
+        }
+        // Ask for the suspend; what it dirties while it winds down (it answers within its
+        // control poll) goes with the last round, unless that grows large.
         let mut xs = Xs::open()?;
         let node = format!("/local/domain/{id}/control/shutdown");
         xs.write(&node, "suspend")?;
@@ -535,7 +556,7 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
                 }
                 npending = pending.iter().map(|b| u64::from(b.count_ones())).sum();
             }
-            if npending > MIGRATE_FEW / 2 {
+            if npending > MIGRATE_FEW {
                 sent += send_dirty(&mut w, id, &pending, pages)?;
                 w.flush().map_err(|e| e.to_string())?;
                 pending.iter_mut().for_each(|b| *b = 0);
@@ -667,6 +688,7 @@ fn receive(port: u16) -> Result<(), String> {
                         .map_err(|e| format!("pages at {off} (+{len}): {e}"))?;
                     bytes += len as u64;
                 }
+                b'Q' => sock.write_all(b"Q").map_err(|e| e.to_string())?,
                 b'H' => {
                     head = vec![0u8; HEADER_SIZE];
                     r.read_exact(&mut head).map_err(|e| e.to_string())?;

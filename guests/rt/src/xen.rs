@@ -336,6 +336,8 @@ pub struct Xen {
     control_next: u64,
     /// Ticks of our counter between the last suspend and its resume.
     suspended_ticks: u64,
+    /// A watch on `control/shutdown` is registered.
+    control_watched: bool,
     /// `/hypervisor`'s regions and the end of RAM, for [`Xen::suspend`]'s set-up again.
     regs: Vec<(u64, u64)>,
     ram_end: u64,
@@ -375,6 +377,7 @@ pub fn init(regs: &[(u64, u64)], ram_end: u64) -> Result<Xen, SetupError> {
         map_slots: Vec::new(),
         control_next: 0,
         suspended_ticks: 0,
+        control_watched: false,
         regs: regs.to_vec(),
         ram_end,
     })
@@ -454,6 +457,7 @@ impl Xen {
         (self.grants, self.map_base, self.store) = (grants, map_base, store);
         self.map_slots.clear();
         self.control_next = 0;
+        self.control_watched = false; // the new xenstore connection has no watch
         Ok(true)
     }
 
@@ -465,15 +469,21 @@ impl Xen {
 
     /// What the control domain asks of us through `control/shutdown` (Xen's protocol, as
     /// Linux's `manage.c` honours it): `poweroff`/`halt` or `reboot`, acknowledged by writing
-    /// the node empty. Asks xenstore at most every 100 ms, so an application loop may call it
-    /// on every turn; `None` without xenstore or when nothing is asked.
+    /// the node empty. A xenstore watch on the node tells when it changes (checking for its
+    /// event reads shared memory only), with a read every second besides, so an application
+    /// loop may call it on every turn; `None` without xenstore or when nothing is asked.
     pub fn control_request(&mut self) -> Option<ShutdownReason> {
+        const TOKEN: &str = "ferrum-rt-control";
+        let st = self.store.as_mut()?;
+        if !self.control_watched {
+            self.control_watched = st.watch("control/shutdown", TOKEN).is_ok();
+        }
+        let fired = self.control_watched && st.take_watch(TOKEN).unwrap_or(false);
         let now = arch::counter();
-        if now < self.control_next {
+        if !fired && now < self.control_next {
             return None;
         }
-        self.control_next = now + arch::counter_freq() / 10;
-        let st = self.store.as_mut()?;
+        self.control_next = now + arch::counter_freq();
         let r = match st.read("control/shutdown").ok()?.as_str() {
             "poweroff" | "halt" => ShutdownReason::Poweroff,
             "reboot" => ShutdownReason::Reboot,

@@ -347,6 +347,24 @@ impl<T: Transport> Xenstore<T> {
         Ok(self.events.pop_front())
     }
 
+    /// Whether a watch event with `token` arrived (reads what the server has sent without
+    /// waiting; those events are taken, others stay queued for [`Store::try_watch`]).
+    pub fn take_watch(&mut self, token: &str) -> Result<bool, XsError> {
+        self.pump()?;
+        while let Some((h, payload)) = self.dec.next_message()? {
+            if h.ty != xs::WATCH_EVENT {
+                return Err(XsError::Protocol("reply without a request"));
+            }
+            let v = split_strings(&payload)?;
+            if v.len() >= 2 {
+                self.events.push_back(WatchEvent { path: v[0].clone(), token: v[1].clone() });
+            }
+        }
+        let before = self.events.len();
+        self.events.retain(|e| e.token != token);
+        Ok(self.events.len() != before)
+    }
+
     /// Waits for the next watch event.
     pub fn next_watch(&mut self) -> Result<WatchEvent, XsError> {
         loop {
