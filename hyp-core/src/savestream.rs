@@ -12,8 +12,14 @@
 //! returns (Xen's protocol): event channels, grant entries, `shared_info`, the xenstore and
 //! console rings, the virtual GIC's configuration (ferrum-rt sets its GIC up again).
 //!
+//! A live migration sends the same header twice: first [`Header::shape`] (no vCPU state), for
+//! the receiver to check its slot before any RAM is copied, then the final one; [`PageSet`]
+//! tracks the pages a restore wrote (in any order), [`clock_offset`] compares two boards'
+//! clocks and [`Header::resumed_vcnt`] moves the guest's counter on by the time it was stopped.
+//!
 //! Invariants: [`Header::decode`] never panics and accepts only a header this version wrote;
-//! [`Header::fits`] says whether a stream can go into a slot of a given shape.
+//! [`Header::fits`] says whether a stream can go into a slot of a given shape; a [`PageSet`]
+//! is complete only once every page was marked.
 
 use xen_abi::{rd32, rd64, wr32, wr64};
 

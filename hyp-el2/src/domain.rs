@@ -6,8 +6,9 @@
 //!
 //! Invariants: a pCPU only ever runs the one vCPU the plan pins to it; a domain goes Running ->
 //! Ended, and back to Running only through `start`/`restore_commit`/its policy, once every one
-//! of its pCPUs is parked (runs none of its code); all guest-controlled values are decoded by
-//! `hyp_core` before use.
+//! of its pCPUs is parked (runs none of its code); a restore resumes a domain only once every
+//! page of its RAM was written and with a final header of the shape it began with; all
+//! guest-controlled values are decoded by `hyp_core` before use.
 
 use crate::arch::{self, read_sysreg, write_sysreg};
 use crate::console::{domain_line, hprintln};
