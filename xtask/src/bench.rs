@@ -67,6 +67,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         keep_disk: false,
         forwards: Vec::new(),
         link: None,
+        sign: None,
         platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
@@ -261,6 +262,7 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
             keep_disk: false,
             forwards: Vec::new(),
             link: None,
+            sign: None,
             platform: None,
         };
         let mut cmd = qemu::prepare(&o)?;
@@ -364,6 +366,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 keep_disk: false,
                 forwards: Vec::new(),
                 link: None,
+                sign: None,
                 platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
@@ -454,6 +457,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         keep_disk: false,
         forwards: Vec::new(),
         link: None,
+        sign: None,
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;

@@ -177,6 +177,11 @@ pub fn script_image(script: &str) -> Vec<u8> {
 
 /// U-Boot environment for QEMU's flash bank 1: no autoboot delay, boot our script directly.
 pub fn uboot_env_qemu(script_addr: u64) -> Vec<u8> {
+    uboot_env_with(&format!("bootcmd=virtio scan; load virtio 0:1 0x{script_addr:x} boot.scr && source 0x{script_addr:x}; echo ferrum-boot: ERROR: no boot script; poweroff"))
+}
+
+/// U-Boot environment for QEMU's flash bank 1 with `bootcmd` (`bootcmd=…`).
+pub fn uboot_env_with(bootcmd: &str) -> Vec<u8> {
     const ENV_SIZE: usize = 0x40000;
     const FLASH_SIZE: usize = 64 << 20;
     let vars = [
@@ -184,7 +189,7 @@ pub fn uboot_env_qemu(script_addr: u64) -> Vec<u8> {
         "devtype=virtio".into(),
         "devnum=0".into(),
         "distro_bootpart=1".into(),
-        format!("bootcmd=virtio scan; load virtio 0:1 0x{script_addr:x} boot.scr && source 0x{script_addr:x}; echo ferrum-boot: ERROR: no boot script; poweroff"),
+        bootcmd.to_string(),
     ];
     let mut data = Vec::new();
     for v in vars {

@@ -18,6 +18,7 @@ mod linux;
 mod qemu;
 mod rpi4;
 mod setup;
+mod sign;
 mod test;
 mod xen;
 
@@ -43,7 +44,14 @@ commands:
       --no-qemu            skip the QEMU scenarios
   check FILE...      validate deployment files and print their partition plan
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE);
-                     --platform rpi4: the Raspberry Pi 4 SD card image (checked after writing)
+                     --platform rpi4: the Raspberry Pi 4 SD card image (checked after writing);
+                     --sign KEY [--gic 2|3]: a verified-boot disk for QEMU virt: one FIT image
+                     (hypervisor, plan, domain images) whose configuration KEY.key signs, and
+                     U-Boot's device tree with KEY.crt's public key, required
+  keygen [--dir DIR] [--name NAME]
+                     make a development signing key (default build/keys/ferrum-dev.key, .crt)
+  bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]
+                     live migration between two boards: rounds, pages, downtime (web, 16 MiB)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--max-ratio R]
                      time Linux to its ready line natively and as the control domain
   bench hypercall [--gic 2|3]
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
         "soak" => test::cmd_soak(rest),
         "check" => cmd_check(rest),
         "image" => cmd_image(rest),
+        "keygen" => sign::cmd_keygen(rest),
         "build" => build_all("qemu-virt").map(|_| 0),
         "setup" => setup::ensure_host_tools().map(|_| 0),
         "help" | "--help" | "-h" => {
@@ -254,6 +263,30 @@ pub fn write_disk(
     Ok(disk)
 }
 
+/// Writes the verified-boot disk of `dep` (QEMU virt with `gic`): `ferrum.itb` signed with
+/// `key` (`<key>.key`, `.crt`), `ferrum.txt` and `extra`; beside it U-Boot's control device tree
+/// with the public key and U-Boot's environment that boots the FIT. Returns the three paths.
+pub fn write_signed_disk(
+    dep: &deploy::Deployment,
+    out: Option<PathBuf>,
+    extra: &[(String, Vec<u8>)],
+    fresh_data: bool,
+    gic: u8,
+    key: &Path,
+    tamper: Option<sign::Tamper>,
+) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let signed = sign::signed_image(dep, gic, key, tamper)?;
+    let dir = root().join("build").join(dep.platform.name).join(&dep.name);
+    let note = format!("ferrum verified-boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
+    let mut files = vec![("ferrum.itb".to_string(), signed.fit), ("ferrum.txt".to_string(), note.into_bytes())];
+    files.extend(extra.iter().cloned());
+    let disk = out.unwrap_or_else(|| dir.join("disk.img"));
+    image::disk_image_with(&disk, &files, fresh_data, &image::VIRTIO_DISK)?;
+    let env = disk.with_file_name("uboot-env.img");
+    std::fs::write(&env, sign::uboot_env_signed()).map_err(|e| e.to_string())?;
+    Ok((disk, signed.control_dtb, env))
+}
+
 /// Prints the partition plan of a deployment.
 pub fn print_plan(dep: &deploy::Deployment) {
     println!("deployment '{}' ({}), platform {}:", dep.name, dep.file.display(), dep.platform.name);
@@ -300,7 +333,30 @@ fn cmd_check(args: &[String]) -> Result<u8, String> {
 }
 
 fn cmd_image(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--deployment", "-o", "--platform"], &[])?;
+    check_args(args, &["--deployment", "-o", "--platform", "--sign", "--gic"], &[])?;
+    if let Some(key) = opt(args, "--sign")? {
+        setup::ensure_host_tools()?;
+        let gic: u8 = opt(args, "--gic")?.map_or(Ok(2), |v| match v.as_str() {
+            "2" | "3" => Ok(v.parse().unwrap_or(2)),
+            _ => Err(format!("--gic: '{v}' (2 or 3)")),
+        })?;
+        let file = opt(args, "--deployment")?.map_or_else(|| default_deployment(None), |f| Ok(PathBuf::from(f)))?;
+        let dep = load_deployment(&file, false)?;
+        if dep.platform.name != "qemu-virt" {
+            return Err(format!(
+                "--sign: {} is for {}; signed images are built for qemu-virt so far",
+                file.display(),
+                dep.platform.name
+            ));
+        }
+        print_plan(&dep);
+        let (disk, control, env) =
+            write_signed_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[], false, gic, Path::new(&key), None)?;
+        println!("signed disk image: {}", disk.display());
+        println!("U-Boot's device tree with the public key (QEMU: -dtb): {}", control.display());
+        println!("U-Boot's environment (QEMU: pflash unit 1): {}", env.display());
+        return Ok(0);
+    }
     setup::ensure_targets()?;
     let platform = opt(args, "--platform")?;
     let file = match (opt(args, "--deployment")?, &platform) {

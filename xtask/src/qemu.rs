@@ -62,6 +62,9 @@ pub struct RunOpts {
     pub platform: Option<String>,
     /// A second NIC wired to another board's (a migration test): see [`Link`].
     pub link: Option<Link>,
+    /// Verified boot: a signed FIT with this key (`<key>.key`, `.crt`), altered as said
+    /// (tests); see `sign`.
+    pub sign: Option<(PathBuf, Option<crate::sign::Tamper>)>,
 }
 
 /// An Ethernet link between two boards on this host: a third virtio-net NIC (virtio-mmio
@@ -102,6 +105,16 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
                 dep.platform.name
             ));
         }
+    }
+    if let Some((key, tamper)) = &o.sign {
+        if dep.platform.name != "qemu-virt" {
+            return Err(format!("verified boot is built for qemu-virt so far, not {}", dep.platform.name));
+        }
+        let (disk, control, env) =
+            crate::write_signed_disk(&dep, None, &o.extra_files, o.fresh_data, o.gic, key, *tamper)?;
+        let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+        c.arg("-dtb").arg(control);
+        return Ok(c);
     }
     let kept = crate::root().join("build").join(dep.platform.name).join(&dep.name).join("disk.img");
     let disk = if o.keep_disk && kept.is_file() {
@@ -542,6 +555,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         keep_disk: false,
         forwards: Vec::new(),
         link: None,
+        sign: None,
         platform,
     })
 }

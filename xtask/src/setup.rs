@@ -36,7 +36,27 @@ pub const PREREQS: &[Prereq] = &[
     Prereq { what: "U-Boot for QEMU virt (u-boot.bin)", package: "u-boot-qemu", backports: false, present: uboot_ok },
     Prereq { what: "QEMU option ROM efi-virtio.rom", package: "ipxe-qemu", backports: false, present: roms_ok },
     Prereq { what: "C++ compiler (libFuzzer for the fuzz targets)", package: "g++", backports: false, present: cxx_ok },
+    Prereq { what: "mkimage (signed FIT images)", package: "u-boot-tools", backports: false, present: mkimage_ok },
+    Prereq {
+        what: "dtc (device trees for signed images)",
+        package: "device-tree-compiler",
+        backports: false,
+        present: dtc_ok,
+    },
+    Prereq { what: "openssl (signing keys)", package: "openssl", backports: false, present: openssl_ok },
 ];
+
+fn mkimage_ok() -> bool {
+    have("mkimage")
+}
+
+fn dtc_ok() -> bool {
+    have("dtc")
+}
+
+fn openssl_ok() -> bool {
+    have("openssl")
+}
 
 fn qemu_ok() -> bool {
     qemu_major().is_some_and(|v| v >= 9)

@@ -22,7 +22,9 @@ struct Scenario {
     /// Seconds before QEMU is stopped.
     timeout: u64,
     /// "clean" or "error": how the board must end; "stopped": the run is stopped once the last
-    /// `expect` line has appeared (for hypervisors that never power off, such as Xen dom0less).
+    /// `expect` line has appeared (for hypervisors that never power off, such as Xen dom0less);
+    /// "unbooted": the board powers off without the hypervisor's status line (U-Boot refused
+    /// the deployment).
     ending: String,
     /// "ferrum" (default) or "xen-4.17": boot the deployment's unikernels as dom0less domUs of
     /// Debian's Xen 4.17 instead (ABI fidelity).
@@ -66,6 +68,14 @@ struct Scenario {
     /// checks what an earlier one persisted, e.g. `hypctl update --persist`).
     #[serde(default)]
     keep_disk: bool,
+    /// Verified boot: the deployment as one signed FIT (the development key of
+    /// `cargo xtask keygen`, made when missing), U-Boot's device tree requiring the key.
+    #[serde(default)]
+    signed: bool,
+    /// With `signed`: alter the image before the boot ("hypervisor", "plan", "image": one byte
+    /// of it; "unsigned": no signature), which U-Boot must refuse.
+    #[serde(default)]
+    tamper: Option<String>,
     /// A second board booted at the same time (a migration test): its own deployment (a file
     /// with another name, so another disk), input and expectations. The two control domains
     /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
@@ -188,7 +198,9 @@ fn judge(s: &Scenario, ending: Ending, log: &str) -> Result<(), String> {
         "clean" => Ending::Clean,
         "error" => Ending::Error,
         "stopped" | "killed" => Ending::Stopped,
-        other => return Err(format!("scenario ending '{other}' is not clean, error, stopped or killed")),
+        // The board powered off before the hypervisor ran (U-Boot refused the deployment).
+        "unbooted" => Ending::NoStatus,
+        other => return Err(format!("scenario ending '{other}' is not clean, error, stopped, killed or unbooted")),
     };
     if ending != want {
         return Err(format!("the board ended {ending:?}, expected {want:?}"));
@@ -438,6 +450,14 @@ fn launch<'a>(
         keep_disk: s.keep_disk,
         forwards: Vec::new(),
         link,
+        sign: if s.signed {
+            let dir = crate::sign::default_key_dir();
+            crate::sign::keygen(&dir, crate::sign::DEFAULT_KEY)?;
+            let tamper = s.tamper.as_deref().map(crate::sign::Tamper::parse).transpose()?;
+            Some((dir.join(crate::sign::DEFAULT_KEY), tamper))
+        } else {
+            None
+        },
         platform: None,
         extra_files: if s.selftest {
             let port = start_http_server()?;
@@ -648,6 +668,8 @@ mod tests {
             keep_data: false,
             keep_disk: false,
             board_b: None,
+            signed: false,
+            tamper: None,
             heartbeat: None,
         }
     }

@@ -1,0 +1,366 @@
+//! Verified boot with the boot loader users already have: a deployment packed into one FIT
+//! image whose configuration is signed (RSA-2048, SHA-256), and U-Boot's control device tree
+//! carrying the public key, marked `required`, so U-Boot refuses an unsigned or altered
+//! deployment before anything of it runs.
+//!
+//! The FIT holds the hypervisor (the `kernel`, booted as Linux would be: x0 = the device tree),
+//! the plan (the board's device tree with the `/chosen` domain nodes the boot script writes
+//! otherwise, so the plan is signed too) and every domain image (`loadables`, each at its
+//! address in the staging window). Its one configuration signs all of them. The board's tree
+//! comes from QEMU itself (`dumpdtb`, the same machine as the boot), the key node goes into a
+//! copy of it (`mkimage -K`), which QEMU then hands U-Boot with `-dtb`. U-Boot's environment
+//! (the board's flash, not the disk) loads `ferrum.itb` and runs `bootm` on it: no script from
+//! the disk takes part.
+//!
+//! Tools: `openssl` (keys), `dtc` and `mkimage` (Debian's `device-tree-compiler`,
+//! `u-boot-tools`), installed by `cargo xtask setup`.
+//!
+//! Invariants: the plan in the FIT says what the unsigned boot script would (the same
+//! `/chosen` nodes, module sizes from the files); nothing boots from a signed disk except
+//! through U-Boot's verification.
+
+use crate::deploy::Deployment;
+use crate::{image, root};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where `cargo xtask keygen` keeps the development key.
+pub fn default_key_dir() -> PathBuf {
+    root().join("build/keys")
+}
+
+/// The development key's name (`<dir>/<name>.key`, `.crt`; U-Boot's node `key-<name>`).
+pub const DEFAULT_KEY: &str = "ferrum-dev";
+
+/// `cargo xtask keygen [--dir DIR] [--name NAME]`: a development RSA-2048 key and its
+/// self-signed certificate for `image --sign`.
+pub fn cmd_keygen(args: &[String]) -> Result<u8, String> {
+    crate::check_args(args, &["--dir", "--name"], &[])?;
+    crate::setup::ensure_host_tools()?;
+    let dir = crate::opt(args, "--dir")?.map_or_else(default_key_dir, PathBuf::from);
+    let name = crate::opt(args, "--name")?.unwrap_or_else(|| DEFAULT_KEY.to_string());
+    let (key, crt) = keygen(&dir, &name)?;
+    println!("keygen: private key {} (keep it secret: it signs deployments)", key.display());
+    println!("keygen: certificate {} (its public key goes into U-Boot's device tree)", crt.display());
+    println!("keygen: sign with: cargo xtask image --sign {}", dir.join(&name).display());
+    Ok(0)
+}
+
+/// Makes `<dir>/<name>.key` and `.crt` unless they exist; returns their paths.
+pub fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!("key name '{name}': use letters, digits, '-' and '_'"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (key, crt) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")));
+    if !key.is_file() {
+        run(Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .arg(&key))?;
+    }
+    if !crt.is_file() {
+        run(Command::new("openssl")
+            .args(["req", "-batch", "-new", "-x509", "-days", "3650", "-subj", &format!("/CN={name}"), "-key"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt))?;
+    }
+    Ok((key, crt))
+}
+
+fn run(c: &mut Command) -> Result<String, String> {
+    let o = c.output().map_err(|e| format!("{:?}: {e}", c.get_program()))?;
+    if !o.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            c.get_program(),
+            String::from_utf8_lossy(&o.stderr).lines().take(6).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// What to change in a signed image (tests: U-Boot must refuse each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// One byte of the hypervisor image.
+    Hypervisor,
+    /// One byte of the plan (the device tree with the domain nodes).
+    Plan,
+    /// One byte of the first domain's kernel image.
+    DomainImage,
+    /// No signature at all (the key is still required).
+    Unsigned,
+}
+
+impl Tamper {
+    /// From a scenario's `tamper` field.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "hypervisor" => Self::Hypervisor,
+            "plan" => Self::Plan,
+            "image" => Self::DomainImage,
+            "unsigned" => Self::Unsigned,
+            _ => return Err(format!("tamper '{s}': hypervisor, plan, image or unsigned")),
+        })
+    }
+}
+
+/// A signed deployment: the FIT and U-Boot's control device tree with the key in it.
+pub struct Signed {
+    /// `ferrum.itb`.
+    pub fit: Vec<u8>,
+    /// The board's device tree with `/signature/key-<name>` (`required = "conf"`).
+    pub control_dtb: PathBuf,
+}
+
+/// Where U-Boot's environment loads the FIT (high in RAM, above every staging address; it is
+/// only read before the hypervisor starts).
+pub const FIT_ADDR: u64 = 0xa000_0000;
+
+/// Builds the signed FIT of `dep` for QEMU's virt board with `gic` (its device tree dumped by
+/// QEMU with the same machine options as the boot), signed with `<key>.key`/`.crt`.
+pub fn signed_image(dep: &Deployment, gic: u8, key: &Path, tamper: Option<Tamper>) -> Result<Signed, String> {
+    let (dir, name) = (key.parent().unwrap_or(Path::new(".")), key.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+    if !dir.join(format!("{name}.key")).is_file() || !dir.join(format!("{name}.crt")).is_file() {
+        return Err(format!(
+            "--sign {}: no {name}.key and {name}.crt there (make a development key with: cargo xtask keygen)",
+            key.display()
+        ));
+    }
+    let work = root().join("build").join(dep.platform.name).join(&dep.name).join("signed");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let board = work.join("board.dtb");
+    let p = dep.platform;
+    run(Command::new("qemu-system-aarch64")
+        .args(["-M", &format!("virt,virtualization=on,gic-version={gic},dumpdtb={}", board.display())])
+        .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
+        .args(["-display", "none"]))?;
+    // The plan: the board's tree plus the /chosen nodes the boot script would write.
+    let board_dts = run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&board))?;
+    let plan_dts = work.join("plan.dts");
+    let sizes: Vec<u64> = dep.domains.iter().map(|d| d.kernel.size).collect();
+    let text = format!("{board_dts}\n{}", chosen_dts(&image::boot_script(dep), &sizes)?);
+    std::fs::write(&plan_dts, text).map_err(|e| e.to_string())?;
+    let plan = work.join("plan.dtb");
+    run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&plan).arg(&plan_dts))?;
+    // The FIT source.
+    let its = work.join("ferrum.its");
+    std::fs::write(&its, its_text(dep, &plan, if tamper == Some(Tamper::Unsigned) { None } else { Some(name) }))
+        .map_err(|e| e.to_string())?;
+    let control = work.join("control.dtb");
+    std::fs::copy(&board, &control).map_err(|e| e.to_string())?;
+    let fit = work.join("ferrum.itb");
+    if tamper == Some(Tamper::Unsigned) {
+        // The key still goes into U-Boot's tree (from a signed build that is then discarded).
+        let signed_its = work.join("keyonly.its");
+        std::fs::write(&signed_its, its_text(dep, &plan, Some(name))).map_err(|e| e.to_string())?;
+        run(Command::new("mkimage")
+            .arg("-f")
+            .arg(&signed_its)
+            .arg("-k")
+            .arg(dir)
+            .arg("-K")
+            .arg(&control)
+            .arg("-r")
+            .arg(work.join("keyonly.itb")))?;
+        run(Command::new("mkimage").arg("-f").arg(&its).arg(&fit))?;
+    } else {
+        run(Command::new("mkimage")
+            .arg("-f")
+            .arg(&its)
+            .arg("-k")
+            .arg(dir)
+            .arg("-K")
+            .arg(&control)
+            .arg("-r")
+            .arg(&fit))?;
+    }
+    let mut bytes = std::fs::read(&fit).map_err(|e| e.to_string())?;
+    if let Some(t) = tamper.filter(|&t| t != Tamper::Unsigned) {
+        let image = match t {
+            Tamper::Hypervisor => "hypervisor",
+            Tamper::Plan => "plan",
+            _ => "domain-0",
+        };
+        let at = data_offset(&bytes, image).ok_or(format!("no image '{image}' in the FIT"))?;
+        bytes[at + 64] ^= 0x01;
+    }
+    Ok(Signed { fit: bytes, control_dtb: control })
+}
+
+/// The offset in `fit` of the `data` of image node `/images/<name>`.
+fn data_offset(fit: &[u8], name: &str) -> Option<usize> {
+    let t = fdt::Fdt::new(fit).ok()?;
+    let node = t.find_node(&format!("/images/{name}"))?;
+    let data = node.property("data")?.value;
+    let at = data.as_ptr() as usize - fit.as_ptr() as usize;
+    (data.len() > 64).then_some(at)
+}
+
+/// The FIT source: the hypervisor, the plan, each domain's kernel (and initrd) at its address,
+/// one configuration; signed with key `key` when given.
+fn its_text(dep: &Deployment, plan: &Path, key: Option<&str>) -> String {
+    let hash = "            hash-1 { algo = \"sha256\"; };\n";
+    let addr = |a: u64| format!("<0x{:x} 0x{:x}>", a >> 32, a & 0xffff_ffff);
+    let mut s = String::from(
+        "/dts-v1/;\n\n/ {\n    description = \"ferrum deployment\";\n    #address-cells = <2>;\n\n    images {\n",
+    );
+    s.push_str(&format!(
+        "        hypervisor {{\n            description = \"ferrum hypervisor\";\n            data = /incbin/(\"{}\");\n            type = \"kernel\";\n            arch = \"arm64\";\n            os = \"linux\";\n            compression = \"none\";\n            load = {};\n            entry = {};\n{hash}        }};\n",
+        dep.hyp.path.display(),
+        addr(dep.hyp.addr),
+        addr(dep.hyp.addr)
+    ));
+    s.push_str(&format!(
+        "        plan {{\n            description = \"board device tree and the deployment's plan\";\n            data = /incbin/(\"{}\");\n            type = \"flat_dt\";\n            arch = \"arm64\";\n            compression = \"none\";\n            load = {};\n{hash}        }};\n",
+        plan.display(),
+        addr(dep.dtb_addr)
+    ));
+    let mut loadables = Vec::new();
+    for (i, d) in dep.domains.iter().enumerate() {
+        let mut mods = vec![(format!("domain-{i}"), &d.kernel, format!("{} kernel", d.name))];
+        if let Some(m) = &d.initrd {
+            mods.push((format!("domain-{i}-initrd"), m, format!("{} initrd", d.name)));
+        }
+        for (node, m, what) in mods {
+            s.push_str(&format!(
+                "        {node} {{\n            description = \"{what}\";\n            data = /incbin/(\"{}\");\n            type = \"firmware\";\n            arch = \"arm64\";\n            compression = \"none\";\n            load = {};\n{hash}        }};\n",
+                m.path.display(),
+                addr(m.addr)
+            ));
+            loadables.push(format!("\"{node}\""));
+        }
+    }
+    s.push_str("    };\n\n    configurations {\n        default = \"conf-1\";\n        conf-1 {\n");
+    s.push_str(&format!(
+        "            description = \"deployment {}\";\n            kernel = \"hypervisor\";\n            fdt = \"plan\";\n            loadables = {};\n",
+        dep.name,
+        loadables.join(", ")
+    ));
+    if let Some(k) = key {
+        s.push_str(&format!(
+            "            signature-1 {{\n                algo = \"sha256,rsa2048\";\n                key-name-hint = \"{k}\";\n                sign-images = \"kernel\", \"fdt\", \"loadables\";\n            }};\n"
+        ));
+    }
+    s.push_str("        };\n    };\n};\n");
+    s
+}
+
+/// Device-tree nodes by path: their properties (name, source value) and children, in order.
+type Nodes = BTreeMap<String, (Vec<(String, String)>, Vec<String>)>;
+
+/// The `/chosen` nodes of a boot script (its `fdt set` and `fdt mknod` lines) as device-tree
+/// source; `${ferrum_k<i>}` (a module size the script takes from the loaded file) becomes
+/// `sizes[i]`.
+pub fn chosen_dts(script: &str, sizes: &[u64]) -> Result<String, String> {
+    // Node path -> (properties in order, children in order).
+    let mut nodes: Nodes = BTreeMap::new();
+    nodes.insert("/chosen".into(), Default::default());
+    for line in script.lines() {
+        let Some(rest) = line.strip_prefix("fdt ") else { continue };
+        if let Some(a) = rest.strip_prefix("mknod ") {
+            let (parent, child) = a.split_once(' ').ok_or(format!("boot script: '{line}'"))?;
+            let path = format!("{parent}/{child}");
+            nodes.get_mut(parent).ok_or(format!("boot script: no node {parent}"))?.1.push(path.clone());
+            nodes.insert(path, Default::default());
+        } else if let Some(a) = rest.strip_prefix("set ") {
+            let (path, a) = a.split_once(' ').ok_or(format!("boot script: '{line}'"))?;
+            let (prop, value) = if let Some(q) = a.strip_prefix('"') {
+                let (p, v) = q.split_once("\" ").ok_or(format!("boot script: '{line}'"))?;
+                (p.to_string(), v)
+            } else {
+                let (p, v) = a.split_once(' ').ok_or(format!("boot script: '{line}'"))?;
+                (p.to_string(), v)
+            };
+            let mut value = value.to_string();
+            for (i, sz) in sizes.iter().enumerate() {
+                value = value.replace(&format!("0x${{ferrum_k{i}}}"), &format!("0x{sz:x}"));
+            }
+            if value.contains('$') {
+                return Err(format!("boot script: a value the plan cannot know: '{line}'"));
+            }
+            nodes.get_mut(path).ok_or(format!("boot script: no node {path}"))?.0.push((prop, dts_value(&value)));
+        }
+    }
+    fn emit(nodes: &Nodes, path: &str, depth: usize, out: &mut String) {
+        let pad = "    ".repeat(depth);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        out.push_str(&format!("{pad}{name} {{\n"));
+        if let Some((props, children)) = nodes.get(path) {
+            for (p, v) in props {
+                out.push_str(&format!("{pad}    {p} = {v};\n"));
+            }
+            for c in children {
+                emit(nodes, c, depth + 1, out);
+            }
+        }
+        out.push_str(&format!("{pad}}};\n"));
+    }
+    let mut out = String::from("/ {\n");
+    emit(&nodes, "/chosen", 1, &mut out);
+    out.push_str("};\n");
+    Ok(out)
+}
+
+/// A U-Boot `fdt set` value as device-tree source: a list of strings gets commas.
+fn dts_value(v: &str) -> String {
+    if !v.starts_with('"') {
+        return v.to_string();
+    }
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    let (mut inside, mut esc) = (false, false);
+    for c in v.chars() {
+        if inside {
+            if esc {
+                cur.push(c);
+                esc = false;
+            } else if c == '\\' {
+                cur.push(c);
+                esc = true;
+            } else if c == '"' {
+                items.push(format!("\"{cur}\""));
+                cur.clear();
+                inside = false;
+            } else {
+                cur.push(c);
+            }
+        } else if c == '"' {
+            inside = true;
+        }
+    }
+    items.join(", ")
+}
+
+/// U-Boot's environment for a signed deployment on QEMU's virt board: load `ferrum.itb` and
+/// `bootm` it (U-Boot checks the configuration's signature and every image's hash first).
+pub fn uboot_env_signed() -> Vec<u8> {
+    image::uboot_env_with(&format!(
+        "bootcmd=virtio scan; echo ferrum-boot: verified boot of ferrum.itb; load virtio 0:1 0x{FIT_ADDR:x} ferrum.itb && bootm 0x{FIT_ADDR:x}#conf-1; echo ferrum-boot: ERROR: the signed deployment did not boot; poweroff"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chosen_nodes_become_source() {
+        let script = "fdt set /chosen ferrum,deployment \"d\"\nfdt mknod /chosen domain@0\n\
+            fdt set /chosen/domain@0 \"#size-cells\" <0x2>\nfdt set /chosen/domain@0 ferrum,passthrough \"/a@1\" \"/b@2\"\n\
+            fdt mknod /chosen/domain@0 module@41000000\n\
+            fdt set /chosen/domain@0/module@41000000 reg <0x0 0x41000000 0x0 0x${ferrum_k0}>\n\
+            fdt set /chosen/domain@0/module@41000000 bootargs \"ip=1 \\\"q\\\"\"\nbooti 0x1 - 0x2\n";
+        let d = chosen_dts(script, &[0x1234]).unwrap();
+        assert!(d.contains("chosen {\n        ferrum,deployment = \"d\";"), "{d}");
+        assert!(d.contains("#size-cells = <0x2>;"), "{d}");
+        assert!(d.contains("ferrum,passthrough = \"/a@1\", \"/b@2\";"), "{d}");
+        assert!(d.contains("reg = <0x0 0x41000000 0x0 0x1234>;"), "{d}");
+        assert!(d.contains("bootargs = \"ip=1 \\\"q\\\"\";"), "{d}");
+        assert!(d.find("domain@0 {").unwrap() < d.find("module@41000000 {").unwrap());
+        assert!(chosen_dts("fdt set /chosen x <0x${other}>\n", &[]).is_err());
+        assert!(chosen_dts("fdt set /nowhere x <1>\n", &[]).is_err());
+    }
+}
