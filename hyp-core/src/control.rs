@@ -393,11 +393,17 @@ pub fn check_update(head: &[u8], size: u64, text_offset: u64, slot: u64, room: u
 /// Ferrum's `FERRUM_LOAD_IMAGE` request: the image's guest address and size at 0 and 8 of the
 /// union; the hypervisor answers with the slot's and the RAM room's sizes at 16 and 24 and the
 /// current text offset at 32.
-pub fn encode_load(domid: u16, buffer: u64, size: u64) -> [u8; dc::SIZE] {
+pub fn encode_load(domid: u16, buffer: u64, size: u64, sig: u64) -> [u8; dc::SIZE] {
     let mut b = encode_domctl(dc::FERRUM_LOAD_IMAGE, domid);
     wr64(&mut b, dc::UNION, buffer);
     wr64(&mut b, dc::UNION + 8, size);
+    wr64(&mut b, dc::UNION + 40, sig);
     b
+}
+
+/// The address of a `FERRUM_LOAD_IMAGE` request's 64-byte Ed25519 signature (0: none).
+pub fn load_sig_arg(b: &[u8; dc::SIZE]) -> u64 {
+    rd64(b, dc::UNION + 40).unwrap_or(0)
 }
 
 /// The (buffer, size) of a `FERRUM_LOAD_IMAGE` request.
@@ -548,9 +554,10 @@ mod tests {
         let mut x = x;
         set_stream_len(&mut x, 99);
         assert_eq!(stream_len(&x), 99);
-        let b = encode_load(2, 0x1000, 0x2_0000);
+        let b = encode_load(2, 0x1000, 0x2_0000, 0x9000);
         assert_eq!(decode_domctl(&b).map(|r| r.op), Ok(DomOp::LoadImage));
         assert_eq!(load_args(&b), (0x1000, 0x2_0000));
+        assert_eq!(load_sig_arg(&b), 0x9000);
         let mut b = b;
         set_load_limits(&mut b, 5, 6, 7);
         assert_eq!(load_limits(&b), (5, 6, 7));

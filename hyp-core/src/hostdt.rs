@@ -271,6 +271,13 @@ pub fn parse_plan<'a>(
     let Some(chosen) = fdt.find_node("/chosen") else {
         return Ok(plan);
     };
+    if let Some(p) = chosen.property("ferrum,update-key") {
+        plan.update_key = Some(<[u8; 32]>::try_from(p.value).map_err(|_| PlanError {
+            domain: None,
+            field: "update-key",
+            problem: Problem::BadProperty("ferrum,update-key"),
+        })?);
+    }
     for node in chosen.children() {
         let is_domain = node.compatible().is_some_and(|c| c.all().any(|s| s == "xen,domain"));
         if !is_domain {
@@ -463,6 +470,10 @@ fn parse_domain<'a>(
         devices,
         xen,
         pv,
+        sha256: match node.property("ferrum,sha256") {
+            None => None,
+            Some(p) => Some(<[u8; 32]>::try_from(p.value).map_err(|_| bad("sha256", "ferrum,sha256"))?),
+        },
     })
 }
 
@@ -745,6 +756,46 @@ mod tests {
         let blob = host_tree(good_domain);
         let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Err(ImageError::BadMagic)).unwrap_err();
         assert_eq!((e.field, e.problem), ("kernel", Problem::BadImage(ImageError::BadMagic)));
+    }
+
+    #[test]
+    fn signed_plan_digest_and_update_key() {
+        let blob = host_tree(|w| {
+            w.prop("ferrum,update-key", &[7; 32]);
+            good_domain(w);
+        });
+        let plan = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0x9000)).unwrap();
+        assert_eq!(plan.update_key, Some([7; 32]));
+        assert_eq!(plan.domains[0].sha256, None);
+        let blob = host_tree(|w| {
+            w.prop("ferrum,update-key", &[7; 31]);
+            good_domain(w);
+        });
+        let e = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0)).unwrap_err();
+        assert_eq!((e.domain, e.field), (None, "update-key"));
+        for (len, ok) in [(32, true), (20, false)] {
+            let blob = host_tree(move |w| {
+                w.begin_node("domain@0");
+                w.prop_str("compatible", "xen,domain");
+                w.prop_u32("#address-cells", 2);
+                w.prop_u32("#size-cells", 2);
+                w.prop_u32("cpus", 1);
+                w.prop_cells("ferrum,pcpus", &[1]);
+                w.prop_u64s("memory", &[32 << 10]);
+                w.prop_u64s("ferrum,memory-base", &[0x5000_0000]);
+                w.prop("ferrum,sha256", &alloc::vec![9; len]);
+                w.begin_node("module@41200000");
+                w.prop_strs("compatible", &["multiboot,kernel", "multiboot,module"]);
+                w.prop_u64s("reg", &[0x4120_0000, 0x8000]);
+                w.end_node();
+                w.end_node();
+            });
+            let r = parse_plan(&Fdt::new(&blob).unwrap(), &|_| Ok(0x9000));
+            match ok {
+                true => assert_eq!(r.unwrap().domains[0].sha256, Some([9; 32])),
+                false => assert_eq!(r.unwrap_err().field, "sha256"),
+            }
+        }
     }
 
     #[test]

@@ -31,5 +31,6 @@ pub mod plan;
 pub mod psci;
 pub mod pvdev;
 pub mod savestream;
+pub mod verify;
 pub mod vgic;
 pub mod vuart;

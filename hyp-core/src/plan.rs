@@ -302,6 +302,8 @@ pub struct Domain<'a> {
     pub xen: bool,
     /// PV devices this domain is the frontend of.
     pub pv: List<PvDevice<'a>, MAX_PV>,
+    /// The kernel image's SHA-256, from a signed plan (`ferrum,sha256`): checked before it starts.
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl Domain<'_> {
@@ -332,6 +334,9 @@ pub struct BoardLimits<'a> {
 pub struct Plan<'a> {
     /// Domains, in boot order.
     pub domains: List<Domain<'a>, MAX_DOMAINS>,
+    /// The Ed25519 key image updates must be signed with (`/chosen/ferrum,update-key`, a
+    /// signed plan's), if any.
+    pub update_key: Option<[u8; 32]>,
 }
 
 /// What is wrong with a plan.
@@ -699,7 +704,7 @@ mod tests {
     }
 
     fn plan(doms: &[Domain<'static>]) -> Plan<'static> {
-        Plan { domains: List::from_slice(doms).unwrap() }
+        Plan { domains: List::from_slice(doms).unwrap(), update_key: None }
     }
 
     fn check(doms: &[Domain<'static>]) -> Result<(), PlanError> {

@@ -63,7 +63,8 @@ fn domctl_op(d: usize, arg: u64) -> Result<(), i64> {
         }
         DomOp::LoadImage => {
             let (va, size) = control::load_args(&b);
-            let ((slot, room, text), r) = domain::load_image(d, t, va, size);
+            let sig = control::load_sig_arg(&b);
+            let ((slot, room, text), r) = domain::load_image(d, t, va, size, sig);
             control::set_load_limits(&mut b, slot, room, text); // on a refusal too
             r
         }

@@ -122,6 +122,8 @@ pub struct Config {
     pub domains: List<DomainCfg, MAX_DOMAINS>,
     /// For each pCPU: (domain index, vCPU index).
     pub vcpu_of_pcpu: [Option<(usize, usize)>; MAX_CPUS],
+    /// A signed plan's Ed25519 key: `hypctl update` images must carry its signature.
+    pub update_key: Option<[u8; 32]>,
 }
 
 /// Why a domain ended.
@@ -485,7 +487,7 @@ pub fn kernel_slot(d: usize) -> u64 {
 /// read whole once before a byte of the slot changes (a bad address leaves it intact), then
 /// copied into the slot; the next start uses it. Returns the slot's and the room's sizes
 /// with the outcome.
-pub fn load_image(ctl: usize, d: usize, va: u64, size: u64) -> ((u64, u64, u64), Result<(), i64>) {
+pub fn load_image(ctl: usize, d: usize, va: u64, size: u64, sig_va: u64) -> ((u64, u64, u64), Result<(), i64>) {
     use xen_abi::errno;
     let dom = &config().domains[d];
     let slot = kernel_slot(d);
@@ -518,6 +520,7 @@ pub fn load_image(ctl: usize, d: usize, va: u64, size: u64) -> ((u64, u64, u64),
     let mut buf = [0u8; 4096];
     for pass in 0..2 {
         let mut off = 0;
+        let mut hash = hyp_core::verify::Hasher::default();
         while off < size {
             let n = (size - off).min(buf.len() as u64) as usize;
             if let Err(e) = crate::xen::copy_from_guest(ctl, va + off, &mut buf[..n]) {
@@ -527,12 +530,33 @@ pub fn load_image(ctl: usize, d: usize, va: u64, size: u64) -> ((u64, u64, u64),
                 }
                 return (limits, Err(e));
             }
+            if pass == 0 {
+                hash.update(&buf[..n]);
+            }
             if pass == 1 {
                 // SAFETY: the destination lies in domain `d`'s kernel slot in the staging window
                 // (`off + n <= size <= slot`), which only its loads read; it is not running.
                 unsafe { mm::copy_phys(dom.kernel.base.0 + off, buf.as_ptr() as u64, n as u64) };
             }
             off += n as u64;
+        }
+        if pass == 0 {
+            // A signed deployment: the image must be signed for this domain by its update key.
+            if let Some(key) = config().update_key {
+                let mut sig = [0u8; hyp_core::verify::SIG_SIZE];
+                let have = if sig_va == 0 {
+                    None
+                } else {
+                    if let Err(e) = crate::xen::copy_from_guest(ctl, sig_va, &mut sig) {
+                        return (limits, Err(e));
+                    }
+                    Some(&sig)
+                };
+                if let Err(e) = hyp_core::verify::check_update_sig(&key, dom.name(), &hash.finish(), have) {
+                    hprintln!("domain '{}': image update refused: {e}; it keeps its image", dom.name());
+                    return (limits, Err(-errno::EACCES));
+                }
+            }
         }
     }
     RT[d].kernel_size.store(size, Ordering::Release);

@@ -366,11 +366,31 @@ fn build_config(
     let board_dom = plan.domains.iter().position(|d| d.devices.contains(&"/"));
     let board_view = board_dom.map(|i| board_view(fdt, board, &reserved, &given, i, g));
     hprintln!("plan validated: CPUs, memory, images and devices are disjoint and inside the board");
+    // A signed plan names each kernel's SHA-256: what was loaded must be what was signed.
+    for d in plan.domains.iter() {
+        let Some(want) = d.sha256 else { continue };
+        // SAFETY: validated to lie in the staging window, RAM that only U-Boot wrote.
+        let image = unsafe { mm::phys_slice(d.kernel.base.0, d.kernel.size) };
+        if hyp_core::verify::sha256(image) != want {
+            hprintln!(
+                "plan rejected: domain '{}', field 'kernel': the image does not match the signed plan's SHA-256",
+                d.name
+            );
+            return Err(());
+        }
+    }
+    if plan.update_key.is_some() || plan.domains.iter().any(|d| d.sha256.is_some()) {
+        let n = plan.domains.iter().filter(|d| d.sha256.is_some()).count();
+        hprintln!(
+            "signed plan: {n} kernel image(s) match their SHA-256; image updates {}",
+            if plan.update_key.is_some() { "must be signed by its update key" } else { "are not restricted" }
+        );
+    }
     let boot_count = arch::read_sysreg!("cntpct_el0");
 
     // SAFETY: single-threaded boot; secondaries are not started yet.
     let mut pool = unsafe { mm::PoolMem::boot() };
-    let mut cfg = Config { domains: List::new(), vcpu_of_pcpu: [None; boot::MAX_CPUS] };
+    let mut cfg = Config { domains: List::new(), vcpu_of_pcpu: [None; boot::MAX_CPUS], update_key: plan.update_key };
     for (i, d) in plan.domains.iter().enumerate() {
         // SAFETY: validated to lie in the staging window.
         let head = unsafe { mm::phys_slice(d.kernel.base.0, 64) };

@@ -202,7 +202,9 @@ pub mod domctl {
     /// Read a domain's run-time status into the union (ferrum, [`STATUS_SIZE`] bytes).
     pub const FERRUM_STATUS: u32 = 0xf000_0003;
     /// Replace the kernel image of a domain that is not running (ferrum): buffer@0, size@8 of
-    /// the union; the answer gives the slot's size@16 and the RAM room@24.
+    /// the union, the image's Ed25519 signature's address@40 (0: none; required when the
+    /// signed plan names an update key); the answer gives the slot's size@16, the RAM room@24
+    /// and the text offset@32.
     pub const FERRUM_LOAD_IMAGE: u32 = 0xf000_0004;
     /// Read bytes of a suspended domain's save stream (ferrum): offset@0, len@8, buffer@16 of
     /// the union; the answer gives the stream's length (without trailer) @24.

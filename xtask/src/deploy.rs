@@ -526,6 +526,7 @@ pub fn validate(dep: &Deployment) -> Result<(), String> {
             devices: List::from_slice(&d.devices.iter().map(String::as_str).collect::<Vec<_>>())
                 .ok_or_else(|| field_err(&dep.file, 0, &d.name, "devices", Problem::TooManyDevices))?,
             xen: d.xen,
+            sha256: None,
             pv: List::from_slice(
                 &d.pv
                     .iter()

@@ -49,7 +49,10 @@ commands:
                      (hypervisor, plan, domain images) whose configuration KEY.key signs, and
                      U-Boot's device tree with KEY.crt's public key, required
   keygen [--dir DIR] [--name NAME]
-                     make a development signing key (default build/keys/ferrum-dev.key, .crt)
+                     make development signing keys (default build/keys/ferrum-dev.key, .crt, and
+                     the Ed25519 update key ferrum-dev-update.key)
+  sign-update --domain NAME [--key KEY] IMAGE
+                     write IMAGE.sig: what hypctl update NAME IMAGE needs on a signed deployment
   bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]
                      live migration between two boards: rounds, pages, downtime (web, 16 MiB)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--max-ratio R]
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         "check" => cmd_check(rest),
         "image" => cmd_image(rest),
         "keygen" => sign::cmd_keygen(rest),
+        "sign-update" => sign::cmd_sign_update(rest),
         "build" => build_all("qemu-virt").map(|_| 0),
         "setup" => setup::ensure_host_tools().map(|_| 0),
         "help" | "--help" | "-h" => {

@@ -41,9 +41,19 @@ pub fn cmd_keygen(args: &[String]) -> Result<u8, String> {
     let dir = crate::opt(args, "--dir")?.map_or_else(default_key_dir, PathBuf::from);
     let name = crate::opt(args, "--name")?.unwrap_or_else(|| DEFAULT_KEY.to_string());
     let (key, crt) = keygen(&dir, &name)?;
+    let (_, public) = update_key(&dir, &name)?;
     println!("keygen: private key {} (keep it secret: it signs deployments)", key.display());
     println!("keygen: certificate {} (its public key goes into U-Boot's device tree)", crt.display());
-    println!("keygen: sign with: cargo xtask image --sign {}", dir.join(&name).display());
+    println!(
+        "keygen: update key {} (Ed25519; its public key {} goes into the signed plan: hypctl update images must be signed with it)",
+        dir.join(format!("{name}-update.key")).display(),
+        hex(&public)
+    );
+    println!("keygen: sign a deployment with: cargo xtask image --sign {}", dir.join(&name).display());
+    println!(
+        "keygen: sign an update with: cargo xtask sign-update --key {} --domain NAME IMAGE",
+        dir.join(&name).display()
+    );
     Ok(0)
 }
 
@@ -67,6 +77,64 @@ pub fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
             .arg(&crt))?;
     }
     Ok((key, crt))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The Ed25519 update key beside the signing key `<dir>/<name>`: `<name>-update.key` (its
+/// 32-byte seed, hex), made when missing. Returns (key pair, public key).
+pub fn update_key(dir: &Path, name: &str) -> Result<(ed25519_compact::KeyPair, [u8; 32]), String> {
+    let path = dir.join(format!("{name}-update.key"));
+    if !path.is_file() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let seed = ed25519_compact::Seed::generate();
+        std::fs::write(&path, format!("{}\n", hex(seed.as_ref()))).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes: Vec<u8> = (0..text.trim().len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.trim().get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    let seed =
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("{}: not a 32-byte hex seed", path.display()))?;
+    let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+    let public = *kp.pk;
+    Ok((kp, public))
+}
+
+/// The signature of `image` as domain `name`'s update, by update key `kp`.
+pub fn sign_update(kp: &ed25519_compact::KeyPair, name: &str, image: &[u8]) -> [u8; 64] {
+    let msg = hyp_core::verify::update_message(name, &hyp_core::verify::sha256(image));
+    *kp.sk.sign(msg, None)
+}
+
+/// `cargo xtask sign-update --domain NAME [--key KEY] IMAGE`: writes `IMAGE.sig`, the
+/// signature `hypctl update NAME IMAGE` needs on a signed deployment.
+pub fn cmd_sign_update(args: &[String]) -> Result<u8, String> {
+    let image = args
+        .last()
+        .filter(|a| !a.starts_with("--"))
+        .ok_or("usage: cargo xtask sign-update --domain NAME [--key KEY] IMAGE")?;
+    let rest = &args[..args.len() - 1];
+    crate::check_args(rest, &["--domain", "--key"], &[])?;
+    let name =
+        crate::opt(rest, "--domain")?.ok_or("sign-update: --domain NAME is needed (a signature is for one domain)")?;
+    let key = crate::opt(rest, "--key")?.map_or_else(|| default_key_dir().join(DEFAULT_KEY), PathBuf::from);
+    let (dir, kname) = (key.parent().unwrap_or(Path::new(".")), key.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+    if !dir.join(format!("{kname}-update.key")).is_file() {
+        return Err(format!("sign-update: no {kname}-update.key in {} (cargo xtask keygen makes one)", dir.display()));
+    }
+    let (kp, _) = update_key(dir, kname)?;
+    let bytes = std::fs::read(image).map_err(|e| format!("{image}: {e}"))?;
+    let out = format!("{image}.sig");
+    std::fs::write(&out, sign_update(&kp, &name, &bytes)).map_err(|e| format!("{out}: {e}"))?;
+    println!(
+        "sign-update: {out} (domain {name}, {} bytes, SHA-256 {})",
+        bytes.len(),
+        hex(&hyp_core::verify::sha256(&bytes))
+    );
+    Ok(0)
 }
 
 fn run(c: &mut Command) -> Result<String, String> {
@@ -141,7 +209,22 @@ pub fn signed_image(dep: &Deployment, gic: u8, key: &Path, tamper: Option<Tamper
     let board_dts = run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&board))?;
     let plan_dts = work.join("plan.dts");
     let sizes: Vec<u64> = dep.domains.iter().map(|d| d.kernel.size).collect();
-    let text = format!("{board_dts}\n{}", chosen_dts(&image::boot_script(dep), &sizes)?);
+    let mut chosen = chosen_dts(&image::boot_script(dep), &sizes)?;
+    // What the hypervisor checks at run time: each kernel's SHA-256, the update key.
+    let bytes = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+    let (_, public) = update_key(dir, name)?;
+    chosen = chosen.replacen(
+        "    chosen {\n",
+        &format!("    chosen {{\n        ferrum,update-key = [{}];\n", bytes(&public)),
+        1,
+    );
+    for (i, d) in dep.domains.iter().enumerate() {
+        let k = std::fs::read(&d.kernel.path).map_err(|e| format!("{}: {e}", d.kernel.path.display()))?;
+        let digest = hyp_core::verify::sha256(&k);
+        let at = format!("        domain@{i} {{\n");
+        chosen = chosen.replacen(&at, &format!("{at}            ferrum,sha256 = [{}];\n", bytes(&digest)), 1);
+    }
+    let text = format!("{board_dts}\n{chosen}");
     std::fs::write(&plan_dts, text).map_err(|e| e.to_string())?;
     let plan = work.join("plan.dtb");
     run(Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&plan).arg(&plan_dts))?;

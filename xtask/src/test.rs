@@ -76,6 +76,12 @@ struct Scenario {
     /// of it; "unsigned": no signature), which U-Boot must refuse.
     #[serde(default)]
     tamper: Option<String>,
+    /// With `signed`: update images for this domain on the boot partition (its own image):
+    /// `<name>-signed.img` (+ `.sig` by the deployment's update key), `<name>-unsigned.img`,
+    /// `<name>-otherkey.img` (+ `.sig` by another key) and `<name>-otherdomain.img` (+ `.sig`
+    /// by the right key, for another domain).
+    #[serde(default)]
+    update_images: Option<String>,
     /// A second board booted at the same time (a migration test): its own deployment (a file
     /// with another name, so another disk), input and expectations. The two control domains
     /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
@@ -419,6 +425,27 @@ pub fn run_scenario_text(name: &str, text: &str, gic: u8) -> Result<(Result<(), 
     Ok((verdict, read(name.to_string()), read(format!("{name}-b"))))
 }
 
+/// The update images of `update_images` for domain `name` of `deployment`.
+fn update_images(deployment: &Path, name: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    use crate::sign;
+    let dep = crate::load_deployment(deployment, true)?;
+    let d = dep.domains.iter().find(|d| d.name == name).ok_or(format!("update_images: no domain '{name}'"))?;
+    let image = std::fs::read(&d.kernel.path).map_err(|e| format!("{}: {e}", d.kernel.path.display()))?;
+    let dir = sign::default_key_dir();
+    let (own, _) = sign::update_key(&dir, sign::DEFAULT_KEY)?;
+    let (other, _) = sign::update_key(&dir, "other")?;
+    let f = |n: &str| format!("{name}-{n}");
+    Ok(vec![
+        (f("signed.img"), image.clone()),
+        (f("signed.img.sig"), sign::sign_update(&own, name, &image).to_vec()),
+        (f("unsigned.img"), image.clone()),
+        (f("otherkey.img"), image.clone()),
+        (f("otherkey.img.sig"), sign::sign_update(&other, name, &image).to_vec()),
+        (f("otherdomain.img"), image.clone()),
+        (f("otherdomain.img.sig"), sign::sign_update(&own, "control", &image).to_vec()),
+    ])
+}
+
 /// Boots scenario `s` (file name `name`) on GIC `gic` with `deployment` (its own, or a
 /// variant such as the soak's reseeded copy) and judges what the guests printed.
 /// A scenario's board ready to boot: its command, options, console script and stop rule.
@@ -459,7 +486,9 @@ fn launch<'a>(
             None
         },
         platform: None,
-        extra_files: if s.selftest {
+        extra_files: if let Some(name) = &s.update_images {
+            update_images(deployment, name)?
+        } else if s.selftest {
             let port = start_http_server()?;
             let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
             if !s.input.is_empty() {
@@ -670,6 +699,7 @@ mod tests {
             board_b: None,
             signed: false,
             tamper: None,
+            update_images: None,
             heartbeat: None,
         }
     }

@@ -80,8 +80,13 @@ pub fn duration(ns: u64) -> String {
 
 /// Loads `image` into the slot of domain `domid` (not running). Returns the hypervisor's
 /// answer code and (slot, room, text offset).
-pub fn load_image(domid: u16, image: &mut [u8]) -> Result<(i64, (u64, u64, u64)), String> {
-    let mut b = control::encode_load(domid, image.as_mut_ptr() as u64, image.len() as u64);
+pub fn load_image(
+    domid: u16,
+    image: &mut [u8],
+    sig: Option<&mut [u8; hyp_core::verify::SIG_SIZE]>,
+) -> Result<(i64, (u64, u64, u64)), String> {
+    let sig = sig.map_or(0, |s| s.as_mut_ptr() as u64);
+    let mut b = control::encode_load(domid, image.as_mut_ptr() as u64, image.len() as u64, sig);
     let r = crate::sys::privcmd_hypercall(hc::DOMCTL, [b.as_mut_ptr() as u64, 0, 0, 0, 0])?;
     Ok((r, control::load_limits(&b)))
 }

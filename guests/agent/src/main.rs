@@ -812,7 +812,24 @@ fn update(name: &str, path: &str, persist: bool) -> Result<(), String> {
         return Err(format!("update {name}: it is running; stop it first (hypctl stop {name})"));
     }
     let mut image = std::fs::read(path).map_err(|e| format!("update {name}: {path}: {e}"))?;
-    let (code, limits) = ctl::load_image(id, &mut image)?;
+    // Its signature, when there is one: `IMAGE.sig` (a signed deployment requires it).
+    let sig_path = format!("{path}.sig");
+    let mut sig =
+        match std::fs::read(&sig_path) {
+            Ok(b) => Some(<[u8; hyp_core::verify::SIG_SIZE]>::try_from(b.as_slice()).map_err(|_| {
+                format!("update {name}: {sig_path}: {} bytes, not a 64-byte Ed25519 signature", b.len())
+            })?),
+            Err(_) => None,
+        };
+    let (code, limits) = ctl::load_image(id, &mut image, sig.as_mut())?;
+    if code == -xen_abi::errno::EACCES {
+        let why = if sig.is_some() {
+            format!("{sig_path} does not verify with the signed deployment's update key")
+        } else {
+            format!("the signed deployment requires a signature by its update key and there is no {sig_path}")
+        };
+        return Err(format!("update {name}: {path} refused: {why}; {name} keeps its image"));
+    }
     if code < 0 {
         return Err(format!("update {name}: {path} refused: {}", ctl::load_refusal(&image, limits, code)));
     }
