@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod abslot;
 pub mod addr;
 pub mod balloon;
 pub mod command;

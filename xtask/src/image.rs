@@ -182,15 +182,17 @@ pub fn uboot_env_qemu(script_addr: u64) -> Vec<u8> {
 
 /// U-Boot environment for QEMU's flash bank 1 with `bootcmd` (`bootcmd=…`).
 pub fn uboot_env_with(bootcmd: &str) -> Vec<u8> {
+    uboot_env_vars(&[bootcmd.to_string()])
+}
+
+/// U-Boot environment for QEMU's flash bank 1 with these `name=value` variables besides the
+/// defaults.
+pub fn uboot_env_vars(more: &[String]) -> Vec<u8> {
     const ENV_SIZE: usize = 0x40000;
     const FLASH_SIZE: usize = 64 << 20;
-    let vars = [
-        "bootdelay=0".to_string(),
-        "devtype=virtio".into(),
-        "devnum=0".into(),
-        "distro_bootpart=1".into(),
-        bootcmd.to_string(),
-    ];
+    let mut vars =
+        vec!["bootdelay=0".to_string(), "devtype=virtio".into(), "devnum=0".into(), "distro_bootpart=1".into()];
+    vars.extend(more.iter().cloned());
     let mut data = Vec::new();
     for v in vars {
         data.extend_from_slice(v.as_bytes());

@@ -282,10 +282,20 @@ pub fn write_signed_disk(
     let signed = sign::signed_image(dep, gic, key, tamper)?;
     let dir = root().join("build").join(dep.platform.name).join(&dep.name);
     let note = format!("ferrum verified-boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
-    let mut files = vec![("ferrum.itb".to_string(), signed.fit), ("ferrum.txt".to_string(), note.into_bytes())];
+    // A/B slots: the deployment in slot A, active; slot B empty until an update.
+    let state = hyp_core::abslot::BootState::default().format();
+    let mut files = vec![
+        ("slot-a.itb".to_string(), signed.fit),
+        ("bootstate.env".to_string(), state.into_bytes()),
+        ("ferrum.txt".to_string(), note.into_bytes()),
+    ];
     files.extend(extra.iter().cloned());
     let disk = out.unwrap_or_else(|| dir.join("disk.img"));
-    image::disk_image_with(&disk, &files, fresh_data, &image::VIRTIO_DISK)?;
+    // Room for the other slot and a new copy of a slot while it is written.
+    let payload: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let fit = files[0].1.len() as u64;
+    let layout = image::DiskLayout { min_boot_mib: ((payload + 2 * fit) >> 20) + 32, ..image::VIRTIO_DISK };
+    image::disk_image_with(&disk, &files, fresh_data, &layout)?;
     let env = disk.with_file_name("uboot-env.img");
     std::fs::write(&env, sign::uboot_env_signed()).map_err(|e| e.to_string())?;
     Ok((disk, signed.control_dtb, env))

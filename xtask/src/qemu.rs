@@ -110,8 +110,17 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         if dep.platform.name != "qemu-virt" {
             return Err(format!("verified boot is built for qemu-virt so far, not {}", dep.platform.name));
         }
-        let (disk, control, env) =
-            crate::write_signed_disk(&dep, None, &o.extra_files, o.fresh_data, o.gic, key, *tamper)?;
+        let dir = crate::root().join("build").join(dep.platform.name).join(&dep.name);
+        let (kept, kept_dtb) = (dir.join("disk.img"), dir.join("signed/control.dtb"));
+        let (disk, control, env) = if o.keep_disk && kept.is_file() && kept_dtb.is_file() {
+            // The disk as the previous run left it (its slots and boot-state record).
+            println!("xtask: booting the disk the previous run left: {}", kept.display());
+            let env = dir.join("uboot-env.img");
+            std::fs::write(&env, crate::sign::uboot_env_signed()).map_err(|e| e.to_string())?;
+            (kept, kept_dtb, env)
+        } else {
+            crate::write_signed_disk(&dep, None, &o.extra_files, o.fresh_data, o.gic, key, *tamper)?
+        };
         let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
         c.arg("-dtb").arg(control);
         return Ok(c);

@@ -417,12 +417,26 @@ fn dts_value(v: &str) -> String {
     items.join(", ")
 }
 
-/// U-Boot's environment for a signed deployment on QEMU's virt board: load `ferrum.itb` and
-/// `bootm` it (U-Boot checks the configuration's signature and every image's hash first).
+/// Where U-Boot's environment loads the boot-state record.
+pub const STATE_ADDR: u64 = 0x9f00_0000;
+
+/// U-Boot's environment for a verified-boot disk on QEMU's virt board: A/B slots
+/// (`hyp_core::abslot`'s rules, in U-Boot's shell: this board's U-Boot has no bootcount, so
+/// the counting lives in `bootstate.env` on the disk, read with `env import` of its four
+/// variables only and written with `fatwrite` at every boot), then `bootm` of the slot's FIT (U-Boot checks
+/// the configuration's signature and every image's hash first); a refused tried slot falls
+/// back to the active one in the same boot.
 pub fn uboot_env_signed() -> Vec<u8> {
-    image::uboot_env_with(&format!(
-        "bootcmd=virtio scan; echo ferrum-boot: verified boot of ferrum.itb; load virtio 0:1 0x{FIT_ADDR:x} ferrum.itb && bootm 0x{FIT_ADDR:x}#conf-1; echo ferrum-boot: ERROR: the signed deployment did not boot; poweroff"
-    ))
+    let st = format!("0x{STATE_ADDR:x}");
+    let fit = format!("0x{FIT_ADDR:x}");
+    image::uboot_env_vars(&[
+        format!("ferrum_load=setenv active a; setenv tried none; setenv tries 0; if load virtio 0:1 {st} bootstate.env; then env import -t {st} ${{filesize}} active tried tries booted; fi; if test \"${{tried}}\" = \"${{active}}\"; then setenv tried none; fi"),
+        format!("ferrum_save=env export -t {st} active tried tries booted; fatwrite virtio 0:1 {st} bootstate.env ${{filesize}}"),
+        "ferrum_decide=setenv slot ${active}; if test \"${tried}\" != \"none\"; then if test ${tries} -gt 0; then setexpr tries ${tries} - 1; setenv slot ${tried}; echo ferrum-boot: trying slot ${tried}, boots left after this one: ${tries}; else echo ferrum-boot: slot ${tried} was not confirmed, back to slot ${active}; setenv tried none; setenv tries 0; fi; fi; setenv booted ${slot}; run ferrum_save".into(),
+        format!("ferrum_boot=echo ferrum-boot: verified boot of slot ${{slot}}; load virtio 0:1 {fit} slot-${{slot}}.itb && bootm {fit}#conf-1"),
+        "ferrum_fallback=if test \"${slot}\" != \"${active}\"; then echo ferrum-boot: slot ${slot} was refused, back to slot ${active}; setenv tried none; setenv tries 0; setenv slot ${active}; setenv booted ${active}; run ferrum_save; run ferrum_boot; fi".into(),
+        "bootcmd=virtio scan; run ferrum_load; run ferrum_decide; run ferrum_boot; run ferrum_fallback; echo ferrum-boot: ERROR: the signed deployment did not boot; poweroff".into(),
+    ])
 }
 
 #[cfg(test)]

@@ -82,6 +82,10 @@ struct Scenario {
     /// by the right key, for another domain).
     #[serde(default)]
     update_images: Option<String>,
+    /// With `signed`: another deployment, signed with the same key, on the boot partition as
+    /// `next.itb` (for `hypctl update-deployment`).
+    #[serde(default)]
+    next_deployment: Option<String>,
     /// A second board booted at the same time (a migration test): its own deployment (a file
     /// with another name, so another disk), input and expectations. The two control domains
     /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
@@ -486,8 +490,17 @@ fn launch<'a>(
             None
         },
         platform: None,
-        extra_files: if let Some(name) = &s.update_images {
-            update_images(deployment, name)?
+        extra_files: if s.update_images.is_some() || s.next_deployment.is_some() {
+            let mut v = match &s.update_images {
+                Some(name) => update_images(deployment, name)?,
+                None => Vec::new(),
+            };
+            if let Some(next) = &s.next_deployment {
+                let dep = crate::load_deployment(&root().join(next), false)?;
+                let key = crate::sign::default_key_dir().join(crate::sign::DEFAULT_KEY);
+                v.push(("next.itb".into(), crate::sign::signed_image(&dep, gic, &key, None)?.fit));
+            }
+            v
         } else if s.selftest {
             let port = start_http_server()?;
             let mut v = vec![("selftest.txt".into(), format!("http://10.0.2.2:{port}/").into_bytes())];
@@ -700,6 +713,7 @@ mod tests {
             signed: false,
             tamper: None,
             update_images: None,
+            next_deployment: None,
             heartbeat: None,
         }
     }

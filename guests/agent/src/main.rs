@@ -214,7 +214,7 @@ fn vif(xs: &mut Xs, dir: &str, front: &str, id: &str, bridged: &mut HashMap<Stri
 
 const HYPCTL_USAGE: &str =
     "usage: hypctl list | status NAME | start NAME | stop NAME [--timeout SECONDS] | destroy NAME \
-| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist] | save NAME FILE [--timeout S] | restore FILE [--slot NAME] | migrate NAME HOST:PORT | receive [--port N]";
+| restart NAME | pause NAME | unpause NAME | top [-n ROUNDS] [-d SECONDS] | update NAME IMAGE [--persist] | save NAME FILE [--timeout S] | restore FILE [--slot NAME] | migrate NAME HOST:PORT | receive [--port N] | slots | update-deployment FILE [--tries N] | commit";
 
 fn hypctl(args: &[&str]) -> Result<(), String> {
     use xen_abi::domctl as dc;
@@ -282,6 +282,12 @@ fn hypctl(args: &[&str]) -> Result<(), String> {
         ["restore", path, "--slot", slot] => restore(path, Some(slot)),
         ["update", name, path] => update(name, path, false),
         ["update", name, path, "--persist"] => update(name, path, true),
+        ["slots"] => slots(),
+        ["update-deployment", path] => update_deployment(path, 2),
+        ["update-deployment", path, "--tries", n] => {
+            update_deployment(path, n.parse().map_err(|_| format!("bad --tries '{n}'"))?)
+        }
+        ["commit"] => commit(),
         _ => Err(HYPCTL_USAGE.into()),
     }
 }
@@ -877,6 +883,100 @@ fn persist_image(name: &str, image: &[u8]) -> Result<(), String> {
     written.map_err(|e| format!("persist: {dst}: {e}"))?;
     ro?;
     println!("hypctl: {name}: {dst} replaced; the next board boot uses it");
+    Ok(())
+}
+
+/// The A/B boot-state record on the boot partition (a verified-boot disk).
+const BOOTSTATE: &str = "bootstate.env";
+
+fn read_bootstate() -> Result<hyp_core::abslot::BootState, String> {
+    let text = std::fs::read(format!("{BOOT_DIR}/{BOOTSTATE}")).map_err(|e| {
+        format!("{BOOT_DIR}/{BOOTSTATE}: {e} (not a verified-boot disk with A/B slots: cargo xtask image --sign)")
+    })?;
+    Ok(hyp_core::abslot::BootState::parse(&String::from_utf8_lossy(&text)))
+}
+
+/// Writes `bytes` to `name` on the boot partition (remounted writable meanwhile): to a new
+/// file first, synced, then renamed over the old one. `progress`: say so every 8 MiB.
+fn write_boot_file(name: &str, bytes: &[u8], progress: bool) -> Result<(), String> {
+    use std::io::Write;
+    sys::remount(BOOT_DIR, true)?;
+    let (tmp, dst) = (format!("{BOOT_DIR}/{name}.new"), format!("{BOOT_DIR}/{name}"));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        for (i, chunk) in bytes.chunks(8 << 20).enumerate() {
+            f.write_all(chunk)?;
+            if progress {
+                println!(
+                    "hypctl: {name}: {} of {} MiB written",
+                    ((i + 1) * 8).min(bytes.len().div_ceil(1 << 20)),
+                    bytes.len().div_ceil(1 << 20)
+                );
+            }
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &dst)?;
+        std::fs::File::open(BOOT_DIR)?.sync_all()
+    })();
+    let ro = sys::remount(BOOT_DIR, false);
+    written.map_err(|e| format!("{dst}: {e}"))?;
+    ro
+}
+
+/// `hypctl slots`: the A/B slots and which one runs.
+fn slots() -> Result<(), String> {
+    let s = read_bootstate()?;
+    for slot in [hyp_core::abslot::Slot::A, hyp_core::abslot::Slot::B] {
+        let f = format!("{BOOT_DIR}/slot-{}.itb", slot.as_str());
+        let size = std::fs::metadata(&f).map(|m| format!("{} KiB", m.len() / 1024)).unwrap_or_else(|_| "empty".into());
+        let mut what = Vec::new();
+        if slot == s.active {
+            what.push("active".to_string());
+        }
+        if s.tried == Some(slot) {
+            what.push(format!("tried, {} more boot(s) allowed without a commit", s.tries));
+        }
+        if slot == s.running() {
+            what.push("running".into());
+        }
+        println!(
+            "slot {}: {size}{}",
+            slot.as_str(),
+            if what.is_empty() { String::new() } else { format!(" ({})", what.join(", ")) }
+        );
+    }
+    Ok(())
+}
+
+/// `hypctl update-deployment FILE [--tries N]`: writes a signed deployment (`cargo xtask image
+/// --sign`) into the inactive slot, whole and synced, then marks it to be tried at most N
+/// boots (default 2); `hypctl commit` in the new deployment keeps it, otherwise the board comes
+/// back on the active slot by itself. U-Boot checks its signature at the next boot.
+fn update_deployment(path: &str, tries: u32) -> Result<(), String> {
+    let s = read_bootstate()?;
+    let next = s.update(tries).map_err(|e| format!("update-deployment: {e}"))?;
+    let image = std::fs::read(path).map_err(|e| format!("update-deployment: {path}: {e}"))?;
+    if image.get(..4) != Some(&[0xd0, 0x0d, 0xfe, 0xed][..]) {
+        return Err(format!("update-deployment: {path} is not a FIT image (cargo xtask image --sign writes one)"));
+    }
+    let slot = s.inactive().as_str();
+    println!("hypctl: writing {path} ({} KiB) into slot {slot}", image.len() / 1024);
+    write_boot_file(&format!("slot-{slot}.itb"), &image, true).map_err(|e| format!("update-deployment: {e}"))?;
+    write_boot_file(BOOTSTATE, next.format().as_bytes(), false).map_err(|e| format!("update-deployment: {e}"))?;
+    println!(
+        "hypctl: slot {slot} holds the new deployment; the next boot tries it (at most {tries} boot(s) without hypctl commit, then slot {} again)",
+        s.active.as_str()
+    );
+    Ok(())
+}
+
+/// `hypctl commit`: the running deployment, being tried, is healthy: its slot becomes the
+/// active one.
+fn commit() -> Result<(), String> {
+    let s = read_bootstate()?;
+    let next = s.commit().map_err(|e| format!("commit: {e}"))?;
+    write_boot_file(BOOTSTATE, next.format().as_bytes(), false).map_err(|e| format!("commit: {e}"))?;
+    println!("hypctl: slot {} committed: it is the active slot from now on", next.active.as_str());
     Ok(())
 }
 
