@@ -255,22 +255,24 @@ pub unsafe fn shared_store_u32(pa: u64, v: u32) {
     unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) }.store(v, Ordering::Release)
 }
 
-/// Drops every CPU's cached translations of `ipa` in the VMID of `vttbr` (stage-2 entries and
-/// the combined stage-1+2 entries built from them), after a stage-2 entry covering it changed.
-/// Returns when the invalidation is complete everywhere.
-pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
+/// Runs the TLB maintenance `flush` in the VMID of `vttbr`: the table writes are made visible
+/// first; VTTBR_EL2 is switched only for its duration and restored before returning.
+#[inline(always)]
+fn in_vmid(vttbr: u64, flush: impl FnOnce()) {
     let cur = read_sysreg!("vttbr_el2");
-    // SAFETY: the table write is made visible first; TLBI by IPA and VMALLE1IS act on the VMID in
-    // VTTBR_EL2, which is switched only for their duration while this CPU is at EL2 (no EL1&0
-    // translation happens meanwhile) and restored before returning.
+    // SAFETY: TLB maintenance by VMID acts on the VMID in VTTBR_EL2, which is switched only for
+    // its duration while this CPU is at EL2 (no EL1&0 translation happens meanwhile) and
+    // restored before returning; the barriers order it after the table writes.
     unsafe {
         asm!("dsb ishst", options(nostack, preserves_flags));
         if cur != vttbr {
             write_sysreg!("vttbr_el2", vttbr);
             asm!("isb", options(nostack, preserves_flags));
         }
-        asm!("tlbi ipas2e1is, {}", in(reg) (ipa >> 12) & 0xf_ffff_ffff, options(nostack, preserves_flags));
-        asm!("dsb ish", "tlbi vmalle1is", "dsb ish", options(nostack, preserves_flags));
+    }
+    flush();
+    // SAFETY: as above: the VMID of before comes back.
+    unsafe {
         if cur != vttbr {
             write_sysreg!("vttbr_el2", cur);
         }
@@ -278,25 +280,28 @@ pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
     }
 }
 
+/// Drops every CPU's cached translations of `ipa` in the VMID of `vttbr` (stage-2 entries and
+/// the combined stage-1+2 entries built from them), after a stage-2 entry covering it changed.
+/// Returns when the invalidation is complete everywhere.
+pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
+    in_vmid(vttbr, || {
+        // SAFETY: TLB invalidation by IPA, then of the VMID's stage-1 entries, with barriers:
+        // it only drops cached translations.
+        unsafe {
+            asm!("tlbi ipas2e1is, {}", in(reg) (ipa >> 12) & 0xf_ffff_ffff, options(nostack, preserves_flags));
+            asm!("dsb ish", "tlbi vmalle1is", "dsb ish", options(nostack, preserves_flags));
+        }
+    });
+}
+
 /// Drops every cached translation (stage 1 and 2) of the VMID in `vttbr`, on every CPU: one
 /// flush after a batch of stage-2 permission changes instead of one per page.
 pub fn tlb_flush_vmid(vttbr: u64) {
-    let cur = read_sysreg!("vttbr_el2");
-    // SAFETY: as `tlb_flush_ipa`: the table writes are made visible first; VMALLS12E1IS acts on
-    // the VMID in VTTBR_EL2, switched only for its duration while this CPU is at EL2 and
-    // restored before returning.
-    unsafe {
-        asm!("dsb ishst", options(nostack, preserves_flags));
-        if cur != vttbr {
-            write_sysreg!("vttbr_el2", vttbr);
-            asm!("isb", options(nostack, preserves_flags));
-        }
-        asm!("tlbi vmalls12e1is", "dsb ish", options(nostack, preserves_flags));
-        if cur != vttbr {
-            write_sysreg!("vttbr_el2", cur);
-        }
-        asm!("isb", options(nostack, preserves_flags));
-    }
+    in_vmid(vttbr, || {
+        // SAFETY: TLB invalidation of the whole VMID, with a barrier: it only drops cached
+        // translations.
+        unsafe { asm!("tlbi vmalls12e1is", "dsb ish", options(nostack, preserves_flags)) };
+    });
 }
 
 /// Data-cache line size in bytes (CTR_EL0.DminLine).

@@ -334,6 +334,12 @@ impl<T: Transport> Xenstore<T> {
 
     /// A queued watch event, if any (reads what the server has sent without waiting).
     pub fn try_watch(&mut self) -> Result<Option<WatchEvent>, XsError> {
+        self.queue_events()?;
+        Ok(self.events.pop_front())
+    }
+
+    /// Queues the watch events the server has sent (without waiting).
+    fn queue_events(&mut self) -> Result<(), XsError> {
         self.pump()?;
         while let Some((h, payload)) = self.dec.next_message()? {
             if h.ty != xs::WATCH_EVENT {
@@ -344,22 +350,13 @@ impl<T: Transport> Xenstore<T> {
                 self.events.push_back(WatchEvent { path: v[0].clone(), token: v[1].clone() });
             }
         }
-        Ok(self.events.pop_front())
+        Ok(())
     }
 
     /// Whether a watch event with `token` arrived (reads what the server has sent without
     /// waiting; those events are taken, others stay queued for [`Store::try_watch`]).
     pub fn take_watch(&mut self, token: &str) -> Result<bool, XsError> {
-        self.pump()?;
-        while let Some((h, payload)) = self.dec.next_message()? {
-            if h.ty != xs::WATCH_EVENT {
-                return Err(XsError::Protocol("reply without a request"));
-            }
-            let v = split_strings(&payload)?;
-            if v.len() >= 2 {
-                self.events.push_back(WatchEvent { path: v[0].clone(), token: v[1].clone() });
-            }
-        }
+        self.queue_events()?;
         let before = self.events.len();
         self.events.retain(|e| e.token != token);
         Ok(self.events.len() != before)
