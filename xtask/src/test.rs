@@ -82,10 +82,11 @@ struct Scenario {
     /// by the right key, for another domain).
     #[serde(default)]
     update_images: Option<String>,
-    /// With `signed`: another deployment, signed with the same key, on the boot partition as
-    /// `next.itb` (for `hypctl update-deployment`).
+    /// With `signed`: more deployments, signed with the same key, on the boot partition:
+    /// (file name, deployment file), for `hypctl update-deployment`. They are not checked on
+    /// the host (a plan the hypervisor refuses can be one).
     #[serde(default)]
-    next_deployment: Option<String>,
+    extra_deployments: Vec<(String, String)>,
     /// A second board booted at the same time (a migration test): its own deployment (a file
     /// with another name, so another disk), input and expectations. The two control domains
     /// share an Ethernet link ([`qemu::Link`]: `192.168.77.1` here, `.2` there; both
@@ -490,15 +491,15 @@ fn launch<'a>(
             None
         },
         platform: None,
-        extra_files: if s.update_images.is_some() || s.next_deployment.is_some() {
+        extra_files: if s.update_images.is_some() || !s.extra_deployments.is_empty() {
             let mut v = match &s.update_images {
                 Some(name) => update_images(deployment, name)?,
                 None => Vec::new(),
             };
-            if let Some(next) = &s.next_deployment {
-                let dep = crate::load_deployment(&root().join(next), false)?;
+            for (file, dep) in &s.extra_deployments {
+                let dep = crate::load_deployment(&root().join(dep), true)?;
                 let key = crate::sign::default_key_dir().join(crate::sign::DEFAULT_KEY);
-                v.push(("next.itb".into(), crate::sign::signed_image(&dep, gic, &key, None)?.fit));
+                v.push((file.clone(), crate::sign::signed_image(&dep, gic, &key, None)?.fit));
             }
             v
         } else if s.selftest {
@@ -713,7 +714,7 @@ mod tests {
             signed: false,
             tamper: None,
             update_images: None,
-            next_deployment: None,
+            extra_deployments: Vec::new(),
             heartbeat: None,
         }
     }
