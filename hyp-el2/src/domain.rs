@@ -1425,30 +1425,35 @@ pub fn save_read(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<u6
         return Err(-errno::EINVAL);
     }
     let dom = &config().domains[d];
-    let head = match RT[d].saved.lock().as_ref() {
-        Some(h) if suspended => h.encode(),
-        // While it runs: its shape alone, for the receiver to check its slot first.
-        _ if live => {
-            let freq = arch::read_sysreg!("cntfrq_el0");
-            Header::shape(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, freq, dom.name()).encode()
-        }
-        _ => return Err(-errno::EINVAL),
-    };
-    let total = HEADER_SIZE as u64 + config().domains[d].memory.size;
+    let saved = RT[d].saved.lock().as_deref().copied();
+    if suspended && saved.is_none() {
+        return Err(-errno::EINVAL);
+    }
+    let total = HEADER_SIZE as u64 + dom.memory.size;
     if len > 1 << 20 || off.checked_add(len).is_none_or(|e| e > total) {
         return Err(-errno::EINVAL);
     }
+    // The header only when it is read: the saved one, or while it runs its shape alone (for
+    // the receiver to check its slot first).
+    let head = (off < HEADER_SIZE as u64).then(|| match saved.filter(|_| suspended) {
+        Some(h) => h.encode(),
+        None => {
+            let freq = arch::read_sysreg!("cntfrq_el0");
+            Header::shape(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, freq, dom.name()).encode()
+        }
+    });
     let mut buf = [0u8; 4096];
     let mut done = 0;
     while done < len {
         let at = off + done;
         let n = (len - done).min(4096 - (at % 4096)) as usize;
-        if at < HEADER_SIZE as u64 {
+        if let Some(head) = head.as_ref().filter(|_| at < HEADER_SIZE as u64) {
             let a = at as usize;
             buf[..n].copy_from_slice(&head[a..a + n]);
         } else {
-            // SAFETY: the source lies in suspended domain `d`'s RAM (bounds checked above), which
-            // nothing writes while it is suspended; the destination is a local buffer.
+            // SAFETY: the source lies in domain `d`'s RAM (bounds checked above): suspended, so
+            // nothing writes it, or logged while it runs, so a page it writes meanwhile is sent
+            // again; the destination is a local buffer.
             unsafe { mm::copy_phys(buf.as_mut_ptr() as u64, ram_pa(d, at - HEADER_SIZE as u64), n as u64) };
         }
         crate::xen::copy_to_guest(ctl, va + done, &buf[..n])?;

@@ -231,8 +231,7 @@ fn get_once(target: &str, timeout: Duration) -> Result<String, String> {
     let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let mut s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferrum-xtask-loop\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferrum-xtask\r\n\r\n").map_err(|e| e.to_string())?;
     let mut r = Vec::new();
     s.read_to_end(&mut r).map_err(|e| e.to_string())?;
     let r = String::from_utf8_lossy(&r).into_owned();
@@ -335,27 +334,18 @@ pub fn http_loop(targets: &[String], stop: &std::sync::atomic::AtomicBool) -> St
 /// `GET http://<target>` (`127.0.0.1:8080/path`), tried once and then again until an HTTP
 /// answer arrives or `within` passes. Returns log lines: `host: GET <path> -> <status line>` and `host: body: …`.
 pub fn http_get(target: &str, within: Duration) -> String {
-    let (addr, path) = target.split_once('/').map_or((target, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let path = target.split_once('/').map_or("/".to_string(), |(_, p)| format!("/{p}"));
     let start = Instant::now();
     let mut last;
     loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(addr)?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: ferrum-xtask\r\n\r\n")?;
-            let mut r = Vec::new();
-            s.read_to_end(&mut r)?;
-            Ok(String::from_utf8_lossy(&r).into_owned())
-        })();
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/1.") => {
+        match get_once(target, Duration::from_secs(10)) {
+            Ok(r) => {
                 let status = r.lines().next().unwrap_or("").trim().to_string();
                 let body = r.split_once("\r\n\r\n").map_or("", |b| b.1);
                 let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
                 return format!("\nhost: GET {path} -> {status}\nhost: body: {body}\n");
             }
-            Ok(r) => last = format!("connection closed after {} bytes", r.len()),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
         if start.elapsed() >= within {
             break;

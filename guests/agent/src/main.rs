@@ -313,12 +313,19 @@ fn save(name: &str, path: &str, secs: u64) -> Result<(), String> {
 /// Asks domain `name` to suspend, waits up to `secs` seconds and reads its whole save stream
 /// (with its trailer). The domain stays suspended.
 fn suspend_and_stream(name: &str, secs: u64, what: &str) -> Result<(u16, Vec<u8>), String> {
-    let id = suspend_domain(name, secs, what)?;
+    let id = suspend_domain(name, secs, what, || Ok(false))?;
     Ok((id, read_stream(id).map_err(|e| format!("{what} {name}: {e}"))?))
 }
 
-/// Asks running unikernel `name` to suspend and waits up to `secs` seconds for it.
-fn suspend_domain(name: &str, secs: u64, what: &str) -> Result<u16, String> {
+/// Asks running unikernel `name` to suspend and waits up to `secs` seconds for it (a refused
+/// wait cancels the request). `meanwhile` runs at each poll while it winds down; when it
+/// returns `false` (nothing done) the wait sleeps a millisecond.
+fn suspend_domain(
+    name: &str,
+    secs: u64,
+    what: &str,
+    mut meanwhile: impl FnMut() -> Result<bool, String>,
+) -> Result<u16, String> {
     let id = ctl::find(name)?;
     let st = ctl::status(id)?;
     if st.linux {
@@ -339,7 +346,9 @@ fn suspend_domain(name: &str, secs: u64, what: &str) -> Result<u16, String> {
                 "{what} {name}: it did not suspend within {secs} s (does its runtime support suspend?)"
             ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        if !meanwhile()? {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
     Ok(id)
 }
@@ -542,35 +551,27 @@ fn migrate(name: &str, to: &str) -> Result<(), String> {
             return Err(format!("{to} answered {:#x} to a sync", q[0]));
         }
         // Ask for the suspend; what it dirties while it winds down (it answers within its
-        // control poll) goes with the last round, unless that grows large.
-        let mut xs = Xs::open()?;
-        let node = format!("/local/domain/{id}/control/shutdown");
-        xs.write(&node, "suspend")?;
-        // Pages dirtied meanwhile wait in `pending` until there are enough to be worth a send:
-        // at the suspend the connection should be idle, the last round short.
-        let asked = std::time::Instant::now();
+        // control poll) waits in `pending` and goes with the last round, unless that grows
+        // large: at the suspend the connection should be idle, the last round short.
         let mut pending = vec![0u8; bitmap.len()];
         let mut npending = 0u64;
-        while ctl::status(id)?.state != 13 {
-            if asked.elapsed() > std::time::Duration::from_secs(10) {
-                let _ = xs.write(&node, "");
-                return Err(format!("{name} did not suspend within 10 s (does its runtime support suspend?)"));
-            }
+        suspend_domain(name, 10, "migrate", || {
             if log_dirty(id, 2, &mut bitmap)? > 0 {
                 for (p, b) in pending.iter_mut().zip(&bitmap) {
                     *p |= b;
                 }
                 npending = pending.iter().map(|b| u64::from(b.count_ones())).sum();
             }
-            if npending > MIGRATE_FEW {
-                sent += send_dirty(&mut w, id, &pending, pages)?;
-                w.flush().map_err(|e| e.to_string())?;
-                pending.iter_mut().for_each(|b| *b = 0);
-                npending = 0;
-            } else {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            if npending <= MIGRATE_FEW {
+                return Ok(false);
             }
-        }
+            sent += send_dirty(&mut w, id, &pending, pages)?;
+            w.flush().map_err(|e| e.to_string())?;
+            pending.iter_mut().for_each(|b| *b = 0);
+            npending = 0;
+            Ok(true)
+        })
+        .map_err(|e| e.strip_prefix(&format!("migrate {name}: ")).unwrap_or(&e).to_string())?;
         // What is still pending goes with the last round.
         bitmap.copy_from_slice(&pending);
         Ok((sent, rounds))
