@@ -52,9 +52,6 @@ pub struct RunOpts {
     pub http_port: Option<u16>,
     /// Start with an empty data partition (tests); otherwise its contents are kept.
     pub fresh_data: bool,
-    /// More TCP forwards from host ports (127.0.0.1) to guest addresses (`10.0.2.15:7000`):
-    /// a second board's control domain for `hypctl receive`.
-    pub forwards: Vec<(u16, String)>,
     /// Boot the disk the previous run left (its boot partition as that run changed it, e.g.
     /// by `hypctl update --persist`) instead of writing a new one; tests only.
     pub keep_disk: bool,
@@ -161,23 +158,6 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         };
         c.args(["-netdev", &netdev])
             .args(["-device", &format!("virtio-net-device,netdev=link0,mac=52:54:00:77:00:{:02x}", l.board)]);
-    }
-    if !o.forwards.is_empty() {
-        let fwd: String = o.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-{g}")).collect();
-        let args: Vec<std::ffi::OsString> = c
-            .get_args()
-            .map(|a| {
-                let t = a.to_string_lossy();
-                if t.starts_with("user,id=net0") {
-                    format!("{t}{fwd}").into()
-                } else {
-                    a.to_os_string()
-                }
-            })
-            .collect();
-        let mut n = Command::new(c.get_program());
-        n.args(args);
-        c = n;
     }
     if let Some(p) = o.http_port {
         // Fail early and clearly when the port is taken (QEMU's own message is cryptic).
@@ -552,7 +532,6 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         http_port: Some(http_port),
         fresh_data: false,
         keep_disk: false,
-        forwards: Vec::new(),
         link: None,
         sign: None,
         platform,

@@ -461,7 +461,7 @@ struct Launch<'a> {
     stop: Option<(&'a str, Duration)>,
 }
 
-/// Builds board `s` (its images, disk and QEMU command). `forwards`: more host port forwards;
+/// Builds board `s` (its images, disk and QEMU command). `link`: its link to another board;
 /// `peer`: what `{peer}` in its input becomes.
 fn launch<'a>(
     name: &str,
@@ -480,7 +480,6 @@ fn launch<'a>(
         http_port,
         fresh_data: !s.keep_data,
         keep_disk: s.keep_disk,
-        forwards: Vec::new(),
         link,
         sign: if s.signed {
             let dir = crate::sign::default_key_dir();
