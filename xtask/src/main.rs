@@ -45,7 +45,8 @@ commands:
   check FILE...      validate deployment files and print their partition plan
   image              build the boot disk image for a deployment (--deployment FILE, -o FILE);
                      --platform rpi4: the Raspberry Pi 4 SD card image (checked after writing);
-                     --sign KEY [--gic 2|3]: a verified-boot disk for QEMU virt: one FIT image
+                     --sign KEY [--gic 2|3] [--model board|qemu]: a verified-boot disk (QEMU
+                     virt) or SD card (Pi 4; --model qemu: for QEMU raspi4b): one FIT image
                      (hypervisor, plan, domain images) whose configuration KEY.key signs, and
                      U-Boot's device tree with KEY.crt's public key, required
   keygen [--dir DIR] [--name NAME]
@@ -267,38 +268,67 @@ pub fn write_disk(
     Ok(disk)
 }
 
-/// Writes the verified-boot disk of `dep` (QEMU virt with `gic`): `ferrum.itb` signed with
-/// `key` (`<key>.key`, `.crt`), `ferrum.txt` and `extra`; beside it U-Boot's control device tree
-/// with the public key and U-Boot's environment that boots the FIT. Returns the three paths.
+/// A verified-boot disk and what boots it.
+pub struct SignedDisk {
+    /// The disk (QEMU virt) or SD card image (Pi 4).
+    pub disk: PathBuf,
+    /// U-Boot's control device tree with the public key (QEMU: `-dtb`; on the Pi's card too).
+    pub control_dtb: PathBuf,
+    /// QEMU virt: U-Boot's environment (flash bank 1). Pi 4: the verified-boot U-Boot, its
+    /// environment built in (also on the card).
+    pub loader: PathBuf,
+}
+
+/// Writes the verified-boot disk of `dep` (QEMU virt with `gic`, or a Pi 4 SD card for the
+/// board `model`): `slot-a.itb` signed with `key` (`<key>.key`, `.crt`), the boot-state record,
+/// `ferrum.txt` and `extra`; for the Pi also its firmware, the verified-boot U-Boot and the
+/// board tree with the public key.
 pub fn write_signed_disk(
     dep: &deploy::Deployment,
     out: Option<PathBuf>,
     extra: &[(String, Vec<u8>)],
     fresh_data: bool,
-    gic: u8,
-    key: &Path,
-    tamper: Option<sign::Tamper>,
-) -> Result<(PathBuf, PathBuf, PathBuf), String> {
-    let signed = sign::signed_image(dep, gic, key, tamper)?;
+    how: &sign::Signing,
+) -> Result<SignedDisk, String> {
+    let signed = sign::signed_image(dep, how)?;
     let dir = root().join("build").join(dep.platform.name).join(&dep.name);
     let note = format!("ferrum verified-boot partition of deployment '{}' ({} domains)\n", dep.name, dep.domains.len());
     // A/B slots: the deployment in slot A, active; slot B empty until an update.
     let state = hyp_core::abslot::BootState::default().format();
+    let fit = signed.fit.len() as u64;
     let mut files = vec![
         ("slot-a.itb".to_string(), signed.fit),
         ("bootstate.env".to_string(), state.into_bytes()),
         ("ferrum.txt".to_string(), note.into_bytes()),
     ];
     files.extend(extra.iter().cloned());
-    let disk = out.unwrap_or_else(|| dir.join("disk.img"));
+    let rpi = dep.platform.name == "rpi4";
+    let (base, name, loader) = if rpi {
+        let build = root().join("build");
+        let uboot = rpi4::uboot_verified(&build, &sign::rpi4_env())?;
+        let fw = rpi4::fetch(&build)?;
+        let rd = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        for (n, bytes) in rpi4::boot_files(&fw, &dep.name)? {
+            let bytes = match n.as_str() {
+                "u-boot.bin" => rd(&uboot)?,
+                rpi4::BOARD_DTB => rd(&signed.control_dtb)?,
+                _ => bytes,
+            };
+            files.push((n, bytes));
+        }
+        (image::SD_CARD, "sdcard.img", uboot)
+    } else {
+        (image::VIRTIO_DISK, "disk.img", dir.join("uboot-env.img"))
+    };
+    let disk = out.unwrap_or_else(|| dir.join(name));
     // Room for the other slot and a new copy of a slot while it is written.
     let payload: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
-    let fit = files[0].1.len() as u64;
-    let layout = image::DiskLayout { min_boot_mib: ((payload + 2 * fit) >> 20) + 32, ..image::VIRTIO_DISK };
+    let layout = image::DiskLayout { min_boot_mib: base.min_boot_mib.max(((payload + 2 * fit) >> 20) + 32), ..base };
     image::disk_image_with(&disk, &files, fresh_data, &layout)?;
-    let env = disk.with_file_name("uboot-env.img");
-    std::fs::write(&env, sign::uboot_env_signed()).map_err(|e| e.to_string())?;
-    Ok((disk, signed.control_dtb, env))
+    if !rpi {
+        std::fs::write(&loader, sign::uboot_env_signed()).map_err(|e| e.to_string())?;
+    }
+    Ok(SignedDisk { disk, control_dtb: signed.control_dtb, loader })
 }
 
 /// Prints the partition plan of a deployment.
@@ -347,28 +377,45 @@ fn cmd_check(args: &[String]) -> Result<u8, String> {
 }
 
 fn cmd_image(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--deployment", "-o", "--platform", "--sign", "--gic"], &[])?;
+    check_args(args, &["--deployment", "-o", "--platform", "--sign", "--gic", "--model"], &[])?;
     if let Some(key) = opt(args, "--sign")? {
         setup::ensure_host_tools()?;
         let gic: u8 = opt(args, "--gic")?.map_or(Ok(2), |v| match v.as_str() {
             "2" | "3" => Ok(v.parse().unwrap_or(2)),
             _ => Err(format!("--gic: '{v}' (2 or 3)")),
         })?;
-        let file = opt(args, "--deployment")?.map_or_else(|| default_deployment(None), |f| Ok(PathBuf::from(f)))?;
+        let platform = opt(args, "--platform")?;
+        let file = match (opt(args, "--deployment")?, &platform) {
+            (Some(f), _) => PathBuf::from(f),
+            (None, p) => default_deployment(p.as_deref())?,
+        };
         let dep = load_deployment(&file, false)?;
-        if dep.platform.name != "qemu-virt" {
-            return Err(format!(
-                "--sign: {} is for {}; signed images are built for qemu-virt so far",
-                file.display(),
-                dep.platform.name
-            ));
-        }
+        let model = match opt(args, "--model")?.as_deref() {
+            None | Some("board") => sign::Model::Board,
+            Some("qemu") => sign::Model::Qemu,
+            Some(m) => return Err(format!("--model: '{m}' (board or qemu)")),
+        };
         print_plan(&dep);
-        let (disk, control, env) =
-            write_signed_disk(&dep, opt(args, "-o")?.map(PathBuf::from), &[], false, gic, Path::new(&key), None)?;
-        println!("signed disk image: {}", disk.display());
-        println!("U-Boot's device tree with the public key (QEMU: -dtb): {}", control.display());
-        println!("U-Boot's environment (QEMU: pflash unit 1): {}", env.display());
+        let s = write_signed_disk(
+            &dep,
+            opt(args, "-o")?.map(PathBuf::from),
+            &[],
+            false,
+            &sign::Signing { key: Path::new(&key), gic, model, tamper: None },
+        )?;
+        if dep.platform.name == "rpi4" {
+            for f in rpi4::check_sd(&s.disk)? {
+                println!("checked: {f}");
+            }
+            println!("signed SD card image: {}", s.disk.display());
+            println!("  its U-Boot (verifies the slots' signatures; environment built in): {}", s.loader.display());
+            println!("  the board's device tree with the public key (on the card): {}", s.control_dtb.display());
+            println!("flash it with: dd if={} of=/dev/sdX bs=4M conv=fsync status=progress", s.disk.display());
+        } else {
+            println!("signed disk image: {}", s.disk.display());
+            println!("U-Boot's device tree with the public key (QEMU: -dtb): {}", s.control_dtb.display());
+            println!("U-Boot's environment (QEMU: pflash unit 1): {}", s.loader.display());
+        }
         return Ok(0);
     }
     setup::ensure_targets()?;

@@ -3,6 +3,7 @@
 //! Ctrl-A reaches the hypervisor's console switch) or as a batch run (output copied to stdout
 //! and a log; the exit status says how the board ended: 0 only for a clean power-off).
 
+use crate::sign::{Model, Signing};
 use crate::{check_args, load_deployment, opt, root, setup, write_disk};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -104,22 +105,38 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         }
     }
     if let Some((key, tamper)) = &o.sign {
-        if dep.platform.name != "qemu-virt" {
-            return Err(format!("verified boot is built for qemu-virt so far, not {}", dep.platform.name));
-        }
+        let rpi = dep.platform.name == "rpi4";
         let dir = crate::root().join("build").join(dep.platform.name).join(&dep.name);
-        let (kept, kept_dtb) = (dir.join("disk.img"), dir.join("signed/control.dtb"));
-        let (disk, control, env) = if o.keep_disk && kept.is_file() && kept_dtb.is_file() {
-            // The disk as the previous run left it (its slots and boot-state record).
-            println!("xtask: booting the disk the previous run left: {}", kept.display());
-            let env = dir.join("uboot-env.img");
-            std::fs::write(&env, crate::sign::uboot_env_signed()).map_err(|e| e.to_string())?;
-            (kept, kept_dtb, env)
-        } else {
-            crate::write_signed_disk(&dep, None, &o.extra_files, o.fresh_data, o.gic, key, *tamper)?
+        let kept = crate::SignedDisk {
+            disk: dir.join(if rpi { "sdcard.img" } else { "disk.img" }),
+            control_dtb: dir.join("signed/control.dtb"),
+            loader: if rpi {
+                crate::rpi4::uboot_verified(&root().join("build"), &crate::sign::rpi4_env())?
+            } else {
+                dir.join("uboot-env.img")
+            },
         };
-        let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
-        c.arg("-dtb").arg(control);
+        let s = if o.keep_disk && kept.disk.is_file() && kept.control_dtb.is_file() {
+            // The disk as the previous run left it (its slots and boot-state record).
+            println!("xtask: booting the disk the previous run left: {}", kept.disk.display());
+            if !rpi {
+                std::fs::write(&kept.loader, crate::sign::uboot_env_signed()).map_err(|e| e.to_string())?;
+            }
+            kept
+        } else {
+            crate::write_signed_disk(
+                &dep,
+                None,
+                &o.extra_files,
+                o.fresh_data,
+                &Signing { key, gic: o.gic, model: Model::Qemu, tamper: *tamper },
+            )?
+        };
+        if rpi {
+            return Ok(raspi4b_command(&s.loader, &s.control_dtb, &s.disk));
+        }
+        let mut c = qemu_command(o.gic, dep.platform, &s.disk, &s.loader, o.http_port);
+        c.arg("-dtb").arg(s.control_dtb);
         return Ok(c);
     }
     let kept = crate::root().join("build").join(dep.platform.name).join(&dep.name).join("disk.img");

@@ -147,6 +147,123 @@ fn fetch_uncached(build: &Path) -> Result<Firmware, String> {
     Ok(f)
 }
 
+/// What the Pi 4's verified-boot U-Boot adds to Debian's `rpi_arm64` configuration: FIT images
+/// with signature checking (RSA, SHA-256), FAT writes (the boot-state record) and `setexpr`;
+/// the environment is built in (`env`, the A/B boot command) and never read from the card, so
+/// a changed `uboot.env` on the card cannot change what boots.
+const UBOOT_VERIFIED_CONFIG: &str = "\
+CONFIG_FIT=y
+CONFIG_FIT_SIGNATURE=y
+CONFIG_FIT_VERBOSE=y
+CONFIG_RSA=y
+CONFIG_FAT_WRITE=y
+CONFIG_CMD_SETEXPR=y
+CONFIG_ENV_IS_NOWHERE=y
+# CONFIG_ENV_IS_IN_FAT is not set
+CONFIG_USE_DEFAULT_ENV_FILE=y
+";
+
+/// The `apt-get` options that read a private list of Debian's source archives (deb-src) under
+/// `dir`, leaving the system's apt configuration alone.
+fn apt_src_opts(dir: &Path) -> Vec<String> {
+    vec![
+        format!("-oDir::Etc::SourceList={}", dir.join("sources.list").display()),
+        "-oDir::Etc::SourceParts=/nonexistent".into(),
+        format!("-oDir::State::Lists={}", dir.join("lists").display()),
+        format!("-oDir::Cache={}", dir.join("cache").display()),
+        "-oAPT::Sandbox::User=root".into(),
+        "-q".into(),
+    ]
+}
+
+/// Debian's U-Boot source package, downloaded and unpacked under `build/cache/u-boot-src`
+/// (once per machine); returns the source tree.
+fn uboot_source(build: &Path) -> Result<PathBuf, String> {
+    let dir = build.join("cache/u-boot-src");
+    let tree = dir.join("tree");
+    if tree.join(".done").is_file() {
+        return Ok(tree);
+    }
+    let suite = crate::setup::codename().unwrap_or_else(|| "bookworm".into());
+    for d in ["lists/partial", "cache/archives/partial", "dl"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| format!("{}: {e}", dir.join(d).display()))?;
+    }
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let list = format!(
+        "deb-src [signed-by={keyring}] http://deb.debian.org/debian {suite} main\n\
+         deb-src [signed-by={keyring}] http://deb.debian.org/debian {suite}-updates main\n\
+         deb-src [signed-by={keyring}] http://deb.debian.org/debian-security {suite}-security main\n"
+    );
+    std::fs::write(dir.join("sources.list"), list).map_err(|e| e.to_string())?;
+    let opts = apt_src_opts(&dir);
+    println!("u-boot: fetching Debian's u-boot source package ({suite}; private package lists in {})", dir.display());
+    run(Command::new("apt-get").args(&opts).arg("update"))
+        .map_err(|e| format!("{e}\n(the source lists come from deb.debian.org; check the network)"))?;
+    run(Command::new("apt-get").current_dir(dir.join("dl")).args(&opts).args(["source", "--download-only", "u-boot"]))?;
+    let dsc = std::fs::read_dir(dir.join("dl"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "dsc"))
+        .ok_or("apt-get source left no .dsc")?;
+    let _ = std::fs::remove_dir_all(&tree);
+    println!("u-boot: dpkg-source -x {}", dsc.display());
+    run(Command::new("dpkg-source").arg("-x").arg(&dsc).arg(&tree))?;
+    std::fs::write(tree.join(".done"), dsc.file_name().unwrap_or_default().as_encoded_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(tree)
+}
+
+/// U-Boot for the Pi 4 that verifies signed deployments: Debian's U-Boot source (the same
+/// release as `u-boot-rpi`, whose build has no FIT support at all) built for `rpi_arm64` with
+/// [`UBOOT_VERIFIED_CONFIG`] and `env` (U-Boot's built-in environment: `name=value` lines) by
+/// Debian's cross compiler. Built once per source, configuration and environment, under
+/// `build/cache/u-boot-verified/<digest>/`; returns its `u-boot.bin`.
+pub fn uboot_verified(build: &Path, env: &str) -> Result<PathBuf, String> {
+    let tree = uboot_source(build)?;
+    let source = std::fs::read_to_string(tree.join(".done")).unwrap_or_default();
+    let digest = hyp_core::verify::sha256(format!("{source}\n{UBOOT_VERIFIED_CONFIG}\n{env}").as_bytes());
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let out = build.join("cache/u-boot-verified").join(tag);
+    let bin = out.join("u-boot.bin");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let env_file = out.join("ferrum-env.txt");
+    std::fs::write(&env_file, env).map_err(|e| e.to_string())?;
+    let base = std::fs::read_to_string(tree.join(format!("configs/{UBOOT_FLAVOUR}_defconfig")))
+        .map_err(|e| format!("{UBOOT_FLAVOUR}_defconfig: {e}"))?;
+    let defconfig = format!(
+        "{base}\n# ferrum: verified boot (xtask/src/rpi4.rs)\n{UBOOT_VERIFIED_CONFIG}CONFIG_DEFAULT_ENV_FILE=\"{}\"\n",
+        env_file.display()
+    );
+    std::fs::write(tree.join("configs/ferrum_rpi_verified_defconfig"), defconfig).map_err(|e| e.to_string())?;
+    // Reproducible: the build date is the source package's.
+    let epoch = run(Command::new("dpkg-parsechangelog").current_dir(&tree).args(["-STimestamp"]))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
+    println!(
+        "u-boot: building U-Boot {UBOOT_FLAVOUR} with FIT signature checking in {} (about a minute)",
+        out.display()
+    );
+    let make = |target: &str| {
+        run(Command::new("make")
+            .current_dir(&tree)
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .arg(format!("O={}", out.display()))
+            .args(["CROSS_COMPILE=aarch64-linux-gnu-", "-j", &jobs, target]))
+    };
+    make("ferrum_rpi_verified_defconfig")?;
+    make("u-boot.bin")
+        .map_err(|e| format!("U-Boot build: {}", e.lines().rev().take(8).collect::<Vec<_>>().join(" | ")))?;
+    if !bin.is_file() {
+        return Err(format!("U-Boot build left no {}", bin.display()));
+    }
+    Ok(bin)
+}
+
 /// The firmware's configuration file.
 pub fn config_txt(deployment: &str) -> String {
     format!(
@@ -293,6 +410,10 @@ pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
         "config.txt: {}",
         CONFIG_KEYS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     ));
+    if root.open_file("boot.scr").is_err() {
+        facts.extend(check_signed(&dtb, &read("slot-a.itb")?, &read("bootstate.env")?)?);
+        return Ok(facts);
+    }
     let scr = read("boot.scr")?;
     let script = crate::image::script_text(&scr).map_err(|e| format!("boot.scr: {e}"))?;
     let hyp = read("ferrum.img")?;
@@ -314,6 +435,32 @@ pub fn check_sd(path: &Path) -> Result<Vec<String>, String> {
         "boot.scr: valid script image; the hypervisor (arm64 Image) and all {loaded} files it loads are present"
     ));
     Ok(facts)
+}
+
+/// The verified-boot part of a card (no boot script): the board tree carries a required
+/// signing key, slot A is a FIT whose configuration is signed with it, the boot-state record
+/// parses.
+fn check_signed(dtb: &[u8], slot: &[u8], state: &[u8]) -> Result<Vec<String>, String> {
+    let tree = fdt::Fdt::new(dtb).map_err(|e| format!("{BOARD_DTB}: {e:?}"))?;
+    let key = tree
+        .find_node("/signature")
+        .and_then(|s| s.children().find(|k| k.name.starts_with("key-")))
+        .ok_or(format!("{BOARD_DTB}: no /signature/key-* node (the public key U-Boot checks with)"))?;
+    if key.property("required").and_then(|p| p.as_str()) != Some("conf") {
+        return Err(format!("{BOARD_DTB}: /signature/{} is not required = \"conf\"", key.name));
+    }
+    let hint = key.property("key-name-hint").and_then(|p| p.as_str()).unwrap_or("");
+    let fit = fdt::Fdt::new(slot).map_err(|e| format!("slot-a.itb: not a FIT image: {e:?}"))?;
+    let sig =
+        fit.find_node("/configurations/conf-1/signature-1").ok_or("slot-a.itb: configuration conf-1 is not signed")?;
+    if sig.property("key-name-hint").and_then(|p| p.as_str()) != Some(hint) || sig.property("value").is_none() {
+        return Err(format!("slot-a.itb: conf-1 is not signed with the card's key '{hint}'"));
+    }
+    let state = hyp_core::abslot::BootState::parse(&String::from_utf8_lossy(state));
+    Ok(vec![
+        format!("verified boot: {BOARD_DTB} requires key '{hint}'; slot-a.itb's configuration is signed with it"),
+        format!("bootstate.env: active slot {}", state.active.as_str()),
+    ])
 }
 
 #[cfg(test)]

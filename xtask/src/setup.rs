@@ -44,7 +44,64 @@ pub const PREREQS: &[Prereq] = &[
         present: dtc_ok,
     },
     Prereq { what: "openssl (signing keys)", package: "openssl", backports: false, present: openssl_ok },
+    // The Pi 4's verified-boot U-Boot, built from Debian's u-boot source package
+    // (`rpi4::uboot_verified`): Debian's u-boot-rpi has no FIT support.
+    Prereq {
+        what: "aarch64 cross compiler (the Pi 4's U-Boot)",
+        package: "gcc-aarch64-linux-gnu",
+        backports: false,
+        present: cross_gcc_ok,
+    },
+    Prereq { what: "make (the Pi 4's U-Boot)", package: "make", backports: false, present: make_ok },
+    Prereq { what: "bison (the Pi 4's U-Boot)", package: "bison", backports: false, present: bison_ok },
+    Prereq { what: "flex (the Pi 4's U-Boot)", package: "flex", backports: false, present: flex_ok },
+    Prereq { what: "bc (the Pi 4's U-Boot)", package: "bc", backports: false, present: bc_ok },
+    Prereq { what: "xxd (the Pi 4's U-Boot environment)", package: "xxd", backports: false, present: xxd_ok },
+    Prereq {
+        what: "OpenSSL headers (the Pi 4's U-Boot tools)",
+        package: "libssl-dev",
+        backports: false,
+        present: ssl_dev_ok,
+    },
+    Prereq {
+        what: "dpkg-source (unpacks the U-Boot source package)",
+        package: "dpkg-dev",
+        backports: false,
+        present: dpkg_source_ok,
+    },
 ];
+
+fn cross_gcc_ok() -> bool {
+    have("aarch64-linux-gnu-gcc")
+}
+
+fn make_ok() -> bool {
+    have("make")
+}
+
+fn bison_ok() -> bool {
+    have("bison")
+}
+
+fn flex_ok() -> bool {
+    have("flex")
+}
+
+fn bc_ok() -> bool {
+    have("bc")
+}
+
+fn xxd_ok() -> bool {
+    have("xxd")
+}
+
+fn ssl_dev_ok() -> bool {
+    Path::new("/usr/include/openssl/evp.h").is_file()
+}
+
+fn dpkg_source_ok() -> bool {
+    have("dpkg-source")
+}
 
 fn mkimage_ok() -> bool {
     have("mkimage")

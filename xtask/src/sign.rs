@@ -6,11 +6,14 @@
 //! The FIT holds the hypervisor (the `kernel`, booted as Linux would be: x0 = the device tree),
 //! the plan (the board's device tree with the `/chosen` domain nodes the boot script writes
 //! otherwise, so the plan is signed too) and every domain image (`loadables`, each at its
-//! address in the staging window). Its one configuration signs all of them. The board's tree
-//! comes from QEMU itself (`dumpdtb`, the same machine as the boot), the key node goes into a
-//! copy of it (`mkimage -K`), which QEMU then hands U-Boot with `-dtb`. U-Boot's environment
-//! (the board's flash, not the disk) loads `ferrum.itb` and runs `bootm` on it: no script from
-//! the disk takes part.
+//! address in the staging window). Its one configuration signs all of them. QEMU virt: the
+//! board's tree comes from QEMU itself (`dumpdtb`, the same machine as the boot), the key node
+//! goes into a copy of it (`mkimage -K`), which QEMU then hands U-Boot with `-dtb`; U-Boot's
+//! environment (the board's flash, not the disk) loads the slot's FIT and runs `bootm` on it.
+//! Raspberry Pi 4: the board's tree from the kernel package (or QEMU raspi4b's version of it,
+//! [`Model`]), the key node in the card's copy, which the firmware hands U-Boot; the A/B
+//! commands are built into the card's own U-Boot (`rpi4::uboot_verified`). On neither board
+//! does a script from the disk take part.
 //!
 //! Tools: `openssl` (keys), `dtc` and `mkimage` (Debian's `device-tree-compiler`,
 //! `u-boot-tools`), installed by `cargo xtask setup`.
@@ -183,13 +186,33 @@ pub struct Signed {
     pub control_dtb: PathBuf,
 }
 
-/// Where U-Boot's environment loads the FIT (high in RAM, above every staging address; it is
-/// only read before the hypervisor starts).
-pub const FIT_ADDR: u64 = 0xa000_0000;
+/// Which board tree a signed image is built on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// The real board (the Pi 4's tree from the kernel package, as its firmware hands it over).
+    Board,
+    /// QEMU's model of it (virt: QEMU's own `dumpdtb`; raspi4b: the Pi's tree with the devices
+    /// QEMU lacks disabled, `rpi4::qemu_dtb`).
+    Qemu,
+}
 
-/// Builds the signed FIT of `dep` for QEMU's virt board with `gic` (its device tree dumped by
-/// QEMU with the same machine options as the boot), signed with `<key>.key`/`.crt`.
-pub fn signed_image(dep: &Deployment, gic: u8, key: &Path, tamper: Option<Tamper>) -> Result<Signed, String> {
+/// How to sign a deployment.
+#[derive(Clone, Copy, Debug)]
+pub struct Signing<'a> {
+    /// `<key>.key` and `<key>.crt`.
+    pub key: &'a Path,
+    /// QEMU virt's GIC version (its board tree depends on it).
+    pub gic: u8,
+    /// Which board tree the plan is built on.
+    pub model: Model,
+    /// What to alter afterwards (tests).
+    pub tamper: Option<Tamper>,
+}
+
+/// Builds the signed FIT of `dep`. The plan's board tree: QEMU virt with `gic` (dumped by QEMU
+/// with the same machine options as the boot), or the Pi 4's (`model`).
+pub fn signed_image(dep: &Deployment, how: &Signing) -> Result<Signed, String> {
+    let Signing { key, gic, model, tamper } = *how;
     let (dir, name) = (key.parent().unwrap_or(Path::new(".")), key.file_name().and_then(|n| n.to_str()).unwrap_or(""));
     if !dir.join(format!("{name}.key")).is_file() || !dir.join(format!("{name}.crt")).is_file() {
         return Err(format!(
@@ -201,10 +224,17 @@ pub fn signed_image(dep: &Deployment, gic: u8, key: &Path, tamper: Option<Tamper
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let board = work.join("board.dtb");
     let p = dep.platform;
-    run(Command::new("qemu-system-aarch64")
-        .args(["-M", &format!("virt,virtualization=on,gic-version={gic},dumpdtb={}", board.display())])
-        .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
-        .args(["-display", "none"]))?;
+    if p.name == "rpi4" {
+        let fw = crate::rpi4::fetch(&root().join("build"))?;
+        let tree = std::fs::read(&fw.dtb).map_err(|e| format!("{}: {e}", fw.dtb.display()))?;
+        let tree = if model == Model::Qemu { crate::rpi4::qemu_dtb(&tree)? } else { tree };
+        std::fs::write(&board, tree).map_err(|e| format!("{}: {e}", board.display()))?;
+    } else {
+        run(Command::new("qemu-system-aarch64")
+            .args(["-M", &format!("virt,virtualization=on,gic-version={gic},dumpdtb={}", board.display())])
+            .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
+            .args(["-display", "none"]))?;
+    }
     // The plan: the board's tree plus the /chosen nodes the boot script would write.
     let board_dts = run(Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&board))?;
     let plan_dts = work.join("plan.dts");
@@ -417,26 +447,69 @@ fn dts_value(v: &str) -> String {
     items.join(", ")
 }
 
-/// Where U-Boot's environment loads the boot-state record.
-pub const STATE_ADDR: u64 = 0x9f00_0000;
+/// Where a board's U-Boot finds a verified-boot deployment and what it does when none boots.
+pub struct BootMedia {
+    /// U-Boot's device and partition of the boot partition.
+    pub dev: &'static str,
+    /// Commands that make the device known first (with their `; `).
+    pub scan: &'static str,
+    /// Where the slot's FIT is loaded: above every staging address, below U-Boot; it is only
+    /// read before the hypervisor starts.
+    pub fit_addr: u64,
+    /// Where the boot-state record is loaded.
+    pub state_addr: u64,
+    /// Run when nothing boots (with its `; `): QEMU virt powers off through PSCI; the Pi 4's
+    /// U-Boot has no power-off and stays at its prompt.
+    pub halt: &'static str,
+}
 
-/// U-Boot's environment for a verified-boot disk on QEMU's virt board: A/B slots
-/// (`hyp_core::abslot`'s rules, in U-Boot's shell: this board's U-Boot has no bootcount, so
-/// the counting lives in `bootstate.env` on the disk, read with `env import` of its four
-/// variables only and written with `fatwrite` at every boot), then `bootm` of the slot's FIT (U-Boot checks
+/// QEMU's virt board: the virtio disk; RAM from 1 GiB to 3 GiB.
+pub const VIRT_MEDIA: BootMedia = BootMedia {
+    dev: "virtio 0:1",
+    scan: "virtio scan; ",
+    fit_addr: 0xa000_0000,
+    state_addr: 0x9f00_0000,
+    halt: "; poweroff",
+};
+
+/// The Raspberry Pi 4: the SD card (the staging window ends at 0x1100_0000; U-Boot relocates
+/// itself to the top of the first 960 MiB).
+pub const RPI4_MEDIA: BootMedia =
+    BootMedia { dev: "mmc 0:1", scan: "", fit_addr: 0x1800_0000, state_addr: 0x1700_0000, halt: "" };
+
+/// U-Boot's A/B commands (`name=value`) for a verified-boot disk on `m`: `hyp_core::abslot`'s
+/// rules in U-Boot's shell. Neither board's U-Boot has bootcount, so the counting lives in
+/// `bootstate.env` on the boot partition, read with `env import` of its four variables only
+/// and written with `fatwrite` at every boot; then `bootm` of the slot's FIT (U-Boot checks
 /// the configuration's signature and every image's hash first); a refused tried slot falls
 /// back to the active one in the same boot.
-pub fn uboot_env_signed() -> Vec<u8> {
-    let st = format!("0x{STATE_ADDR:x}");
-    let fit = format!("0x{FIT_ADDR:x}");
-    image::uboot_env_vars(&[
-        format!("ferrum_load=setenv active a; setenv tried none; setenv tries 0; if load virtio 0:1 {st} bootstate.env; then env import -t {st} ${{filesize}} active tried tries booted; fi; if test \"${{tried}}\" = \"${{active}}\"; then setenv tried none; fi"),
-        format!("ferrum_save=env export -t {st} active tried tries booted; fatwrite virtio 0:1 {st} bootstate.env ${{filesize}}"),
+pub fn ab_commands(m: &BootMedia) -> Vec<String> {
+    let st = format!("0x{:x}", m.state_addr);
+    let fit = format!("0x{:x}", m.fit_addr);
+    let (dev, scan, halt) = (m.dev, m.scan, m.halt);
+    vec![
+        format!("ferrum_load=setenv active a; setenv tried none; setenv tries 0; if load {dev} {st} bootstate.env; then env import -t {st} ${{filesize}} active tried tries booted; fi; if test \"${{tried}}\" = \"${{active}}\"; then setenv tried none; fi"),
+        format!("ferrum_save=env export -t {st} active tried tries booted; fatwrite {dev} {st} bootstate.env ${{filesize}}"),
         "ferrum_decide=setenv slot ${active}; if test \"${tried}\" != \"none\"; then if test ${tries} -gt 0; then setexpr tries ${tries} - 1; setenv slot ${tried}; echo ferrum-boot: trying slot ${tried}, boots left after this one: ${tries}; else echo ferrum-boot: slot ${tried} was not confirmed, back to slot ${active}; setenv tried none; setenv tries 0; fi; fi; setenv booted ${slot}; run ferrum_save".into(),
-        format!("ferrum_boot=echo ferrum-boot: verified boot of slot ${{slot}}; load virtio 0:1 {fit} slot-${{slot}}.itb && bootm {fit}#conf-1"),
+        format!("ferrum_boot=echo ferrum-boot: verified boot of slot ${{slot}}; load {dev} {fit} slot-${{slot}}.itb && bootm {fit}#conf-1"),
         "ferrum_fallback=if test \"${slot}\" != \"${active}\"; then echo ferrum-boot: slot ${slot} was refused, back to slot ${active}; setenv tried none; setenv tries 0; setenv slot ${active}; setenv booted ${active}; run ferrum_save; run ferrum_boot; fi".into(),
-        "bootcmd=virtio scan; run ferrum_load; run ferrum_decide; run ferrum_boot; run ferrum_fallback; echo ferrum-boot: ERROR: the signed deployment did not boot; poweroff".into(),
-    ])
+        format!("bootcmd={scan}run ferrum_load; run ferrum_decide; run ferrum_boot; run ferrum_fallback; echo ferrum-boot: ERROR: the signed deployment did not boot{halt}"),
+    ]
+}
+
+/// U-Boot's environment for a verified-boot disk on QEMU's virt board (its flash bank 1).
+pub fn uboot_env_signed() -> Vec<u8> {
+    image::uboot_env_vars(&ab_commands(&VIRT_MEDIA))
+}
+
+/// The Pi 4's U-Boot's built-in environment (`name=value` lines, U-Boot's
+/// `CONFIG_DEFAULT_ENV_FILE`): no autoboot delay, the device tree and initrd used in place,
+/// and the A/B commands.
+pub fn rpi4_env() -> String {
+    let mut lines =
+        vec!["bootdelay=0".to_string(), "fdt_high=ffffffffffffffff".into(), "initrd_high=ffffffffffffffff".into()];
+    lines.extend(ab_commands(&RPI4_MEDIA));
+    lines.join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -459,5 +532,20 @@ mod tests {
         assert!(d.find("domain@0 {").unwrap() < d.find("module@41000000 {").unwrap());
         assert!(chosen_dts("fdt set /chosen x <0x${other}>\n", &[]).is_err());
         assert!(chosen_dts("fdt set /nowhere x <1>\n", &[]).is_err());
+    }
+
+    #[test]
+    fn both_boards_run_the_same_ab_commands() {
+        let (virt, pi) = (ab_commands(&VIRT_MEDIA), ab_commands(&RPI4_MEDIA));
+        assert_eq!(virt.len(), pi.len());
+        for (v, p) in virt.iter().zip(&pi) {
+            let v = v.replace("virtio 0:1", "mmc 0:1").replace("virtio scan; ", "").replace("; poweroff", "");
+            let v = v.replace("0xa0000000", "0x18000000").replace("0x9f000000", "0x17000000");
+            assert_eq!(&v, p);
+        }
+        // U-Boot's default-environment file: one `name=value` per line, nothing the Pi lacks.
+        let env = rpi4_env();
+        assert!(env.lines().all(|l| l.split_once('=').is_some_and(|(k, _)| !k.is_empty() && !k.contains(' '))));
+        assert!(env.contains("bootcmd=run ferrum_load;") && !env.contains("poweroff") && !env.contains("virtio"));
     }
 }

@@ -498,7 +498,14 @@ fn launch<'a>(
             for (file, dep) in &s.extra_deployments {
                 let dep = crate::load_deployment(&root().join(dep), true)?;
                 let key = crate::sign::default_key_dir().join(crate::sign::DEFAULT_KEY);
-                v.push((file.clone(), crate::sign::signed_image(&dep, gic, &key, None)?.fit));
+                v.push((
+                    file.clone(),
+                    crate::sign::signed_image(
+                        &dep,
+                        &crate::sign::Signing { key: &key, gic, model: crate::sign::Model::Qemu, tamper: None },
+                    )?
+                    .fit,
+                ));
             }
             v
         } else if s.selftest {
