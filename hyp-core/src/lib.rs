@@ -32,6 +32,7 @@ pub mod plan;
 pub mod psci;
 pub mod pvdev;
 pub mod savestream;
+pub mod sysregs;
 pub mod verify;
 pub mod vgic;
 pub mod vuart;

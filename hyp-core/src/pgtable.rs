@@ -353,17 +353,9 @@ impl PageTable {
     }
 }
 
-/// VTCR_EL2 for these tables: T0SZ=25, start at level 1, 4 KiB granule, inner-shareable WB walks,
-/// physical address size `ps` (the ID_AA64MMFR0_EL1.PARange encoding, capped at 48 bits).
+/// VTCR_EL2 for these tables (see [`crate::sysregs::vtcr_el2`]).
 pub fn vtcr_el2(ps: u64) -> u64 {
-    let t0sz = u64::from(64 - VA_BITS);
-    let sl0 = 1; // start at level 1
-    let irgn0 = 1 << 8;
-    let orgn0 = 1 << 10;
-    let sh0 = 0b11 << 12;
-    let tg0 = 0 << 14; // 4 KiB
-    let ps = ps.min(5) << 16;
-    (1 << 31) | t0sz | (sl0 << 6) | irgn0 | orgn0 | sh0 | tg0 | ps
+    crate::sysregs::vtcr_el2(ps)
 }
 
 /// TCR_EL2 for these tables (non-VHE layout): T0SZ=25, WB inner-shareable walks, 4 KiB granule.

@@ -387,8 +387,8 @@ pub enum Problem {
     BadImage(crate::image::ImageError),
     /// A device-tree property is missing or malformed (its name).
     BadProperty(&'static str),
-    /// Passthrough devices need a direct-mapped (`kind = "linux"`) domain.
-    PassthroughNeedsDirectMap,
+    /// The board tree (`"/"`) needs a direct-mapped (`kind = "linux"`) domain.
+    BoardTreeNeedsDirectMap,
     /// Not an absolute device-tree path.
     BadDevicePath,
     /// The device is already given to the domain with that index.
@@ -461,9 +461,10 @@ impl fmt::Display for Problem {
             Self::BootargsTooLong(n) => write!(f, "{n} bytes, more than {MAX_BOOTARGS}"),
             Self::BadImage(e) => write!(f, "{e}"),
             Self::BadProperty(p) => write!(f, "device-tree property '{p}' is missing or malformed"),
-            Self::PassthroughNeedsDirectMap => {
-                write!(f, "passthrough devices need a direct-mapped domain (kind = \"linux\"): they DMA to physical addresses")
-            }
+            Self::BoardTreeNeedsDirectMap => write!(
+                f,
+                "\"/\" (the board's devices) needs a direct-mapped domain (kind = \"linux\"): its devices DMA to physical addresses"
+            ),
             Self::BadDevicePath => write!(f, "must be an absolute device-tree path such as \"/virtio_mmio@a003e00\""),
             Self::DeviceUsedTwice(i) => write!(f, "the device is already given to domain #{i}"),
             Self::BoardTreeNotAlone => write!(
@@ -625,10 +626,10 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
             return Err(err(i, "bootargs", Problem::BootargsTooLong(d.bootargs.len())));
         }
         for dev in d.devices.iter() {
-            if d.kind != DomainKind::Linux {
-                return Err(err(i, "devices", Problem::PassthroughNeedsDirectMap));
-            }
             if *dev == "/" {
+                if d.kind != DomainKind::Linux {
+                    return Err(err(i, "devices", Problem::BoardTreeNeedsDirectMap));
+                }
                 let elsewhere = doms.iter().enumerate().any(|(j, o)| j != i && o.devices.contains(&"/"));
                 if d.devices.len() != 1 || elsewhere {
                     return Err(err(i, "devices", Problem::BoardTreeNotAlone));
@@ -650,6 +651,26 @@ pub fn validate(plan: &Plan<'_>, board: &BoardLimits<'_>) -> Result<(), PlanErro
         validate_pv(doms, i)?;
     }
     Ok(())
+}
+
+/// What a unikernel's guest-physical space holds besides its passthrough devices (which appear
+/// at their physical addresses): Xen's guest layout, which the hypervisor emulates or maps.
+/// A device page inside one of these would be shadowed or would shadow it.
+pub fn unikernel_layout(memory: u64) -> [(&'static str, PhysRange); 6] {
+    use xen_abi::layout as x;
+    [
+        ("virtual GIC", PhysRange::new(0x0300_0000, 0x0100_0000)),
+        ("emulated console (PL011)", PhysRange::new(crate::vuart::VUART_BASE, crate::vuart::VUART_SIZE)),
+        ("grant-table window", PhysRange::new(x::GNTTAB_BASE, x::GNTTAB_SIZE)),
+        ("Xen magic pages", PhysRange::new(x::MAGIC_BASE, 0x0100_0000)),
+        ("RAM", PhysRange::new(GUEST_RAM0_BASE.0, memory)),
+        ("grant mapping window", PhysRange::new(x::EXT_BASE, x::EXT_SIZE)),
+    ]
+}
+
+/// The part of a unikernel's layout that `r` (a passthrough device's pages) overlaps, if any.
+pub fn unikernel_clash(memory: u64, r: &PhysRange) -> Option<&'static str> {
+    unikernel_layout(memory).into_iter().find(|(_, l)| l.overlaps(r)).map(|(what, _)| what)
 }
 
 /// Where the pieces of a domain go in its guest-physical space.
@@ -781,7 +802,24 @@ mod tests {
         let e = check(&[linux("a", &[0], 0x5000_0000, &["/"]), linux("b", &[1], 0x5800_0000, &["/"])]).unwrap_err();
         assert_eq!((e.domain, e.problem), (Some(0), Problem::BoardTreeNotAlone));
         let uni = Domain { devices: List::from_slice(&["/"]).unwrap(), ..dom("u", &[0], 0x5000_0000, 32 * MIB) };
-        assert_eq!(check(&[uni]).unwrap_err().problem, Problem::PassthroughNeedsDirectMap);
+        assert_eq!(check(&[uni]).unwrap_err().problem, Problem::BoardTreeNeedsDirectMap);
+        // One device (no DMA: a GPIO block) may go to a unikernel.
+        let gpio = Domain {
+            devices: List::from_slice(&["/soc/gpio@7e200000"]).unwrap(),
+            ..dom("g", &[0], 0x5000_0000, 32 * MIB)
+        };
+        assert_eq!(check(&[gpio]), Ok(()));
+    }
+
+    #[test]
+    fn unikernel_devices_stay_clear_of_its_layout() {
+        let at = |base, size| PhysRange::new(base, size);
+        assert_eq!(unikernel_clash(32 * MIB, &at(0xfe20_0000, 0x1000)), None); // the Pi's GPIO
+        assert_eq!(unikernel_clash(32 * MIB, &at(0x0903_0000, 0x1000)), None); // virt's PL061
+        assert_eq!(unikernel_clash(32 * MIB, &at(0x0300_1000, 0x1000)), Some("virtual GIC"));
+        assert_eq!(unikernel_clash(32 * MIB, &at(0x41ff_f000, 0x1000)), Some("RAM"));
+        assert_eq!(unikernel_clash(32 * MIB, &at(0x4200_0000, 0x1000)), None);
+        assert_eq!(unikernel_clash(32 * MIB, &at(0x2200_0000, 0x1000)), Some("emulated console (PL011)"));
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! calls to firmware, WFE/SEV. Every register write that changes translation or exception
 //! behaviour is an `unsafe fn` with its contract stated.
 
+use aarch64_cpu::registers::{
+    Readable, Writeable, AFSR0_EL1, AFSR1_EL1, AMAIR_EL1, CNTHP_CTL_EL2, CNTKCTL_EL1, CNTPCT_EL0, CNTV_CTL_EL0,
+    CNTV_CVAL_EL0, CONTEXTIDR_EL1, CPACR_EL1, CSSELR_EL1, ELR_EL1, ESR_EL1, FAR_EL1, MAIR_EL1, MDSCR_EL1, PAR_EL1,
+    SCTLR_EL1, SPSR_EL1, SP_EL0, SP_EL1, TCR_EL1, TPIDRRO_EL0, TPIDR_EL0, TPIDR_EL1, TPIDR_EL2, TTBR0_EL1, TTBR1_EL1,
+    VBAR_EL1, VTTBR_EL2,
+};
 use core::arch::asm;
 use core::sync::atomic::Ordering;
 
@@ -65,7 +71,7 @@ pub fn wfi() {
 /// The physical counter (CNTPCT_EL0), ordered after earlier instructions.
 pub fn counter() -> u64 {
     isb();
-    read_sysreg!("cntpct_el0")
+    CNTPCT_EL0.get()
 }
 
 /// Arms this CPU's EL2 physical timer (interrupt [`HYP_TIMER_PPI`]) for physical counter
@@ -74,15 +80,14 @@ pub fn hyp_timer_set(cval: u64) {
     // SAFETY: the EL2 timer only raises this CPU's PPI 26, which the hypervisor handles.
     unsafe {
         write_sysreg!("cnthp_cval_el2", cval);
-        write_sysreg!("cnthp_ctl_el2", 1);
+        CNTHP_CTL_EL2.set(1);
     }
     isb();
 }
 
 /// Disarms this CPU's EL2 physical timer (its interrupt line drops).
 pub fn hyp_timer_off() {
-    // SAFETY: disabling the EL2 timer has no other effect.
-    unsafe { write_sysreg!("cnthp_ctl_el2", 0) };
+    CNTHP_CTL_EL2.set(0);
     isb();
 }
 
@@ -99,7 +104,7 @@ pub fn sev() {
 
 /// Index of this CPU as given at entry (kept in TPIDR_EL2's companion register).
 pub fn cpu_index() -> usize {
-    read_sysreg!("tpidr_el2") as usize
+    TPIDR_EL2.get() as usize
 }
 
 /// Copies `len` bytes from `src` to `dst`, 64 bytes per loop iteration with load/store pairs,
@@ -169,7 +174,7 @@ pub unsafe fn zero_bulk(dst: *mut u8, len: usize) {
 /// (`AT S1E1R/W`, so EL1 read or write permission is checked). Returns the IPA. The guest's
 /// PAR_EL1 is preserved.
 pub fn guest_va_to_ipa(va: u64, write: bool) -> Option<u64> {
-    let saved = read_sysreg!("par_el1");
+    let saved = PAR_EL1.get();
     // SAFETY: AT only writes PAR_EL1, which is restored below; the EL1 regime is the guest's
     // own, loaded because this runs in a trap from it.
     unsafe {
@@ -180,9 +185,8 @@ pub fn guest_va_to_ipa(va: u64, write: bool) -> Option<u64> {
         }
     }
     isb();
-    let par = read_sysreg!("par_el1");
-    // SAFETY: restores the guest's own value.
-    unsafe { write_sysreg!("par_el1", saved) };
+    let par = PAR_EL1.get();
+    PAR_EL1.set(saved); // the guest's own value
     (par & 1 == 0).then_some((par & 0x0000_ffff_ffff_f000) | (va & 0xfff))
 }
 
@@ -259,7 +263,7 @@ pub unsafe fn shared_store_u32(pa: u64, v: u32) {
 /// first; VTTBR_EL2 is switched only for its duration and restored before returning.
 #[inline(always)]
 fn in_vmid(vttbr: u64, flush: impl FnOnce()) {
-    let cur = read_sysreg!("vttbr_el2");
+    let cur = VTTBR_EL2.get();
     // SAFETY: TLB maintenance by VMID acts on the VMID in VTTBR_EL2, which is switched only for
     // its duration while this CPU is at EL2 (no EL1&0 translation happens meanwhile) and
     // restored before returning; the barriers order it after the table writes.
@@ -347,32 +351,32 @@ pub fn smc(f: u64, a1: u64, a2: u64, a3: u64) -> u64 {
 /// runs here is stopped in the hypervisor).
 pub fn save_el1_context() -> [u64; 26] {
     [
-        read_sysreg!("sctlr_el1"),
-        read_sysreg!("ttbr0_el1"),
-        read_sysreg!("ttbr1_el1"),
-        read_sysreg!("tcr_el1"),
-        read_sysreg!("mair_el1"),
-        read_sysreg!("amair_el1"),
-        read_sysreg!("vbar_el1"),
-        read_sysreg!("contextidr_el1"),
-        read_sysreg!("tpidr_el0"),
-        read_sysreg!("tpidrro_el0"),
-        read_sysreg!("tpidr_el1"),
-        read_sysreg!("sp_el0"),
-        read_sysreg!("sp_el1"),
-        read_sysreg!("elr_el1"),
-        read_sysreg!("spsr_el1"),
-        read_sysreg!("esr_el1"),
-        read_sysreg!("far_el1"),
-        read_sysreg!("afsr0_el1"),
-        read_sysreg!("afsr1_el1"),
-        read_sysreg!("par_el1"),
-        read_sysreg!("cpacr_el1"),
-        read_sysreg!("cntkctl_el1"),
-        read_sysreg!("cntv_ctl_el0"),
-        read_sysreg!("cntv_cval_el0"),
-        read_sysreg!("csselr_el1"),
-        read_sysreg!("mdscr_el1"),
+        SCTLR_EL1.get(),
+        TTBR0_EL1.get(),
+        TTBR1_EL1.get(),
+        TCR_EL1.get(),
+        MAIR_EL1.get(),
+        AMAIR_EL1.get(),
+        VBAR_EL1.get(),
+        CONTEXTIDR_EL1.get(),
+        TPIDR_EL0.get(),
+        TPIDRRO_EL0.get(),
+        TPIDR_EL1.get(),
+        SP_EL0.get(),
+        SP_EL1.get(),
+        ELR_EL1.get(),
+        SPSR_EL1.get(),
+        ESR_EL1.get(),
+        FAR_EL1.get(),
+        AFSR0_EL1.get(),
+        AFSR1_EL1.get(),
+        PAR_EL1.get(),
+        CPACR_EL1.get(),
+        CNTKCTL_EL1.get(),
+        CNTV_CTL_EL0.get(),
+        CNTV_CVAL_EL0.get(),
+        CSSELR_EL1.get(),
+        MDSCR_EL1.get(),
     ]
 }
 
@@ -382,35 +386,33 @@ pub fn save_el1_context() -> [u64; 26] {
 /// No guest runs on this CPU; the context belongs to the vCPU about to enter here, whose
 /// stage-2 tables (which bound everything its stage-1 registers can reach) are installed.
 pub unsafe fn restore_el1_context(r: &[u64; 26]) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        write_sysreg!("sctlr_el1", r[0]);
-        write_sysreg!("ttbr0_el1", r[1]);
-        write_sysreg!("ttbr1_el1", r[2]);
-        write_sysreg!("tcr_el1", r[3]);
-        write_sysreg!("mair_el1", r[4]);
-        write_sysreg!("amair_el1", r[5]);
-        write_sysreg!("vbar_el1", r[6]);
-        write_sysreg!("contextidr_el1", r[7]);
-        write_sysreg!("tpidr_el0", r[8]);
-        write_sysreg!("tpidrro_el0", r[9]);
-        write_sysreg!("tpidr_el1", r[10]);
-        write_sysreg!("sp_el0", r[11]);
-        write_sysreg!("sp_el1", r[12]);
-        write_sysreg!("elr_el1", r[13]);
-        write_sysreg!("spsr_el1", r[14]);
-        write_sysreg!("esr_el1", r[15]);
-        write_sysreg!("far_el1", r[16]);
-        write_sysreg!("afsr0_el1", r[17]);
-        write_sysreg!("afsr1_el1", r[18]);
-        write_sysreg!("par_el1", r[19]);
-        write_sysreg!("cpacr_el1", r[20]);
-        write_sysreg!("cntkctl_el1", r[21]);
-        write_sysreg!("cntv_cval_el0", r[23]);
-        write_sysreg!("cntv_ctl_el0", r[22]);
-        write_sysreg!("csselr_el1", r[24]);
-        write_sysreg!("mdscr_el1", r[25]);
-    }
+    // Sound by the caller's contract (no guest runs here; the stage-2 tables bound the rest).
+    SCTLR_EL1.set(r[0]);
+    TTBR0_EL1.set(r[1]);
+    TTBR1_EL1.set(r[2]);
+    TCR_EL1.set(r[3]);
+    MAIR_EL1.set(r[4]);
+    AMAIR_EL1.set(r[5]);
+    VBAR_EL1.set(r[6]);
+    CONTEXTIDR_EL1.set(r[7]);
+    TPIDR_EL0.set(r[8]);
+    TPIDRRO_EL0.set(r[9]);
+    TPIDR_EL1.set(r[10]);
+    SP_EL0.set(r[11]);
+    SP_EL1.set(r[12]);
+    ELR_EL1.set(r[13]);
+    SPSR_EL1.set(r[14]);
+    ESR_EL1.set(r[15]);
+    FAR_EL1.set(r[16]);
+    AFSR0_EL1.set(r[17]);
+    AFSR1_EL1.set(r[18]);
+    PAR_EL1.set(r[19]);
+    CPACR_EL1.set(r[20]);
+    CNTKCTL_EL1.set(r[21]);
+    CNTV_CVAL_EL0.set(r[23]);
+    CNTV_CTL_EL0.set(r[22]);
+    CSSELR_EL1.set(r[24]);
+    MDSCR_EL1.set(r[25]);
     isb();
 }
 

@@ -6,8 +6,9 @@
 //! off): the boot CPU only runs the page-table builder (plain aligned loads and stores) with the
 //! MMU off, and secondaries only the MMU switch.
 
-use crate::arch::{isb, read_sysreg, write_sysreg};
+use crate::arch::{isb, write_sysreg};
 use crate::mm;
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -154,7 +155,7 @@ extern "C" fn build_tables() {
 
 /// Turns on the EL2 MMU and caches with the tables `build_tables` made.
 extern "C" fn enable_mmu() {
-    let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
+    let parange = ID_AA64MMFR0_EL1.get() & 0xf;
     // SAFETY: the tables identity-map this code, its stack and all hypervisor data with the
     // attributes MAIR_EL2 describes; TLBs are invalidated before the MMU is turned on.
     unsafe {

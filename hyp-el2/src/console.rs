@@ -79,7 +79,7 @@ pub fn echo(bytes: &[u8]) {
 /// Prints without waiting long for the lock: used on the crash path, where the lock may be
 /// held by the CPU that crashed.
 pub fn emergency(args: fmt::Arguments<'_>) {
-    let g = CONSOLE.try_lock_for(1_000_000);
+    let g = crate::sync::try_lock_for(&CONSOLE, 1_000_000);
     let fallback = Uart::new(crate::PLATFORM.uart_base, crate::PLATFORM.uart_kind);
     let u = match &g {
         Some(g) => g.as_ref().unwrap_or(&fallback),

@@ -16,6 +16,11 @@ use crate::crash;
 use crate::exceptions::{enter_guest, GuestRegs};
 use crate::mm;
 use crate::sync::{Once, SpinLock};
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTKCTL_EL1, CNTP_CTL_EL0, CNTVOFF_EL2, CNTV_CTL_EL0, CPACR_EL1,
+    CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, HPFAR_EL2, ID_AA64MMFR0_EL1, MDCR_EL2, MIDR_EL1, SCTLR_EL1,
+    SPSR_EL1, VBAR_EL1, VMPIDR_EL2,
+};
 use alloc::boxed::Box;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -339,7 +344,7 @@ pub fn publish(cfg: Config) {
             ENDED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    CONFIG.set(cfg);
+    CONFIG.call_once(|| cfg);
 }
 
 /// Domain `d`'s current CNTVOFF_EL2 (its virtual counter is the physical one minus this).
@@ -572,27 +577,19 @@ pub fn cpu_setup(cpu: usize) {
         let f = &mut (*addr_of_mut!(FRAMES))[cpu];
         (f.stack_top, f.cpu) = (stack_top, cpu);
     }
-    let parange = read_sysreg!("id_aa64mmfr0_el1") & 0xf;
-    let hcr: u64 = 1 // VM: stage-2 on
-        | 1 << 1 // SWIO
-        | 1 << 3 | 1 << 4 | 1 << 5 // FMO, IMO, AMO: physical interrupts and SErrors to EL2
-        | 1 << 9 // FB: broadcast TLB/cache maintenance
-        | 1 << 10 // BSU = inner shareable
-        | 1 << 19 // TSC: trap SMC (PSCI emulation)
-        | 1 << 20 // TIDCP: trap implementation-defined registers
-        | 1 << 31; // RW: EL1 is AArch64
+    let parange = ID_AA64MMFR0_EL1.get() & 0xf;
     let pmcr_n = (read_sysreg!("pmcr_el0") >> 11) & 0x1f;
     crate::gic::init_cpu(cpu);
     // SAFETY: these registers configure how this CPU traps and translates guests; no guest runs
     // on it yet.
     unsafe {
         write_sysreg!("vtcr_el2", hyp_core::pgtable::vtcr_el2(parange));
-        write_sysreg!("hcr_el2", hcr);
-        write_sysreg!("cnthctl_el2", 0b01); // EL1 reads the physical counter; its timer traps
-        write_sysreg!("cntvoff_el2", 0);
-        write_sysreg!("cptr_el2", 0x33ff); // no FP/SIMD traps
-        write_sysreg!("mdcr_el2", pmcr_n);
-        write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+        write_sysreg!("hcr_el2", hyp_core::sysregs::hcr_el2_guest());
+        CNTHCTL_EL2.set(hyp_core::sysregs::cnthctl_el2_guest());
+        CNTVOFF_EL2.set(0);
+        CPTR_EL2.set(hyp_core::sysregs::CPTR_EL2_NO_TRAPS);
+        MDCR_EL2.set(pmcr_n);
+        write_sysreg!("vpidr_el2", MIDR_EL1.get());
     }
     arch::isb();
 }
@@ -622,7 +619,7 @@ pub fn cpu_run(cpu: usize) -> ! {
     // stale translations for it.
     unsafe {
         write_sysreg!("vttbr_el2", dom.vttbr);
-        write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
+        CNTVOFF_EL2.set(RT[d].cntvoff.load(Ordering::Acquire));
         arch::isb();
         core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack));
     }
@@ -687,8 +684,8 @@ fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
                               // (installed at `cpu_run`) bound what it reaches.
         unsafe {
             arch::restore_el1_context(&st.sysregs);
-            write_sysreg!("vmpidr_el2", psci::vmpidr(v));
-            write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
+            VMPIDR_EL2.set(psci::vmpidr(v));
+            CNTVOFF_EL2.set(RT[d].cntvoff.load(Ordering::Acquire));
             arch::isb();
             core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack));
         }
@@ -716,15 +713,15 @@ fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
     crate::irq::reset_cpu(cpu);
     // SAFETY: fresh EL1 state for a vCPU that is not running; guest RAM at `entry` was loaded.
     unsafe {
-        write_sysreg!("sctlr_el1", SCTLR_EL1_RESET);
-        write_sysreg!("cpacr_el1", 3 << 20);
-        write_sysreg!("vbar_el1", 0);
-        write_sysreg!("cntkctl_el1", 0);
-        write_sysreg!("cntv_ctl_el0", 0);
-        write_sysreg!("cntp_ctl_el0", 0);
-        write_sysreg!("vmpidr_el2", psci::vmpidr(v));
+        SCTLR_EL1.set(SCTLR_EL1_RESET);
+        CPACR_EL1.set(3 << 20);
+        VBAR_EL1.set(0);
+        CNTKCTL_EL1.set(0);
+        CNTV_CTL_EL0.set(0);
+        CNTP_CTL_EL0.set(0);
+        VMPIDR_EL2.set(psci::vmpidr(v));
         if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
-            write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire));
+            CNTVOFF_EL2.set(RT[d].cntvoff.load(Ordering::Acquire));
         }
         arch::isb();
         core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack));
@@ -755,7 +752,7 @@ fn current() -> (usize, usize, usize) {
 /// whether the domain speaks Xen, so nothing is looked up before the dispatch.
 pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
     bump(&STATS[regs.cpu].traps, 1);
-    let e = Esr(read_sysreg!("esr_el2"));
+    let e = Esr(ESR_EL2.get());
     if regs.xen && e.is_hvc64(xen_abi::HYPERCALL_TAG) {
         crate::xen::hypercall(regs);
     } else if regs.bound && e.is_data_abort_lower() {
@@ -820,11 +817,7 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
     }
     if kind == 3 {
         let name = config().domains[d].name();
-        hprintln!(
-            "domain '{name}': SError (ESR_EL2={:#x}) at PC {:#x}; stopping it",
-            read_sysreg!("esr_el2"),
-            regs.elr
-        );
+        hprintln!("domain '{name}': SError (ESR_EL2={:#x}) at PC {:#x}; stopping it", ESR_EL2.get(), regs.elr);
         crash(cpu, d, EndReason::Crashed);
     }
     crate::irq::flush(cpu);
@@ -832,8 +825,8 @@ pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs
 }
 
 fn fault_ipa() -> u64 {
-    let hpfar = read_sysreg!("hpfar_el2");
-    let far = read_sysreg!("far_el2");
+    let hpfar = HPFAR_EL2.get();
+    let far = FAR_EL2.get();
     (((hpfar >> 4) & 0xff_ffff_ffff) << 12) | (far & 0xfff)
 }
 
@@ -949,7 +942,7 @@ fn no_syndrome(regs: &mut GuestRegs, d: usize, dom: &DomainCfg, ipa: u64, write:
             regs.elr
         ),
     );
-    inject_abort(regs, true, write, read_sysreg!("far_el2"));
+    inject_abort(regs, true, write, FAR_EL2.get());
 }
 
 #[cold]
@@ -965,7 +958,7 @@ fn bad_register(regs: &mut GuestRegs, d: usize, dom: &DomainCfg, ipa: u64, size:
             regs.elr
         ),
     );
-    inject_abort(regs, true, write, read_sysreg!("far_el2"));
+    inject_abort(regs, true, write, FAR_EL2.get());
 }
 
 fn uart_access(d: usize, off: u64, size: u8, write: bool, val: u64) -> Option<u64> {
@@ -1014,7 +1007,7 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
         return;
     }
     let n = RT[d].faults.fetch_add(1, Ordering::Relaxed) + 1;
-    let far = read_sysreg!("far_el2");
+    let far = FAR_EL2.get();
     diag(
         d,
         format_args!(
@@ -1023,7 +1016,7 @@ fn stage2_fault(regs: &mut GuestRegs, cpu: usize, d: usize, what: &str, ipa: u64
             regs.elr
         ),
     );
-    let vbar = read_sysreg!("vbar_el1");
+    let vbar = VBAR_EL1.get();
     let in_vectors = vbar != 0 && regs.elr.wrapping_sub(vbar) < 0x800;
     let give_up = n > MAX_FAULTS || in_vectors || vbar == 0 || !dom.ipa_in_ram(vbar);
     match dom.on_fault {
@@ -1062,14 +1055,12 @@ fn vector_for(spsr: u64) -> (u64, bool) {
 
 fn inject(regs: &mut GuestRegs, esr: u64, far: u64) {
     let (off, _) = vector_for(regs.spsr);
-    let vbar = read_sysreg!("vbar_el1");
-    // SAFETY: EL1 exception registers of the vCPU running on this CPU.
-    unsafe {
-        write_sysreg!("esr_el1", esr);
-        write_sysreg!("far_el1", far);
-        write_sysreg!("elr_el1", regs.elr);
-        write_sysreg!("spsr_el1", regs.spsr);
-    }
+    let vbar = VBAR_EL1.get();
+    // EL1 exception registers of the vCPU running on this CPU.
+    ESR_EL1.set(esr);
+    FAR_EL1.set(far);
+    ELR_EL1.set(regs.elr);
+    SPSR_EL1.set(regs.spsr);
     // Guest values (its PC, its VBAR_EL1) wrap as the hardware's would; overflow checks are on.
     regs.elr = vbar.wrapping_add(off);
     regs.spsr = SPSR_EL1H_MASKED;
@@ -1191,8 +1182,8 @@ fn pause_wait(cpu: usize, d: usize, v: usize) {
             idle(cpu);
         }
     }
-    // SAFETY: the virtual counter offset of the vCPU running on this CPU, about to re-enter.
-    unsafe { write_sysreg!("cntvoff_el2", RT[d].cntvoff.load(Ordering::Acquire)) };
+    // The virtual counter offset of the vCPU running on this CPU, about to re-enter.
+    CNTVOFF_EL2.set(RT[d].cntvoff.load(Ordering::Acquire));
     arch::isb();
 }
 
@@ -1363,13 +1354,13 @@ pub fn suspend(regs: &GuestRegs) -> i64 {
         ipa_base: dom.ipa_base,
         vcpus: 1,
         vcnt: arch::counter().wrapping_sub(cntvoff(d)),
-        cntfrq: arch::read_sysreg!("cntfrq_el0"),
+        cntfrq: CNTFRQ_EL0.get(),
         name,
         cpu: cpu_state,
     };
     *RT[d].saved.lock() = Some(Box::new(h));
-    // SAFETY: stops the suspended vCPU's virtual timer on this CPU; nothing runs it any more.
-    unsafe { write_sysreg!("cntv_ctl_el0", 0) };
+    // Stops the suspended vCPU's virtual timer on this CPU; nothing runs it any more.
+    CNTV_CTL_EL0.set(0);
     hprintln!("domain '{}': suspended (its state is kept for hypctl save)", dom.name());
     end_domain(d, EndReason::Suspended);
     idle(cpu)
@@ -1438,7 +1429,7 @@ pub fn save_read(ctl: usize, d: usize, off: u64, len: u64, va: u64) -> Result<u6
     let head = (off < HEADER_SIZE as u64).then(|| match saved.filter(|_| suspended) {
         Some(h) => h.encode(),
         None => {
-            let freq = arch::read_sysreg!("cntfrq_el0");
+            let freq = CNTFRQ_EL0.get();
             Header::shape(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, freq, dom.name()).encode()
         }
     });
@@ -1485,7 +1476,7 @@ pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
     let mut head = [0u8; HEADER_SIZE];
     crate::xen::copy_from_guest(ctl, va, &mut head)?;
     let h = Header::decode(&head).map_err(stream_code)?;
-    if let Err(e) = h.fits(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, arch::read_sysreg!("cntfrq_el0")) {
+    if let Err(e) = h.fits(dom.memory.size, dom.ipa_base, dom.pcpus.len() as u32, CNTFRQ_EL0.get()) {
         hprintln!("domain '{}': restore of '{}' refused: {e}", dom.name(), h.name());
         return Err(stream_code(e));
     }
@@ -1510,7 +1501,7 @@ pub fn restore_begin(ctl: usize, d: usize, va: u64) -> Result<(), i64> {
 
 /// Waits (at most a second) until every pCPU of domain `d` runs none of its code.
 fn wait_parked(d: usize) -> bool {
-    let freq = arch::read_sysreg!("cntfrq_el0");
+    let freq = CNTFRQ_EL0.get();
     let deadline = arch::counter() + freq;
     while pcpus(d).iter().any(|&p| !PARKED[usize::from(p)].load(Ordering::Acquire)) {
         if arch::counter() > deadline {
@@ -1578,7 +1569,7 @@ pub fn restore_commit(ctl: usize, d: usize, va: u64, age_ns: u64) -> Result<(), 
     let name = alloc::string::String::from(h.name());
     *rt.saved.lock() = Some(h);
     rt.resume.store(true, Ordering::Release);
-    let us = arch::counter().wrapping_sub(entered) * 1_000_000 / arch::read_sysreg!("cntfrq_el0").max(1);
+    let us = arch::counter().wrapping_sub(entered) * 1_000_000 / CNTFRQ_EL0.get().max(1);
     release_vcpu0(d);
     crate::xen::domain_changed(d);
     hprintln!("domain '{}': restored from '{name}'s saved state ({us} us to commit); resuming it", dom.name());
@@ -1590,7 +1581,7 @@ pub fn status(d: usize) -> hyp_core::control::Status {
     let dom = &config().domains[d];
     let rt = &RT[d];
     let now = arch::counter();
-    let freq = u128::from(arch::read_sysreg!("cntfrq_el0").max(1));
+    let freq = u128::from(CNTFRQ_EL0.get().max(1));
     let ns = |t: u64| (u128::from(t) * 1_000_000_000 / freq) as u64;
     let running = is_running(d);
     let paused = running && rt.paused.load(Ordering::Acquire);
@@ -1631,7 +1622,7 @@ pub fn physinfo() -> hyp_core::control::PhysInfo {
     let used: u64 = cfg.domains.iter().map(|c| c.memory.size).sum::<u64>() + p.hyp_size + p.staging.size;
     hyp_core::control::PhysInfo {
         nr_cpus: crate::online_cpus() as u32,
-        cpu_khz: (arch::read_sysreg!("cntfrq_el0") / 1000) as u32,
+        cpu_khz: (CNTFRQ_EL0.get() / 1000) as u32,
         total_pages: total / 4096,
         free_pages: total.saturating_sub(used) / 4096,
     }
@@ -1717,7 +1708,7 @@ pub fn hyp_timer_fired(d: usize) {
 /// `SCHEDOP_watchdog` of domain `d` (`hyp_core::lifecycle::Watchdogs::op`), then its EL2
 /// timer is armed for the earliest deadline.
 pub fn watchdog_op(d: usize, id: u32, timeout: u32) -> i64 {
-    let freq = arch::read_sysreg!("cntfrq_el0");
+    let freq = CNTFRQ_EL0.get();
     let mut wds = RT[d].watchdogs.lock();
     let r = wds.op(id, timeout, arch::counter(), freq);
     RT[d].wd_deadline.store(wds.earliest().unwrap_or(u64::MAX), Ordering::Release);
@@ -1753,7 +1744,7 @@ pub fn crash(cpu: usize, d: usize, why: EndReason) -> ! {
 /// says whether the limit allows it.
 fn limit_allows(d: usize) -> bool {
     let l = config().domains[d].lifecycle;
-    let window = u64::from(l.restart_window).saturating_mul(arch::read_sysreg!("cntfrq_el0"));
+    let window = u64::from(l.restart_window).saturating_mul(CNTFRQ_EL0.get());
     RT[d].window.lock().allow(arch::counter(), window, l.restart_limit)
 }
 

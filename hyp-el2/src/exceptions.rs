@@ -10,6 +10,7 @@
 //! An exception taken from EL2 itself is a hypervisor bug: the registers are saved on the
 //! current stack and a crash report is printed.
 
+use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2};
 use core::arch::global_asm;
 use core::mem::offset_of;
 
@@ -214,7 +215,7 @@ pub fn install() {
 }
 
 extern "C" fn hyp_exception(regs: &GuestRegs, kind: u64) -> ! {
-    let esr = crate::arch::read_sysreg!("esr_el2");
-    let far = crate::arch::read_sysreg!("far_el2");
+    let esr = ESR_EL2.get();
+    let far = FAR_EL2.get();
     crate::crash::report(regs, kind, esr, far)
 }

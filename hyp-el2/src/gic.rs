@@ -6,15 +6,26 @@
 //! deactivated at once; interrupts forwarded to a guest with the list register's HW bit stay
 //! active until the guest's own EOI deactivates them (so a level-sensitive device cannot storm).
 //!
+//! The MMIO register blocks (distributor, GICv2 CPU and virtual interface control, GICv3
+//! redistributor frames) are `tock-registers` structures with named fields; the system registers
+//! come from `aarch64-cpu`, except the ICC_* CPU-interface registers and ICH_ELRSR/ICH_EISR it
+//! lacks (hand-written `mrs`/`msr`).
+//!
 //! Invariants: [`init`] runs once on the boot CPU before any other function here, [`init_cpu`]
 //! once per CPU before it runs a guest; list registers are only touched by their own CPU.
 
 use crate::arch::{self, read_sysreg, write_sysreg};
 use crate::boot::MAX_CPUS;
 use crate::sync::Once;
-use core::ptr;
+use aarch64_cpu::registers::{
+    Readable, Writeable, ICC_SRE_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
+    ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, MPIDR_EL1,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::vgic::{Lr, Version};
+use tock_registers::interfaces::ReadWriteable;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::{register_bitfields, register_structs};
 
 /// SGI the hypervisor uses to make another CPU look at its vCPU's interrupt queue.
 pub const SGI_KICK: u32 = 0;
@@ -49,20 +60,176 @@ static PER_CPU: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per CPU: MPIDR affinity (GICv3 SGI targets).
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-fn rd(addr: u64) -> u32 {
-    // SAFETY: `addr` is a GIC register inside a region the device tree names, identity mapped
-    // as Device memory at EL2.
-    unsafe { ptr::read_volatile(addr as *const u32) }
+register_bitfields! {u32,
+    /// Distributor control.
+    GICD_CTLR [
+        /// GICv3: register write pending.
+        RWP OFFSET(31) NUMBITS(1) [],
+        /// GICv3: affinity routing enabled.
+        ARE OFFSET(4) NUMBITS(1) [],
+        /// Group 1 forwarding (GICv2: the only enable bit used).
+        ENABLE_GRP1 OFFSET(1) NUMBITS(1) [],
+        /// Group 0 forwarding (GICv2: forwarding on).
+        ENABLE_GRP0 OFFSET(0) NUMBITS(1) []
+    ],
+    /// Distributor type.
+    GICD_TYPER [
+        /// (Interrupt IDs / 32) - 1.
+        IT_LINES OFFSET(0) NUMBITS(5) []
+    ],
+    /// GICv2 CPU interface control.
+    GICC_CTLR [
+        /// Priority drop and deactivation are separate.
+        EOI_MODE OFFSET(9) NUMBITS(1) [],
+        /// Signalling on.
+        ENABLE OFFSET(0) NUMBITS(1) []
+    ],
+    /// GICv2 virtual interface control (ICH_HCR_EL2 has the same low bits).
+    GICH_HCR [
+        /// Maintenance interrupt when at most one list register is in use.
+        UIE OFFSET(1) NUMBITS(1) [],
+        /// Virtual CPU interface on.
+        EN OFFSET(0) NUMBITS(1) []
+    ],
+    /// GICv2 virtual interface type.
+    GICH_VTR [
+        /// List registers - 1.
+        LIST_REGS OFFSET(0) NUMBITS(6) []
+    ],
+    /// GICv3 redistributor wake control.
+    GICR_WAKER [
+        /// The interfaces of this redistributor are asleep.
+        CHILDREN_ASLEEP OFFSET(2) NUMBITS(1) [],
+        /// The connected CPU is asleep.
+        PROCESSOR_SLEEP OFFSET(1) NUMBITS(1) []
+    ]
 }
 
-fn wr(addr: u64, v: u32) {
-    // SAFETY: as in `rd`; GIC register writes have no memory-safety effect on the hypervisor.
-    unsafe { ptr::write_volatile(addr as *mut u32, v) }
+register_bitfields! {u64,
+    /// GICv3 redistributor type.
+    GICR_TYPER [
+        /// Affinity of the CPU this redistributor serves (Aff3.Aff2.Aff1.Aff0).
+        AFFINITY OFFSET(32) NUMBITS(32) [],
+        /// The last redistributor of the region.
+        LAST OFFSET(4) NUMBITS(1) []
+    ]
 }
 
-fn wr64(addr: u64, v: u64) {
-    // SAFETY: as in `rd` (GICD_IROUTER is a 64-bit register).
-    unsafe { ptr::write_volatile(addr as *mut u64, v) }
+register_structs! {
+    /// The distributor's first 4 KiB (all of a GICv2's; a GICv3's banked SGI/PPI registers are
+    /// in the redistributors).
+    Gicd {
+        (0x000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x004 => typer: ReadOnly<u32, GICD_TYPER::Register>),
+        (0x008 => _r0),
+        (0x080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x180 => icenabler: [ReadWrite<u32>; 32]),
+        (0x200 => _r1),
+        (0x280 => icpendr: [ReadWrite<u32>; 32]),
+        (0x300 => _r2),
+        (0x380 => icactiver: [ReadWrite<u32>; 32]),
+        (0x400 => ipriorityr: [ReadWrite<u32>; 255]),
+        (0x7fc => _r3),
+        (0x800 => itargetsr: [ReadWrite<u8>; 1020]),
+        (0xbfc => _r4),
+        (0xc00 => icfgr: [ReadWrite<u32>; 64]),
+        (0xd00 => _r5),
+        (0xf00 => sgir: WriteOnly<u32>),
+        (0xf04 => _r6),
+        (0x1000 => @END),
+    },
+    /// GICv3 distributor: interrupt routing (at distributor + 0x6000).
+    GicdRouter {
+        (0x000 => irouter: [ReadWrite<u64>; 1020]),
+        (0x1fe0 => @END),
+    },
+    /// GICv2 CPU interface.
+    Gicc {
+        (0x000 => ctlr: ReadWrite<u32, GICC_CTLR::Register>),
+        (0x004 => pmr: ReadWrite<u32>),
+        (0x008 => _r0),
+        (0x00c => iar: ReadOnly<u32>),
+        (0x010 => eoir: WriteOnly<u32>),
+        (0x014 => _r1),
+        (0x1000 => dir: WriteOnly<u32>),
+        (0x1004 => @END),
+    },
+    /// GICv2 virtual interface control.
+    Gich {
+        (0x000 => hcr: ReadWrite<u32, GICH_HCR::Register>),
+        (0x004 => vtr: ReadOnly<u32, GICH_VTR::Register>),
+        (0x008 => _r0),
+        (0x020 => eisr0: ReadOnly<u32>),
+        (0x024 => _r1),
+        (0x030 => elrsr0: ReadOnly<u32>),
+        (0x034 => _r2),
+        (0x100 => lr: [ReadWrite<u32>; 64]),
+        (0x200 => @END),
+    },
+    /// GICv3 redistributor: its control frame.
+    GicrRd {
+        (0x000 => _r0),
+        (0x008 => typer: ReadOnly<u64, GICR_TYPER::Register>),
+        (0x010 => _r1),
+        (0x014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x018 => @END),
+    },
+    /// GICv3 redistributor: its SGI/PPI frame (at + 0x1_0000).
+    GicrSgi {
+        (0x000 => _r0),
+        (0x080 => igroupr0: ReadWrite<u32>),
+        (0x084 => _r1),
+        (0x100 => isenabler0: ReadWrite<u32>),
+        (0x104 => _r2),
+        (0x180 => icenabler0: ReadWrite<u32>),
+        (0x184 => _r3),
+        (0x380 => icactiver0: ReadWrite<u32>),
+        (0x384 => _r4),
+        (0x400 => ipriorityr: [ReadWrite<u32>; 8]),
+        (0x420 => @END),
+    }
+}
+
+/// The register block of type `T` at `addr`.
+///
+/// # Safety
+/// `addr` must be the start of a `T`-sized GIC register block inside a region the device tree
+/// names, identity-mapped as Device memory at EL2 for the hypervisor's whole run.
+unsafe fn block<T>(addr: u64) -> &'static T {
+    // SAFETY: the caller's contract; the blocks hold only volatile register cells.
+    unsafe { &*(addr as *const T) }
+}
+
+/// The distributor at `dist` (the GIC node's first region, at least 4 KiB).
+fn gicd(dist: u64) -> &'static Gicd {
+    // SAFETY: `dist` is the device tree's distributor region (the only callers pass it).
+    unsafe { block(dist) }
+}
+
+/// A GICv3 distributor's routing registers (`dist` + 0x6000; a GICv3 distributor is 64 KiB).
+fn gicd_router(dist: u64) -> &'static GicdRouter {
+    // SAFETY: as above, inside the 64 KiB GICv3 distributor region.
+    unsafe { block(dist + 0x6000) }
+}
+
+/// The GICv2 CPU interface at `c` (the node's second region, 8 KiB).
+fn gicc(c: u64) -> &'static Gicc {
+    // SAFETY: `c` is the device tree's GICv2 CPU interface region.
+    unsafe { block(c) }
+}
+
+/// The GICv2 virtual interface control at `h` (the node's third region, at least 512 bytes).
+fn gich(h: u64) -> &'static Gich {
+    // SAFETY: `h` is the device tree's GICH region.
+    unsafe { block(h) }
+}
+
+/// This CPU's redistributor frames (control, SGI/PPI) at `rbase`.
+fn gicr(rbase: u64) -> (&'static GicrRd, &'static GicrSgi) {
+    // SAFETY: `rbase` is a redistributor of the GIC node's redistributor region (128 KiB each:
+    // the control frame, then the SGI/PPI frame).
+    unsafe { (block(rbase), block(rbase + 0x1_0000)) }
 }
 
 /// The GIC (after [`init`]).
@@ -75,7 +242,7 @@ pub fn get() -> &'static Gic {
 
 fn wait_rwp(g: &Gic) {
     for _ in 0..1_000_000 {
-        if rd(g.dist) & (1 << 31) == 0 {
+        if !gicd(g.dist).ctlr.is_set(GICD_CTLR::RWP) {
             return;
         }
     }
@@ -90,7 +257,7 @@ pub fn init(
     vcpu: u64,
     cpus: &[u64],
 ) -> Result<&'static Gic, &'static str> {
-    let lines = ((rd(dist + 4) as usize & 0x1f) + 1) * 32;
+    let lines = (gicd(dist).typer.read(GICD_TYPER::IT_LINES) as usize + 1) * 32;
     let lines = lines.min(1020);
     for (i, m) in cpus.iter().enumerate().take(MAX_CPUS) {
         MPIDR[i].store(*m, Ordering::Relaxed);
@@ -100,48 +267,49 @@ pub fn init(
             if hyp == 0 || vcpu == 0 {
                 return Err("the GICv2 node has no GICH/GICV regions (no virtualization extensions)");
             }
-            (rd(hyp + 4) as usize & 0x3f) + 1
+            gich(hyp).vtr.read(GICH_VTR::LIST_REGS) as usize + 1
         }
         Version::V3 => {
-            // SAFETY: enables the system-register interface at EL2 (and lets EL1 use its own);
-            // required before any ICC_*/ICH_* access.
-            unsafe {
-                write_sysreg!("icc_sre_el2", 0b1111);
-            }
+            // Enables the system-register interface at EL2 (and lets EL1 use its own); required
+            // before any ICC_*/ICH_* access.
+            ICC_SRE_EL2.set(0b1111);
             arch::isb();
-            (read_sysreg!("ich_vtr_el2") as usize & 0x1f) + 1
+            (ICH_VTR_EL2.get() as usize & 0x1f) + 1
         }
     };
     let g = Gic { version, dist, cpu_or_redist, hyp, vcpu, lines, nr_lrs };
-    wr(dist, 0);
+    let d = gicd(dist);
+    d.ctlr.set(0);
     if version == Version::V3 {
         wait_rwp(&g);
     }
-    for n in (32..lines).step_by(32) {
-        let w = (n / 32 * 4) as u64;
-        wr(dist + 0x180 + w, u32::MAX); // disable
-        wr(dist + 0x280 + w, u32::MAX); // clear pending
-        wr(dist + 0x380 + w, u32::MAX); // deactivate
+    for w in 1..lines / 32 {
+        d.icenabler[w].set(u32::MAX); // disable
+        d.icpendr[w].set(u32::MAX); // clear pending
+        d.icactiver[w].set(u32::MAX); // deactivate
         if version == Version::V3 {
-            wr(dist + 0x080 + w, u32::MAX); // group 1
+            d.igroupr[w].set(u32::MAX); // group 1
         }
     }
-    for n in (32..lines).step_by(4) {
-        wr(dist + 0x400 + n as u64, PRIO * 0x0101_0101);
+    for n in 32..lines {
+        if n % 4 == 0 {
+            d.ipriorityr[n / 4].set(PRIO * 0x0101_0101);
+        }
         if version == Version::V2 {
-            wr(dist + 0x800 + n as u64, 0x0101_0101); // CPU interface 0 until routed
+            d.itargetsr[n].set(1); // CPU interface 0 until routed
         }
     }
     if version == Version::V3 {
+        let r = gicd_router(dist);
         for n in 32..lines {
-            wr64(dist + 0x6000 + 8 * n as u64, aff_route(cpus.first().copied().unwrap_or(0)));
+            r.irouter[n].set(aff_route(cpus.first().copied().unwrap_or(0)));
         }
-        wr(dist, (1 << 4) | 0b11); // ARE, group 0 and 1
+        d.ctlr.write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET + GICD_CTLR::ENABLE_GRP0::SET);
         wait_rwp(&g);
     } else {
-        wr(dist, 1);
+        d.ctlr.write(GICD_CTLR::ENABLE_GRP0::SET);
     }
-    GIC.set(g);
+    GIC.call_once(|| g);
     Ok(get())
 }
 
@@ -152,38 +320,40 @@ fn aff_route(mpidr: u64) -> u64 {
 /// Per-CPU set-up: CPU interface, private interrupts the hypervisor needs, virtual interface.
 pub fn init_cpu(cpu: usize) {
     let g = get();
-    let me = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let me = MPIDR_EL1.get() & 0xff_00ff_ffff;
     let wanted = (1 << SGI_KICK) | (1 << MAINTENANCE) | (1 << hyp_core::vgic::VTIMER_PPI) | (1 << arch::HYP_TIMER_PPI);
     match g.version {
         Version::V2 => {
-            let d = g.dist;
-            wr(d + 0x180, u32::MAX);
-            wr(d + 0x380, u32::MAX);
-            for n in (0..32).step_by(4) {
-                wr(d + 0x400 + n, PRIO * 0x0101_0101);
+            // The banked private-interrupt registers of this CPU.
+            let d = gicd(g.dist);
+            d.icenabler[0].set(u32::MAX);
+            d.icactiver[0].set(u32::MAX);
+            for p in &d.ipriorityr[..8] {
+                p.set(PRIO * 0x0101_0101);
             }
-            wr(d + 0x100, wanted);
-            PER_CPU[cpu].store(u64::from(rd(d + 0x800) & 0xff), Ordering::Relaxed);
-            let c = g.cpu_or_redist;
-            wr(c + 0x4, 0xff); // PMR: everything
-            wr(c, 1 | (1 << 9)); // enable, EOImode
-            wr(g.hyp, 1); // GICH_HCR.En
-            for n in 0..g.nr_lrs {
-                wr(g.hyp + 0x100 + 4 * n as u64, 0);
+            d.isenabler[0].set(wanted);
+            // ITARGETSR0 reads back this CPU interface's own bit.
+            PER_CPU[cpu].store(u64::from(d.itargetsr[0].get()), Ordering::Relaxed);
+            let c = gicc(g.cpu_or_redist);
+            c.pmr.set(0xff); // everything
+            c.ctlr.write(GICC_CTLR::ENABLE::SET + GICC_CTLR::EOI_MODE::SET);
+            let h = gich(g.hyp);
+            h.hcr.write(GICH_HCR::EN::SET);
+            for lr in &h.lr[..g.nr_lrs] {
+                lr.set(0);
             }
         }
         Version::V3 => {
             let mut rbase = g.cpu_or_redist;
             let mut found = 0;
             for _ in 0..64 {
-                let typer = u64::from(rd(rbase + 8)) | u64::from(rd(rbase + 12)) << 32;
-                let aff = typer >> 32;
+                let typer = gicr(rbase).0.typer.extract();
                 let mine = (me & 0xff_ffff) | ((me >> 32) & 0xff) << 24;
-                if aff == mine {
+                if typer.read(GICR_TYPER::AFFINITY) == mine {
                     found = rbase;
                     break;
                 }
-                if typer & (1 << 4) != 0 {
+                if typer.is_set(GICR_TYPER::LAST) {
                     break;
                 }
                 rbase += 0x2_0000;
@@ -192,32 +362,31 @@ pub fn init_cpu(cpu: usize) {
                 crate::crash::power_off(false, format_args!("no GICv3 redistributor for MPIDR {me:#x}"));
             }
             PER_CPU[cpu].store(found, Ordering::Relaxed);
-            let waker = found + 0x14;
-            wr(waker, rd(waker) & !(1 << 1));
+            let (rd, sgi) = gicr(found);
+            rd.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
             for _ in 0..1_000_000 {
-                if rd(waker) & (1 << 2) == 0 {
+                if !rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {
                     break;
                 }
             }
-            let sgi = found + 0x1_0000;
-            wr(sgi + 0x080, u32::MAX); // group 1
-            wr(sgi + 0x180, u32::MAX);
-            wr(sgi + 0x380, u32::MAX);
-            for n in (0..32).step_by(4) {
-                wr(sgi + 0x400 + n, PRIO * 0x0101_0101);
+            sgi.igroupr0.set(u32::MAX); // group 1
+            sgi.icenabler0.set(u32::MAX);
+            sgi.icactiver0.set(u32::MAX);
+            for p in &sgi.ipriorityr {
+                p.set(PRIO * 0x0101_0101);
             }
-            wr(sgi + 0x100, wanted);
+            sgi.isenabler0.set(wanted);
             // SAFETY: CPU-interface set-up of this CPU at EL2: system registers on, all
             // priorities unmasked, EOImode = 1, group 1 enabled, virtual interface on.
             unsafe {
-                write_sysreg!("icc_sre_el2", 0b1111);
+                ICC_SRE_EL2.set(0b1111);
                 arch::isb();
                 write_sysreg!("icc_pmr_el1", 0xff);
                 write_sysreg!("icc_bpr1_el1", 0);
                 write_sysreg!("icc_ctlr_el1", 1 << 1);
                 write_sysreg!("icc_igrpen1_el1", 1);
-                write_sysreg!("ich_vmcr_el2", 0);
-                write_sysreg!("ich_hcr_el2", 1);
+                ICH_VMCR_EL2.set(0);
+                ICH_HCR_EL2.set(1);
             }
             arch::isb();
             for n in 0..g.nr_lrs {
@@ -231,7 +400,7 @@ pub fn init_cpu(cpu: usize) {
 pub fn ack() -> u32 {
     let g = get();
     match g.version {
-        Version::V2 => rd(g.cpu_or_redist + 0xc) & 0x3ff,
+        Version::V2 => gicc(g.cpu_or_redist).iar.get() & 0x3ff,
         Version::V3 => read_sysreg!("icc_iar1_el1") as u32 & 0xff_ffff,
     }
 }
@@ -240,7 +409,7 @@ pub fn ack() -> u32 {
 pub fn priority_drop(intid: u32) {
     let g = get();
     match g.version {
-        Version::V2 => wr(g.cpu_or_redist + 0x10, intid),
+        Version::V2 => gicc(g.cpu_or_redist).eoir.set(intid),
         // SAFETY: EOI of an interrupt this CPU acknowledged.
         Version::V3 => unsafe { write_sysreg!("icc_eoir1_el1", u64::from(intid)) },
     }
@@ -250,7 +419,7 @@ pub fn priority_drop(intid: u32) {
 pub fn deactivate(intid: u32) {
     let g = get();
     match g.version {
-        Version::V2 => wr(g.cpu_or_redist + 0x1000, intid),
+        Version::V2 => gicc(g.cpu_or_redist).dir.set(intid),
         // SAFETY: deactivation of an interrupt this CPU acknowledged.
         Version::V3 => unsafe { write_sysreg!("icc_dir_el1", u64::from(intid)) },
     }
@@ -260,8 +429,8 @@ pub fn deactivate(intid: u32) {
 pub fn clear_private_active(cpu: usize, intid: u32) {
     let g = get();
     match g.version {
-        Version::V2 => wr(g.dist + 0x380, 1 << intid),
-        Version::V3 => wr(PER_CPU[cpu].load(Ordering::Relaxed) + 0x1_0380, 1 << intid),
+        Version::V2 => gicd(g.dist).icactiver[0].set(1 << intid),
+        Version::V3 => gicr(PER_CPU[cpu].load(Ordering::Relaxed)).1.icactiver0.set(1 << intid),
     }
 }
 
@@ -272,7 +441,7 @@ pub fn send_sgi(cpu: usize, sgi: u32) {
     match g.version {
         Version::V2 => {
             let mask = PER_CPU[cpu].load(Ordering::Relaxed) as u32;
-            wr(g.dist + 0xf00, (mask << 16) | sgi);
+            gicd(g.dist).sgir.set((mask << 16) | sgi);
         }
         Version::V3 => {
             let m = MPIDR[cpu].load(Ordering::Relaxed);
@@ -291,8 +460,11 @@ pub fn send_sgi(cpu: usize, sgi: u32) {
 /// Enables or disables SPI `intid`.
 pub fn spi_enable(intid: u32, on: bool) {
     let g = get();
-    let reg = if on { 0x100 } else { 0x180 };
-    wr(g.dist + reg + u64::from(intid / 32) * 4, 1 << (intid % 32));
+    let d = gicd(g.dist);
+    let regs = if on { &d.isenabler } else { &d.icenabler };
+    if let Some(r) = regs.get(intid as usize / 32) {
+        r.set(1 << (intid % 32));
+    }
 }
 
 /// Routes SPI `intid` to physical CPU `cpu`.
@@ -300,28 +472,32 @@ pub fn spi_route(intid: u32, cpu: usize) {
     let g = get();
     match g.version {
         Version::V2 => {
-            let mask = PER_CPU[cpu].load(Ordering::Relaxed) as u8;
-            // SAFETY: GICD_ITARGETSR is byte-accessible; `intid` < lines (owned SPI).
-            unsafe { ptr::write_volatile((g.dist + 0x800 + u64::from(intid)) as *mut u8, mask) };
+            // GICD_ITARGETSR is byte-accessible.
+            if let Some(t) = gicd(g.dist).itargetsr.get(intid as usize) {
+                t.set(PER_CPU[cpu].load(Ordering::Relaxed) as u8);
+            }
         }
-        Version::V3 => wr64(g.dist + 0x6000 + 8 * u64::from(intid), aff_route(MPIDR[cpu].load(Ordering::Relaxed))),
+        Version::V3 => {
+            if let Some(r) = gicd_router(g.dist).irouter.get(intid as usize) {
+                r.set(aff_route(MPIDR[cpu].load(Ordering::Relaxed)));
+            }
+        }
     }
 }
 
 /// Sets SPI `intid`'s trigger mode.
 pub fn spi_config(intid: u32, edge: bool) {
     let g = get();
-    let reg = g.dist + 0xc00 + u64::from(intid / 16) * 4;
+    let Some(reg) = gicd(g.dist).icfgr.get(intid as usize / 16) else { return };
     let sh = 2 * (intid % 16) + 1;
-    let v = (rd(reg) & !(1 << sh)) | (u32::from(edge) << sh);
-    wr(reg, v);
+    reg.set((reg.get() & !(1 << sh)) | (u32::from(edge) << sh));
 }
 
 /// Reads list register `n` of this CPU.
 pub fn read_lr(n: usize) -> Lr {
     let g = get();
     match g.version {
-        Version::V2 => Lr::decode_v2(rd(g.hyp + 0x100 + 4 * n as u64)),
+        Version::V2 => Lr::decode_v2(gich(g.hyp).lr[n].get()),
         Version::V3 => Lr::decode_v3(read_lr_v3(n)),
     }
 }
@@ -330,21 +506,21 @@ pub fn read_lr(n: usize) -> Lr {
 pub fn write_lr_decoded(n: usize, lr: &Lr) {
     let g = get();
     match g.version {
-        Version::V2 => wr(g.hyp + 0x100 + 4 * n as u64, lr.encode_v2()),
+        Version::V2 => gich(g.hyp).lr[n].set(lr.encode_v2()),
         Version::V3 => write_lr(n, lr.encode_v3()),
     }
 }
 
 fn read_lr_v3(n: usize) -> u64 {
     match n {
-        0 => read_sysreg!("ich_lr0_el2"),
-        1 => read_sysreg!("ich_lr1_el2"),
-        2 => read_sysreg!("ich_lr2_el2"),
-        3 => read_sysreg!("ich_lr3_el2"),
-        4 => read_sysreg!("ich_lr4_el2"),
-        5 => read_sysreg!("ich_lr5_el2"),
-        6 => read_sysreg!("ich_lr6_el2"),
-        7 => read_sysreg!("ich_lr7_el2"),
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
         _ => 0,
     }
 }
@@ -352,22 +528,20 @@ fn read_lr_v3(n: usize) -> u64 {
 fn write_lr(n: usize, v: u64) {
     let g = get();
     if g.version == Version::V2 {
-        wr(g.hyp + 0x100 + 4 * n as u64, v as u32);
+        gich(g.hyp).lr[n].set(v as u32);
         return;
     }
-    // SAFETY: list registers of this CPU's virtual interface; they only affect the guest.
-    unsafe {
-        match n {
-            0 => write_sysreg!("ich_lr0_el2", v),
-            1 => write_sysreg!("ich_lr1_el2", v),
-            2 => write_sysreg!("ich_lr2_el2", v),
-            3 => write_sysreg!("ich_lr3_el2", v),
-            4 => write_sysreg!("ich_lr4_el2", v),
-            5 => write_sysreg!("ich_lr5_el2", v),
-            6 => write_sysreg!("ich_lr6_el2", v),
-            7 => write_sysreg!("ich_lr7_el2", v),
-            _ => {}
-        }
+    // List registers of this CPU's virtual interface; they only affect the guest.
+    match n {
+        0 => ICH_LR0_EL2.set(v),
+        1 => ICH_LR1_EL2.set(v),
+        2 => ICH_LR2_EL2.set(v),
+        3 => ICH_LR3_EL2.set(v),
+        4 => ICH_LR4_EL2.set(v),
+        5 => ICH_LR5_EL2.set(v),
+        6 => ICH_LR6_EL2.set(v),
+        7 => ICH_LR7_EL2.set(v),
+        _ => {}
     }
 }
 
@@ -380,7 +554,7 @@ pub fn nr_lrs() -> usize {
 pub fn empty_lrs() -> u32 {
     let g = get();
     match g.version {
-        Version::V2 => rd(g.hyp + 0x30),
+        Version::V2 => gich(g.hyp).elrsr0.get(),
         Version::V3 => read_sysreg!("ich_elrsr_el2") as u32,
     }
 }
@@ -389,7 +563,7 @@ pub fn empty_lrs() -> u32 {
 pub fn eoi_status() -> u32 {
     let g = get();
     match g.version {
-        Version::V2 => rd(g.hyp + 0x20),
+        Version::V2 => gich(g.hyp).eisr0.get(),
         Version::V3 => read_sysreg!("ich_eisr_el2") as u32,
     }
 }
@@ -397,10 +571,9 @@ pub fn eoi_status() -> u32 {
 /// Asks for a maintenance interrupt when at most one list register is in use.
 pub fn set_underflow(on: bool) {
     let g = get();
-    let v = 1 | (u32::from(on) << 1);
+    let v = (GICH_HCR::EN::SET + GICH_HCR::UIE.val(u32::from(on))).value;
     match g.version {
-        Version::V2 => wr(g.hyp, v),
-        // SAFETY: virtual interface control of this CPU.
-        Version::V3 => unsafe { write_sysreg!("ich_hcr_el2", u64::from(v)) },
+        Version::V2 => gich(g.hyp).hcr.set(v),
+        Version::V3 => ICH_HCR_EL2.set(u64::from(v)), // virtual interface control of this CPU
     }
 }

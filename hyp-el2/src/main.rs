@@ -31,6 +31,7 @@ mod sync;
 mod uart;
 mod xen;
 
+use aarch64_cpu::registers::{CurrentEL, Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
 use alloc::vec::Vec;
 use console::hprintln;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -91,12 +92,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     let (uart_base, uart_kind) = console_uart(board.as_ref());
     console::init(uart::Uart::new(uart_base, uart_kind));
     hprintln!("ferrum {VERSION} — static partitioning hypervisor for ARMv8");
-    hprintln!(
-        "platform: {} ({}), running at EL{}",
-        PLATFORM.name,
-        PLATFORM.description,
-        (arch::read_sysreg!("currentel") >> 2) & 3
-    );
+    hprintln!("platform: {} ({}), running at EL{}", PLATFORM.name, PLATFORM.description, (CurrentEL.get() >> 2) & 3);
     let (fdt, board) = match (fdt, board) {
         (Ok(f), Some(b)) => (f, b),
         (r, _) => {
@@ -354,6 +350,18 @@ fn build_config(
                 let all: Vec<Reserved> = reserved.iter().copied().chain(ram).collect();
                 passthrough::check_disjoint(&dev, &all, &others).map(|()| dev)
             });
+            // A unikernel sees its devices at their physical addresses among Xen's guest
+            // layout: nothing of that layout may sit on a device page.
+            let dev = dev.map_err(|e| alloc::format!("{e}")).and_then(|dev| {
+                let clash = dev.pages.iter().find_map(|p| {
+                    let what = plan::unikernel_clash(d.memory.size, p)?;
+                    Some(alloc::format!("its MMIO page(s) {p} overlap the unikernel's {what} (Xen's guest layout)"))
+                });
+                match clash {
+                    Some(why) if d.kind == plan::DomainKind::Unikernel => Err(why),
+                    _ => Ok(dev),
+                }
+            });
             match dev {
                 Ok(dev) => given.push((i, dev)),
                 Err(e) => {
@@ -386,7 +394,7 @@ fn build_config(
             if plan.update_key.is_some() { "must be signed by its update key" } else { "are not restricted" }
         );
     }
-    let boot_count = arch::read_sysreg!("cntpct_el0");
+    let boot_count = CNTPCT_EL0.get();
 
     // SAFETY: single-threaded boot; secondaries are not started yet.
     let mut pool = unsafe { mm::PoolMem::boot() };
@@ -563,7 +571,7 @@ fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
     domain::publish(cfg);
     // pCPU numbers in deployments are positions in /cpus; the boot CPU runs as pCPU 0, so it
     // must be the first entry (it is on QEMU virt and the Pi 4).
-    let me = arch::read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let me = MPIDR_EL1.get() & 0xff_00ff_ffff;
     if board.cpus.first() != Some(&me) {
         crash::power_off(false, format_args!("the boot CPU (MPIDR {me:#x}) is not the first /cpus entry"));
     }
@@ -575,9 +583,9 @@ fn boot_cpus(board: &hostdt::BoardInfo<'_>, cfg: Config) -> ! {
             Err(why) => hprintln!("CPU {idx} (MPIDR {mpidr:#x}) did not start: {why}"),
         }
     }
-    let freq = arch::read_sysreg!("cntfrq_el0");
-    let t0 = arch::read_sysreg!("cntpct_el0");
-    while ONLINE.load(Ordering::Acquire) < expected && arch::read_sysreg!("cntpct_el0") - t0 < freq {
+    let freq = CNTFRQ_EL0.get();
+    let t0 = CNTPCT_EL0.get();
+    while ONLINE.load(Ordering::Acquire) < expected && CNTPCT_EL0.get() - t0 < freq {
         core::hint::spin_loop();
     }
     hprintln!("CPUs online: {}/{}", ONLINE.load(Ordering::Acquire), n);

@@ -19,6 +19,7 @@ use crate::domain::{self, config, DomainCfg};
 use crate::exceptions::GuestRegs;
 use crate::sync::SpinLock;
 use crate::{arch, mm};
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0};
 use alloc::vec::Vec;
 use core::ptr::addr_of;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -1105,7 +1106,7 @@ fn poll(cpu: usize, d: usize, v: usize, arg: u64) -> i64 {
     }
     let ports = &ports[..n as usize];
     let deadline = (timeout != 0).then(|| {
-        let freq = u128::from(arch::read_sysreg!("cntfrq_el0"));
+        let freq = u128::from(CNTFRQ_EL0.get());
         let ticks = (u128::from(timeout) * freq / 1_000_000_000).min(u128::from(u64::MAX / 2)) as u64;
         ticks.saturating_add(domain::cntvoff(d))
     });

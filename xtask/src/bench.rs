@@ -29,7 +29,7 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
         Some("unikernel") => bench_unikernel(&args[1..]),
         Some("pv") => bench_pv(&args[1..]),
         Some("migrate") => bench_migrate(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
             .into()),
     }
 }
@@ -413,9 +413,11 @@ fn start_sink() -> Result<u16, String> {
 /// domain on the board's own disk (`/dev/vda2`) and NIC, then through the PV split drivers by
 /// the unikernel (ferrum-rt's blkfront/netfront) and by the Linux guest (xen-blkfront /
 /// xen-netfront), both served by the control domain's xen-blkback / xen-netback on that same
-/// partition and bridged NIC. Each figure is printed with its ratio to the direct one.
+/// partition and bridged NIC. `--runs N` rounds interleave (direct, unikernel, Linux guest,
+/// direct, ...); each figure is printed as its median over the rounds with the spread (lowest
+/// and highest), and its ratio to the direct one as the median of the rounds' own ratios.
 fn bench_pv(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic", "--disk-mib", "--tcp-mib"], &[])?;
+    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs"], &[])?;
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
     let num = |name: &str, default: u64, max: u64| -> Result<u64, String> {
         opt(args, name)?.map_or(Ok(default), |v| {
@@ -424,6 +426,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     };
     let disk_mib = num("--disk-mib", 16, crate::image::DATA_MIB)?;
     let tcp_mib = num("--tcp-mib", 32, 1024)?;
+    let runs = num("--runs", 3, 20)?;
     setup::ensure_host_tools()?;
     let dir = root().join("build/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -448,7 +451,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         deployment: dep,
         timeout: Some(1200),
         unchecked: false,
-        extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib}\n").into_bytes())],
+        extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib} {runs}\n").into_bytes())],
         http_port: None,
         fresh_data: true,
         keep_disk: false,
@@ -457,18 +460,20 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;
-    println!("bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, one boot; running...");
-    let run = qemu::run_batch(cmd, Some(1200), false, &[], None)?;
+    println!(
+        "bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, {runs} interleaved round(s) in one boot; running..."
+    );
+    let run = qemu::run_batch(cmd, Some(1200 * runs), false, &[], None)?;
     let logf = dir.join(format!("pv-gicv{gic}.log"));
     let _ = std::fs::write(&logf, &run.log);
-    // bench-result <label> <bytes> <microseconds>
-    let mut got = std::collections::HashMap::new();
+    // bench-result <label> <bytes> <microseconds>, once per round, in round order.
+    let mut got: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
     for l in run.log.lines() {
         let Some(r) = l.split("bench-result ").nth(1) else { continue };
         let w: Vec<&str> = r.split_whitespace().collect();
         if let [label, bytes, us] = w[..] {
             if let (Ok(b), Ok(us)) = (bytes.parse::<f64>(), us.parse::<f64>()) {
-                got.insert(label.to_string(), b / us.max(1.0));
+                got.entry(label.to_string()).or_default().push(b / us.max(1.0));
             }
         }
     }
@@ -502,23 +507,31 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
             ],
         ),
     ];
-    println!("{:<32} {:<36} {:>9} {:>16}", "test", "who", "MB/s", "ratio to direct");
+    println!("{:<32} {:<36} {:>22} {:>22}", "test", "who", "MB/s median [spread]", "ratio median [spread]");
     let mut missing = Vec::new();
     for (test, direct, others) in rows {
-        let d = got.get(direct).copied();
+        let d = got.get(direct).filter(|v| !v.is_empty());
         let direct_who =
             if test.ends_with("control domain") { "(direct: control -> host, NIC)" } else { "control domain (direct)" };
         match d {
-            Some(v) => println!("{test:<32} {direct_who:<36} {v:>9.1} {:>16}", "1.00"),
+            Some(v) => println!("{test:<32} {direct_who:<36} {:>22} {:>22}", spread(v, 1), "1.00"),
             None => missing.push(direct),
         }
         for (who, label) in others {
-            match (got.get(*label), d) {
-                (Some(v), Some(d)) => println!("{:<32} {who:<36} {v:>9.1} {:>16.2}", "", v / d),
-                (Some(v), None) => println!("{:<32} {who:<36} {v:>9.1} {:>16}", "", "-"),
+            match (got.get(*label).filter(|v| !v.is_empty()), d) {
+                (Some(v), Some(d)) => {
+                    // Each round's ratio against that round's own direct figure.
+                    let ratios: Vec<f64> = v.iter().zip(d.iter()).map(|(a, b)| a / b).collect();
+                    println!("{:<32} {who:<36} {:>22} {:>22}", "", spread(v, 1), spread(&ratios, 2));
+                }
+                (Some(v), None) => println!("{:<32} {who:<36} {:>22} {:>22}", "", spread(v, 1), "-"),
                 (None, _) => missing.push(label),
             }
         }
+    }
+    let rounds = got.values().map(Vec::len).min().unwrap_or(0);
+    if rounds < runs as usize {
+        println!("bench pv: only {rounds} of {runs} round(s) completed for every figure");
     }
     println!("(MB = 10^6 bytes; timed inside each domain by its own counter; log: {})", logf.display());
     if !missing.is_empty() {
@@ -526,6 +539,31 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         return Err(format!("bench pv: no figure for {} (log: {})", missing.join(", "), logf.display()));
     }
     Ok(0)
+}
+
+/// `median [lowest-highest]` of `v` with `prec` decimals (`median` alone for one value).
+pub fn spread(v: &[f64], prec: usize) -> String {
+    let mut s = v.to_vec();
+    if s.is_empty() {
+        return "-".into();
+    }
+    let med = median(&mut s);
+    let (lo, hi) = (s[0], s[s.len() - 1]);
+    if s.len() > 1 {
+        format!("{med:.prec$} [{lo:.prec$}-{hi:.prec$}]")
+    } else {
+        format!("{med:.prec$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spread_reads_median_and_range() {
+        assert_eq!(super::spread(&[3.0, 1.0, 2.0], 1), "2.0 [1.0-3.0]");
+        assert_eq!(super::spread(&[0.5], 2), "0.50");
+        assert_eq!(super::spread(&[], 2), "-");
+    }
 }
 
 /// `bench migrate`'s target: the guest-visible downtime of a 16 MiB unikernel, in ms.

@@ -569,14 +569,23 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
   # `cargo xtask bench pv`: the control domain measures its direct access to the disk and
   # the NIC, then gives every other domain its turn (data/bench names it) and waits for its
   # data/bench-done; its TCP sink serves them all.
+  # Rounds interleave: direct, every other domain in turn, direct again, ... (bench.txt:
+  # <host sink port> <disk MiB> <TCP MiB> <rounds>; data/bench: <domid> <port> <disk MiB>
+  # <TCP MiB> <round> <rounds>; a domain answers with data/bench-done = <round>).
   set -- $(cat /mnt/boot/bench.txt)
+  RUNS=${4:-1}
   ferrum-agent bench sink 5001 &
-  ferrum-agent bench disk control-direct /dev/vda2 $2
-  ferrum-agent bench tcp-send control-direct-to-host 10.0.2.2:$1 $3
-  for d in $(xenstore-list /local/domain); do
-    [ "$d" = "$ME" ] && continue
-    xenstore-write /local/domain/$ME/data/bench "$d $1 $2 $3" && xenstore-chmod /local/domain/$ME/data/bench r$ME
-    n=0; until xenstore-exists /local/domain/$d/data/bench-done 2>/dev/null || [ $n -ge 900 ]; do sleep 1; n=$((n + 1)); done
+  r=1
+  while [ $r -le $RUNS ]; do
+    echo "bench: round $r of $RUNS"
+    ferrum-agent bench disk control-direct /dev/vda2 $2
+    ferrum-agent bench tcp-send control-direct-to-host 10.0.2.2:$1 $3
+    for d in $(xenstore-list /local/domain); do
+      [ "$d" = "$ME" ] && continue
+      xenstore-write /local/domain/$ME/data/bench "$d $1 $2 $3 $r $RUNS" && xenstore-chmod /local/domain/$ME/data/bench r$ME
+      n=0; until [ "$(xenstore-read /local/domain/$d/data/bench-done 2>/dev/null)" = "$r" ] || [ $n -ge 900 ]; do sleep 1; n=$((n + 1)); done
+    done
+    r=$((r + 1))
   done
   echo "bench: done"
   poweroff -f
@@ -584,12 +593,18 @@ fi
 if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
   # A Linux guest's turn in `cargo xtask bench pv`: the same measurements through its
   # xen-blkfront and xen-netfront.
-  until [ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d' ' -f1)" = "$ME" ]; do sleep 1; done
-  set -- $(xenstore-read /local/domain/1/data/bench)
-  ferrum-agent bench disk guest /dev/xvda $3
-  ferrum-agent bench tcp-send guest-to-control 10.0.2.15:5001 $4
-  ferrum-agent bench tcp-send guest-to-host 10.0.2.2:$2 $4
-  xenstore-write /local/domain/$ME/data/bench-done 1
+  # One turn per round (see the control domain's loop).
+  r=0
+  while :; do
+    until [ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d' ' -f1,5)" = "$ME $((r + 1))" ]; do sleep 1; done
+    set -- $(xenstore-read /local/domain/1/data/bench)
+    r=$5
+    ferrum-agent bench disk guest /dev/xvda $3
+    ferrum-agent bench tcp-send guest-to-control 10.0.2.15:5001 $4
+    ferrum-agent bench tcp-send guest-to-host 10.0.2.2:$2 $4
+    xenstore-write /local/domain/$ME/data/bench-done $r
+    [ $r -ge $6 ] && break
+  done
 fi
 if [ $ROLE = guest ] && grep -qw ferrum.selftest /proc/cmdline; then
   # A guest domain's self-test of its PV disk and NIC: formats the disk if it holds no

@@ -60,6 +60,9 @@ commands:
                      time Linux to its ready line natively and as the control domain
   bench hypercall [--gic 2|3]
                      trap-path costs in instructions (null hypercall, distributor MMIO load)
+  bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N]
+                     PV disk and network against direct access: N interleaved rounds (default 3),
+                     median and spread of each figure and of its ratio to direct
   fuzz [TARGET...] [--seconds N | --long]
                      run the cargo-fuzz targets (xenstore_wire, hypercall_args,
                      hypercall_dispatch, evtchn_ops, gnttab_ops, balloon, vgic_mmio, psci_esr,

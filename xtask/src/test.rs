@@ -281,6 +281,8 @@ const HOST_CRATES: &[&str] = &[
     "hostile",
     "--exclude",
     "heartbeat",
+    "--exclude",
+    "blinky",
 ];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
@@ -325,6 +327,8 @@ fn static_checks(t: &mut Tally) {
                 "hostile",
                 "-p",
                 "heartbeat",
+                "-p",
+                "blinky",
                 "--target",
                 "aarch64-unknown-none",
             ],

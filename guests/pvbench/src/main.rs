@@ -1,6 +1,6 @@
 //! `pvbench`: the unikernel end of `cargo xtask bench pv`. It connects its vbd and vif, waits
 //! for its turn (the control domain writes `/local/domain/1/data/bench` = `<domid> <host
-//! port> <disk MiB> <TCP MiB>`, readable by every domain), then measures and prints
+//! port> <disk MiB> <TCP MiB> <round> <rounds>`, readable by every domain), then measures and prints
 //! `bench-result <label> <bytes> <microseconds>` lines:
 //!
 //! - `unikernel-disk-write`: the disk MiB written from sector 0 by blkfront (44 KiB requests, one
@@ -9,7 +9,8 @@
 //!   sink (`10.0.2.15:5001`), until the receiver has closed;
 //! - `unikernel-to-host-tcp`: the same to the host's sink through the bridge and the NIC.
 //!
-//! Then it writes `data/bench-done` in its own subtree and idles.
+//! Then it writes `data/bench-done` = `<round>` in its own subtree and waits for its next turn;
+//! after the last round it idles.
 //! Boot arguments: `ip=` (default 10.0.2.21/24), `gw=` (10.0.2.2).
 #![no_std]
 #![no_main]
@@ -41,20 +42,33 @@ fn result(label: &str, bytes: u64, t: time::Instant) {
     println!("bench-result {label} {bytes} {}", t.elapsed().as_micros());
 }
 
-/// Waits until the control domain's `data/bench` names us; returns the host sink's port and
-/// the MiB to move by disk and by TCP.
-fn wait_turn(x: &mut Xen) -> (u16, u64, u64) {
+/// A turn: the host sink's port, the MiB to move by disk and by TCP, this round, the rounds.
+struct Turn {
+    port: u16,
+    disk_mib: u64,
+    tcp_mib: u64,
+    round: u64,
+    rounds: u64,
+}
+
+/// Waits until the control domain's `data/bench` names us for round `round`.
+fn wait_turn(x: &mut Xen, round: u64) -> Turn {
     let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
     let me = store.read("domid").unwrap_or_else(|_| fail("no domid"));
     loop {
         if let Ok(v) = store.read("/local/domain/1/data/bench") {
-            let mut w = v.split_whitespace();
-            if w.next() == Some(me.as_str()) {
-                let mut num = || w.next().and_then(|p| p.parse::<u64>().ok()).filter(|&n| n > 0 && n < 65536);
-                return match (num(), num(), num()) {
-                    (Some(p), Some(m), Some(t)) => (p as u16, m, t),
-                    _ => fail(&format!("bench key '{v}': want '<domid> <host port> <disk MiB> <TCP MiB>'")),
-                };
+            let w: Vec<&str> = v.split_whitespace().collect();
+            if w.first() == Some(&me.as_str()) {
+                let num = |i: usize| w.get(i).and_then(|p| p.parse::<u64>().ok()).filter(|&n| n > 0 && n < 65536);
+                match (num(1), num(2), num(3), num(4).unwrap_or(1), num(5).unwrap_or(1)) {
+                    (Some(p), Some(m), Some(t), r, n) if r == round => {
+                        return Turn { port: p as u16, disk_mib: m, tcp_mib: t, round: r, rounds: n }
+                    }
+                    (Some(_), Some(_), Some(_), _, _) => {}
+                    _ => fail(&format!(
+                        "bench key '{v}': want '<domid> <host port> <disk MiB> <TCP MiB> [<round> <rounds>]'"
+                    )),
+                }
             }
         }
         time::sleep(Duration::from_millis(200));
@@ -145,13 +159,23 @@ fn main(rt: &mut Runtime) {
     let mut d = Blkfront::connect(x, 51712).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
     let mut nf = Netfront::connect(x, 0).unwrap_or_else(|e| fail(&format!("vif: {e}")));
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
-    let (host_port, mib, tcp_mib) = wait_turn(x);
-    disk(&mut d, mib);
-    let mut iface = netfront::interface(&mut nf, ip, prefix, gw);
-    tcp_send(&mut iface, &mut nf, "unikernel-to-control-tcp", CONTROL_SINK, tcp_mib, 40001);
-    tcp_send(&mut iface, &mut nf, "unikernel-to-host-tcp", (gw, host_port), tcp_mib, 40002);
-    let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
-    store.write("data/bench-done", "1").unwrap_or_else(|_| fail("writing data/bench-done"));
+    let mut iface = None;
+    let mut round = 1;
+    loop {
+        let turn = wait_turn(x, round);
+        disk(&mut d, turn.disk_mib);
+        let iface = iface.get_or_insert_with(|| netfront::interface(&mut nf, ip, prefix, gw));
+        // A new local port each round: the previous connections may still be in TIME-WAIT.
+        let port = 40001 + 2 * (turn.round as u16 % 1000);
+        tcp_send(iface, &mut nf, "unikernel-to-control-tcp", CONTROL_SINK, turn.tcp_mib, port);
+        tcp_send(iface, &mut nf, "unikernel-to-host-tcp", (gw, turn.port), turn.tcp_mib, port + 1);
+        let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
+        store.write("data/bench-done", &format!("{}", turn.round)).unwrap_or_else(|_| fail("writing data/bench-done"));
+        if turn.round >= turn.rounds {
+            break;
+        }
+        round += 1;
+    }
     println!("pvbench: done");
     loop {
         time::sleep(Duration::from_secs(60));

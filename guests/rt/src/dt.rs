@@ -1,12 +1,33 @@
 //! What the runtime needs from the device tree, read in one pass over the flattened tree's
 //! structure block (no allocation, no search): `/chosen` (`bootargs`, `stdout-path`), the memory
-//! node, the GIC, PL011/SBSA UARTs and Xen's `/hypervisor` node, all children of the root.
+//! node, the GIC, PL011/SBSA UARTs, Xen's `/hypervisor` node and the other devices (the
+//! domain's passthrough devices: `compatible` and `reg`), all children of the root.
 //!
 //! The tree comes from the hypervisor and is still checked: every offset and length is bounds-
 //! checked, and a malformed tree is an error, never a panic or an out-of-range read.
 
 /// At most this many `reg` entries are kept per node.
 pub const MAX_REGS: usize = 4;
+/// At most this many other devices are kept.
+pub const MAX_DEVICES: usize = 8;
+
+/// A device node of the tree that the runtime does not use itself (a passthrough device).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceNode<'a> {
+    /// Node name (`gpio@7e200000`).
+    pub name: &'a [u8],
+    /// `compatible`: NUL-separated strings.
+    pub compatible: &'a [u8],
+    /// `reg`, in the root's cells (physical addresses: the hypervisor translated them).
+    pub regs: Regs,
+}
+
+impl DeviceNode<'_> {
+    /// Whether one of its `compatible` strings is `c`.
+    pub fn is_compatible(&self, c: &str) -> bool {
+        has_compat(self.compatible, &[c.as_bytes()])
+    }
+}
 
 /// A node's first `reg` entries: (address, size).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,6 +67,15 @@ pub struct BootInfo<'a> {
     pub uart: Option<u64>,
     /// `/hypervisor`'s `reg` when it is compatible with `xen,xen`.
     pub hypervisor: Option<Regs>,
+    /// Other device nodes with `compatible` and `reg` (the first [`MAX_DEVICES`]).
+    pub devices: [Option<DeviceNode<'a>>; MAX_DEVICES],
+}
+
+impl<'a> BootInfo<'a> {
+    /// The first other device compatible with `c`.
+    pub fn device(&self, c: &str) -> Option<DeviceNode<'a>> {
+        self.devices.iter().flatten().find(|d| d.is_compatible(c)).copied()
+    }
 }
 
 /// A malformed tree.
@@ -151,6 +181,10 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo<'_>, DtError> {
                     {
                         uarts[nuarts] = (node.name, r.r[0].0);
                         nuarts += 1;
+                    } else if !node.compatible.is_empty() && r.n > 0 {
+                        if let Some(slot) = info.devices.iter_mut().find(|d| d.is_none()) {
+                            *slot = Some(DeviceNode { name: node.name, compatible: node.compatible, regs: r });
+                        }
                     }
                 }
                 depth -= 1;
@@ -217,6 +251,10 @@ mod tests {
             w.prop_u64s("reg", &[a, 0x1000]);
             w.end_node();
         }
+        w.begin_node("gpio@7e200000");
+        w.prop_strs("compatible", &["brcm,bcm2711-gpio", "brcm,bcm2835-gpio"]);
+        w.prop_u64s("reg", &[0xfe20_0000, 0xb4]);
+        w.end_node();
         w.begin_node("hypervisor");
         w.prop_strs("compatible", &["xen,xen-4.17", "xen,xen"]);
         w.prop_u64s("reg", &[0x3800_0000, 0x100_0000, 0x41_0000_0000, 0x2000_0000]);
@@ -234,6 +272,10 @@ mod tests {
         assert_eq!(i.gic, Some(GicNode::V2(0x300_1000, 0x300_2000)));
         assert_eq!(i.uart, Some(0x2200_0000));
         assert_eq!(i.hypervisor.unwrap().as_slice(), &[(0x3800_0000, 0x100_0000), (0x41_0000_0000, 0x2000_0000)]);
+        let gpio = i.device("brcm,bcm2835-gpio").unwrap();
+        assert_eq!((gpio.name, gpio.regs.as_slice()), (&b"gpio@7e200000"[..], &[(0xfe20_0000, 0xb4)][..]));
+        assert!(i.device("arm,pl011").is_none(), "the runtime's own devices are not listed");
+        assert_eq!(i.devices.iter().flatten().count(), 1);
         let t = tree(true, "serial0:115200n8");
         let i = parse(&t).unwrap();
         assert_eq!(i.gic, Some(GicNode::V3(0x300_1000, 0x300_2000)));

@@ -16,6 +16,8 @@
 //! - [`Runtime::xen`]: event channels ([`xen::alloc_unbound`], [`xen::bind_interdomain`],
 //!   [`xen::Port`]), grants ([`xen::Xen::grant`], [`xen::Xen::revoke`], [`xen::Xen::map`]),
 //!   xenstore ([`xen::Xen::store`]: read, write, directory, watch, transactions);
+//! - [`Runtime::device`]: a device the deployment passes through, mapped, for the embedded-hal
+//!   drivers of [`hal`] ([`hal::Delay`], [`hal::bcm2711::Gpio`]);
 //! - [`shutdown`] with a [`ShutdownReason`]; a panic prints its message and shuts down with
 //!   `crash`.
 //!
@@ -29,6 +31,7 @@ extern crate alloc;
 pub mod dt;
 pub mod events;
 pub mod grants;
+pub mod hal;
 pub mod netcfg;
 pub mod ring;
 pub mod sring;

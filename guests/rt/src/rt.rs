@@ -10,6 +10,7 @@ use crate::console::{self, Device};
 use crate::xen::{self, ShutdownReason, Xen};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::grants::{GrantError, GrantRef};
@@ -54,6 +55,7 @@ pub struct Runtime {
     handoff: u64,
     xen: Option<Xen>,
     xen_error: Option<String>,
+    devices: Vec<(String, crate::dt::Regs)>,
 }
 
 impl Runtime {
@@ -70,6 +72,23 @@ impl Runtime {
     /// Our RAM: (base, size).
     pub fn ram(&self) -> (u64, u64) {
         self.ram
+    }
+
+    /// The passthrough device compatible with `compatible` (its first `reg` window), mapped as
+    /// device memory for the rest of the run: what the `hal` drivers take.
+    pub fn device(&mut self, compatible: &str) -> Result<crate::hal::Mmio, crate::hal::DeviceError> {
+        use crate::hal::DeviceError;
+        let (_, regs) =
+            self.devices.iter().find(|(c, _)| c.split('\0').any(|s| s == compatible)).ok_or(DeviceError::NotFound)?;
+        let (base, size) = *regs.as_slice().first().ok_or(DeviceError::NotFound)?;
+        let (first, count) = crate::hal::device_blocks(base, size, self.ram).map_err(DeviceError::Unmappable)?;
+        arch::map_device(first, count, self.ram).map_err(DeviceError::Unmappable)?;
+        Ok(crate::hal::Mmio::new(base, size))
+    }
+
+    /// The `compatible` strings of the passthrough devices in our device tree.
+    pub fn devices(&self) -> impl Iterator<Item = &str> {
+        self.devices.iter().map(|(c, _)| c.split('\0').next().unwrap_or(""))
     }
 
     /// The Xen services, when running on a Xen-compatible hypervisor.
@@ -258,7 +277,15 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         console::set_device(Device::Hypercall);
     }
     phase(4);
-    let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error };
+    let devices = info
+        .devices
+        .iter()
+        .flatten()
+        .map(|d| {
+            (String::from_utf8_lossy(d.compatible.strip_suffix(&[0]).unwrap_or(d.compatible)).into_owned(), d.regs)
+        })
+        .collect();
+    let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error, devices };
     let hyp = match rt.xen.as_ref() {
         Some(x) => alloc::format!("Xen {}.{} interface", x.version.0, x.version.1),
         None => "no Xen".to_string(),

@@ -5,6 +5,8 @@
 //! Invariants: only vCPU 0 takes interrupts; [`STAMP`] and [`SEEN`] are written by the handler
 //! and read by the code that waits for it.
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{ReadWriteable, Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0, DAIF};
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use xen_abi::shared;
@@ -103,8 +105,7 @@ pub fn init(v3: bool, dist: u64, cpu_or_redist: u64) {
         wr32(cpu_or_redist + 0x4, 0xff); // PMR
         wr32(cpu_or_redist, 1); // enable
     }
-    // SAFETY: unmasks IRQs at EL1; the vector table is installed.
-    unsafe { asm!("msr daifclr, #2", options(nostack)) };
+    DAIF.modify(DAIF::I::Unmasked); // the vector table is installed
 }
 
 fn ack() -> u32 {
@@ -145,15 +146,14 @@ extern "C" fn irq_handler() {
 
 /// Arms the virtual timer for virtual counter value `cval`.
 pub fn timer_at(cval: u64) {
-    // SAFETY: this vCPU's virtual timer.
-    unsafe {
-        asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) cval, in(reg) 1u64, options(nostack))
-    };
+    CNTV_CVAL_EL0.set(cval);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
+    barrier::isb(barrier::SY);
 }
 
 fn timer_off() {
-    // SAFETY: this vCPU's virtual timer.
-    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+    CNTV_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// Uses the page at `page` (ours, 4 KiB aligned) as shared_info.

@@ -33,6 +33,8 @@
 
 mod irq;
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, MPIDR_EL1, VBAR_EL1};
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -269,12 +271,8 @@ fn power_off() -> ! {
 }
 
 fn counter() -> (u64, u64) {
-    let (c, f): (u64, u64);
-    // SAFETY: reading the virtual counter and its frequency.
-    unsafe {
-        asm!("isb", "mrs {c}, cntvct_el0", "mrs {f}, cntfrq_el0", c = out(reg) c, f = out(reg) f, options(nostack))
-    };
-    (c, f)
+    barrier::isb(barrier::SY);
+    (CNTVCT_EL0.get(), CNTFRQ_EL0.get())
 }
 
 fn name() -> &'static str {
@@ -285,8 +283,8 @@ fn name() -> &'static str {
 }
 
 extern "C" fn guest_main(dtb: usize) -> ! {
-    // SAFETY: installs this guest's own vector table.
-    unsafe { asm!("msr vbar_el1, {}", "isb", in(reg) core::ptr::addr_of!(guest_vectors) as u64, options(nostack)) };
+    VBAR_EL1.set(core::ptr::addr_of!(guest_vectors) as u64); // this guest's own vector table
+    barrier::isb(barrier::SY);
     // SAFETY: the hypervisor passes a device tree in x0 inside our RAM, mapped by our identity map.
     let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
         Ok(f) => f,
@@ -589,8 +587,7 @@ fn wait_irq(intid: u32, wfi: bool) {
             power_off();
         }
         if wfi {
-            // SAFETY: waits for an interrupt; IRQs are unmasked.
-            unsafe { asm!("wfi", options(nostack)) };
+            aarch64_cpu::asm::wfi();
         } else {
             core::hint::spin_loop();
         }
@@ -855,12 +852,9 @@ fn work(rbase: u64) {
 }
 
 extern "C" fn secondary_main(idx: u64) -> ! {
-    let mpidr: u64;
-    // SAFETY: reads this vCPU's virtual MPIDR; installs the shared vector table.
-    unsafe {
-        asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nostack));
-        asm!("msr vbar_el1, {}", "isb", in(reg) core::ptr::addr_of!(guest_vectors) as u64, options(nostack));
-    }
+    let mpidr = MPIDR_EL1.get();
+    VBAR_EL1.set(core::ptr::addr_of!(guest_vectors) as u64); // the shared vector table
+    barrier::isb(barrier::SY);
     say!("{}: vCPU {idx} up (MPIDR {:#x}), turning itself off", name(), mpidr & 0xff_ffff);
     SECONDARY_SAID_HELLO.store(true, Ordering::Release);
     while !SECOND_CPU_ON_DONE.load(Ordering::Acquire) {

@@ -1,6 +1,6 @@
 //! The architecture layer: the only place with `unsafe`. It owns the boot path (arm64 Image
 //! header, BSS, identity-mapped MMU, stack), the exception vectors, system registers (counter,
-//! virtual timer, interrupt mask), trapped MMIO accessors, the `hvc` conduits (Xen hypercalls
+//! virtual timer, interrupt mask: through `aarch64-cpu`'s typed registers), trapped MMIO accessors, the `hvc` conduits (Xen hypercalls
 //! and PSCI), typed views of pages shared with the hypervisor, and the global allocator.
 //!
 //! Invariants: the runtime runs on vCPU 0 only; interrupt handlers never allocate and only
@@ -11,6 +11,10 @@
 pub mod gic;
 pub mod probe;
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    ReadWriteable, Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, DAIF,
+};
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
@@ -253,6 +257,80 @@ static mut RT_TTB: Table = Table([0; 512]);
 #[no_mangle]
 static mut RT_TTB_LOW: Table = Table([0; 512]);
 
+/// Level-2 tables for the GiBs where passthrough devices are mapped (one each).
+#[no_mangle]
+static mut RT_TTB_DEV: [Table; DEV_TABLES] = [const { Table([0; 512]) }; DEV_TABLES];
+const DEV_TABLES: usize = 4;
+/// How many of [`RT_TTB_DEV`] are in use (only `map_device` changes it, on vCPU 0).
+static DEV_TABLES_USED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Maps `count` 2 MiB blocks from `first` (from [`crate::hal::device_blocks`], which keeps them
+/// clear of our RAM and the first GiB's normal window) as device memory (nGnRE, never
+/// executable). A GiB mapped as one normal block (RAM space) is split into 2 MiB blocks
+/// first, the rest of it staying normal memory; the GiB holding our RAM is refused (it cannot
+/// be unmapped while we run from it).
+pub fn map_device(first: u64, count: u64, ram: (u64, u64)) -> Result<(), &'static str> {
+    const GIB: u64 = 1 << 30;
+    const BLOCK: u64 = 2 << 20;
+    const NORMAL: u64 = 0x701; // block, AttrIndx 0, inner shareable, AF
+    const DEVICE: u64 = 0x405 | 3 << 53; // block, AttrIndx 1, AF, PXN | UXN
+    const ADDR: u64 = 0x0000_ffff_ffff_f000;
+    let end = first + count * BLOCK;
+    let mut gib = first / GIB;
+    while gib * GIB < end {
+        if gib == ram.0 / GIB && gib != 0 {
+            return Err("it lies in the GiB of the domain's RAM");
+        }
+        // SAFETY: our level-1 table, only changed here and by the boot path, on vCPU 0 with
+        // nothing else running; the entry read is an aligned u64 of a static.
+        let l1 = unsafe { core::ptr::addr_of!(RT_TTB.0[gib as usize]).read_volatile() };
+        let table: *mut Table = if l1 & 3 == 3 {
+            (l1 & ADDR) as *mut Table
+        } else {
+            let i = DEV_TABLES_USED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            if i >= DEV_TABLES {
+                return Err("devices in more GiBs than the runtime has tables for");
+            }
+            // SAFETY: a spare table of ours, not yet reachable by the MMU (so plain writes).
+            let t = unsafe { core::ptr::addr_of_mut!(RT_TTB_DEV[i]) };
+            for k in 0..512u64 {
+                let e = if l1 & 3 == 1 { (gib * GIB + k * BLOCK) | NORMAL } else { 0 };
+                // SAFETY: as above.
+                unsafe { (*t).0[k as usize] = e };
+            }
+            // SAFETY: replaces one level-1 entry of ours: break (invalid, TLB invalidated for
+            // the GiB), then make (the table, which maps what the block did plus nothing else);
+            // nothing of ours runs from or points into a GiB other than the RAM one.
+            unsafe {
+                let e = core::ptr::addr_of_mut!(RT_TTB.0[gib as usize]);
+                e.write_volatile(0);
+                asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack));
+                e.write_volatile(t as u64 | 3);
+                asm!("dsb ishst", "isb", options(nostack));
+            }
+            t
+        };
+        let lo = first.max(gib * GIB);
+        let hi = end.min((gib + 1) * GIB);
+        let mut a = lo;
+        while a < hi {
+            let k = ((a % GIB) / BLOCK) as usize;
+            // SAFETY: one level-2 entry of our own table: break, invalidate that address, make
+            // it a device block for the same address.
+            unsafe {
+                let e = core::ptr::addr_of_mut!((*table).0[k]);
+                e.write_volatile(0);
+                asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", in(reg) a >> 12, options(nostack));
+                e.write_volatile(a | DEVICE);
+                asm!("dsb ishst", "isb", options(nostack));
+            }
+            a += BLOCK;
+        }
+        gib += 1;
+    }
+    Ok(())
+}
+
 const STACK_SIZE: usize = 64 * 1024;
 
 #[repr(C, align(16))]
@@ -290,51 +368,42 @@ pub fn device_tree(addr: u64) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, total as usize) })
 }
 
-/// The virtual counter.
+/// The virtual counter, read after an ISB (so it is not read early).
 pub fn counter() -> u64 {
-    let c: u64;
-    // SAFETY: reads the virtual counter (after an ISB, so it is not read early).
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) c, options(nostack, nomem)) };
-    c
+    barrier::isb(barrier::SY);
+    CNTVCT_EL0.get()
 }
 
 /// The counter's frequency in Hz.
 pub fn counter_freq() -> u64 {
-    let f: u64;
-    // SAFETY: reads CNTFRQ_EL0.
-    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) f, options(nostack, nomem)) };
-    f
+    CNTFRQ_EL0.get()
 }
 
 /// Arms the virtual timer for counter value `cval`.
 pub fn timer_arm(cval: u64) {
-    // SAFETY: this vCPU's virtual timer: compare value, then enable with the interrupt unmasked.
-    unsafe {
-        asm!("msr cntv_cval_el0, {}", "msr cntv_ctl_el0, {}", "isb", in(reg) cval, in(reg) 1u64, options(nostack))
-    };
+    CNTV_CVAL_EL0.set(cval);
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    barrier::isb(barrier::SY);
 }
 
 /// Stops the virtual timer (and so its interrupt).
 pub fn timer_off() {
-    // SAFETY: disables this vCPU's virtual timer.
-    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+    CNTV_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// Runs `f` with IRQs masked.
 pub fn without_irqs<R>(f: impl FnOnce() -> R) -> R {
-    let daif: u64;
-    // SAFETY: saves the interrupt mask and masks IRQs; restored below.
-    unsafe { asm!("mrs {}, daif", "msr daifset, #2", out(reg) daif, options(nostack)) };
+    let saved = DAIF.get();
+    DAIF.modify(DAIF::I::Masked);
     let r = f();
-    // SAFETY: restores the mask saved above.
-    unsafe { asm!("msr daif, {}", in(reg) daif, options(nostack)) };
+    DAIF.set(saved);
     r
 }
 
 /// Unmasks IRQs (the vector table is installed by the boot path).
 pub fn irqs_on() {
-    // SAFETY: clears PSTATE.I.
-    unsafe { asm!("msr daifclr, #2", options(nostack)) };
+    DAIF.modify(DAIF::I::Unmasked);
 }
 
 /// Waits until `done()` holds, sleeping in WFI between interrupts. The check runs with IRQs
@@ -346,8 +415,7 @@ pub fn wait_until(mut done: impl FnMut() -> bool) {
             if done() {
                 return true;
             }
-            // SAFETY: waits for an interrupt; the hypervisor traps it and deschedules us.
-            unsafe { asm!("wfi", options(nostack, nomem)) };
+            aarch64_cpu::asm::wfi();
             false
         });
         if ready {
