@@ -556,16 +556,6 @@ pub fn spread(v: &[f64], prec: usize) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn spread_reads_median_and_range() {
-        assert_eq!(super::spread(&[3.0, 1.0, 2.0], 1), "2.0 [1.0-3.0]");
-        assert_eq!(super::spread(&[0.5], 2), "0.50");
-        assert_eq!(super::spread(&[], 2), "-");
-    }
-}
-
 /// `bench migrate`'s target: the guest-visible downtime of a 16 MiB unikernel, in ms.
 pub const MIGRATE_DOWNTIME_TARGET_MS: f64 = 50.0;
 /// And the pages sent over the guest's RAM.
@@ -721,4 +711,14 @@ fn migrate_script(cycles: usize) -> String {
         list(&a),
         list(&b)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spread_reads_median_and_range() {
+        assert_eq!(super::spread(&[3.0, 1.0, 2.0], 1), "2.0 [1.0-3.0]");
+        assert_eq!(super::spread(&[0.5], 2), "0.50");
+        assert_eq!(super::spread(&[], 2), "-");
+    }
 }

@@ -35,28 +35,38 @@ pub const PREREQS: &[Prereq] = &[
     Prereq { what: "qemu-system-aarch64 >= 9", package: "qemu-system-arm", backports: true, present: qemu_ok },
     Prereq { what: "U-Boot for QEMU virt (u-boot.bin)", package: "u-boot-qemu", backports: false, present: uboot_ok },
     Prereq { what: "QEMU option ROM efi-virtio.rom", package: "ipxe-qemu", backports: false, present: roms_ok },
-    Prereq { what: "C++ compiler (libFuzzer for the fuzz targets)", package: "g++", backports: false, present: cxx_ok },
-    Prereq { what: "mkimage (signed FIT images)", package: "u-boot-tools", backports: false, present: mkimage_ok },
+    Prereq {
+        what: "C++ compiler (libFuzzer for the fuzz targets)",
+        package: "g++",
+        backports: false,
+        present: || have("c++"),
+    },
+    Prereq {
+        what: "mkimage (signed FIT images)",
+        package: "u-boot-tools",
+        backports: false,
+        present: || have("mkimage"),
+    },
     Prereq {
         what: "dtc (device trees for signed images)",
         package: "device-tree-compiler",
         backports: false,
-        present: dtc_ok,
+        present: || have("dtc"),
     },
-    Prereq { what: "openssl (signing keys)", package: "openssl", backports: false, present: openssl_ok },
+    Prereq { what: "openssl (signing keys)", package: "openssl", backports: false, present: || have("openssl") },
     // The Pi 4's verified-boot U-Boot, built from Debian's u-boot source package
     // (`rpi4::uboot_verified`): Debian's u-boot-rpi has no FIT support.
     Prereq {
         what: "aarch64 cross compiler (the Pi 4's U-Boot)",
         package: "gcc-aarch64-linux-gnu",
         backports: false,
-        present: cross_gcc_ok,
+        present: || have("aarch64-linux-gnu-gcc"),
     },
-    Prereq { what: "make (the Pi 4's U-Boot)", package: "make", backports: false, present: make_ok },
-    Prereq { what: "bison (the Pi 4's U-Boot)", package: "bison", backports: false, present: bison_ok },
-    Prereq { what: "flex (the Pi 4's U-Boot)", package: "flex", backports: false, present: flex_ok },
-    Prereq { what: "bc (the Pi 4's U-Boot)", package: "bc", backports: false, present: bc_ok },
-    Prereq { what: "xxd (the Pi 4's U-Boot environment)", package: "xxd", backports: false, present: xxd_ok },
+    Prereq { what: "make (the Pi 4's U-Boot)", package: "make", backports: false, present: || have("make") },
+    Prereq { what: "bison (the Pi 4's U-Boot)", package: "bison", backports: false, present: || have("bison") },
+    Prereq { what: "flex (the Pi 4's U-Boot)", package: "flex", backports: false, present: || have("flex") },
+    Prereq { what: "bc (the Pi 4's U-Boot)", package: "bc", backports: false, present: || have("bc") },
+    Prereq { what: "xxd (the Pi 4's U-Boot environment)", package: "xxd", backports: false, present: || have("xxd") },
     Prereq {
         what: "OpenSSL headers (the Pi 4's U-Boot tools)",
         package: "libssl-dev",
@@ -67,52 +77,12 @@ pub const PREREQS: &[Prereq] = &[
         what: "dpkg-source (unpacks the U-Boot source package)",
         package: "dpkg-dev",
         backports: false,
-        present: dpkg_source_ok,
+        present: || have("dpkg-source"),
     },
 ];
 
-fn cross_gcc_ok() -> bool {
-    have("aarch64-linux-gnu-gcc")
-}
-
-fn make_ok() -> bool {
-    have("make")
-}
-
-fn bison_ok() -> bool {
-    have("bison")
-}
-
-fn flex_ok() -> bool {
-    have("flex")
-}
-
-fn bc_ok() -> bool {
-    have("bc")
-}
-
-fn xxd_ok() -> bool {
-    have("xxd")
-}
-
 fn ssl_dev_ok() -> bool {
     Path::new("/usr/include/openssl/evp.h").is_file()
-}
-
-fn dpkg_source_ok() -> bool {
-    have("dpkg-source")
-}
-
-fn mkimage_ok() -> bool {
-    have("mkimage")
-}
-
-fn dtc_ok() -> bool {
-    have("dtc")
-}
-
-fn openssl_ok() -> bool {
-    have("openssl")
 }
 
 fn qemu_ok() -> bool {
@@ -121,10 +91,6 @@ fn qemu_ok() -> bool {
 
 fn uboot_ok() -> bool {
     Path::new(UBOOT_QEMU).is_file()
-}
-
-fn cxx_ok() -> bool {
-    have("c++")
 }
 
 /// QEMU's firmware search path (`-L help`), else Debian's default.
