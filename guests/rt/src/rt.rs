@@ -281,8 +281,9 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         .devices
         .iter()
         .flatten()
-        .map(|d| {
-            (String::from_utf8_lossy(d.compatible.strip_suffix(&[0]).unwrap_or(d.compatible)).into_owned(), d.regs)
+        .filter_map(|d| {
+            let c = core::str::from_utf8(d.compatible.strip_suffix(&[0]).unwrap_or(d.compatible)).ok()?;
+            Some((c.to_string(), d.regs))
         })
         .collect();
     let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error, devices };
