@@ -85,10 +85,12 @@ impl Esr {
     pub fn imm16(self) -> u16 {
         (self.0 & 0xffff) as u16
     }
-    /// Whether this is `HVC #imm` from AArch64: one comparison for the hypercall fast path.
+    /// Whether this is `HVC #imm` from AArch64: one comparison of the low 32 bits for the
+    /// hypercall fast path (EC 0x16, IL 1, ISS = `imm`: its bits 16-24 are RES0). A syndrome
+    /// with RES0 bits set fails this test and takes the general way ([`Esr::class`]).
     #[inline]
     pub fn is_hvc64(self, imm: u16) -> bool {
-        self.0 & 0xfc00_ffff == (0x16 << 26) | u64::from(imm)
+        self.0 as u32 == (0x16 << 26) | (1 << 25) | u32::from(imm)
     }
     /// Whether this is a data abort from a lower EL (EC 0x24): the MMIO emulation fast path.
     #[inline]
@@ -246,7 +248,9 @@ mod tests {
         let e = Esr((0x16 << 26) | (1 << 25) | 0xea1);
         assert_eq!(e.class(), Class::Hvc64);
         assert_eq!(e.imm16(), 0xea1);
-        assert!(e.is_hvc64(0xea1) && !e.is_hvc64(0) && !Esr(0x17 << 26 | 0xea1).is_hvc64(0xea1));
+        assert!(e.is_hvc64(0xea1) && !e.is_hvc64(0) && !Esr(0x17 << 26 | 1 << 25 | 0xea1).is_hvc64(0xea1));
+        // RES0 ISS bits set, or the upper 32 bits (ISS2): the fast test says no, or ignores them.
+        assert!(!Esr(e.0 | 1 << 16).is_hvc64(0xea1) && Esr(e.0 | 1 << 32).is_hvc64(0xea1));
         assert!(!e.is_data_abort_lower() && Esr(0x24 << 26 | 1 << 24).is_data_abort_lower());
         assert_eq!(Esr(0x24 << 26).class(), Class::DataAbortLower);
         assert!(e.il());

@@ -29,7 +29,8 @@ fn request<const N: usize>(d: usize, arg: u64) -> Result<[u8; N], i64> {
     Ok(b)
 }
 
-/// `domctl(arg)` from domain `d`.
+/// `domctl(arg)` from domain `d` (out of line: the hypercall fast path stays small).
+#[inline(never)]
 pub fn domctl(d: usize, arg: u64) -> i64 {
     domctl_op(d, arg).map_or_else(|e| e, |()| 0)
 }
@@ -88,7 +89,8 @@ fn domctl_op(d: usize, arg: u64) -> Result<(), i64> {
     answered
 }
 
-/// `sysctl(arg)` from domain `d`: `getdomaininfolist` and `physinfo`.
+/// `sysctl(arg)` from domain `d`: `getdomaininfolist` and `physinfo` (out of line).
+#[inline(never)]
 pub fn sysctl(d: usize, arg: u64) -> i64 {
     sysctl_op(d, arg).map_or_else(|e| e, |()| 0)
 }

@@ -305,7 +305,8 @@ static PARKED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_C
 
 /// Counters of the vCPU a pCPU runs, since the board booted (written by that pCPU only).
 pub struct CpuStats {
-    /// Traps from the guest (synchronous and interrupts).
+    /// Traps from the guest other than hypercalls (synchronous and interrupts): a reader
+    /// adds `hypercalls` for all traps (one counter per trap keeps the hypercall path short).
     pub traps: AtomicU64,
     /// Xen hypercalls.
     pub hypercalls: AtomicU64,
@@ -324,6 +325,14 @@ pub static STATS: [CpuStats; MAX_CPUS] = [const {
         blocked: AtomicU64::new(0),
     }
 }; MAX_CPUS];
+
+/// The counters of pCPU `cpu` (a trap frame's own index, always below [`MAX_CPUS`]: the mask
+/// keeps the trap path free of a bounds check).
+#[inline(always)]
+pub fn stats_of(cpu: usize) -> &'static CpuStats {
+    const _: () = assert!(MAX_CPUS.is_power_of_two());
+    &STATS[cpu & (MAX_CPUS - 1)]
+}
 
 /// Adds `n` to a counter only this pCPU writes (no atomic read-modify-write on trap paths).
 #[inline(always)]
@@ -751,14 +760,18 @@ fn current() -> (usize, usize, usize) {
 /// Xen hypercalls take the short way (DESIGN.md §7): the frame says whose trap it is and
 /// whether the domain speaks Xen, so nothing is looked up before the dispatch.
 pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
-    bump(&STATS[regs.cpu].traps, 1);
+    let stats = stats_of(regs.cpu);
     let e = Esr(ESR_EL2.get());
     if regs.xen && e.is_hvc64(xen_abi::HYPERCALL_TAG) {
+        bump(&stats.hypercalls, 1);
         crate::xen::hypercall(regs);
-    } else if regs.bound && e.is_data_abort_lower() {
-        data_abort(regs, e);
     } else {
-        guest_sync_other(regs, e);
+        bump(&stats.traps, 1);
+        if regs.bound && e.is_data_abort_lower() {
+            data_abort(regs, e);
+        } else {
+            guest_sync_other(regs, e);
+        }
     }
     crate::irq::flush(regs.cpu);
     regs
@@ -770,6 +783,8 @@ fn guest_sync_other(regs: &mut GuestRegs, e: Esr) {
     match e.class() {
         Class::Hvc64 => match e.imm16() {
             0 => handle_psci(regs, cpu, d, v),
+            // A Xen hypercall the fast test missed (RES0 syndrome bits set).
+            xen_abi::HYPERCALL_TAG if regs.xen => crate::xen::hypercall(regs),
             xen_abi::HYPERCALL_TAG => regs.x[0] = (-xen_abi::errno::ENOSYS) as u64,
             _ => inject_undef(regs),
         },
@@ -1601,7 +1616,7 @@ pub fn status(d: usize) -> hyp_core::control::Status {
         restarts: rt.restarts.load(Ordering::Relaxed),
         uptime_ns: if running { ns(up) } else { 0 },
         cpu_time_ns: if running { ns(up.saturating_mul(online).saturating_sub(blocked)) } else { 0 },
-        traps: sum(|s| &s.traps),
+        traps: sum(|s| &s.traps).wrapping_add(sum(|s| &s.hypercalls)),
         hypercalls: sum(|s| &s.hypercalls),
         irqs: sum(|s| &s.irqs),
         linux: dom.linux,

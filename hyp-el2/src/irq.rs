@@ -190,7 +190,8 @@ pub fn reset_cpu(cpu: usize) {
 /// to the guest.
 #[inline]
 pub fn flush(cpu: usize) {
-    if QUEUED[cpu].load(Ordering::Acquire) {
+    // `cpu` is a trap frame's own index (below MAX_CPUS, a power of two): masked, not checked.
+    if QUEUED[cpu & (MAX_CPUS - 1)].load(Ordering::Acquire) {
         flush_queue(cpu);
     }
 }

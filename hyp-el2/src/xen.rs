@@ -628,11 +628,10 @@ fn write_target(s: &mut Store, d: usize, kib: u64) {
 /// Handles `hvc #0xEA1` from a Xen-aware domain's vCPU (the frame names it): x16 and the
 /// argument registers are decoded by `hyp_core::hypercall::decode` (every register-only check
 /// done there, host-tested and fuzzed), then the handler runs; the result goes to x0.
-#[inline]
+#[inline(always)] // the trap entry's fast path; the calls themselves are out of line
 pub fn hypercall(regs: &mut GuestRegs) {
     use hyp_core::hypercall::{decode, Call};
     let d = regs.dom;
-    domain::bump(&domain::STATS[regs.cpu].hypercalls, 1);
     let x = [regs.x[0], regs.x[1], regs.x[2], regs.x[3], regs.x[4]];
     regs.x[0] = match decode(regs.x[16], x, || config().domains[d].pcpus.len()) {
         Call::XenVersion { cmd, arg } => xen_version(d, cmd, arg),
