@@ -3,6 +3,9 @@
 //! node, the GIC, PL011/SBSA UARTs, Xen's `/hypervisor` node and the other devices (the
 //! domain's passthrough devices: `compatible` and `reg`), all children of the root.
 //!
+//! Bounded lists (a node's `reg` entries, the UARTs, the devices) are `heapless` vectors: no
+//! allocation, and a tree with more than fits keeps the first ones.
+//!
 //! The tree comes from the hypervisor and is still checked: every offset and length is bounds-
 //! checked, and a malformed tree is an error, never a panic or an out-of-range read.
 
@@ -12,7 +15,7 @@ pub const MAX_REGS: usize = 4;
 pub const MAX_DEVICES: usize = 8;
 
 /// A device node of the tree that the runtime does not use itself (a passthrough device).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceNode<'a> {
     /// Node name (`gpio@7e200000`).
     pub name: &'a [u8],
@@ -30,20 +33,7 @@ impl DeviceNode<'_> {
 }
 
 /// A node's first `reg` entries: (address, size).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Regs {
-    /// Entries.
-    pub r: [(u64, u64); MAX_REGS],
-    /// How many are valid.
-    pub n: usize,
-}
-
-impl Regs {
-    /// The valid entries.
-    pub fn as_slice(&self) -> &[(u64, u64)] {
-        &self.r[..self.n]
-    }
-}
+pub type Regs = heapless::Vec<(u64, u64), MAX_REGS>;
 
 /// The GIC the tree describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +45,7 @@ pub enum GicNode {
 }
 
 /// What the runtime reads from the tree.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct BootInfo<'a> {
     /// `/chosen/bootargs`.
     pub bootargs: &'a str,
@@ -68,13 +58,13 @@ pub struct BootInfo<'a> {
     /// `/hypervisor`'s `reg` when it is compatible with `xen,xen`.
     pub hypervisor: Option<Regs>,
     /// Other device nodes with `compatible` and `reg` (the first [`MAX_DEVICES`]).
-    pub devices: [Option<DeviceNode<'a>>; MAX_DEVICES],
+    pub devices: heapless::Vec<DeviceNode<'a>, MAX_DEVICES>,
 }
 
 impl<'a> BootInfo<'a> {
     /// The first other device compatible with `c`.
     pub fn device(&self, c: &str) -> Option<DeviceNode<'a>> {
-        self.devices.iter().flatten().find(|d| d.is_compatible(c)).copied()
+        self.devices.iter().find(|d| d.is_compatible(c)).cloned()
     }
 }
 
@@ -106,10 +96,9 @@ fn regs(v: &[u8], acells: u32, scells: u32) -> Regs {
         return out;
     }
     let mut o = 0;
-    while o + step <= v.len() && out.n < MAX_REGS {
+    while o + step <= v.len() && !out.is_full() {
         if let (Some(a), Some(s)) = (cell(o, acells), cell(o + 4 * acells as usize, scells)) {
-            out.r[out.n] = (a, s);
-            out.n += 1;
+            let _ = out.push((a, s));
         }
         o += step;
     }
@@ -137,8 +126,7 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo<'_>, DtError> {
     let (mut acells, mut scells) = (2u32, 1u32);
     let mut info = BootInfo::default();
     let mut stdout: &[u8] = b"";
-    let mut uarts: [(&[u8], u64); 8] = [(b"", 0); 8];
-    let mut nuarts = 0;
+    let mut uarts: heapless::Vec<(&[u8], u64), 8> = heapless::Vec::new();
     let mut depth = 0usize;
     let mut node = Node::default();
     let mut p = off_struct;
@@ -162,29 +150,27 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo<'_>, DtError> {
                     let base = node.name.split(|&c| c == b'@').next().unwrap_or(b"");
                     let r = regs(node.reg, acells, scells);
                     if base == b"memory" || node.device_type == b"memory" {
-                        if info.memory.is_none() && r.n > 0 {
-                            info.memory = Some(r.r[0]);
+                        if info.memory.is_none() && !r.is_empty() {
+                            info.memory = Some(r[0]);
                         }
                     } else if node.name == b"hypervisor" && has_compat(node.compatible, &[b"xen,xen"]) {
                         info.hypervisor = Some(r);
-                    } else if has_compat(node.compatible, &[b"arm,gic-v3"]) && r.n >= 2 {
-                        info.gic = Some(GicNode::V3(r.r[0].0, r.r[1].0));
+                    } else if has_compat(node.compatible, &[b"arm,gic-v3"]) && r.len() >= 2 {
+                        info.gic = Some(GicNode::V3(r[0].0, r[1].0));
                     } else if has_compat(
                         node.compatible,
                         &[b"arm,cortex-a15-gic", b"arm,gic-400", b"arm,cortex-a9-gic", b"arm,gic-v2"],
-                    ) && r.n >= 2
+                    ) && r.len() >= 2
                     {
-                        info.gic = Some(GicNode::V2(r.r[0].0, r.r[1].0));
+                        info.gic = Some(GicNode::V2(r[0].0, r[1].0));
                     } else if has_compat(node.compatible, &[b"arm,pl011", b"arm,sbsa-uart"])
-                        && r.n > 0
-                        && nuarts < uarts.len()
+                        && !r.is_empty()
+                        && !uarts.is_full()
                     {
-                        uarts[nuarts] = (node.name, r.r[0].0);
-                        nuarts += 1;
-                    } else if !node.compatible.is_empty() && r.n > 0 {
-                        if let Some(slot) = info.devices.iter_mut().find(|d| d.is_none()) {
-                            *slot = Some(DeviceNode { name: node.name, compatible: node.compatible, regs: r });
-                        }
+                        let _ = uarts.push((node.name, r[0].0));
+                    } else if !node.compatible.is_empty() && !r.is_empty() {
+                        // Beyond MAX_DEVICES the rest are not kept.
+                        let _ = info.devices.push(DeviceNode { name: node.name, compatible: node.compatible, regs: r });
                     }
                 }
                 depth -= 1;
@@ -215,8 +201,8 @@ pub fn parse(blob: &[u8]) -> Result<BootInfo<'_>, DtError> {
     }
     // `stdout-path` = "/node[:options]" picks that UART; an alias or nothing: the first one.
     let path = stdout.split(|&c| c == b':').next().unwrap_or(b"");
-    let named = path.strip_prefix(b"/").and_then(|n| uarts[..nuarts].iter().find(|u| u.0 == n));
-    info.uart = named.or(uarts[..nuarts].first()).map(|u| u.1);
+    let named = path.strip_prefix(b"/").and_then(|n| uarts.iter().find(|u| u.0 == n));
+    info.uart = named.or(uarts.first()).map(|u| u.1);
     Ok(info)
 }
 
@@ -271,11 +257,14 @@ mod tests {
         assert_eq!(i.memory, Some((0x4000_0000, 0x100_0000)));
         assert_eq!(i.gic, Some(GicNode::V2(0x300_1000, 0x300_2000)));
         assert_eq!(i.uart, Some(0x2200_0000));
-        assert_eq!(i.hypervisor.unwrap().as_slice(), &[(0x3800_0000, 0x100_0000), (0x41_0000_0000, 0x2000_0000)]);
+        assert_eq!(
+            i.hypervisor.as_ref().unwrap().as_slice(),
+            &[(0x3800_0000, 0x100_0000), (0x41_0000_0000, 0x2000_0000)]
+        );
         let gpio = i.device("brcm,bcm2835-gpio").unwrap();
         assert_eq!((gpio.name, gpio.regs.as_slice()), (&b"gpio@7e200000"[..], &[(0xfe20_0000, 0xb4)][..]));
         assert!(i.device("arm,pl011").is_none(), "the runtime's own devices are not listed");
-        assert_eq!(i.devices.iter().flatten().count(), 1);
+        assert_eq!(i.devices.len(), 1);
         let t = tree(true, "serial0:115200n8");
         let i = parse(&t).unwrap();
         assert_eq!(i.gic, Some(GicNode::V3(0x300_1000, 0x300_2000)));

@@ -280,10 +280,9 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
     let devices = info
         .devices
         .iter()
-        .flatten()
         .filter_map(|d| {
             let c = core::str::from_utf8(d.compatible.strip_suffix(&[0]).unwrap_or(d.compatible)).ok()?;
-            Some((c.to_string(), d.regs))
+            Some((c.to_string(), d.regs.clone()))
         })
         .collect();
     let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error, devices };
