@@ -40,6 +40,10 @@ commands:
       --deployment FILE    deployment file (default deployments/default.toml, deployments/rpi4.toml)
       --timeout SECONDS    stop QEMU after this long (exit status 124)
       --unchecked          skip the host-side plan check (the hypervisor still checks at boot)
+      --sign KEY           boot it as a verified-boot disk signed with KEY (A/B slots; make a
+                           development key with `cargo xtask keygen`)
+      --keep-disk          boot the disk the previous run left (its slots and boot state, or
+                           what hypctl update --persist wrote) instead of writing a new one
   test               run every test: fmt, clippy, host unit tests, aarch64 builds, QEMU scenarios
       --no-qemu            skip the QEMU scenarios
   check FILE...      validate deployment files and print their partition plan

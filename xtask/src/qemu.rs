@@ -519,7 +519,11 @@ pub fn run_batch(
 
 /// Parses the common run options.
 pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
-    check_args(args, &["--gic", "--deployment", "--timeout", "--platform", "--http-port"], &["--unchecked"])?;
+    check_args(
+        args,
+        &["--gic", "--deployment", "--timeout", "--platform", "--http-port", "--sign"],
+        &["--unchecked", "--keep-disk"],
+    )?;
     let gic = match opt(args, "--gic")?.as_deref() {
         None | Some("2") => 2,
         Some("3") => 3,
@@ -548,9 +552,10 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         extra_files: Vec::new(),
         http_port: Some(http_port),
         fresh_data: false,
-        keep_disk: false,
+        keep_disk: args.iter().any(|a| a == "--keep-disk"),
         link: None,
-        sign: None,
+        // A verified-boot disk signed with this key (QEMU's model of the board; see sign.rs).
+        sign: opt(args, "--sign")?.map(|k| (PathBuf::from(k), None)),
         platform,
     })
 }
