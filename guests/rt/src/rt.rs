@@ -10,7 +10,6 @@ use crate::console::{self, Device};
 use crate::xen::{self, ShutdownReason, Xen};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::grants::{GrantError, GrantRef};
@@ -55,7 +54,8 @@ pub struct Runtime {
     handoff: u64,
     xen: Option<Xen>,
     xen_error: Option<String>,
-    devices: Vec<(String, crate::dt::Regs)>,
+    /// The device tree (read again when a device is asked for).
+    dtb: &'static [u8],
 }
 
 impl Runtime {
@@ -78,17 +78,11 @@ impl Runtime {
     /// device memory for the rest of the run: what the `hal` drivers take.
     pub fn device(&mut self, compatible: &str) -> Result<crate::hal::Mmio, crate::hal::DeviceError> {
         use crate::hal::DeviceError;
-        let (_, regs) =
-            self.devices.iter().find(|(c, _)| c.split('\0').any(|s| s == compatible)).ok_or(DeviceError::NotFound)?;
-        let (base, size) = *regs.as_slice().first().ok_or(DeviceError::NotFound)?;
+        let node = crate::dt::parse(self.dtb).ok().and_then(|i| i.device(compatible)).ok_or(DeviceError::NotFound)?;
+        let (base, size) = *node.regs.first().ok_or(DeviceError::NotFound)?;
         let (first, count) = crate::hal::device_blocks(base, size, self.ram).map_err(DeviceError::Unmappable)?;
         arch::map_device(first, count, self.ram).map_err(DeviceError::Unmappable)?;
         Ok(crate::hal::Mmio::new(base, size))
-    }
-
-    /// The `compatible` strings of the passthrough devices in our device tree.
-    pub fn devices(&self) -> impl Iterator<Item = &str> {
-        self.devices.iter().map(|(c, _)| c.split('\0').next().unwrap_or(""))
     }
 
     /// The Xen services, when running on a Xen-compatible hypervisor.
@@ -277,15 +271,7 @@ pub(crate) extern "C" fn rt_start(dtb: u64, handoff: u64) -> ! {
         console::set_device(Device::Hypercall);
     }
     phase(4);
-    let devices = info
-        .devices
-        .iter()
-        .filter_map(|d| {
-            let c = core::str::from_utf8(d.compatible.strip_suffix(&[0]).unwrap_or(d.compatible)).ok()?;
-            Some((c.to_string(), d.regs.clone()))
-        })
-        .collect();
-    let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error, devices };
+    let mut rt = Runtime { bootargs, ram, gic, handoff, xen, xen_error, dtb: blob };
     let hyp = match rt.xen.as_ref() {
         Some(x) => alloc::format!("Xen {}.{} interface", x.version.0, x.version.1),
         None => "no Xen".to_string(),
