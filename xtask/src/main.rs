@@ -313,16 +313,9 @@ pub fn write_signed_disk(
     let (base, name, loader) = if rpi {
         let build = root().join("build");
         let uboot = rpi4::uboot_verified(&build, &sign::rpi4_env())?;
-        let fw = rpi4::fetch(&build)?;
-        let rd = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        for (n, bytes) in rpi4::boot_files(&fw, &dep.name)? {
-            let bytes = match n.as_str() {
-                "u-boot.bin" => rd(&uboot)?,
-                rpi4::BOARD_DTB => rd(&signed.control_dtb)?,
-                _ => bytes,
-            };
-            files.push((n, bytes));
-        }
+        // The card's firmware with the verified-boot U-Boot and the board tree carrying the key.
+        let fw = rpi4::Firmware { uboot: uboot.clone(), dtb: signed.control_dtb.clone(), ..rpi4::fetch(&build)? };
+        files.extend(rpi4::boot_files(&fw, &dep.name)?);
         (image::SD_CARD, "sdcard.img", uboot)
     } else {
         (image::VIRTIO_DISK, "disk.img", dir.join("uboot-env.img"))

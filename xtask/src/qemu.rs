@@ -107,22 +107,18 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     if let Some((key, tamper)) = &o.sign {
         let rpi = dep.platform.name == "rpi4";
         let dir = crate::root().join("build").join(dep.platform.name).join(&dep.name);
-        let kept = crate::SignedDisk {
-            disk: dir.join(if rpi { "sdcard.img" } else { "disk.img" }),
-            control_dtb: dir.join("signed/control.dtb"),
-            loader: if rpi {
+        let (disk, control) = (dir.join(if rpi { "sdcard.img" } else { "disk.img" }), dir.join("signed/control.dtb"));
+        let s = if o.keep_disk && disk.is_file() && control.is_file() {
+            // The disk as the previous run left it (its slots and boot-state record).
+            println!("xtask: booting the disk the previous run left: {}", disk.display());
+            let loader = if rpi {
                 crate::rpi4::uboot_verified(&root().join("build"), &crate::sign::rpi4_env())?
             } else {
-                dir.join("uboot-env.img")
-            },
-        };
-        let s = if o.keep_disk && kept.disk.is_file() && kept.control_dtb.is_file() {
-            // The disk as the previous run left it (its slots and boot-state record).
-            println!("xtask: booting the disk the previous run left: {}", kept.disk.display());
-            if !rpi {
-                std::fs::write(&kept.loader, crate::sign::uboot_env_signed()).map_err(|e| e.to_string())?;
-            }
-            kept
+                let env = dir.join("uboot-env.img");
+                std::fs::write(&env, crate::sign::uboot_env_signed()).map_err(|e| e.to_string())?;
+                env
+            };
+            crate::SignedDisk { disk, control_dtb: control, loader }
         } else {
             crate::write_signed_disk(
                 &dep,
