@@ -5,7 +5,10 @@
 //! Everything comes from Debian: `raspi-firmware` (start4.elf, fixup4.dat; component
 //! non-free-firmware, enabled here when missing), `arm-trusted-firmware` (rpi4/bl31.bin),
 //! `u-boot-rpi` (rpi_arm64/u-boot.bin) and the kernel package's `bcm2711-rpi-4-b.dtb`. Packages
-//! are downloaded and unpacked under `build/cache/`, never installed.
+//! are downloaded and unpacked under `build/cache/`, never installed. A verified-boot card gets
+//! its own U-Boot instead of `u-boot-rpi` (which has no FIT support): Debian's `u-boot` source
+//! package built here with signature checking and the A/B commands built in
+//! ([`uboot_verified`]).
 
 use crate::linux::{fetch_unpack_spec, run};
 use hyp_core::fdtedit::{self, Action, NodeEdit};
