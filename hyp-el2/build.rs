@@ -26,6 +26,11 @@ ASSERT(__image_end - __image_start <= {size:#x}, "hypervisor image larger than i
     );
     fs::write(out.join("link.ld"), script).unwrap();
     println!("cargo:rustc-link-arg-bins=-T{}", out.join("link.ld").display());
+    // The trace build keeps defmt's interned strings in a non-loaded `.defmt` section (its
+    // linker script comes from the defmt crate's build output, on the link search path).
+    if env::var_os("CARGO_FEATURE_TRACE").is_some() {
+        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_PLATFORM_RPI4");
 }

@@ -168,6 +168,19 @@ fn stdout_path<'a>(fdt: &Fdt<'a>) -> Option<&'a str> {
     fdt.find_node("/aliases")?.property(v)?.as_str()
 }
 
+/// The UART an `/aliases` entry (such as `serial1`) names, if it is a model the hypervisor
+/// drives and not disabled: its node path, translated base and model.
+pub fn alias_uart<'a>(fdt: &Fdt<'a>, alias: &str) -> Option<(&'a str, u64, UartKind)> {
+    let path = fdt.find_node("/aliases")?.property(alias)?.as_str()?;
+    let node = fdt.find_node(path)?;
+    if node.property("status").and_then(|p| p.as_str()).is_some_and(|s| s != "okay" && s != "ok") {
+        return None;
+    }
+    let kind = uart_kind(&node)?;
+    let base = translated_regs::<2>(fdt, path).ok()?.first()?.base.0;
+    Some((path, base, kind))
+}
+
 fn uart_kind(n: &FdtNode<'_, '_>) -> Option<UartKind> {
     n.compatible()?.all().find_map(|c| match c {
         "arm,pl011" => Some(UartKind::Pl011),
@@ -515,6 +528,15 @@ mod tests {
         w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
         w.prop_u64s("reg", &[0x900_0000, 0x1000]);
         w.end_node();
+        w.begin_node("pl011@9040000");
+        w.prop_strs("compatible", &["arm,pl011", "arm,primecell"]);
+        w.prop_u64s("reg", &[0x904_0000, 0x1000]);
+        w.end_node();
+        w.begin_node("aliases");
+        w.prop_str("serial0", "/pl011@9000000");
+        w.prop_str("serial1", "/pl011@9040000");
+        w.prop_str("serial2", "/nothing@0");
+        w.end_node();
         w.begin_node("chosen");
         w.prop_str("stdout-path", "/pl011@9000000");
         w.prop_str("ferrum,deployment", "default");
@@ -559,6 +581,9 @@ mod tests {
         assert_eq!(b.psci, Some(Conduit::Smc));
         assert_eq!(b.uart, Some((0x900_0000, UartKind::Pl011)));
         assert_eq!(b.uart_path, Some("/pl011@9000000"));
+        assert_eq!(alias_uart(&fdt, "serial1"), Some(("/pl011@9040000", 0x904_0000, UartKind::Pl011)));
+        assert_eq!(alias_uart(&fdt, "serial2"), None, "an alias to a missing node");
+        assert_eq!(alias_uart(&fdt, "serial3"), None, "no such alias");
         assert_eq!(b.cpu_start[1], CpuStart::Unknown);
         assert_eq!(b.deployment, "default");
         let g = b.gic.unwrap();

@@ -24,6 +24,12 @@ pub fn power_off(clean: bool, why: core::fmt::Arguments<'_>) -> ! {
     if POWERING_OFF.swap(true, Ordering::SeqCst) {
         park();
     }
+    #[cfg(feature = "trace")]
+    {
+        crate::trace::drain(true);
+        let (frames, dropped) = crate::trace::counts();
+        emergency(format_args!("(hyp) trace: {frames} frames written, {dropped} dropped\r\n"));
+    }
     let status = if clean { "clean" } else { "error" };
     emergency(format_args!("(hyp) power off (status: {status}): {why}\r\n"));
     if FIRMWARE_PSCI.load(Ordering::SeqCst) {

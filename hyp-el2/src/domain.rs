@@ -685,6 +685,7 @@ fn frame(cpu: usize) -> *mut GuestRegs {
 fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
     let mut st = *c;
     if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+        crate::ev!(info, "d{=usize}v{=usize} resumes on cpu {=usize} at {=u64:#x}", d, v, cpu, st.pc);
         if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
             vd.reset_vcpu(v);
         }
@@ -715,6 +716,7 @@ fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
 
 fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
     if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
+        crate::ev!(info, "d{=usize}v{=usize} starts on cpu {=usize} at {=u64:#x}", d, v, cpu, entry);
         if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
             vd.reset_vcpu(v);
         }
@@ -767,6 +769,16 @@ pub extern "C" fn guest_sync(regs: &mut GuestRegs) -> *mut GuestRegs {
         crate::xen::hypercall(regs);
     } else {
         bump(&stats.traps, 1);
+        crate::ev!(
+            trace,
+            "cpu {=usize} d{=usize}v{=usize} trap EC {=u8:#x} ESR {=u64:#x} at {=u64:#x}",
+            regs.cpu,
+            regs.dom,
+            regs.vcpu,
+            e.ec(),
+            e.0,
+            regs.elr
+        );
         if regs.bound && e.is_data_abort_lower() {
             data_abort(regs, e);
         } else {
@@ -826,6 +838,7 @@ fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
 pub extern "C" fn guest_async(regs: &mut GuestRegs, kind: u64) -> *mut GuestRegs {
     let (cpu, d, v) = if regs.bound { (regs.cpu, regs.dom, regs.vcpu) } else { current() };
     bump(&STATS[cpu].traps, 1);
+    crate::ev!(trace, "cpu {=usize} d{=usize}v{=usize} exit: {=u64} (1 IRQ, 2 FIQ, 3 SError)", cpu, d, v, kind);
     if kind == 1 {
         crate::irq::handle(d, v);
         after_irqs(cpu, d, v);
@@ -1219,6 +1232,7 @@ pub fn pause(d: usize) -> Result<(), i64> {
     rt.paused_at.store(arch::counter(), Ordering::Relaxed);
     if !rt.paused.swap(true, Ordering::AcqRel) {
         hprintln!("domain '{}': paused by the control domain", name(d));
+        crate::ev!(info, "domain {=usize} paused", d);
         kick_pcpus(d);
     }
     Ok(())
@@ -1236,6 +1250,7 @@ pub fn unpause(d: usize) -> Result<(), i64> {
     rt.paused_ticks.fetch_add(dt, Ordering::Relaxed);
     rt.paused.store(false, Ordering::Release);
     hprintln!("domain '{}': unpaused by the control domain", name(d));
+    crate::ev!(info, "domain {=usize} unpaused", d);
     kick_pcpus(d);
     Ok(())
 }
@@ -1327,6 +1342,7 @@ fn release_vcpu0(d: usize) {
     let rt = &RT[d];
     rt.power[0].store(Power::OnPending.to_u8(), Ordering::Release);
     rt.end.store(EndReason::Running as u8, Ordering::Release);
+    crate::ev!(info, "domain {=usize} running", d);
     ENDED.fetch_sub(1, Ordering::AcqRel);
     rt.starting.store(false, Ordering::Release);
     if let Some(&p) = pcpus(d).first() {
@@ -1884,6 +1900,7 @@ pub fn end_domain(d: usize, why: EndReason) {
     RT[d].ended_at.store(arch::counter(), Ordering::Relaxed);
     let dom = &cfg.domains[d];
     hprintln!("domain '{}' ended: {}", dom.name(), why.text());
+    crate::ev!(info, "domain {=usize} ended: {=str}", d, why.text());
     crate::xen::domain_changed(d);
     kick_pcpus(d); // stop its other vCPUs now
     let ended = ENDED.fetch_add(1, Ordering::AcqRel) + 1;

@@ -75,7 +75,11 @@ impl Sink for DomainSink {
 pub fn raise_notify(d: usize, vcpu: usize, intid: u32) -> bool {
     let mut g = VDIST[d].lock();
     match g.as_mut() {
-        Some(vd) => vd.raise(vcpu, intid, true, &mut DomainSink::new(d)),
+        Some(vd) => {
+            let ok = vd.raise(vcpu, intid, true, &mut DomainSink::new(d));
+            crate::ev!(debug, "d{=usize}v{=usize} inject {=u32} (level, notify at EOI): {=bool}", d, vcpu, intid, ok);
+            ok
+        }
         None => false,
     }
 }
@@ -84,7 +88,11 @@ pub fn raise_notify(d: usize, vcpu: usize, intid: u32) -> bool {
 pub fn raise(d: usize, vcpu: usize, intid: u32) -> bool {
     let mut g = VDIST[d].lock();
     match g.as_mut() {
-        Some(vd) => vd.raise(vcpu, intid, false, &mut DomainSink::new(d)),
+        Some(vd) => {
+            let ok = vd.raise(vcpu, intid, false, &mut DomainSink::new(d));
+            crate::ev!(debug, "d{=usize}v{=usize} inject {=u32}: {=bool}", d, vcpu, intid, ok);
+            ok
+        }
         None => false,
     }
 }
@@ -115,6 +123,7 @@ pub fn handle(d: usize, v: usize) {
             break;
         }
         gic::priority_drop(intid);
+        crate::ev!(trace, "cpu {=usize} physical interrupt {=u32}", crate::arch::cpu_index(), intid);
         if intid == SGI_KICK {
             gic::deactivate(intid);
         } else if intid == crate::arch::HYP_TIMER_PPI {
@@ -159,6 +168,8 @@ fn maintenance(d: usize) {
 /// Sleeps until an interrupt arrives for this pCPU while it runs no vCPU, then consumes the
 /// physical interrupts (a kick, or a source of a vCPU that is off: dropped).
 pub fn idle_wait() {
+    #[cfg(feature = "trace")]
+    crate::trace::drain(false);
     crate::arch::wfi();
     for _ in 0..64 {
         let intid = gic::ack();

@@ -28,6 +28,7 @@ mod mm;
 mod mux;
 mod p2m;
 mod sync;
+mod trace;
 mod uart;
 mod xen;
 
@@ -147,6 +148,21 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         mm::POOL_PAGES
     );
 
+    #[cfg(feature = "trace")]
+    match hostdt::alias_uart(&fdt, "serial1").filter(|u| {
+        u.2 == platforms::UartKind::Pl011
+            && u.1 != uart_base
+            && PLATFORM.window_holds(platforms::MemKind::Device, u.1, 0x1000)
+    }) {
+        Some((path, base, _)) => {
+            trace::init(base);
+            hprintln!("trace: defmt frames go to {path} at {base:#x}, which no domain gets");
+        }
+        None => {
+            hprintln!("trace: built in, but the device tree names no second PL011 (serial1): frames stay in memory")
+        }
+    }
+
     let gic = match init_gic(&board) {
         Ok(g) => g,
         Err(why) => crash::power_off(false, format_args!("GIC: {why}")),
@@ -228,6 +244,10 @@ fn reserved(board: &hostdt::BoardInfo<'_>, g: &gic::Gic) -> List<Reserved, 8> {
         range: page(g.cpu_or_redist, cpu_size),
         intid: None,
     });
+    #[cfg(feature = "trace")]
+    if let Some(base) = trace::uart_base() {
+        let _ = r.push(Reserved { what: "the hypervisor's trace UART", range: page(base, 0x1000), intid: None });
+    }
     if g.version == Version::V2 {
         let _ = r.push(Reserved { what: "the GIC virtual interface", range: page(g.hyp, 0x1000), intid: None });
         let _ =

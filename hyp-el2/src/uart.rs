@@ -79,6 +79,12 @@ impl Uart {
         Self { base: base as usize, kind }
     }
 
+    /// The UART's physical base.
+    #[cfg(feature = "trace")]
+    pub fn base(&self) -> u64 {
+        self.base as u64
+    }
+
     fn regs(&self) -> Regs {
         // SAFETY: `base` is the console UART the device tree (and the platform record) names,
         // identity-mapped as Device memory at EL2 for the hypervisor's whole run; the blocks
@@ -106,6 +112,24 @@ impl Uart {
         match regs {
             Regs::Pl011(r) => r.dr.set(u32::from(b)),
             Regs::Mini(r) => r.io.set(u32::from(b)),
+        }
+    }
+
+    /// Sends `bytes`, each waiting (boundedly) for room in the transmit FIFO; the register
+    /// block is looked up once.
+    #[cfg(feature = "trace")]
+    pub fn write_bytes(&self, bytes: &[u8]) {
+        match self.regs() {
+            Regs::Pl011(r) => {
+                for &b in bytes {
+                    let mut spins = 0u32;
+                    while r.fr.is_set(FR::TXFF) && spins < 1_000_000 {
+                        spins += 1;
+                    }
+                    r.dr.set(u32::from(b));
+                }
+            }
+            Regs::Mini(_) => bytes.iter().for_each(|&b| self.putc(b)),
         }
     }
 

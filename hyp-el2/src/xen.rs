@@ -640,12 +640,55 @@ pub fn hypercall(regs: &mut GuestRegs) {
         Call::VcpuOp { cmd, vcpu, arg } => vcpu_op(d, &config().domains[d], cmd, vcpu, arg),
         Call::HvmOp { cmd, arg } => hvm_op(d, cmd, arg),
         Call::EventChannelOp { cmd, arg } => event_channel_op(d, &config().domains[d], cmd, arg),
-        Call::SchedOp { .. } => sched_op(regs),
+        Call::SchedOp { .. } => {
+            // Logged on the way in too: a shutdown or a suspend does not come back here.
+            crate::ev!(
+                trace,
+                "d{=usize}v{=usize} hypercall sched_op ({=u64:#x}, {=u64:#x}) entered",
+                d,
+                regs.vcpu,
+                x[0],
+                x[1]
+            );
+            sched_op(regs)
+        }
         Call::ConsoleIo { cmd, count, buf } => console_io(d, cmd, count, buf),
         Call::Domctl { arg } => crate::control::domctl(d, arg),
         Call::Sysctl { arg } => crate::control::sysctl(d, arg),
         Call::Answer(v) => v,
     } as u64;
+    crate::ev!(
+        trace,
+        "d{=usize}v{=usize} hypercall {=istr} ({=u64:#x}, {=u64:#x}, {=u64:#x}) -> {=i64}",
+        d,
+        regs.vcpu,
+        hypercall_name(regs.x[16]),
+        x[0],
+        x[1],
+        x[2],
+        regs.x[0] as i64
+    );
+}
+
+/// A hypercall number's name for the trace (interned: two bytes per frame).
+#[cfg(feature = "trace")]
+fn hypercall_name(nr: u64) -> defmt::Str {
+    use xen_abi::hc as h;
+    match nr {
+        h::XEN_VERSION => defmt::intern!("xen_version"),
+        h::MEMORY_OP => defmt::intern!("memory_op"),
+        h::GRANT_TABLE_OP => defmt::intern!("grant_table_op"),
+        h::VCPU_OP => defmt::intern!("vcpu_op"),
+        h::HVM_OP => defmt::intern!("hvm_op"),
+        h::EVENT_CHANNEL_OP => defmt::intern!("event_channel_op"),
+        h::SCHED_OP => defmt::intern!("sched_op"),
+        h::CONSOLE_IO => defmt::intern!("console_io"),
+        h::DOMCTL => defmt::intern!("domctl"),
+        h::SYSCTL => defmt::intern!("sysctl"),
+        h::VM_ASSIST => defmt::intern!("vm_assist"),
+        h::PHYSDEV_OP => defmt::intern!("physdev_op"),
+        _ => defmt::intern!("other"),
+    }
 }
 
 fn read<const N: usize>(d: usize, va: u64) -> Result<[u8; N], i64> {

@@ -67,6 +67,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
         keep_disk: false,
         link: None,
         sign: None,
+        trace: None,
         platform: None,
     };
     qemu::prepare(&o)?; // builds everything once
@@ -227,8 +228,9 @@ fn timed_boot(mut cmd: Command, log: &std::path::Path) -> Result<Timeline, Strin
 /// `--trace FILE` also writes QEMU's trace of the hypervisor's executed instructions to
 /// `FILE-gicvN` (large: hundreds of MB).
 fn bench_hypercall(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic", "--trace"], &[])?;
+    check_args(args, &["--gic", "--trace"], &["--with-trace"])?;
     let trace = opt(args, "--trace")?;
+    let with_trace = args.iter().any(|a| a == "--with-trace");
     let gics: Vec<u8> = match opt(args, "--gic")? {
         Some(v) => vec![v.parse().map_err(|_| format!("--gic: '{v}'"))?],
         None => vec![2, 3],
@@ -247,51 +249,71 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
         ("virtual timer -> guest vector", "IRQ vector (spinning)", [1063, 1085], 250),
         ("virtual timer, guest in WFI", "IRQ vector (in WFI)", [47279, 47279], 400),
     ];
-    println!("{:<32} {:>5} {:>12} {:>10} {:>8}", "path (instructions, median)", "GIC", "ferrum", "Xen 4.17", "target");
+    print!("{:<32} {:>5} {:>12} {:>10} {:>8}", "path (instructions, median)", "GIC", "ferrum", "Xen 4.17", "target");
+    if with_trace {
+        // The same paths on the trace build, its frames drained to the second UART (captured
+        // into build/bench/hypercall-gicv<N>.defmt): the difference is what tracing costs.
+        print!(" {:>12} {:>8}", "trace build", "+ trace");
+    }
+    println!();
     // Xen's WFI figure is with its default timer_slop (6320 with timer_slop=0), DESIGN.md §7.
     for gic in gics {
-        let o = RunOpts {
-            gic,
-            deployment: dep_file.clone(),
-            timeout: Some(300),
-            unchecked: false,
-            extra_files: Vec::new(),
-            http_port: None,
-            fresh_data: false,
-            keep_disk: false,
-            link: None,
-            sign: None,
-            platform: None,
-        };
-        let mut cmd = qemu::prepare(&o)?;
-        // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
-        cmd.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
-        if let Some(t) = &trace {
-            // Every instruction executed inside the hypervisor's image (loaded at the start of
-            // RAM), one translation block per instruction: the trace tells where a path's
-            // instructions go (match the addresses against the hypervisor ELF's symbols).
-            let size = std::fs::metadata(crate::build_hyp("qemu-virt")?).map_err(|e| e.to_string())?.len();
-            let file = format!("{t}-gicv{gic}");
-            cmd.args(["-accel", "tcg,one-insn-per-tb=on", "-d", "exec,nochain"]).args([
-                "-dfilter",
-                &format!("0x40000000+{size:#x}"),
-                "-D",
-                &file,
-            ]);
-            println!("(tracing the hypervisor's instructions into {file})");
+        let mut figures: Vec<Vec<u64>> = Vec::new();
+        for traced in [false, true].into_iter().take(if with_trace { 2 } else { 1 }) {
+            let o = RunOpts {
+                gic,
+                deployment: dep_file.clone(),
+                timeout: Some(300),
+                unchecked: false,
+                extra_files: Vec::new(),
+                http_port: None,
+                fresh_data: false,
+                keep_disk: false,
+                link: None,
+                sign: None,
+                trace: traced.then(|| dir.join(format!("hypercall-gicv{gic}.defmt"))),
+                platform: None,
+            };
+            let mut cmd = qemu::prepare(&o)?;
+            crate::TRACE_BUILD.store(false, std::sync::atomic::Ordering::Relaxed);
+            // Later -cpu wins: the same CPU with a 1 GHz counter; icount makes time = instructions.
+            cmd.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
+            if let Some(t) = &trace {
+                // Every instruction executed inside the hypervisor's image (loaded at the start of
+                // RAM), one translation block per instruction: the trace tells where a path's
+                // instructions go (match the addresses against the hypervisor ELF's symbols).
+                let image =
+                    if traced { crate::build_hyp_trace("qemu-virt")?.0 } else { crate::build_hyp("qemu-virt")? };
+                let size = std::fs::metadata(image).map_err(|e| e.to_string())?.len();
+                let file = format!("{t}-gicv{gic}{}", if traced { "-trace-build" } else { "" });
+                cmd.args(["-accel", "tcg,one-insn-per-tb=on", "-d", "exec,nochain"]).args([
+                    "-dfilter",
+                    &format!("0x40000000+{size:#x}"),
+                    "-D",
+                    &file,
+                ]);
+                println!("(tracing the hypervisor's instructions into {file})");
+            }
+            let run = qemu::run_batch(cmd, Some(300), false, &[], None)?;
+            let suffix = if traced { "-trace" } else { "" };
+            let log = dir.join(format!("hypercall-gicv{gic}{suffix}.log"));
+            let _ = std::fs::write(&log, &run.log);
+            let mut col = Vec::new();
+            for (_, marker, _, _) in rows {
+                col.push(figure(&run.log, marker, " ticks").ok_or_else(|| {
+                    format!("GICv{gic}: the guest printed no '{marker}' figure (log: {})", log.display())
+                })?);
+            }
+            figures.push(col);
         }
-        let run = qemu::run_batch(cmd, Some(300), false, &[], None)?;
-        for (what, marker, xen, target) in rows {
-            let ticks = figure(&run.log, marker, " ticks").ok_or_else(|| {
-                format!("GICv{gic}: the guest printed no '{marker}' figure (log: build/bench/hypercall-gicv{gic}.log)")
-            })?;
-            println!(
-                "{what:<32} {gic:>5} {ticks:>12} {:>10} {:>8}",
-                xen[usize::from(gic == 3)],
-                format!("<= {target}")
-            );
+        for (i, (what, _, xen, target)) in rows.iter().enumerate() {
+            let ticks = figures[0][i];
+            print!("{what:<32} {gic:>5} {ticks:>12} {:>10} {:>8}", xen[usize::from(gic == 3)], format!("<= {target}"));
+            if let Some(t) = figures.get(1) {
+                print!(" {:>12} {:>8}", t[i], format!("{:+}", t[i] as i64 - ticks as i64));
+            }
+            println!();
         }
-        let _ = std::fs::write(dir.join(format!("hypercall-gicv{gic}.log")), &run.log);
     }
     Ok(0)
 }
@@ -364,6 +386,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
                 keep_disk: false,
                 link: None,
                 sign: None,
+                trace: None,
                 platform: None,
             };
             let mut ours = qemu::prepare(&o)?;
@@ -457,6 +480,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         keep_disk: false,
         link: None,
         sign: None,
+        trace: None,
         platform: None,
     };
     let cmd = qemu::prepare(&o)?;

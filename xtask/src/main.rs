@@ -44,6 +44,9 @@ commands:
                            development key with `cargo xtask keygen`)
       --keep-disk          boot the disk the previous run left (its slots and boot state, or
                            what hypctl update --persist wrote) instead of writing a new one
+      --trace FILE         boot the hypervisor's trace build (QEMU virt): its defmt frames
+                           (traps, hypercalls, injections, domain states) go to FILE through
+                           the board's second UART; decode with `cargo xtask trace FILE`
   test               run every test: fmt, clippy, host unit tests, aarch64 builds, QEMU scenarios
       --no-qemu            skip the QEMU scenarios
   check FILE...      validate deployment files and print their partition plan
@@ -62,8 +65,10 @@ commands:
                      live migration between two boards: rounds, pages, downtime (web, 16 MiB)
   bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--max-ratio R]
                      time Linux to its ready line natively and as the control domain
-  bench hypercall [--gic 2|3]
-                     trap-path costs in instructions (null hypercall, distributor MMIO load)
+  bench hypercall [--gic 2|3] [--with-trace] [--trace FILE]
+                     trap-path costs in instructions (null hypercall, distributor MMIO load,
+                     event channel, virtual timer); --with-trace: also on the trace build (what
+                     an event costs); --trace FILE: QEMU's instruction trace of each run
   bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N]
                      PV disk and network against direct access: N interleaved rounds (default 3),
                      median and spread of each figure and of its ratio to direct
@@ -75,6 +80,9 @@ commands:
   soak [--minutes N] [--seed S] [--gic 2|3]
                      boot the hostile-guest scenario again and again for N minutes (default 10),
                      a new seed for the abuser each boot (printed; --seed S replays one)
+  trace FILE [--elf ELF]
+                     decode a trace FILE (run-qemu-aarch64 --trace) with defmt's decoder and
+                     the last trace build's ELF (build/trace/hyp-el2-qemu-virt.elf)
   build              build the hypervisor and guest images
   setup              install missing host tools (QEMU, U-Boot, Rust targets)
 ";
@@ -96,6 +104,7 @@ fn main() -> ExitCode {
         "image" => cmd_image(rest),
         "keygen" => sign::cmd_keygen(rest),
         "sign-update" => sign::cmd_sign_update(rest),
+        "trace" => cmd_trace(rest),
         "build" => build_all("qemu-virt").map(|_| 0),
         "setup" => setup::ensure_host_tools().map(|_| 0),
         "help" | "--help" | "-h" => {
@@ -190,10 +199,84 @@ pub fn default_deployment(platform: Option<&str>) -> Result<PathBuf, String> {
     }
 }
 
-/// Builds the hypervisor for `platform`.
+/// Decodes trace `file` with `elf`'s defmt table (the `ferrum-trace` host tool, built on
+/// first use): one line per frame.
+pub fn decode_trace(file: &Path, elf: &Path) -> Result<String, String> {
+    if !elf.is_file() {
+        return Err(format!("{}: no trace build yet (run-qemu-aarch64 --trace makes one)", elf.display()));
+    }
+    let out = Command::new(cargo())
+        .args(["run", "--quiet", "--release", "-p", "ferrum-trace", "--"])
+        .arg(elf)
+        .arg(file)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("decoding {}: {}", file.display(), err.trim()));
+    }
+    eprint!("{err}");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `cargo xtask trace FILE [--elf ELF]`.
+fn cmd_trace(args: &[String]) -> Result<u8, String> {
+    let (file, rest) = match args.split_first() {
+        Some((f, rest)) if !f.starts_with("--") => (PathBuf::from(f), rest),
+        _ => return Err("trace: which file? (cargo xtask trace FILE [--elf ELF])".into()),
+    };
+    check_args(rest, &["--elf"], &[])?;
+    let elf = opt(rest, "--elf")?.map_or_else(|| trace_elf("qemu-virt"), PathBuf::from);
+    print!("{}", decode_trace(&file, &elf)?);
+    Ok(0)
+}
+
+/// Whether deployments get the hypervisor's trace build (`run-qemu-aarch64 --trace`, the
+/// trace scenarios, `bench hypercall --trace-build`); set for one boot at a time.
+pub static TRACE_BUILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Builds the hypervisor for `platform` (its trace build while [`TRACE_BUILD`] is set).
 pub fn build_hyp(platform: &str) -> Result<PathBuf, String> {
+    if TRACE_BUILD.load(std::sync::atomic::Ordering::Relaxed) {
+        return build_hyp_trace(platform).map(|(img, _)| img);
+    }
     let feature = format!("platform-{platform}");
     build_flat("hyp-el2", "aarch64-unknown-none-softfloat", &[&feature], &format!("ferrum-{platform}"))
+}
+
+/// The ELF of the last trace build for `platform`: its `.defmt` table decodes the trace.
+pub fn trace_elf(platform: &str) -> PathBuf {
+    root().join("build/trace").join(format!("hyp-el2-{platform}.elf"))
+}
+
+/// Builds the hypervisor for `platform` with the defmt trace channel (feature `trace`, every
+/// level kept: `DEFMT_LOG=trace`) in its own target directory, so the release build stays as
+/// it is; returns the flat image and the ELF (copied to [`trace_elf`]).
+pub fn build_hyp_trace(platform: &str) -> Result<(PathBuf, PathBuf), String> {
+    let target = "aarch64-unknown-none-softfloat";
+    let features = format!("platform-{platform},trace");
+    let args = ["build", "--quiet", "--release", "-p", "hyp-el2", "--target", target, "--target-dir", "target/trace"];
+    let st = Command::new(cargo())
+        .args(args)
+        .args(["--no-default-features", "--features", &features])
+        .env("DEFMT_LOG", "trace")
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !st.success() {
+        return Err(format!("cargo {} --features {features} failed", args.join(" ")));
+    }
+    let elf = root().join("target/trace").join(target).join("release/hyp-el2");
+    let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let bin = image::elf_to_bin(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let kept = trace_elf(platform);
+    std::fs::create_dir_all(kept.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::write(&kept, &bytes).map_err(|e| format!("{}: {e}", kept.display()))?;
+    let out = root().join("build/images").join(format!("ferrum-{platform}-trace.img"));
+    std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::write(&out, bin).map_err(|e| e.to_string())?;
+    Ok((out, kept))
 }
 
 /// Builds guests on demand for deployment files.

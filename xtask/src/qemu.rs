@@ -63,6 +63,9 @@ pub struct RunOpts {
     /// Verified boot: a signed FIT with this key (`<key>.key`, `.crt`), altered as said
     /// (tests); see `sign`.
     pub sign: Option<(PathBuf, Option<crate::sign::Tamper>)>,
+    /// The hypervisor's trace build, its defmt frames captured from QEMU virt's second PL011
+    /// into this file (`cargo xtask trace` decodes it).
+    pub trace: Option<PathBuf>,
 }
 
 /// An Ethernet link between two boards on this host: a third virtio-net NIC (virtio-mmio
@@ -94,7 +97,15 @@ pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 /// Builds everything for `o` and returns the QEMU command line.
 pub fn prepare(o: &RunOpts) -> Result<Command, String> {
+    crate::TRACE_BUILD.store(o.trace.is_some(), std::sync::atomic::Ordering::Relaxed);
     let dep = load_deployment(&o.deployment, o.unchecked)?;
+    if o.trace.is_some() && dep.platform.name != "qemu-virt" {
+        return Err(format!(
+            "--trace: the trace UART is QEMU virt's second PL011; {} is a deployment for {}",
+            o.deployment.display(),
+            dep.platform.name
+        ));
+    }
     if let Some(p) = &o.platform {
         if p != dep.platform.name {
             return Err(format!(
@@ -133,6 +144,7 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         }
         let mut c = qemu_command(o.gic, dep.platform, &s.disk, &s.loader, o.http_port);
         c.arg("-dtb").arg(s.control_dtb);
+        trace_serial(&mut c, o.trace.as_deref())?;
         return Ok(c);
     }
     let kept = crate::root().join("build").join(dep.platform.name).join(&dep.name).join("disk.img");
@@ -160,6 +172,7 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
     let env = disk.with_file_name("uboot-env.img");
     std::fs::write(&env, crate::image::uboot_env_qemu(dep.script_addr)).map_err(|e| e.to_string())?;
     let mut c = qemu_command(o.gic, dep.platform, &disk, &env, o.http_port);
+    trace_serial(&mut c, o.trace.as_deref())?;
     if let Some(l) = &o.link {
         let netdev = if l.server {
             format!("stream,id=link0,server=on,addr.type=inet,addr.host=127.0.0.1,addr.port={}", l.port)
@@ -179,6 +192,20 @@ pub fn prepare(o: &RunOpts) -> Result<Command, String> {
         })?;
     }
     Ok(c)
+}
+
+/// With a trace file: the console stays on standard input and output (`-nographic`'s own
+/// choice, given explicitly), and QEMU virt's second PL011 (`serial1` in its device tree),
+/// which the trace build drains its rings to, writes into `file` (emptied first).
+fn trace_serial(c: &mut Command, file: Option<&Path>) -> Result<(), String> {
+    if let Some(f) = file {
+        if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::write(f, b"").map_err(|e| format!("{}: {e}", f.display()))?;
+        c.args(["-serial", "mon:stdio", "-serial", &format!("file:{}", f.display())]);
+    }
+    Ok(())
 }
 
 /// QEMU's Raspberry Pi 4 (`raspi4b`, 2 GiB, 4 Cortex-A72). QEMU stands in for the VideoCore
@@ -517,7 +544,7 @@ pub fn run_batch(
 pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
     check_args(
         args,
-        &["--gic", "--deployment", "--timeout", "--platform", "--http-port", "--sign"],
+        &["--gic", "--deployment", "--timeout", "--platform", "--http-port", "--sign", "--trace"],
         &["--unchecked", "--keep-disk"],
     )?;
     let gic = match opt(args, "--gic")?.as_deref() {
@@ -552,6 +579,7 @@ pub fn parse_opts(args: &[String]) -> Result<RunOpts, String> {
         link: None,
         // A verified-boot disk signed with this key (QEMU's model of the board; see sign.rs).
         sign: opt(args, "--sign")?.map(|k| (PathBuf::from(k), None)),
+        trace: opt(args, "--trace")?.map(PathBuf::from),
         platform,
     })
 }

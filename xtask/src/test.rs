@@ -72,6 +72,13 @@ struct Scenario {
     /// `cargo xtask keygen`, made when missing), U-Boot's device tree requiring the key.
     #[serde(default)]
     signed: bool,
+    /// Boot the hypervisor's trace build, its defmt frames captured from the second UART and
+    /// decoded after the run (`build/logs/<name>-gicv<N>.trace.txt`).
+    #[serde(default)]
+    trace: bool,
+    /// With `trace`: texts the decoded trace must contain, in any order.
+    #[serde(default)]
+    trace_expect: Vec<String>,
     /// With `signed`: alter the image before the boot ("hypervisor", "plan", "image": one byte
     /// of it; "unsigned": no signature), which U-Boot must refuse.
     #[serde(default)]
@@ -178,7 +185,8 @@ pub fn start_http_server() -> Result<u16, String> {
 
 struct Tally {
     passed: Vec<String>,
-    failed: Vec<String>,
+    /// Each failed step with its reason (printed again at the end of the run).
+    failed: Vec<(String, String)>,
 }
 
 impl Tally {
@@ -190,7 +198,7 @@ impl Tally {
             }
             Err(e) => {
                 println!("xtask test: FAIL {name}: {e}");
-                self.failed.push(name.into());
+                self.failed.push((name.into(), e));
             }
         }
     }
@@ -201,6 +209,15 @@ fn step(t: &mut Tally, name: &str, f: impl FnOnce() -> Result<(), String>) {
     println!("xtask test: --- {name}");
     let r = f();
     t.record(name, r, start);
+}
+
+/// `text`'s first line and, when it has more, its last `lines` lines.
+fn shorten(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    if all.len() <= lines + 1 {
+        return text.to_string();
+    }
+    format!("{}\n[... {} lines ...]\n{}", all[0], all.len() - lines - 1, all[all.len() - lines..].join("\n"))
 }
 
 /// Checks a serial log against a scenario.
@@ -289,9 +306,13 @@ const HOST_CRATES: &[&str] = &[
 fn static_checks(t: &mut Tally) {
     step(t, "fmt", || run_cargo(&["fmt", "--all", "--check"]));
     let host_clippy = [HOST_CRATES, &["--all-targets"]].concat();
-    let clippy: [(&str, &[&str]); 5] = [
+    let clippy: [(&str, &[&str]); 6] = [
         ("clippy (host)", &host_clippy),
         ("clippy (aarch64 hypervisor, qemu-virt)", &["-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat"]),
+        (
+            "clippy (aarch64 hypervisor, trace build)",
+            &["-p", "hyp-el2", "--target", "aarch64-unknown-none-softfloat", "--features", "trace"],
+        ),
         (
             "clippy (aarch64 hypervisor, rpi4)",
             &[
@@ -416,8 +437,13 @@ pub fn cmd_test(args: &[String]) -> Result<u8, String> {
         }
     }
     println!();
+    // The reasons once more at the end, shortened: a CI log is often read from its tail.
+    for (name, why) in &t.failed {
+        println!("xtask test: why {name} failed: {}", shorten(why, 30));
+    }
     if !t.failed.is_empty() {
-        println!("failed: {}", t.failed.join(", "));
+        let names: Vec<&str> = t.failed.iter().map(|(n, _)| n.as_str()).collect();
+        println!("failed: {}", names.join(", "));
     }
     println!("{} passed, {} failed", t.passed.len(), t.failed.len());
     Ok(if t.failed.is_empty() { 0 } else { 1 })
@@ -494,6 +520,7 @@ fn launch<'a>(
             None
         },
         platform: None,
+        trace: s.trace.then(|| root().join(format!("build/trace/{name}-gicv{gic}.defmt"))),
         extra_files: if s.update_images.is_some() || !s.extra_deployments.is_empty() {
             let mut v = match &s.update_images {
                 Some(name) => update_images(deployment, name)?,
@@ -611,7 +638,10 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
     if let Some(Ok((n, worst))) = &beats {
         println!("xtask test: heartbeat: {n} beats, largest gap {worst} ms");
     }
-    let beat_err = beats.and_then(|b| b.err());
+    let mut beat_err = beats.and_then(|b| b.err());
+    if s.trace && beat_err.is_none() {
+        beat_err = check_trace(s, &root().join(format!("build/trace/{name}-gicv{gic}.defmt")), &dir, name, gic).err();
+    }
     let verdict = judge(s, run.ending, &run.log).and_then(|()| beat_err.map_or(Ok(()), Err)).map_err(|e| {
         let tail: Vec<&str> = run.log.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -628,6 +658,19 @@ fn run_scenario(name: &str, s: &Scenario, gic: u8, deployment: &Path) -> Result<
         })?;
     }
     verdict
+}
+
+/// Decodes a trace scenario's capture (kept beside its serial log) and looks for each of its
+/// `trace_expect` texts.
+fn check_trace(s: &Scenario, file: &Path, logs: &Path, name: &str, gic: u8) -> Result<(), String> {
+    let text = crate::decode_trace(file, &crate::trace_elf("qemu-virt"))?;
+    let out = logs.join(format!("{name}-gicv{gic}.trace.txt"));
+    let _ = std::fs::write(&out, &text);
+    println!("xtask test: trace: {} frames decoded ({})", text.lines().count(), out.display());
+    match s.trace_expect.iter().find(|e| !text.contains(e.as_str())) {
+        Some(e) => Err(format!("the decoded trace ({}) has no '{e}'", out.display())),
+        None => Ok(()),
+    }
 }
 
 /// Seeds for the soak: SplitMix64 from the clock (a replay passes `--seed`).
@@ -703,6 +746,13 @@ pub fn cmd_soak(args: &[String]) -> Result<u8, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn shorten_keeps_the_reason_and_the_log_tail() {
+        assert_eq!(shorten("one\ntwo", 3), "one\ntwo");
+        let long: String = (0..10).map(|i| format!("l{i}\n")).collect();
+        assert_eq!(shorten(&long, 2), "l0\n[... 7 lines ...]\nl8\nl9");
+    }
+
     fn sc(expect: &[&str], forbid: &[&str]) -> Scenario {
         Scenario {
             description: String::new(),
@@ -722,6 +772,8 @@ mod tests {
             keep_disk: false,
             board_b: None,
             signed: false,
+            trace: false,
+            trace_expect: vec![],
             tamper: None,
             update_images: None,
             extra_deployments: Vec::new(),

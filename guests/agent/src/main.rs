@@ -18,6 +18,18 @@
 //! Invariant: the agent only writes keys the backend domain owns (`physical-device`,
 //! `hotplug-status`, `hotplug-error`); everything it reads from xenstore is checked before it
 //! becomes a path or an interface name.
+//!
+//! Every line it prints goes out in one `write` (the `println!` below): the console is shared
+//! with the kernel's messages, and a line written in two pieces (its text, then its newline, as
+//! the standard `println!` does through stdout's line buffer) could get a kernel message
+//! printed between them, which cuts both lines.
+
+/// `println!`, but the line and its newline are formatted first and written at once.
+macro_rules! println {
+    ($($t:tt)*) => {
+        $crate::say(&format!("{}\n", format_args!($($t)*)))
+    };
+}
 
 mod bench;
 mod ctl;
@@ -27,6 +39,14 @@ mod xs;
 
 use std::collections::HashMap;
 use xs::Xs;
+
+/// Writes one whole line to stdout in a single `write` (see the module docs).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
