@@ -19,6 +19,7 @@ pub mod esr;
 pub mod evtchn;
 pub mod fdtedit;
 pub mod fdtw;
+pub mod gicregs;
 pub mod gnttab;
 pub mod guestdt;
 pub mod hostdt;

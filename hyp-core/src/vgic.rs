@@ -15,7 +15,12 @@
 //! - a vCPU index passed in is `< nr_vcpus` (the arch layer's own pinning guarantees it); guest
 //!   values (targets, affinities, offsets) are range-checked here.
 
+use crate::gicregs::{
+    gicd, gicr, GICD_CTLR, GICD_IROUTER, GICD_SGIR, GICD_TYPER, GICR_TYPER, GICR_WAKER, ICC_SGI1R, IIDR_ARM,
+    PIDR2_GICV2, PIDR2_GICV3,
+};
 use crate::list::List;
+use tock_registers::LocalRegisterCopy;
 
 /// Interrupt IDs the model covers (SGIs, PPIs and SPIs 32..511).
 pub const NR_IRQS: usize = 512;
@@ -231,16 +236,17 @@ impl Vdist {
 
     /// Target mask of a GICv3 `ICC_SGI1R_EL1` write from `from`, and the SGI number.
     pub fn decode_sgi1r(&self, from: usize, val: u64) -> (u32, u32) {
-        let sgi = ((val >> 24) & 0xf) as u32;
+        let r = LocalRegisterCopy::<u64, ICC_SGI1R::Register>::new(val);
+        let sgi = r.read(ICC_SGI1R::INTID) as u32;
         let all_mask = (bit(self.nr_vcpus) - 1) & !bit(from);
-        if val & (1 << 40) != 0 {
+        if r.is_set(ICC_SGI1R::IRM) {
             return (all_mask, sgi);
         }
-        // Our vCPUs have Aff3.Aff2.Aff1 = 0 and Aff0 = index.
-        if (val >> 16) & 0xff != 0 || (val >> 32) & 0xff != 0 || (val >> 48) & 0xff != 0 {
+        // Our vCPUs have Aff3.Aff2.Aff1 = 0 and Aff0 = index (range 0).
+        if [ICC_SGI1R::AFF1, ICC_SGI1R::AFF2, ICC_SGI1R::AFF3, ICC_SGI1R::RS].iter().any(|f| r.read(*f) != 0) {
             return (0, sgi);
         }
-        ((val & 0xffff) as u32 & (bit(self.nr_vcpus) - 1), sgi)
+        (r.read(ICC_SGI1R::TARGET_LIST) as u32 & (bit(self.nr_vcpus) - 1), sgi)
     }
 
     fn set_enable(&mut self, vcpu: usize, i: usize, on: bool, sink: &mut impl Sink) {
@@ -267,21 +273,27 @@ impl Vdist {
         (0..32).filter(|&n| self.irq(vcpu, first + n).is_some_and(&f)).fold(0, |acc, n| acc | bit(n))
     }
 
+    /// The first interrupt ID a one-bit-per-interrupt register at `off` covers (`off` within
+    /// one of the set/clear banks of [`gicd::BANK`] bytes).
+    fn bank_first(off: u64) -> usize {
+        (off % gicd::BANK) as usize * 8
+    }
+
     fn read_common(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
-        let o = off as usize;
-        Some(match o {
-            0x080..=0x0ff => u64::from(self.bits(vcpu, (o - 0x080) * 8, |q| q.group1)),
-            0x100..=0x1ff => u64::from(self.bits(vcpu, (o & 0x7f) * 8, |q| q.enabled)),
-            0x200..=0x2ff => u64::from(self.bits(vcpu, (o & 0x7f) * 8, |q| q.latched)),
-            0x300..=0x3ff => 0,
-            0x400..=0x7ff => {
-                let first = o - 0x400;
+        Some(match off {
+            gicd::IGROUPR..gicd::ISENABLER => u64::from(self.bits(vcpu, Self::bank_first(off), |q| q.group1)),
+            gicd::ISENABLER..gicd::ISPENDR => u64::from(self.bits(vcpu, Self::bank_first(off), |q| q.enabled)),
+            gicd::ISPENDR..gicd::ISACTIVER => u64::from(self.bits(vcpu, Self::bank_first(off), |q| q.latched)),
+            gicd::ISACTIVER..gicd::IPRIORITYR => 0,
+            gicd::IPRIORITYR..gicd::ITARGETSR => {
+                let first = (off - gicd::IPRIORITYR) as usize;
                 (0..usize::from(size))
                     .map(|k| u64::from(self.irq(vcpu, first + k).map_or(0, |q| q.priority)) << (8 * k))
                     .fold(0, |a, b| a | b)
             }
-            0xc00..=0xcff => {
-                let first = (o - 0xc00) * 4;
+            gicd::ICFGR..gicd::ICFGR_END => {
+                // Two bits per interrupt; the upper one says edge-triggered.
+                let first = (off - gicd::ICFGR) as usize * 4;
                 (0..16)
                     .filter(|&k| self.irq(vcpu, first + k).is_some_and(|q| q.edge))
                     .fold(0u64, |a, k| a | (2 << (2 * k)))
@@ -291,25 +303,24 @@ impl Vdist {
     }
 
     fn write_common(&mut self, vcpu: usize, off: u64, size: u8, val: u64, sink: &mut impl Sink) -> bool {
-        let o = off as usize;
         let v32 = val as u32;
-        match o {
-            0x080..=0x0ff => {
-                let first = (o - 0x080) * 8;
+        match off {
+            gicd::IGROUPR..gicd::ISENABLER => {
+                let first = Self::bank_first(off);
                 for n in 0..32 {
                     if let Some(q) = self.irq_mut(vcpu, first + n) {
                         q.group1 = v32 & bit(n) != 0;
                     }
                 }
             }
-            0x100..=0x1ff => {
-                let first = (o & 0x7f) * 8;
+            gicd::ISENABLER..gicd::ISPENDR => {
+                let first = Self::bank_first(off);
                 for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
-                    self.set_enable(vcpu, first + n, o < 0x180, sink);
+                    self.set_enable(vcpu, first + n, off < gicd::ICENABLER, sink);
                 }
             }
-            0x200..=0x27f => {
-                let first = (o & 0x7f) * 8;
+            gicd::ISPENDR..gicd::ICPENDR => {
+                let first = Self::bank_first(off);
                 for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
                     // Software-set pending only for interrupts no device drives.
                     if self.irq(vcpu, first + n).is_some_and(|q| !q.hw && first + n != VTIMER_PPI as usize) {
@@ -317,25 +328,25 @@ impl Vdist {
                     }
                 }
             }
-            0x280..=0x2ff => {
-                let first = (o & 0x7f) * 8;
+            gicd::ICPENDR..gicd::ISACTIVER => {
+                let first = Self::bank_first(off);
                 for n in (0..32).filter(|n| v32 & bit(*n) != 0) {
                     if let Some(q) = self.irq_mut(vcpu, first + n) {
                         q.latched = false;
                     }
                 }
             }
-            0x300..=0x3ff => {}
-            0x400..=0x7ff => {
-                let first = o - 0x400;
+            gicd::ISACTIVER..gicd::IPRIORITYR => {}
+            gicd::IPRIORITYR..gicd::ITARGETSR => {
+                let first = (off - gicd::IPRIORITYR) as usize;
                 for k in 0..usize::from(size) {
                     if let Some(q) = self.irq_mut(vcpu, first + k) {
                         q.priority = (val >> (8 * k)) as u8;
                     }
                 }
             }
-            0xc00..=0xcff => {
-                let first = (o - 0xc00) * 4;
+            gicd::ICFGR..gicd::ICFGR_END => {
+                let first = (off - gicd::ICFGR) as usize * 4;
                 for k in 0..16 {
                     let i = first + k;
                     if i < 16 {
@@ -360,8 +371,9 @@ impl Vdist {
     fn valid_size(off: u64, size: u8) -> bool {
         match size {
             4 => off.is_multiple_of(4),
-            1 => (0x400..0xc00).contains(&off),
-            8 => off.is_multiple_of(8) && (0x6000..0x8000).contains(&off),
+            // The priority and target bytes.
+            1 => (gicd::IPRIORITYR..gicd::ICFGR).contains(&off),
+            8 => off.is_multiple_of(8) && (gicd::IROUTER..gicd::IROUTER_END).contains(&off),
             _ => false,
         }
     }
@@ -375,25 +387,32 @@ impl Vdist {
         let v3 = self.version == Version::V3;
         // The control and identification registers first: a guest reads them most.
         match off {
-            0x000 => return Some(u64::from(if v3 { self.ctlr | 0x10 } else { self.ctlr })),
-            0x004 => {
-                let cpus = if v3 { 0 } else { (self.nr_vcpus as u32 - 1) << 5 };
-                let idbits = if v3 { 9 << 19 } else { 0 };
-                return Some(u64::from((self.lines as u32 / 32 - 1) | cpus | idbits));
+            gicd::CTLR => {
+                let are = if v3 { GICD_CTLR::ARE::SET.value } else { 0 };
+                return Some(u64::from(self.ctlr | are));
             }
-            0x008 => return Some(0x0100_143b), // implementer: ARM, as a GIC-400/GIC-600 reports
+            gicd::TYPER => {
+                let lines = GICD_TYPER::IT_LINES.val(self.lines as u32 / 32 - 1);
+                let typer = if v3 {
+                    lines + GICD_TYPER::ID_BITS.val(9) // 10 ID bits: no LPIs
+                } else {
+                    lines + GICD_TYPER::CPU_NUMBER.val(self.nr_vcpus as u32 - 1)
+                };
+                return Some(u64::from(typer.value));
+            }
+            gicd::IIDR => return Some(u64::from(IIDR_ARM)),
             _ => {}
         }
         // Private interrupts are reached through the redistributor on GICv3 (ARE=1).
-        if v3 && (0x080..0xd00).contains(&off) && Self::private_window(off) {
+        if v3 && (gicd::IGROUPR..gicd::ICFGR_END).contains(&off) && Self::private_window(off) {
             return Some(0);
         }
         if let Some(v) = self.read_common(vcpu, off, size) {
             return Some(v);
         }
         Some(match off {
-            0x800..=0xbff if !v3 => {
-                let first = off as usize - 0x800;
+            gicd::ITARGETSR..gicd::ICFGR if !v3 => {
+                let first = (off - gicd::ITARGETSR) as usize;
                 (0..usize::from(size))
                     .map(|k| {
                         let i = first + k;
@@ -406,25 +425,38 @@ impl Vdist {
                     })
                     .fold(0, |a, b| a | b)
             }
-            0x6100..=0x7fff if v3 => {
-                let i = (off as usize - 0x6000) / 8;
-                let t = self.irq(vcpu, i).map_or(0, |q| u64::from(q.target));
+            gicd::IROUTER_SPI..gicd::IROUTER_END if v3 => {
+                let i = ((off - gicd::IROUTER) / 8) as usize;
+                // Aff0 names the vCPU (our vCPUs' other affinity levels are 0).
+                let t = self.irq(vcpu, i).map_or(0, |q| GICD_IROUTER::AFF0.val(u64::from(q.target)).value);
                 if size == 4 && off % 8 == 4 {
                     0
                 } else {
                     t
                 }
             }
-            0xfe8 if !v3 => 0x2b,
-            0xffe8 if v3 => 0x3b,
+            gicd::PIDR2_V2 if !v3 => u64::from(PIDR2_GICV2),
+            gicd::PIDR2_V3 if v3 => u64::from(PIDR2_GICV3),
             _ => 0,
         })
     }
 
+    /// The distributor registers that hold private interrupts' state (SGIs and PPIs: the
+    /// first register of each one-bit bank, the first 32 priority bytes, ICFGR0/1), which a
+    /// GICv3 reaches through the redistributor's SGI/PPI frame at the same offsets.
     fn private_window(off: u64) -> bool {
-        // The first register of each 1-bit bank, the first 32 priority bytes and ICFGR0/1.
-        matches!(off, 0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0xc00 | 0xc04)
-            || (0x400..0x420).contains(&off)
+        matches!(
+            off,
+            gicd::IGROUPR
+                | gicd::ISENABLER
+                | gicd::ICENABLER
+                | gicd::ISPENDR
+                | gicd::ICPENDR
+                | gicd::ISACTIVER
+                | gicd::ICACTIVER
+                | gicd::ICFGR
+        ) || (gicd::IPRIORITYR..gicd::IPRIORITYR + 32).contains(&off)
+            || off == gicd::ICFGR + 4
     }
 
     /// A guest write of the distributor. Returns false for a bad access (abort), or from a vCPU the domain does not have.
@@ -440,9 +472,12 @@ impl Vdist {
             return true;
         }
         match off {
-            0x000 => self.ctlr = val as u32 & 0x3,
-            0x800..=0xbff if !v3 => {
-                let first = off as usize - 0x800;
+            gicd::CTLR => {
+                let enables = GICD_CTLR::ENABLE_GRP0::SET + GICD_CTLR::ENABLE_GRP1::SET;
+                self.ctlr = val as u32 & enables.mask();
+            }
+            gicd::ITARGETSR..gicd::ICFGR if !v3 => {
+                let first = (off - gicd::ITARGETSR) as usize;
                 for k in 0..usize::from(size) {
                     let i = first + k;
                     let mask = (val >> (8 * k)) as u8 as u32 & (bit(self.nr_vcpus) - 1);
@@ -452,27 +487,30 @@ impl Vdist {
                     self.route(vcpu, i, mask.trailing_zeros() as u8, sink);
                 }
             }
-            0x6100..=0x7fff if v3 => {
-                let i = (off as usize - 0x6000) / 8;
+            gicd::IROUTER_SPI..gicd::IROUTER_END if v3 => {
+                let i = ((off - gicd::IROUTER) / 8) as usize;
                 if size == 8 || off.is_multiple_of(8) {
                     // Aff0 names the vCPU; other affinity levels must be 0, IRM routing is
                     // not offered (one target).
-                    let aff0 = (val & 0xff) as u8;
-                    if (aff0 as usize) < self.nr_vcpus && val & 0xff_00ff_ff00 == 0 {
+                    let r = LocalRegisterCopy::<u64, GICD_IROUTER::Register>::new(val);
+                    let aff0 = r.read(GICD_IROUTER::AFF0) as u8;
+                    let others = [GICD_IROUTER::AFF1, GICD_IROUTER::AFF2, GICD_IROUTER::AFF3, GICD_IROUTER::IRM];
+                    if (aff0 as usize) < self.nr_vcpus && others.iter().all(|f| r.read(*f) == 0) {
                         self.route(vcpu, i, aff0, sink);
                     }
                 }
             }
-            0xf00 if !v3 => {
-                let sgi = val as u32 & 0xf;
+            gicd::SGIR if !v3 => {
+                use GICD_SGIR::TARGET_FILTER::Value as Filter;
+                let r = LocalRegisterCopy::<u32, GICD_SGIR::Register>::new(val as u32);
                 let all = bit(self.nr_vcpus) - 1;
-                let targets = match (val >> 24) & 3 {
-                    0 => ((val >> 16) & 0xff) as u32 & all,
-                    1 => all & !bit(vcpu),
-                    2 => bit(vcpu),
-                    _ => 0,
+                let targets = match r.read_as_enum(GICD_SGIR::TARGET_FILTER) {
+                    Some(Filter::List) => r.read(GICD_SGIR::CPU_TARGETS) & all,
+                    Some(Filter::Others) => all & !bit(vcpu),
+                    Some(Filter::SelfOnly) => bit(vcpu),
+                    None => 0,
                 };
-                self.send_sgi(targets, sgi, sink);
+                self.send_sgi(targets, r.read(GICD_SGIR::INTID), sink);
             }
             _ => {}
         }
@@ -504,22 +542,19 @@ impl Vdist {
         if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
             return None;
         }
-        if off >= 0x1_0000 {
-            let o = off - 0x1_0000;
-            return Some(match o {
-                0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0x400..=0x41f | 0xc00 | 0xc04 => {
-                    self.read_common(vcpu, o, size.min(4)).unwrap_or(0)
-                }
-                _ => 0,
-            });
+        if off >= gicr::SGI_FRAME {
+            let o = off - gicr::SGI_FRAME;
+            return Some(if Self::private_window(o) { self.read_common(vcpu, o, size.min(4)).unwrap_or(0) } else { 0 });
         }
         Some(match off {
-            0x0000 => 0,           // GICR_CTLR: no LPIs
-            0x0004 => 0x0100_143b, // GICR_IIDR
-            0x0008 | 0x000c => {
-                let last = if vcpu + 1 == self.nr_vcpus { 1 << 4 } else { 0 };
-                let typer = ((vcpu as u64) << 32) | ((vcpu as u64) << 8) | last;
-                if off == 0x000c {
+            gicr::CTLR => 0, // no LPIs
+            gicr::IIDR => u64::from(IIDR_ARM),
+            o if o == gicr::TYPER || o == gicr::TYPER + 4 => {
+                let last = GICR_TYPER::LAST.val(u64::from(vcpu + 1 == self.nr_vcpus));
+                let typer =
+                    (GICR_TYPER::AFFINITY.val(vcpu as u64) + GICR_TYPER::PROCESSOR_NUMBER.val(vcpu as u64) + last)
+                        .value;
+                if off == gicr::TYPER + 4 {
                     typer >> 32
                 } else if size == 4 {
                     typer & 0xffff_ffff
@@ -527,8 +562,10 @@ impl Vdist {
                     typer
                 }
             }
-            0x0014 if self.asleep[vcpu] => 0b110,
-            0xffe8 => 0x3b,
+            gicr::WAKER if self.asleep[vcpu] => {
+                u64::from((GICR_WAKER::PROCESSOR_SLEEP::SET + GICR_WAKER::CHILDREN_ASLEEP::SET).value)
+            }
+            gicr::PIDR2 => u64::from(PIDR2_GICV3),
             _ => 0,
         })
     }
@@ -542,15 +579,16 @@ impl Vdist {
         if !(size == 4 && off.is_multiple_of(4) || size == 8 && off.is_multiple_of(8)) {
             return false;
         }
-        if off >= 0x1_0000 {
-            let o = off - 0x1_0000;
-            if matches!(o, 0x080 | 0x100 | 0x180 | 0x200 | 0x280 | 0x300 | 0x380 | 0x400..=0x41f | 0xc00 | 0xc04) {
+        if off >= gicr::SGI_FRAME {
+            let o = off - gicr::SGI_FRAME;
+            if Self::private_window(o) {
                 self.write_common(vcpu, o, 4, val, sink);
             }
             return true;
         }
-        if off == 0x0014 {
-            self.asleep[vcpu] = val & 0b10 != 0;
+        if off == gicr::WAKER {
+            let w = LocalRegisterCopy::<u32, GICR_WAKER::Register>::new(val as u32);
+            self.asleep[vcpu] = w.is_set(GICR_WAKER::PROCESSOR_SLEEP);
         }
         true
     }

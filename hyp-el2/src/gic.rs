@@ -7,7 +7,9 @@
 //! active until the guest's own EOI deactivates them (so a level-sensitive device cannot storm).
 //!
 //! The MMIO register blocks (distributor, GICv2 CPU and virtual interface control, GICv3
-//! redistributor frames) are `tock-registers` structures with named fields; the system registers
+//! redistributor frames) are `tock-registers` structures with named fields, at the offsets and
+//! with the fields of `hyp_core::gicregs` (the same definitions the vGIC decodes guest
+//! accesses with); the system registers
 //! come from `aarch64-cpu`, except the ICC_* CPU-interface registers and ICH_ELRSR/ICH_EISR it
 //! lacks (hand-written `mrs`/`msr`).
 //!
@@ -22,10 +24,18 @@ use aarch64_cpu::registers::{
     ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, MPIDR_EL1,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
+use hyp_core::gicregs::{
+    gicd as d, gicr as r, GICC_CTLR, GICD_CTLR, GICD_TYPER, GICH_HCR, GICH_VTR, GICR_TYPER, GICR_WAKER,
+};
 use hyp_core::vgic::{Lr, Version};
 use tock_registers::interfaces::ReadWriteable;
+use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
-use tock_registers::{register_bitfields, register_structs};
+
+/// A register offset of `hyp_core::gicregs` as a structure offset.
+const fn at(off: u64) -> usize {
+    off as usize
+}
 
 /// SGI the hypervisor uses to make another CPU look at its vCPU's interrupt queue.
 pub const SGI_KICK: u32 = 0;
@@ -60,86 +70,31 @@ static PER_CPU: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per CPU: MPIDR affinity (GICv3 SGI targets).
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-register_bitfields! {u32,
-    /// Distributor control.
-    GICD_CTLR [
-        /// GICv3: register write pending.
-        RWP OFFSET(31) NUMBITS(1) [],
-        /// GICv3: affinity routing enabled.
-        ARE OFFSET(4) NUMBITS(1) [],
-        /// Group 1 forwarding (GICv2: the only enable bit used).
-        ENABLE_GRP1 OFFSET(1) NUMBITS(1) [],
-        /// Group 0 forwarding (GICv2: forwarding on).
-        ENABLE_GRP0 OFFSET(0) NUMBITS(1) []
-    ],
-    /// Distributor type.
-    GICD_TYPER [
-        /// (Interrupt IDs / 32) - 1.
-        IT_LINES OFFSET(0) NUMBITS(5) []
-    ],
-    /// GICv2 CPU interface control.
-    GICC_CTLR [
-        /// Priority drop and deactivation are separate.
-        EOI_MODE OFFSET(9) NUMBITS(1) [],
-        /// Signalling on.
-        ENABLE OFFSET(0) NUMBITS(1) []
-    ],
-    /// GICv2 virtual interface control (ICH_HCR_EL2 has the same low bits).
-    GICH_HCR [
-        /// Maintenance interrupt when at most one list register is in use.
-        UIE OFFSET(1) NUMBITS(1) [],
-        /// Virtual CPU interface on.
-        EN OFFSET(0) NUMBITS(1) []
-    ],
-    /// GICv2 virtual interface type.
-    GICH_VTR [
-        /// List registers - 1.
-        LIST_REGS OFFSET(0) NUMBITS(6) []
-    ],
-    /// GICv3 redistributor wake control.
-    GICR_WAKER [
-        /// The interfaces of this redistributor are asleep.
-        CHILDREN_ASLEEP OFFSET(2) NUMBITS(1) [],
-        /// The connected CPU is asleep.
-        PROCESSOR_SLEEP OFFSET(1) NUMBITS(1) []
-    ]
-}
-
-register_bitfields! {u64,
-    /// GICv3 redistributor type.
-    GICR_TYPER [
-        /// Affinity of the CPU this redistributor serves (Aff3.Aff2.Aff1.Aff0).
-        AFFINITY OFFSET(32) NUMBITS(32) [],
-        /// The last redistributor of the region.
-        LAST OFFSET(4) NUMBITS(1) []
-    ]
-}
-
 register_structs! {
     /// The distributor's first 4 KiB (all of a GICv2's; a GICv3's banked SGI/PPI registers are
     /// in the redistributors).
     Gicd {
-        (0x000 => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
-        (0x004 => typer: ReadOnly<u32, GICD_TYPER::Register>),
-        (0x008 => _r0),
-        (0x080 => igroupr: [ReadWrite<u32>; 32]),
-        (0x100 => isenabler: [ReadWrite<u32>; 32]),
-        (0x180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x200 => _r1),
-        (0x280 => icpendr: [ReadWrite<u32>; 32]),
-        (0x300 => _r2),
-        (0x380 => icactiver: [ReadWrite<u32>; 32]),
-        (0x400 => ipriorityr: [ReadWrite<u32>; 255]),
-        (0x7fc => _r3),
-        (0x800 => itargetsr: [ReadWrite<u8>; 1020]),
-        (0xbfc => _r4),
-        (0xc00 => icfgr: [ReadWrite<u32>; 64]),
-        (0xd00 => _r5),
-        (0xf00 => sgir: WriteOnly<u32>),
-        (0xf04 => _r6),
+        (at(d::CTLR) => ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (at(d::TYPER) => typer: ReadOnly<u32, GICD_TYPER::Register>),
+        (at(d::IIDR) => _r0),
+        (at(d::IGROUPR) => igroupr: [ReadWrite<u32>; 32]),
+        (at(d::ISENABLER) => isenabler: [ReadWrite<u32>; 32]),
+        (at(d::ICENABLER) => icenabler: [ReadWrite<u32>; 32]),
+        (at(d::ISPENDR) => _r1),
+        (at(d::ICPENDR) => icpendr: [ReadWrite<u32>; 32]),
+        (at(d::ISACTIVER) => _r2),
+        (at(d::ICACTIVER) => icactiver: [ReadWrite<u32>; 32]),
+        (at(d::IPRIORITYR) => ipriorityr: [ReadWrite<u32>; 255]),
+        (at(d::ITARGETSR) - 4 => _r3),
+        (at(d::ITARGETSR) => itargetsr: [ReadWrite<u8>; 1020]),
+        (at(d::ICFGR) - 4 => _r4),
+        (at(d::ICFGR) => icfgr: [ReadWrite<u32>; 64]),
+        (at(d::ICFGR_END) => _r5),
+        (at(d::SGIR) => sgir: WriteOnly<u32>),
+        (at(d::SGIR) + 4 => _r6),
         (0x1000 => @END),
     },
-    /// GICv3 distributor: interrupt routing (at distributor + 0x6000).
+    /// GICv3 distributor: interrupt routing (at distributor + `gicd::IROUTER`).
     GicdRouter {
         (0x000 => irouter: [ReadWrite<u64>; 1020]),
         (0x1fe0 => @END),
@@ -169,25 +124,26 @@ register_structs! {
     },
     /// GICv3 redistributor: its control frame.
     GicrRd {
-        (0x000 => _r0),
-        (0x008 => typer: ReadOnly<u64, GICR_TYPER::Register>),
-        (0x010 => _r1),
-        (0x014 => waker: ReadWrite<u32, GICR_WAKER::Register>),
-        (0x018 => @END),
+        (at(r::CTLR) => _r0),
+        (at(r::TYPER) => typer: ReadOnly<u64, GICR_TYPER::Register>),
+        (at(r::TYPER) + 8 => _r1),
+        (at(r::WAKER) => waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (at(r::WAKER) + 4 => @END),
     },
-    /// GICv3 redistributor: its SGI/PPI frame (at + 0x1_0000).
+    /// GICv3 redistributor: its SGI/PPI frame (at + `gicr::SGI_FRAME`), the distributor's
+    /// registers for the private interrupts at the distributor's offsets.
     GicrSgi {
         (0x000 => _r0),
-        (0x080 => igroupr0: ReadWrite<u32>),
-        (0x084 => _r1),
-        (0x100 => isenabler0: ReadWrite<u32>),
-        (0x104 => _r2),
-        (0x180 => icenabler0: ReadWrite<u32>),
-        (0x184 => _r3),
-        (0x380 => icactiver0: ReadWrite<u32>),
-        (0x384 => _r4),
-        (0x400 => ipriorityr: [ReadWrite<u32>; 8]),
-        (0x420 => @END),
+        (at(d::IGROUPR) => igroupr0: ReadWrite<u32>),
+        (at(d::IGROUPR) + 4 => _r1),
+        (at(d::ISENABLER) => isenabler0: ReadWrite<u32>),
+        (at(d::ISENABLER) + 4 => _r2),
+        (at(d::ICENABLER) => icenabler0: ReadWrite<u32>),
+        (at(d::ICENABLER) + 4 => _r3),
+        (at(d::ICACTIVER) => icactiver0: ReadWrite<u32>),
+        (at(d::ICACTIVER) + 4 => _r4),
+        (at(d::IPRIORITYR) => ipriorityr: [ReadWrite<u32>; 8]),
+        (at(d::IPRIORITYR) + 32 => @END),
     }
 }
 
@@ -207,10 +163,10 @@ fn gicd(dist: u64) -> &'static Gicd {
     unsafe { block(dist) }
 }
 
-/// A GICv3 distributor's routing registers (`dist` + 0x6000; a GICv3 distributor is 64 KiB).
+/// A GICv3 distributor's routing registers (`dist` + `gicd::IROUTER`; a GICv3 distributor is 64 KiB).
 fn gicd_router(dist: u64) -> &'static GicdRouter {
     // SAFETY: as above, inside the 64 KiB GICv3 distributor region.
-    unsafe { block(dist + 0x6000) }
+    unsafe { block(dist + d::IROUTER) }
 }
 
 /// The GICv2 CPU interface at `c` (the node's second region, 8 KiB).
@@ -229,7 +185,7 @@ fn gich(h: u64) -> &'static Gich {
 fn gicr(rbase: u64) -> (&'static GicrRd, &'static GicrSgi) {
     // SAFETY: `rbase` is a redistributor of the GIC node's redistributor region (128 KiB each:
     // the control frame, then the SGI/PPI frame).
-    unsafe { (block(rbase), block(rbase + 0x1_0000)) }
+    unsafe { (block(rbase), block(rbase + r::SGI_FRAME)) }
 }
 
 /// The GIC (after [`init`]).

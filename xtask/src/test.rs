@@ -76,6 +76,9 @@ struct Scenario {
     /// decoded after the run (`build/logs/<name>-gicv<N>.trace.txt`).
     #[serde(default)]
     trace: bool,
+    /// Extra QEMU arguments (devices on the board's buses, e.g. an I2C sensor).
+    #[serde(default)]
+    qemu_args: Vec<String>,
     /// With `trace`: texts the decoded trace must contain, in any order.
     #[serde(default)]
     trace_expect: Vec<String>,
@@ -300,6 +303,8 @@ const HOST_CRATES: &[&str] = &[
     "heartbeat",
     "--exclude",
     "blinky",
+    "--exclude",
+    "sensor",
 ];
 
 /// Formatting, lints, host unit tests and the aarch64 builds.
@@ -350,6 +355,8 @@ fn static_checks(t: &mut Tally) {
                 "heartbeat",
                 "-p",
                 "blinky",
+                "-p",
+                "sensor",
                 "--target",
                 "aarch64-unknown-none",
             ],
@@ -550,11 +557,12 @@ fn launch<'a>(
             Vec::new()
         },
     };
-    let cmd = match s.hypervisor.as_deref() {
+    let mut cmd = match s.hypervisor.as_deref() {
         None | Some("ferrum") => qemu::prepare(&o)?,
         Some("xen-4.17") => crate::xen::command(gic, &o.deployment, false)?,
         Some(h) => return Err(format!("{name}: hypervisor '{h}' is not ferrum or xen-4.17")),
     };
+    cmd.args(&s.qemu_args);
     // "stopped": QEMU is stopped a second after the last expected line; "killed":
     // at once (a power cut right after that line).
     let grace = match s.ending.as_str() {
@@ -773,6 +781,7 @@ mod tests {
             board_b: None,
             signed: false,
             trace: false,
+            qemu_args: vec![],
             trace_expect: vec![],
             tamper: None,
             update_images: None,

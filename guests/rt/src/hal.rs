@@ -8,7 +8,8 @@
 //! - [`bcm2711::Gpio`]: the Raspberry Pi 4's GPIO block; its [`bcm2711::Pin`]s implement
 //!   [`embedded_hal::digital::OutputPin`], [`StatefulOutputPin`](embedded_hal::digital::StatefulOutputPin)
 //!   and [`InputPin`](embedded_hal::digital::InputPin), so drivers written against embedded-hal
-//!   run unchanged.
+//!   run unchanged;
+//! - [`bsc::I2c`]: the Raspberry Pi 4's I2C masters as an [`embedded_hal::i2c::I2c`].
 //!
 //! Invariants: an [`Mmio`] only reaches its own window (every offset is checked, accesses are
 //! aligned 32-bit single loads and stores); a GPIO pin is handed out once ([`bcm2711::Gpio::pin`]
@@ -307,10 +308,192 @@ pub mod bcm2711 {
     }
 }
 
+/// The Broadcom Serial Controller (BSC, `brcm,bcm2711-i2c` / `brcm,bcm2835-i2c`): the Raspberry
+/// Pi 4's I2C masters, as an [`embedded_hal::i2c::I2c`] (7-bit addresses), polled.
+///
+/// A transaction's adjacent operations of one direction are one transfer (their buffers one
+/// after the other); a change of direction starts a new transfer. The BSC ends each transfer
+/// with a STOP (it can only keep the bus by starting the next transfer before the FIFO runs
+/// dry, a race a polled driver does not run): a repeated start becomes STOP + START, which
+/// register-pointer devices (TMP102/105, LM75, EEPROMs, most sensors) accept. A transfer
+/// holds at most 65,535 bytes (the length register's width).
+pub mod bsc {
+    // The registers are only touched on the target; the host tests the transfer plan.
+    #![cfg_attr(not(target_os = "none"), allow(dead_code, unused_imports))]
+    use super::Mmio;
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource, Operation, SevenBitAddress};
+
+    /// The `compatible` of its device-tree node.
+    pub const COMPATIBLE: &str = "brcm,bcm2711-i2c";
+    const C: u64 = 0x00;
+    const S: u64 = 0x04;
+    const DLEN: u64 = 0x08;
+    const A: u64 = 0x0c;
+    const FIFO: u64 = 0x10;
+    const C_I2CEN: u32 = 1 << 15;
+    const C_ST: u32 = 1 << 7;
+    const C_CLEAR: u32 = 0b11 << 4;
+    const C_READ: u32 = 1;
+    const S_CLKT: u32 = 1 << 9;
+    const S_ERR: u32 = 1 << 8;
+    const S_RXD: u32 = 1 << 5;
+    const S_TXD: u32 = 1 << 4;
+    const S_DONE: u32 = 1 << 1;
+    /// Status polls before a transfer counts as stuck (far more than a 64 KiB transfer at
+    /// 100 kHz needs on real hardware).
+    const POLLS: u32 = 50_000_000;
+
+    /// Why a transfer failed.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Error {
+        /// Nobody acknowledged (the address, or a byte written).
+        NoAcknowledge,
+        /// The device held the clock low too long (`CLKT`).
+        ClockStretchTimeout,
+        /// The controller never finished (no `DONE`).
+        Stuck,
+        /// More than 65,535 bytes in one direction.
+        TooLong,
+    }
+
+    impl embedded_hal::i2c::Error for Error {
+        fn kind(&self) -> ErrorKind {
+            match self {
+                Self::NoAcknowledge => ErrorKind::NoAcknowledge(NoAcknowledgeSource::Unknown),
+                Self::ClockStretchTimeout | Self::Stuck => ErrorKind::Bus,
+                Self::TooLong => ErrorKind::Overrun,
+            }
+        }
+    }
+
+    /// How a transaction's operations become transfers: `(read, first op, ops, bytes)` for
+    /// each run of adjacent operations of one direction (`ops` gives each one's direction
+    /// and length). Host-tested.
+    pub fn transfers(ops: &[(bool, usize)]) -> impl Iterator<Item = (bool, usize, usize, usize)> + '_ {
+        let mut i = 0;
+        core::iter::from_fn(move || {
+            let &(read, _) = ops.get(i)?;
+            let first = i;
+            let mut bytes = 0;
+            while let Some(&(r, n)) = ops.get(i).filter(|(r, _)| *r == read) {
+                debug_assert_eq!(r, read);
+                bytes += n;
+                i += 1;
+            }
+            Some((read, first, i - first, bytes))
+        })
+    }
+
+    /// One BSC.
+    #[derive(Debug)]
+    pub struct I2c {
+        mmio: Mmio,
+    }
+
+    impl I2c {
+        /// The controller at `mmio` (from [`crate::Runtime::device`] with [`COMPATIBLE`]).
+        pub fn new(mmio: Mmio) -> Self {
+            Self { mmio }
+        }
+    }
+
+    #[cfg(target_os = "none")]
+    impl I2c {
+        /// Waits until the status has one of `bits` (or an error), boundedly.
+        fn wait(&self, bits: u32) -> Result<u32, Error> {
+            for _ in 0..POLLS {
+                let s = self.mmio.read32(S);
+                if s & S_ERR != 0 {
+                    return Err(Error::NoAcknowledge);
+                }
+                if s & S_CLKT != 0 {
+                    return Err(Error::ClockStretchTimeout);
+                }
+                if s & bits != 0 {
+                    return Ok(s);
+                }
+                core::hint::spin_loop();
+            }
+            Err(Error::Stuck)
+        }
+
+        /// One transfer to or from `addr` over `bufs` (all one direction), ended by a STOP.
+        fn transfer(&mut self, addr: u8, read: bool, bytes: usize, ops: &mut [Operation<'_>]) -> Result<(), Error> {
+            let len = u32::try_from(bytes).ok().filter(|&n| n <= 0xffff).ok_or(Error::TooLong)?;
+            // Clear the last transfer's status and the FIFO (without I2CEN: QEMU's model
+            // starts a transfer on any control write that sets it), then one START.
+            self.mmio.write32(S, S_CLKT | S_ERR | S_DONE);
+            self.mmio.write32(C, C_CLEAR);
+            self.mmio.write32(A, u32::from(addr));
+            self.mmio.write32(DLEN, len);
+            self.mmio.write32(C, C_I2CEN | C_ST | if read { C_READ } else { 0 });
+            let r = self.move_bytes(read, ops).and_then(|()| self.wait(S_DONE).map(|_| ()));
+            self.mmio.write32(S, S_CLKT | S_ERR | S_DONE);
+            if r.is_err() {
+                self.mmio.write32(C, C_CLEAR);
+            }
+            r
+        }
+
+        fn move_bytes(&mut self, read: bool, ops: &mut [Operation<'_>]) -> Result<(), Error> {
+            for op in ops {
+                match op {
+                    Operation::Read(buf) if read => {
+                        for b in buf.iter_mut() {
+                            self.wait(S_RXD)?;
+                            *b = self.mmio.read32(FIFO) as u8;
+                        }
+                    }
+                    Operation::Write(buf) if !read => {
+                        for &b in buf.iter() {
+                            self.wait(S_TXD)?;
+                            self.mmio.write32(FIFO, u32::from(b));
+                        }
+                    }
+                    _ => unreachable!("a transfer holds operations of one direction"),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl embedded_hal::i2c::ErrorType for I2c {
+        type Error = Error;
+    }
+
+    #[cfg(target_os = "none")]
+    impl embedded_hal::i2c::I2c<SevenBitAddress> for I2c {
+        fn transaction(&mut self, address: u8, operations: &mut [Operation<'_>]) -> Result<(), Self::Error> {
+            let shape: heapless::Vec<(bool, usize), 32> = operations
+                .iter()
+                .map(|op| match op {
+                    Operation::Read(b) => (true, b.len()),
+                    Operation::Write(b) => (false, b.len()),
+                })
+                .collect();
+            if shape.len() < operations.len() {
+                return Err(Error::TooLong);
+            }
+            for (read, first, n, bytes) in transfers(&shape) {
+                self.transfer(address, read, bytes, &mut operations[first..first + n])?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::bcm2711::{bank, fsel, Gpio, PinError};
     use super::*;
+
+    #[test]
+    fn i2c_operations_become_transfers() {
+        let t: Vec<_> = bsc::transfers(&[(false, 1), (false, 2), (true, 2), (true, 0), (false, 3)]).collect();
+        assert_eq!(t, [(false, 0, 2, 3), (true, 2, 2, 2), (false, 4, 1, 3)]);
+        assert_eq!(bsc::transfers(&[]).count(), 0);
+        assert_eq!(bsc::transfers(&[(true, 4)]).collect::<Vec<_>>(), [(true, 0, 1, 4)]);
+    }
 
     #[test]
     fn register_arithmetic() {
