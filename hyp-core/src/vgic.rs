@@ -115,6 +115,8 @@ pub struct Vdist {
     /// Number of interrupt IDs presented (multiple of 32, <= NR_IRQS).
     lines: usize,
     ctlr: u32,
+    /// `GICD_TYPER` as it reads (fixed at creation).
+    typer: u32,
     spis: [Irq; NR_IRQS - NR_PRIVATE],
     private: [[Irq; NR_PRIVATE]; MAX_VCPUS],
     /// GICR_WAKER.ProcessorSleep per vCPU.
@@ -136,11 +138,18 @@ impl Vdist {
                 irq.owned = true;
             }
         }
+        let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        let it_lines = GICD_TYPER::IT_LINES.val(lines as u32 / 32 - 1);
+        let typer = match version {
+            Version::V3 => it_lines + GICD_TYPER::ID_BITS.val(9), // 10 ID bits: no LPIs
+            Version::V2 => it_lines + GICD_TYPER::CPU_NUMBER.val(nr_vcpus as u32 - 1),
+        };
         Self {
             version,
-            nr_vcpus: nr_vcpus.clamp(1, MAX_VCPUS),
+            nr_vcpus,
             lines,
             ctlr: 0,
+            typer: typer.value,
             spis: [Irq::default(); NR_IRQS - NR_PRIVATE],
             private,
             asleep: [true; MAX_VCPUS],
@@ -391,15 +400,7 @@ impl Vdist {
                 let are = if v3 { GICD_CTLR::ARE::SET.value } else { 0 };
                 return Some(u64::from(self.ctlr | are));
             }
-            gicd::TYPER => {
-                let lines = GICD_TYPER::IT_LINES.val(self.lines as u32 / 32 - 1);
-                let typer = if v3 {
-                    lines + GICD_TYPER::ID_BITS.val(9) // 10 ID bits: no LPIs
-                } else {
-                    lines + GICD_TYPER::CPU_NUMBER.val(self.nr_vcpus as u32 - 1)
-                };
-                return Some(u64::from(typer.value));
-            }
+            gicd::TYPER => return Some(u64::from(self.typer)),
             gicd::IIDR => return Some(u64::from(IIDR_ARM)),
             _ => {}
         }
