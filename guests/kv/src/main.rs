@@ -21,7 +21,7 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use ferrum_rt::blkfront::{Blkfront, SECTOR};
+use ferrum_rt::blkfront::{Blkfront, Features, SECTOR};
 use ferrum_rt::xen::{Watchdog, Xen};
 use ferrum_rt::{println, shutdown, time, Reason, Runtime};
 
@@ -156,8 +156,11 @@ fn read_line(x: &mut Xen, wd: &mut Option<Watchdog>) -> Option<String> {
 fn main(rt: &mut Runtime) {
     let devid: u32 = rt.arg("vbd").and_then(|v| v.parse().ok()).unwrap_or(51712);
     let rt_watchdog_secs: u32 = rt.arg("watchdog").and_then(|v| v.parse().ok()).unwrap_or(15);
+    // `blk=nopersistent,noindirect`: run the block protocol without those features.
+    let features = Features::parse(rt.arg("blk").unwrap_or(""))
+        .unwrap_or_else(|w| fail(&alloc::format!("blk=: unknown feature '{w}' (nopersistent, noindirect)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (blkfront)") };
-    let disk = Blkfront::connect(x, devid).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
+    let disk = Blkfront::connect_with(x, devid, features).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
     println!(
         "kv: disk {devid}: {} sectors ({} KiB){}{}",
         disk.sectors,
@@ -165,6 +168,7 @@ fn main(rt: &mut Runtime) {
         if disk.flush_supported { ", cache flush supported" } else { ", no write cache" },
         if disk.readonly { ", read-only" } else { "" }
     );
+    println!("kv: disk {devid}: {}", disk.describe());
     let mut s = Store::replay(disk);
     println!("kv: replayed {} record(s), {} key(s)", s.records, s.map.len());
     for (k, v) in s.map.iter().take(16) {
@@ -196,8 +200,8 @@ fn main(rt: &mut Runtime) {
                         gap / 1000,
                         (gap / 100) % 10
                     );
-                    let disk =
-                        Blkfront::connect(x, devid).unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
+                    let disk = Blkfront::connect_with(x, devid, features)
+                        .unwrap_or_else(|e| fail(&alloc::format!("vbd {devid}: {e}")));
                     core::mem::forget(core::mem::replace(&mut s.disk, disk));
                     if now >= before {
                         println!("kv: uptime continues: {} ms at suspend, {} ms now", ms(before), ms(now));

@@ -3,8 +3,8 @@
 //! port> <disk MiB> <TCP MiB> <round> <rounds>`, readable by every domain), then measures and prints
 //! `bench-result <label> <bytes> <microseconds>` lines:
 //!
-//! - `unikernel-disk-write`: the disk MiB written from sector 0 by blkfront (44 KiB requests, one
-//!   in flight), then a cache flush; `unikernel-disk-read`: the same range read back and checked;
+//! - `unikernel-disk-write`: the disk MiB written from sector 0 by blkfront (requests as negotiated, which
+//!   it prints first: see `Blkfront::describe`), then a cache flush; `unikernel-disk-read`: the same range read back and checked;
 //! - `unikernel-to-control-tcp`: the TCP MiB sent over smoltcp + netfront to the control domain's
 //!   sink (`10.0.2.15:5001`), until the receiver has closed;
 //! - `unikernel-to-host-tcp`: the same to the host's sink through the bridge and the NIC.
@@ -20,7 +20,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
-use ferrum_rt::blkfront::Blkfront;
+use ferrum_rt::blkfront::{Blkfront, Features};
 use ferrum_rt::netcfg::parse_cidr;
 use ferrum_rt::netfront::{self, smoltcp_now as now, Netfront};
 use ferrum_rt::xen::Xen;
@@ -155,8 +155,11 @@ fn main(rt: &mut Runtime) {
     let (ip, prefix) = parse_cidr(rt.arg("ip").unwrap_or("10.0.2.21/24"))
         .unwrap_or_else(|| fail("ip=<a.b.c.d>/<prefix> is malformed"));
     let gw: Ipv4Address = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
+    let features = Features::parse(rt.arg("blk").unwrap_or(""))
+        .unwrap_or_else(|w| fail(&format!("blk=: unknown feature '{w}' (nopersistent, noindirect)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor") };
-    let mut d = Blkfront::connect(x, 51712).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
+    let mut d = Blkfront::connect_with(x, 51712, features).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
+    println!("pvbench: vbd: {}", d.describe());
     let mut nf = Netfront::connect(x, 0).unwrap_or_else(|e| fail(&format!("vif: {e}")));
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
     let mut iface = None;

@@ -28,6 +28,7 @@
 
 extern crate alloc;
 
+pub mod blkproto;
 pub mod dt;
 pub mod events;
 pub mod grants;

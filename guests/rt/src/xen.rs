@@ -387,6 +387,9 @@ type Setup = (GrantTable<'static>, u64, Option<Xenstore<StoreRing>>);
 
 /// What a domain sets up with Xen at boot and again after a resume: `shared_info`, the grant
 /// table's frames, the xenstore ring and the PV console from the HVM parameters.
+/// Grant-table frames the runtime maps.
+const GRANT_FRAMES: u64 = 2;
+
 fn setup(regs: &[(u64, u64)], ram_end: u64) -> Result<Setup, SetupError> {
     let si = arch::shared_info_page();
     add_to_physmap(memory::SPACE_SHARED_INFO, 0, si >> 12).map_err(|e| SetupError::Hypercall("shared_info", e))?;
@@ -396,8 +399,13 @@ fn setup(regs: &[(u64, u64)], ram_end: u64) -> Result<Setup, SetupError> {
     if gbase == 0 || !gbase.is_multiple_of(4096) || gsize < 4096 {
         return Err(SetupError::NoGrantWindow);
     }
-    add_to_physmap(memory::SPACE_GRANT_TABLE, 0, gbase >> 12).map_err(|e| SetupError::Hypercall("grant table", e))?;
-    let grants = GrantTable::new(SharedPage::at(gbase).all_words());
+    // Two frames (1,024 entries): blkfront's indirect requests alone keep 520 granted.
+    let frames = (gsize / 4096).min(GRANT_FRAMES);
+    for f in 0..frames {
+        add_to_physmap(memory::SPACE_GRANT_TABLE, f, (gbase >> 12) + f)
+            .map_err(|e| SetupError::Hypercall("grant table", e))?;
+    }
+    let grants = GrantTable::new(SharedPage::at(gbase).frame_words(frames as usize));
 
     // Grant mappings go to the first extended region our page tables map as normal memory.
     let mapped = |a: u64| {

@@ -542,10 +542,14 @@ impl SharedPage {
         unsafe { core::ptr::copy_nonoverlapping((self.0 + off as u64) as *const u8, dst.as_mut_ptr(), dst.len()) };
     }
 
-    /// The page's 512 words (grant table frames).
-    pub fn all_words(self) -> &'static [AtomicU64] {
-        // SAFETY: the whole page, aligned, accessed atomically.
-        unsafe { core::slice::from_raw_parts(self.0 as *const AtomicU64, 512) }
+    /// The 512 words of this page and of the `frames - 1` pages after it (at most 4): the
+    /// grant table's frames, mapped one after the other in the grant window.
+    pub fn frame_words(self, frames: usize) -> &'static [AtomicU64] {
+        assert!((1..=4).contains(&frames), "{frames} grant frames");
+        // SAFETY: `SharedPage`s name pages this runtime owns; the grant window's first pages
+        // (the only caller's) are mapped normal memory for the program's life, aligned, and
+        // accessed atomically.
+        unsafe { core::slice::from_raw_parts(self.0 as *const AtomicU64, 512 * frames) }
     }
 }
 
