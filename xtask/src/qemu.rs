@@ -589,6 +589,13 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
     let o = parse_opts(args)?;
     setup::ensure_host_tools()?;
     let mut cmd = prepare(&o)?;
+    if let Some(t) = &o.trace {
+        eprintln!(
+            "xtask: the hypervisor's trace build; its frames go to {} (decode: cargo xtask trace {})",
+            t.display(),
+            t.display()
+        );
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let board = if cmd.get_args().any(|a| a == "raspi4b") {
         "QEMU raspi4b (Raspberry Pi 4)".to_string()
