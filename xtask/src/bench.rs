@@ -56,20 +56,7 @@ fn bench_boot(args: &[String]) -> Result<u8, String> {
          on_poweroff = \"board\"\n"
     );
     std::fs::write(&dep_file, toml).map_err(|e| e.to_string())?;
-    let o = RunOpts {
-        gic,
-        deployment: dep_file,
-        timeout: Some(300),
-        unchecked: false,
-        extra_files: Vec::new(),
-        http_port: None,
-        fresh_data: false,
-        keep_disk: false,
-        link: None,
-        sign: None,
-        trace: None,
-        platform: None,
-    };
+    let o = RunOpts { timeout: Some(300), ..RunOpts::new(gic, dep_file) };
     qemu::prepare(&o)?; // builds everything once
 
     // Natively: the same Image and initramfs booted by U-Boot with QEMU's own device tree.
@@ -261,18 +248,9 @@ fn bench_hypercall(args: &[String]) -> Result<u8, String> {
         let mut figures: Vec<Vec<u64>> = Vec::new();
         for traced in [false, true].into_iter().take(if with_trace { 2 } else { 1 }) {
             let o = RunOpts {
-                gic,
-                deployment: dep_file.clone(),
                 timeout: Some(300),
-                unchecked: false,
-                extra_files: Vec::new(),
-                http_port: None,
-                fresh_data: false,
-                keep_disk: false,
-                link: None,
-                sign: None,
                 trace: traced.then(|| dir.join(format!("hypercall-gicv{gic}.defmt"))),
-                platform: None,
+                ..RunOpts::new(gic, dep_file.clone())
             };
             let mut cmd = qemu::prepare(&o)?;
             crate::TRACE_BUILD.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -375,20 +353,7 @@ fn bench_unikernel(args: &[String]) -> Result<u8, String> {
     ];
     for gic in gics {
         for (what, file, marker, unit, stop) in rows {
-            let o = RunOpts {
-                gic,
-                deployment: file.clone(),
-                timeout: Some(600),
-                unchecked: false,
-                extra_files: Vec::new(),
-                http_port: None,
-                fresh_data: false,
-                keep_disk: false,
-                link: None,
-                sign: None,
-                trace: None,
-                platform: None,
-            };
+            let o = RunOpts { timeout: Some(600), ..RunOpts::new(gic, file.clone()) };
             let mut ours = qemu::prepare(&o)?;
             ours.args(["-cpu", "cortex-a72,cntfrq=1000000000", "-icount", "shift=0,sleep=off"]);
             let ours = qemu::run_batch(ours, Some(600), false, &[], None)?;
@@ -440,8 +405,18 @@ fn start_sink() -> Result<u16, String> {
 /// direct, ...); each figure is printed as its median over the rounds with the spread (lowest
 /// and highest), and its ratio to the direct one as the median of the rounds' own ratios.
 fn bench_pv(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs"], &[])?;
+    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"], &[])?;
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
+    // The unikernel's protocol features to leave out (its `blk=` and `net=` boot arguments).
+    let word = |name: &str| -> Result<String, String> {
+        let v = opt(args, name)?.unwrap_or_default();
+        if v.chars().all(|c| c.is_ascii_lowercase() || c == ',') {
+            Ok(v)
+        } else {
+            Err(format!("{name}: '{v}' (a list such as nopersistent,noindirect or nocsum)"))
+        }
+    };
+    let (blk, net) = (word("--blk")?, word("--net")?);
     let num = |name: &str, default: u64, max: u64| -> Result<u64, String> {
         opt(args, name)?.map_or(Ok(default), |v| {
             v.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or(format!("{name}: '{v}' (1 to {max})"))
@@ -463,25 +438,17 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     let toml = format!(
         "name = \"bench-pv\"\nplatform = \"qemu-virt\"\n\n{control}\
          [[domain]]\nname = \"pvbench\"\nkind = \"unikernel\"\nkernel = \"guest:pvbench\"\ncpus = [2]\nmemory = \"32M\"\n\
-         xen = true\nbootargs = \"ip=10.0.2.21/24 gw=10.0.2.2\"\n\n{pv}\
+         xen = true\nbootargs = \"ip=10.0.2.21/24 gw=10.0.2.2 blk={blk} net={net}\"\n\n{pv}\
          [[domain]]\nname = \"guest\"\nkind = \"linux\"\nkernel = \"debian:6.12\"\ninitrd = \"initramfs:6.12\"\ncpus = [3]\n\
          memory = \"256M\"\nbootargs = \"console=hvc0 ferrum.bench\"\n\n{pv}"
     );
     std::fs::write(&dep, toml).map_err(|e| e.to_string())?;
     let sink = start_sink()?;
     let o = RunOpts {
-        gic,
-        deployment: dep,
         timeout: Some(1200),
-        unchecked: false,
         extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib} {runs}\n").into_bytes())],
-        http_port: None,
         fresh_data: true,
-        keep_disk: false,
-        link: None,
-        sign: None,
-        trace: None,
-        platform: None,
+        ..RunOpts::new(gic, dep)
     };
     let cmd = qemu::prepare(&o)?;
     println!(

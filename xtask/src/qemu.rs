@@ -68,6 +68,27 @@ pub struct RunOpts {
     pub trace: Option<PathBuf>,
 }
 
+impl RunOpts {
+    /// A batch boot of `deployment` on GIC `gic` with nothing else asked for (no timeout, no
+    /// forwarded port, the data partition kept, a fresh disk); callers set what they need.
+    pub fn new(gic: u8, deployment: PathBuf) -> Self {
+        Self {
+            gic,
+            deployment,
+            timeout: None,
+            unchecked: false,
+            extra_files: Vec::new(),
+            http_port: None,
+            fresh_data: false,
+            keep_disk: false,
+            platform: None,
+            link: None,
+            sign: None,
+            trace: None,
+        }
+    }
+}
+
 /// An Ethernet link between two boards on this host: a third virtio-net NIC (virtio-mmio
 /// transport `0x0a003a00`, which a deployment passes to the control domain) whose frames go
 /// over a TCP connection between the two QEMUs on a loopback port (QEMU's `stream` netdev:

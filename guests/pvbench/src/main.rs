@@ -157,10 +157,16 @@ fn main(rt: &mut Runtime) {
     let gw: Ipv4Address = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
     let features = Features::parse(rt.arg("blk").unwrap_or(""))
         .unwrap_or_else(|w| fail(&format!("blk=: unknown feature '{w}' (nopersistent, noindirect)")));
+    let net_features = netfront::Features::parse(rt.arg("net").unwrap_or(""))
+        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor") };
     let mut d = Blkfront::connect_with(x, 51712, features).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
     println!("pvbench: vbd: {}", d.describe());
-    let mut nf = Netfront::connect(x, 0).unwrap_or_else(|e| fail(&format!("vif: {e}")));
+    let mut nf = Netfront::connect_with(x, 0, net_features).unwrap_or_else(|e| fail(&format!("vif: {e}")));
+    println!(
+        "pvbench: vif: TCP checksums {}",
+        if nf.features.csum { "offloaded (csum_blank)" } else { "computed here" }
+    );
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
     let mut iface = None;
     let mut round = 1;

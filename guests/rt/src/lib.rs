@@ -29,6 +29,7 @@
 extern crate alloc;
 
 pub mod blkproto;
+pub mod csum;
 pub mod dt;
 pub mod events;
 pub mod grants;

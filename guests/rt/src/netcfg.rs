@@ -1,7 +1,8 @@
 //! Network settings as unikernels take them from boot arguments (`ip=10.0.2.20/24`,
 //! `gw=10.0.2.2`): parsed here, host-tested; the address types are `core::net`'s. Also the
 //! gratuitous ARP a unikernel sends after it resumed elsewhere (a migration), so bridges and
-//! neighbours learn where its address now lives.
+//! neighbours learn where its address now lives. And the netfront features a boot argument
+//! turns off (`net=nocsum`).
 
 use core::net::Ipv4Addr;
 
@@ -29,9 +30,45 @@ pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; GARP_LEN] {
     f
 }
 
+/// The optional protocol features a netfront uses (`netfront::Features`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetFeatures {
+    /// Transmit checksum offload for TCP.
+    pub csum: bool,
+}
+
+impl Default for NetFeatures {
+    fn default() -> Self {
+        Self { csum: true }
+    }
+}
+
+impl NetFeatures {
+    /// From a comma-separated list such as `nocsum` (a boot argument); unknown words are
+    /// refused.
+    pub fn parse(s: &str) -> Result<Self, &str> {
+        let mut f = Self::default();
+        for w in s.split(',').filter(|w| !w.is_empty()) {
+            match w {
+                "nocsum" => f.csum = false,
+                "csum" => f.csum = true,
+                other => return Err(other),
+            }
+        }
+        Ok(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_features_from_boot_arguments() {
+        assert_eq!(NetFeatures::parse(""), Ok(NetFeatures { csum: true }));
+        assert_eq!(NetFeatures::parse("nocsum"), Ok(NetFeatures { csum: false }));
+        assert_eq!(NetFeatures::parse("nocsum,gso"), Err("gso"));
+    }
 
     #[test]
     fn cidr() {

@@ -1,7 +1,13 @@
 //! netfront: a Xen virtual network interface served by a backend domain's xen-netback
 //! (docs/xen-abi.md §6.10, §8.3): one TX and one RX ring, one event channel, receive-copy
-//! mode (the backend copies into pages we post), no scatter-gather and no checksum offload
-//! (every packet fits one page; checksums are complete in both directions).
+//! mode (the backend copies into pages we post), no scatter-gather (every packet fits one
+//! page).
+//!
+//! Checksums: received frames come with complete checksums (`feature-no-csum-offload = 1`);
+//! sent TCP frames are offloaded by default (smoltcp leaves the TCP checksum out, [`crate::csum`]
+//! puts the pseudo-header sum in its place and the request carries `NETTXF_csum_blank |
+//! NETTXF_data_validated`, which every netback accepts); `connect_with(.., Features { csum:
+//! false })` (boot argument `net=nocsum` in the example unikernels) sends complete checksums.
 //!
 //! Buffers are granted once at setup and reused: `TX_BUFS` transmit pages granted read-only,
 //! `RX_BUFS` receive pages granted writable, each ring request naming its buffer by id.
@@ -44,6 +50,8 @@ pub struct Stats {
     pub errors: u64,
 }
 
+pub use crate::netcfg::NetFeatures as Features;
+
 /// A connected netfront.
 pub struct Netfront {
     tx: FrontRing<'static>,
@@ -57,6 +65,8 @@ pub struct Netfront {
     rx_posted: [bool; RX_BUFS],
     received: VecDeque<Vec<u8>>,
     broken: bool,
+    /// The features in use.
+    pub features: Features,
     /// Counters.
     pub stats: Stats,
 }
@@ -78,6 +88,11 @@ impl Netfront {
     /// Connects vif `devid`: waits for the backend, publishes rings and port, waits until
     /// the backend is connected.
     pub fn connect(x: &mut Xen, devid: u32) -> Result<Self, FrontError> {
+        Self::connect_with(x, devid, Features::default())
+    }
+
+    /// Connects vif `devid` using only `features`.
+    pub fn connect_with(x: &mut Xen, devid: u32, features: Features) -> Result<Self, FrontError> {
         let dev = Device::find(x, "vif", devid)?;
         let mac = dev.read(x, "mac").ok().and_then(|m| parse_mac(&m)).ok_or(FrontError::Bad("mac"))?;
         dev.wait_backend(x, |s| s == state::INIT_WAIT || s == state::CONNECTED)?;
@@ -113,6 +128,7 @@ impl Netfront {
             rx_posted: [false; RX_BUFS],
             received: VecDeque::new(),
             broken: false,
+            features,
             stats: Stats::default(),
         };
         for id in 0..RX_BUFS {
@@ -239,11 +255,16 @@ impl Netfront {
         }
         let id = self.tx_free.pop()?;
         let (page, gref) = self.tx_pages[usize::from(id)];
-        let r = page.with_bytes_mut(len, fill);
+        let csum = self.features.csum;
+        let (r, flags) = page.with_bytes_mut(len, |b| {
+            let r = fill(b);
+            let offloaded = csum && crate::csum::prepare_tcp_offload(b);
+            (r, if offloaded { crate::csum::TX_OFFLOAD_FLAGS } else { 0 })
+        });
         let e = self.tx.next_request()?;
         e.set_u32(0, gref.0);
         e.set_u16(4, 0);
-        e.set_u16(6, 0);
+        e.set_u16(6, flags);
         e.set_u16(8, id);
         e.set_u16(10, len as u16);
         self.stats.tx_packets += 1;
@@ -338,6 +359,10 @@ mod phy {
             c.medium = Medium::Ethernet;
             c.max_transmission_unit = MAX_FRAME;
             c.max_burst_size = Some(16);
+            if self.features.csum {
+                // TCP checksums are completed downstream (see `crate::csum`).
+                c.checksum.tcp = smoltcp::phy::Checksum::Rx;
+            }
             c
         }
     }

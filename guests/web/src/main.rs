@@ -45,14 +45,20 @@ fn main(rt: &mut Runtime) {
     let gw = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
     let port: u16 = rt.arg("port").and_then(|p| p.parse().ok()).unwrap_or(80);
     let vif: u32 = rt.arg("vif").and_then(|p| p.parse().ok()).unwrap_or(0);
+    // `net=nocsum`: send complete TCP checksums instead of offloading them.
+    let features = netfront::Features::parse(rt.arg("net").unwrap_or(""))
+        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (netfront)") };
     println!("web: connecting vif {vif}");
-    let mut nf = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
+    let mut nf = Netfront::connect_with(x, vif, features).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
     let m = nf.mac;
     println!(
         "web: vif {vif} connected, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
     );
+    if !nf.features.csum {
+        println!("web: vif {vif}: TCP checksums computed here (net=nocsum)");
+    }
     let mut iface = netfront::interface(&mut nf, ip, prefix, gw);
     let mut sockets = SocketSet::new(Vec::new());
     let mut conns = Vec::new();
@@ -182,7 +188,8 @@ fn main(rt: &mut Runtime) {
                             gap / 1000,
                             (gap / 100) % 10
                         );
-                        let new = Netfront::connect(x, vif).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
+                        let new = Netfront::connect_with(x, vif, features)
+                            .unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
                         core::mem::forget(core::mem::replace(&mut nf, new));
                         iface = netfront::interface(&mut nf, ip, prefix, gw);
                         // Tell the bridge and the neighbours where 10.0.2.20 lives now.
