@@ -95,9 +95,20 @@ mod on {
 
     impl PerCpu {
         fn lock(&self) {
-            while self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while !self.try_lock() {
                 core::hint::spin_loop();
             }
+        }
+        fn try_lock(&self) -> bool {
+            self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        }
+        /// Takes the lock within `spins` attempts (a drain at power-off must not wait for ever
+        /// on a CPU that stopped in the middle of a frame, possibly its own).
+        fn lock_within(&self, spins: u32) -> bool {
+            (0..spins).any(|_| {
+                core::hint::spin_loop();
+                self.try_lock()
+            })
         }
         fn unlock(&self) {
             self.lock.store(false, Ordering::Release);
@@ -159,7 +170,9 @@ mod on {
             None => return,
         };
         for c in &CPUS {
-            c.lock();
+            if !c.lock_within(1 << 20) {
+                continue;
+            }
             // SAFETY: `lock` is held; the owner never holds it outside one frame.
             let r = unsafe { &mut *c.ring.get() };
             // What waits, in at most two pieces (it may wrap at the ring's end); never the
