@@ -73,6 +73,25 @@ enum Regs {
     Mini(&'static MiniUart),
 }
 
+impl Regs {
+    /// Sends one byte, waiting (boundedly) for room in the transmit FIFO.
+    fn send(&self, b: u8) {
+        for _ in 0..1_000_000 {
+            let room = match self {
+                Regs::Pl011(r) => !r.fr.is_set(FR::TXFF),
+                Regs::Mini(r) => r.lsr.is_set(LSR::TX_EMPTY),
+            };
+            if room {
+                break;
+            }
+        }
+        match self {
+            Regs::Pl011(r) => r.dr.set(u32::from(b)),
+            Regs::Mini(r) => r.io.set(u32::from(b)),
+        }
+    }
+}
+
 impl Uart {
     /// Describes the UART; nothing is touched until the first write.
     pub const fn new(base: u64, kind: UartKind) -> Self {
@@ -99,38 +118,14 @@ impl Uart {
 
     /// Sends one byte, waiting (boundedly) for room in the transmit FIFO.
     pub fn putc(&self, b: u8) {
-        let regs = self.regs();
-        for _ in 0..1_000_000 {
-            let room = match &regs {
-                Regs::Pl011(r) => !r.fr.is_set(FR::TXFF),
-                Regs::Mini(r) => r.lsr.is_set(LSR::TX_EMPTY),
-            };
-            if room {
-                break;
-            }
-        }
-        match regs {
-            Regs::Pl011(r) => r.dr.set(u32::from(b)),
-            Regs::Mini(r) => r.io.set(u32::from(b)),
-        }
+        self.regs().send(b);
     }
 
-    /// Sends `bytes`, each waiting (boundedly) for room in the transmit FIFO; the register
-    /// block is looked up once.
+    /// Sends `bytes` as [`Uart::putc`] does, the register block looked up once.
     #[cfg(feature = "trace")]
     pub fn write_bytes(&self, bytes: &[u8]) {
-        match self.regs() {
-            Regs::Pl011(r) => {
-                for &b in bytes {
-                    let mut spins = 0u32;
-                    while r.fr.is_set(FR::TXFF) && spins < 1_000_000 {
-                        spins += 1;
-                    }
-                    r.dr.set(u32::from(b));
-                }
-            }
-            Regs::Mini(_) => bytes.iter().for_each(|&b| self.putc(b)),
-        }
+        let regs = self.regs();
+        bytes.iter().for_each(|&b| regs.send(b));
     }
 
     /// Reads one received byte, if any.
