@@ -1,8 +1,9 @@
 //! `ferrum-trace ELF FILE`: decodes the defmt frames the hypervisor's trace build wrote to its
 //! trace UART (`FILE`) with the string table of that build's ELF (`ELF`), one line per frame:
-//! the time since boot, the level and the event. Frames that do not decode (a capture that
-//! starts in the middle of a frame, or a damaged byte) are skipped and counted; the decoder
-//! finds the next frame at the next zero byte (rzCOBS framing).
+//! the time since boot, the level and the event. The hypervisor uses defmt's raw encoding and
+//! only ever writes whole frames, so a capture decodes from its first byte to its last; with an
+//! encoding that frames its output (rzCOBS) a damaged frame would be skipped and counted, with
+//! the raw one decoding stops there with an error naming how many frames came before.
 //!
 //! `cargo xtask trace` runs it with the ELF the last trace build left.
 
