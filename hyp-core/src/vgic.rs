@@ -81,11 +81,46 @@ pub struct Pending {
 impl Pending {
     /// An empty entry (queue storage).
     pub const NONE: Pending = Pending { intid: 0, priority: 0, group1: false, hw: false, eoi_notify: false };
+
+    /// One word holding the entry (never 0), for lock-free copies; see [`Pending::unpack`].
+    pub const fn pack(self) -> u64 {
+        1 << 63
+            | self.intid as u64
+            | (self.priority as u64) << 16
+            | (self.group1 as u64) << 24
+            | (self.hw as u64) << 25
+            | (self.eoi_notify as u64) << 26
+    }
+
+    /// The entry [`Pending::pack`] made; `None` for 0 (no entry).
+    pub const fn unpack(w: u64) -> Option<Self> {
+        if w >> 63 == 0 {
+            return None;
+        }
+        Some(Pending {
+            intid: w as u16,
+            priority: (w >> 16) as u8,
+            group1: w & 1 << 24 != 0,
+            hw: w & 1 << 25 != 0,
+            eoi_notify: w & 1 << 26 != 0,
+        })
+    }
 }
 
 /// An empty queue, usable in `const` contexts.
 pub const fn empty_queue() -> Queue {
     Queue::with_storage([Pending::NONE; 64])
+}
+
+/// What raising an interrupt came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Raised {
+    /// Deliver this to that vCPU now.
+    Deliver(usize, Pending),
+    /// Disabled: held until the guest enables it.
+    Latched,
+    /// Not the domain's (or a private interrupt of a vCPU it does not have).
+    Refused,
 }
 
 /// Physical side effects a distributor write asks for.
@@ -216,19 +251,46 @@ impl Vdist {
     /// interrupt at the guest's EOI (level-sensitive software sources). Returns false for an
     /// interrupt the domain does not own (or a private one of a vCPU it does not have).
     pub fn raise(&mut self, vcpu: usize, intid: u32, eoi_notify: bool, sink: &mut impl Sink) -> bool {
+        match self.raise_to(vcpu, intid, eoi_notify) {
+            Raised::Deliver(to, p) => {
+                sink.deliver(to, p);
+                true
+            }
+            Raised::Latched => true,
+            Raised::Refused => false,
+        }
+    }
+
+    /// [`Vdist::raise`] without the sink: what is to be delivered, and to which vCPU, is
+    /// returned for the caller to place (a fast path that writes a list register itself).
+    #[inline]
+    pub fn raise_to(&mut self, vcpu: usize, intid: u32, eoi_notify: bool) -> Raised {
         let i = intid as usize;
         if vcpu >= self.nr_vcpus && i < NR_PRIVATE {
-            return false;
+            return Raised::Refused;
         }
-        let Some(irq) = self.irq_mut(vcpu, i) else { return false };
+        let Some(irq) = self.irq_mut(vcpu, i) else { return Raised::Refused };
         if !irq.enabled {
             irq.latched = true;
-            return true;
+            return Raised::Latched;
         }
         let irq = *irq;
         let to = if i < NR_PRIVATE { vcpu } else { usize::from(irq.target) };
-        sink.deliver(to, self.pending_of(&irq, i, eoi_notify));
-        true
+        Raised::Deliver(to, self.pending_of(&irq, i, eoi_notify))
+    }
+
+    /// What raising private interrupt `intid` on `vcpu` would deliver now, packed
+    /// ([`Pending::pack`]), or 0 when it would not be delivered (disabled: it would latch;
+    /// or no such vCPU). Kept in lock-free copies for the hottest interrupts (the virtual
+    /// timer and the event-channel upcall), refreshed after every change to the vGIC.
+    pub fn private_entry(&self, vcpu: usize, intid: u32) -> u64 {
+        let i = intid as usize;
+        match self.private.get(vcpu) {
+            Some(bank) if vcpu < self.nr_vcpus && i < NR_PRIVATE && bank[i].enabled => {
+                self.pending_of(&bank[i], i, false).pack()
+            }
+            _ => 0,
+        }
     }
 
     /// Sends SGI `sgi` from `from` to every vCPU in `targets` (bit n = vCPU n).
@@ -805,6 +867,46 @@ mod tests {
     use super::*;
     extern crate std;
     use std::vec::Vec;
+
+    #[test]
+    fn pending_packs_into_one_word_and_back() {
+        let all = [false, true];
+        for &(intid, priority) in &[(0u16, 0u8), (27, 0xa0), (31, 0xff), (1019, 0x10)] {
+            for g in all {
+                for hw in all {
+                    for eoi in all {
+                        let p = Pending { intid, priority, group1: g, hw, eoi_notify: eoi };
+                        assert_ne!(p.pack(), 0);
+                        assert_eq!(Pending::unpack(p.pack()), Some(p));
+                    }
+                }
+            }
+        }
+        assert_eq!(Pending::unpack(0), None);
+    }
+
+    #[test]
+    fn private_entry_follows_enable_and_priority() {
+        let mut vd = Vdist::new(Version::V3, 2, 64);
+        assert_eq!(vd.private_entry(1, VTIMER_PPI), 0, "disabled out of reset");
+        // GICR_ISENABLER0 / IPRIORITYR of vCPU 1's SGI frame.
+        let mut sink = Rec::default();
+        assert!(vd.redist_write(1, 0x1_0000 + 0x100, 4, 1 << VTIMER_PPI, &mut sink));
+        assert!(vd.redist_write(1, 0x1_0000 + 0x400 + 24, 4, 0x80 << 24, &mut sink));
+        let p = Pending::unpack(vd.private_entry(1, VTIMER_PPI)).unwrap();
+        assert_eq!((p.intid, p.priority, p.hw, p.group1), (27, 0x80, true, true));
+        assert_eq!(vd.private_entry(0, VTIMER_PPI), 0, "banked per vCPU");
+        assert_eq!(vd.private_entry(2, VTIMER_PPI), 0, "no such vCPU");
+        assert_eq!(
+            Pending::unpack(vd.private_entry(1, VTIMER_PPI)),
+            match vd.raise_to(1, VTIMER_PPI, false) {
+                Raised::Deliver(1, p) => Some(p),
+                other => panic!("{other:?}"),
+            }
+        );
+        assert!(vd.redist_write(1, 0x1_0000 + 0x180, 4, 1 << VTIMER_PPI, &mut sink));
+        assert_eq!(vd.private_entry(1, VTIMER_PPI), 0, "disabled again");
+    }
 
     #[derive(Default)]
     struct Rec {

@@ -429,12 +429,6 @@ fn uart_update(d: usize) {
 
 /// The guest EOI'd a level-sensitive software interrupt: re-sample its source.
 pub fn level_eoi(d: usize, intid: u32) {
-    if intid == xen_abi::layout::EVTCHN_PPI {
-        if let Some((_, v)) = config().vcpu_of_pcpu.get(arch::cpu_index()).copied().flatten() {
-            crate::xen::upcall_eoi(d, v);
-        }
-        return;
-    }
     if intid == VUART_INTID {
         RT[d].uart_inflight.store(false, Ordering::Release);
         uart_update(d);
@@ -686,9 +680,7 @@ fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
     let mut st = *c;
     if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
         crate::ev!(info, "d{=usize}v{=usize} resumes on cpu {=usize} at {=u64:#x}", d, v, cpu, st.pc);
-        if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
-            vd.reset_vcpu(v);
-        }
+        crate::irq::with_vdist(d, v, |vd| vd.reset_vcpu(v));
         st.sysregs[22] &= !1; // its timer: the runtime arms it again after resume
                               // SAFETY: no guest runs on this CPU; the context is the vCPU's own, its stage-2 tables
                               // (installed at `cpu_run`) bound what it reaches.
@@ -717,9 +709,7 @@ fn resume_vcpu(cpu: usize, v: usize, c: &CpuState) -> ! {
 fn start_vcpu(cpu: usize, v: usize, entry: u64, ctx: u64) -> ! {
     if let Some((d, _)) = config().vcpu_of_pcpu[cpu] {
         crate::ev!(info, "d{=usize}v{=usize} starts on cpu {=usize} at {=u64:#x}", d, v, cpu, entry);
-        if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
-            vd.reset_vcpu(v);
-        }
+        crate::irq::with_vdist(d, v, |vd| vd.reset_vcpu(v));
     }
     crate::irq::reset_cpu(cpu);
     // SAFETY: fresh EL1 state for a vCPU that is not running; guest RAM at `entry` was loaded.
@@ -827,10 +817,10 @@ fn sysreg(regs: &mut GuestRegs, d: usize, v: usize, e: Esr) {
         return;
     }
     let val = if s.reg == 31 { 0 } else { regs.x[usize::from(s.reg)] };
-    if let Some(vd) = crate::irq::VDIST[d].lock().as_mut() {
+    crate::irq::with_vdist_raising(d, |vd| {
         let (targets, sgi) = vd.decode_sgi1r(v, val);
         vd.send_sgi(targets, sgi, &mut crate::irq::DomainSink::new(d));
-    }
+    });
     regs.elr = regs.elr.wrapping_add(4);
 }
 
@@ -902,26 +892,26 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
     let size = da.size;
     let result = match dev {
         Emu::Uart(off) => uart_access(d, off, size, da.write, wval),
-        Emu::Dist(off) => {
-            let mut g = crate::irq::VDIST[d].lock();
-            g.as_mut().and_then(|vd| {
-                if da.write {
-                    vd.mmio_write(v, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
-                } else {
-                    vd.mmio_read(v, off, size)
-                }
-            })
-        }
-        Emu::Redist(rv, off) => {
-            let mut g = crate::irq::VDIST[d].lock();
-            g.as_mut().filter(|vd| rv < vd.nr_vcpus()).and_then(|vd| {
-                if da.write {
-                    vd.redist_write(rv, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
-                } else {
-                    vd.redist_read(rv, off, size)
-                }
-            })
-        }
+        // GICD_SGIR (GICv2 IPIs) only raises: no refresh of the hot copies.
+        Emu::Dist(off) if da.write && off != hyp_core::gicregs::gicd::SGIR => crate::irq::with_vdist(d, v, |vd| {
+            vd.mmio_write(v, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
+        })
+        .flatten(),
+        Emu::Dist(off) if da.write => crate::irq::with_vdist_raising(d, |vd| {
+            vd.mmio_write(v, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0)
+        })
+        .flatten(),
+        Emu::Dist(off) => crate::irq::with_vdist_raising(d, |vd| vd.mmio_read(v, off, size)).flatten(),
+        Emu::Redist(rv, off) if da.write => crate::irq::with_vdist(d, rv, |vd| {
+            (rv < vd.nr_vcpus())
+                .then(|| vd.redist_write(rv, off, size, wval, &mut crate::irq::DomainSink::new(d)).then_some(0))
+                .flatten()
+        })
+        .flatten(),
+        Emu::Redist(rv, off) => crate::irq::with_vdist_raising(d, |vd| {
+            (rv < vd.nr_vcpus()).then(|| vd.redist_read(rv, off, size)).flatten()
+        })
+        .flatten(),
     };
     let Some(mut val) = result else {
         return bad_register(regs, d, dom, ipa, size, da.write);

@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::gicregs::{
     gicd as d, gicr as r, GICC_CTLR, GICD_CTLR, GICD_TYPER, GICH_HCR, GICH_VTR, GICR_TYPER, GICR_WAKER,
 };
-use hyp_core::vgic::{Lr, Version};
+use hyp_core::vgic::{Lr, Pending, Version};
 use tock_registers::interfaces::ReadWriteable;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
@@ -499,6 +499,48 @@ fn write_lr(n: usize, v: u64) {
         7 => ICH_LR7_EL2.set(v),
         _ => {}
     }
+}
+
+/// Puts `p` into a free list register of this CPU, unless none is free or one already holds
+/// its ID (the caller then queues it, for the merge). The injection fast path: one read of
+/// ELRSR, and the in-use registers' IDs only when some are in use.
+#[inline]
+pub fn try_inject(p: Pending) -> bool {
+    let g = get();
+    let all = (1u32 << g.nr_lrs.min(8)) - 1;
+    let lr = Lr::from_pending(p);
+    match g.version {
+        Version::V2 => {
+            let h = gich(g.hyp);
+            let empty = h.elrsr0.get() & all;
+            if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v2(h.lr[i].get()).intid) {
+                return false;
+            }
+            h.lr[empty.trailing_zeros() as usize].set(lr.encode_v2());
+        }
+        Version::V3 => {
+            let empty = read_sysreg!("ich_elrsr_el2") as u32 & all;
+            if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v3(read_lr_v3(i)).intid) {
+                return false;
+            }
+            write_lr(empty.trailing_zeros() as usize, lr.encode_v3());
+        }
+    }
+    true
+}
+
+/// Whether no list register outside `empty` (of `all`) holds `intid`.
+#[inline]
+fn ids_differ(empty: u32, all: u32, intid: u16, id: impl Fn(usize) -> u16) -> bool {
+    let mut used = !empty & all;
+    while used != 0 {
+        let i = used.trailing_zeros() as usize;
+        used &= used - 1;
+        if id(i) == intid {
+            return false;
+        }
+    }
+    true
 }
 
 /// List registers in use (at most 8 are managed).

@@ -10,12 +10,27 @@ use crate::boot::MAX_CPUS;
 use crate::domain;
 use crate::gic::{self, MAINTENANCE, SGI_KICK, SPURIOUS};
 use crate::sync::SpinLock;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use hyp_core::plan::MAX_DOMAINS;
-use hyp_core::vgic::{self, Lr, Pending, PhysOp, Queue, Sink, Vdist, VTIMER_PPI};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use hyp_core::plan::{MAX_DOMAINS, MAX_VCPUS};
+use hyp_core::vgic::{self, Lr, Pending, PhysOp, Queue, Raised, Sink, Vdist, VTIMER_PPI};
 
-/// Each domain's virtual distributor, set at boot.
-pub static VDIST: [SpinLock<Option<Vdist>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
+/// Each domain's virtual distributor, set at boot; changed only through [`with_vdist`].
+static VDIST: [SpinLock<Option<Vdist>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
+/// The private interrupts raised on the hottest paths.
+#[derive(Clone, Copy)]
+pub enum Hot {
+    /// The virtual timer (PPI 27).
+    Vtimer = 0,
+    /// The event-channel upcall (PPI 31).
+    Upcall = 1,
+}
+const HOT: [u32; 2] = [VTIMER_PPI, xen_abi::layout::EVTCHN_PPI];
+/// Per domain and vCPU, lock-free copies of what raising each [`HOT`] interrupt delivers
+/// ([`Hot`] order; [`Vdist::private_entry`]: 0 = not deliverable now, take the vGIC's lock). Written only
+/// under the vGIC's lock, after every change to it; a raise that reads a copy a concurrent
+/// change is replacing is ordered before that change, as it would be with the lock.
+static HOT_ENTRY: [[[AtomicU64; 2]; MAX_VCPUS]; MAX_DOMAINS] =
+    [const { [const { [const { AtomicU64::new(0) }; 2] }; MAX_VCPUS] }; MAX_DOMAINS];
 /// Interrupts waiting for each pCPU's list registers.
 static QUEUE: [SpinLock<Queue>; MAX_CPUS] = [const { SpinLock::new(vgic::empty_queue()) }; MAX_CPUS];
 /// Whether each pCPU's queue may be non-empty (skips the lock on the fast path).
@@ -25,8 +40,16 @@ static DROPPED: AtomicU32 = AtomicU32::new(0);
 /// The physical SPI of the hypervisor's console UART (0 = none).
 static UART_IRQ: AtomicU32 = AtomicU32::new(0);
 
-/// Queues `p` for pCPU `pcpu` and kicks it if it is not this CPU.
+/// Queues `p` for pCPU `pcpu` and kicks it if it is not this CPU. For this CPU's own vCPU
+/// with nothing queued, `p` goes straight into a free list register instead (what the next
+/// [`flush`] would do with it, without the queue).
 fn queue_on(pcpu: usize, p: Pending) {
+    let here = crate::arch::cpu_index();
+    // The vCPU of a pCPU is fixed by the plan, so this pCPU's list registers are the target's.
+    if pcpu == here && !QUEUED[pcpu & (MAX_CPUS - 1)].load(Ordering::Acquire) && gic::try_inject(p) {
+        crate::domain::bump(&crate::domain::STATS[here & (MAX_CPUS - 1)].irqs, 1);
+        return;
+    }
     {
         let mut q = QUEUE[pcpu].lock();
         if !vgic::enqueue(&mut q, p) {
@@ -53,8 +76,8 @@ impl DomainSink {
 
 impl Sink for DomainSink {
     fn deliver(&mut self, vcpu: usize, p: Pending) {
-        if let Some(&pcpu) = domain::pcpus(self.d).get(vcpu) {
-            queue_on(usize::from(pcpu), p);
+        if let Some(pcpu) = pcpu_of(self.d, vcpu) {
+            queue_on(pcpu, p);
         }
     }
     fn phys(&mut self, op: PhysOp) {
@@ -70,31 +93,98 @@ impl Sink for DomainSink {
     }
 }
 
-/// Raises `intid` in domain `d` on `vcpu`, asking for a maintenance interrupt at its EOI
-/// (so the source can be re-sampled, see [`domain::level_eoi`]).
-pub fn raise_notify(d: usize, vcpu: usize, intid: u32) -> bool {
-    let mut g = VDIST[d].lock();
-    match g.as_mut() {
-        Some(vd) => {
-            let ok = vd.raise(vcpu, intid, true, &mut DomainSink::new(d));
-            crate::ev!(debug, "d{=usize}v{=usize} inject {=u32} (level, notify at EOI): {=bool}", d, vcpu, intid, ok);
-            ok
+/// Installs domain `d`'s virtual distributor (boot) and its vCPU → pCPU pinning.
+pub fn install(d: usize, vd: Vdist, pcpus: &[u8]) {
+    set_pcpus(d, pcpus);
+    if let Some(lock) = VDIST.get(d) {
+        let mut g = lock.lock();
+        let vd = g.insert(vd);
+        for v in 0..MAX_VCPUS {
+            refresh_hot(d, v, vd);
         }
-        None => false,
     }
 }
 
-/// Raises `intid` in domain `d` (private interrupts: on `vcpu`).
-pub fn raise(d: usize, vcpu: usize, intid: u32) -> bool {
-    let mut g = VDIST[d].lock();
-    match g.as_mut() {
-        Some(vd) => {
-            let ok = vd.raise(vcpu, intid, false, &mut DomainSink::new(d));
-            crate::ev!(debug, "d{=usize}v{=usize} inject {=u32}: {=bool}", d, vcpu, intid, ok);
-            ok
+/// Runs `f` on domain `d`'s virtual distributor under its lock (`None`: it has none), then
+/// refreshes the lock-free copies of vCPU `v`'s hot interrupts (`f` may change only `v`'s
+/// private interrupts: the banked registers `v` sees, or `v`'s redistributor).
+pub fn with_vdist<R>(d: usize, v: usize, f: impl FnOnce(&mut Vdist) -> R) -> Option<R> {
+    let mut g = VDIST.get(d)?.lock();
+    let vd = g.as_mut()?;
+    let r = f(vd);
+    refresh_hot(d, v, vd);
+    Some(r)
+}
+
+/// Runs `f` on domain `d`'s virtual distributor under its lock for what changes no
+/// interrupt's enable, priority or group (reads, raising and sending SGIs).
+pub fn with_vdist_raising<R>(d: usize, f: impl FnOnce(&mut Vdist) -> R) -> Option<R> {
+    VDIST.get(d)?.lock().as_mut().map(f)
+}
+
+fn refresh_hot(d: usize, v: usize, vd: &Vdist) {
+    if let Some(entries) = HOT_ENTRY.get(d).and_then(|h| h.get(v)) {
+        for (e, &intid) in entries.iter().zip(&HOT) {
+            e.store(vd.private_entry(v, intid), Ordering::Relaxed);
         }
-        None => false,
     }
+}
+
+/// Raises hot interrupt `which` on vCPU `v` of domain `d`: without the vGIC's lock when its
+/// copy says it is deliverable, through [`raise`] otherwise (disabled: latched).
+#[inline]
+pub fn raise_hot(d: usize, v: usize, which: Hot) -> bool {
+    let w = HOT_ENTRY[d & (MAX_DOMAINS - 1)][v & (MAX_VCPUS - 1)][which as usize].load(Ordering::Relaxed);
+    match (Pending::unpack(w), pcpu_of(d, v)) {
+        (Some(p), Some(pcpu)) => {
+            crate::ev!(debug, "d{=usize}v{=usize} inject {=u32}: true", d, v, u32::from(p.intid));
+            queue_on(pcpu, p);
+            true
+        }
+        _ => raise(d, v, HOT[which as usize]),
+    }
+}
+
+/// Raises `intid` in domain `d` (private interrupts: on `vcpu`). The vGIC decides under its
+/// lock; the delivery goes straight to a list register when the target vCPU is this pCPU's.
+pub fn raise(d: usize, vcpu: usize, intid: u32) -> bool {
+    let Some(lock) = VDIST.get(d) else { return false };
+    let mut g = lock.lock();
+    let r = match g.as_mut() {
+        Some(vd) => vd.raise_to(vcpu, intid, false),
+        None => Raised::Refused,
+    };
+    crate::ev!(debug, "d{=usize}v{=usize} inject {=u32}: {=bool}", d, vcpu, intid, r != Raised::Refused);
+    match r {
+        Raised::Deliver(to, p) => {
+            if let Some(pcpu) = pcpu_of(d, to) {
+                queue_on(pcpu, p);
+            }
+            true
+        }
+        Raised::Latched => true,
+        Raised::Refused => false,
+    }
+}
+
+/// The pCPU of each domain's vCPUs (`u8::MAX`: none), copied from the plan at boot so that
+/// delivery needs no configuration look-up.
+static PCPU_OF: [[AtomicU8; MAX_VCPUS]; MAX_DOMAINS] =
+    [const { [const { AtomicU8::new(u8::MAX) }; MAX_VCPUS] }; MAX_DOMAINS];
+
+/// Records domain `d`'s vCPU → pCPU pinning (boot, from the validated plan).
+fn set_pcpus(d: usize, pcpus: &[u8]) {
+    if let Some(row) = PCPU_OF.get(d) {
+        for (slot, &p) in row.iter().zip(pcpus) {
+            slot.store(p, Ordering::Relaxed);
+        }
+    }
+}
+
+#[inline]
+fn pcpu_of(d: usize, v: usize) -> Option<usize> {
+    let p = PCPU_OF.get(d)?.get(v)?.load(Ordering::Relaxed);
+    (usize::from(p) < MAX_CPUS).then_some(usize::from(p))
 }
 
 /// Physical SPIs owned by domains, for dispatch: intid -> domain index + 1 (0 = none).
@@ -115,38 +205,39 @@ pub fn set_uart_irq(intid: u32) {
     gic::spi_enable(intid, true);
 }
 
-/// Handles every pending physical interrupt on this pCPU (running vCPU `v` of domain `d`).
+/// Handles the physical interrupt that made this pCPU leave its guest (running vCPU `v` of
+/// domain `d`). One per exit: a second pending interrupt makes the guest exit again at once
+/// (HCR_EL2.IMO routes every physical IRQ to EL2), which costs less than a second
+/// acknowledge on every exit when, as almost always, there is none.
 pub fn handle(d: usize, v: usize) {
-    for _ in 0..64 {
-        let intid = gic::ack();
-        if intid >= SPURIOUS - 3 {
-            break;
+    let intid = gic::ack();
+    if intid >= SPURIOUS - 3 {
+        return;
+    }
+    gic::priority_drop(intid);
+    crate::ev!(trace, "cpu {=usize} physical interrupt {=u32}", crate::arch::cpu_index(), intid);
+    if intid == VTIMER_PPI {
+        // Forwarded with the HW bit: the guest's EOI deactivates it.
+        if !raise_hot(d, v, Hot::Vtimer) {
+            gic::deactivate(intid);
         }
-        gic::priority_drop(intid);
-        crate::ev!(trace, "cpu {=usize} physical interrupt {=u32}", crate::arch::cpu_index(), intid);
-        if intid == SGI_KICK {
+    } else if intid == SGI_KICK {
+        gic::deactivate(intid);
+    } else if intid == crate::arch::HYP_TIMER_PPI {
+        // A blocked vCPU's deadline (it checks the time itself) or a watchdog's.
+        crate::arch::hyp_timer_off();
+        domain::hyp_timer_fired(d);
+        gic::deactivate(intid);
+    } else if intid == MAINTENANCE {
+        maintenance(d);
+        gic::deactivate(intid);
+    } else if intid == UART_IRQ.load(Ordering::Relaxed) && intid != 0 {
+        crate::mux::uart_input();
+        gic::deactivate(intid);
+    } else {
+        let owner = SPI_OWNER.get(intid as usize).map_or(0, |o| o.load(Ordering::Relaxed));
+        if owner == 0 || !raise(owner as usize - 1, 0, intid) {
             gic::deactivate(intid);
-        } else if intid == crate::arch::HYP_TIMER_PPI {
-            // A blocked vCPU's deadline (it checks the time itself) or a watchdog's.
-            crate::arch::hyp_timer_off();
-            domain::hyp_timer_fired(d);
-            gic::deactivate(intid);
-        } else if intid == MAINTENANCE {
-            maintenance(d);
-            gic::deactivate(intid);
-        } else if intid == VTIMER_PPI {
-            // Forwarded with the HW bit: the guest's EOI deactivates it.
-            if !raise(d, v, VTIMER_PPI) {
-                gic::deactivate(intid);
-            }
-        } else if intid == UART_IRQ.load(Ordering::Relaxed) && intid != 0 {
-            crate::mux::uart_input();
-            gic::deactivate(intid);
-        } else {
-            let owner = SPI_OWNER.get(intid as usize).map_or(0, |o| o.load(Ordering::Relaxed));
-            if owner == 0 || !raise(owner as usize - 1, 0, intid) {
-                gic::deactivate(intid);
-            }
         }
     }
 }

@@ -479,7 +479,7 @@ fn build_config(
                 &dev.spis[..]
             );
         }
-        *irq::VDIST[i].lock() = Some(vd);
+        irq::install(i, vd, &d.pcpus);
         let xen_pages = if d.xen { xen::stage2_pages(i) } else { Vec::new() };
         if d.xen {
             for (base, size) in xen::reserved_ipas() {

@@ -413,11 +413,14 @@ fn words(d: usize, v: usize) -> Option<Words> {
     Some(Words { si, vi })
 }
 
-/// Raises PPI 31 on vCPU `v`. Called on every 0 → 1 edge of `evtchn_upcall_pending` and at
-/// each EOI while it stays 1, never gated on hypervisor-side state: an extra PPI is harmless
-/// (Linux finds nothing to do), a missing one loses events for good.
+/// Raises PPI 31 on vCPU `v`. Called on every 0 → 1 edge of `evtchn_upcall_pending` (as
+/// Xen's `vcpu_mark_events_pending`), never gated on hypervisor-side state: an extra PPI is
+/// harmless (the guest finds nothing to do), a missing one loses events for good. An edge
+/// that comes while the guest still handles the last one makes the PPI pending again behind
+/// its active state (the list-register merge), so the guest, which clears the flag before it
+/// scans, is interrupted again after its EOI; the EOI itself costs no exit.
 fn raise_upcall(d: usize, v: usize) {
-    crate::irq::raise_notify(d, v, layout::EVTCHN_PPI);
+    crate::irq::raise_hot(d, v, crate::irq::Hot::Upcall);
 }
 
 /// Sets `port` of domain `d` pending and raises its upcall if needed.
@@ -428,14 +431,6 @@ fn deliver(t: &Table, d: usize, port: u32) {
             raise_upcall(d, v);
         }
         domain::kick_blocked(d); // a vCPU polling this port wakes even when it is masked
-    }
-}
-
-/// The guest EOI'd PPI 31 on vCPU `v`: raise it again while its upcall is still pending
-/// (the PPI behaves as a level equal to `evtchn_upcall_pending`).
-pub fn upcall_eoi(d: usize, v: usize) {
-    if upcall_pending(d, v) {
-        raise_upcall(d, v);
     }
 }
 
