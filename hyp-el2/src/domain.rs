@@ -1691,7 +1691,7 @@ fn unblock(cpu: usize) {
 /// What a vCPU checks after taking physical interrupts: a watchdog that fired (its domain
 /// crashes), its domain ended elsewhere (it leaves), or a pause (it waits).
 fn after_irqs(cpu: usize, d: usize, v: usize) {
-    if RT[d].wd_fired.swap(false, Ordering::AcqRel) && is_running(d) {
+    if RT[d].wd_fired.load(Ordering::Acquire) && RT[d].wd_fired.swap(false, Ordering::AcqRel) && is_running(d) {
         hprintln!("domain '{}': watchdog expired", name(d));
         crash(cpu, d, EndReason::Watchdog);
     }

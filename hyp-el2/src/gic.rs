@@ -23,7 +23,7 @@ use aarch64_cpu::registers::{
     Readable, Writeable, ICC_SRE_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
     ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_VMCR_EL2, ICH_VTR_EL2, MPIDR_EL1,
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hyp_core::gicregs::{
     gicd as d, gicr as r, GICC_CTLR, GICD_CTLR, GICD_TYPER, GICH_HCR, GICH_VTR, GICR_TYPER, GICR_WAKER,
 };
@@ -65,6 +65,28 @@ pub struct Gic {
 }
 
 static GIC: Once<Gic> = Once::new();
+/// What the per-interrupt paths need, as plain words set once by [`init`] before any
+/// interrupt is taken (so those paths skip [`get`]'s check): GICv3 or not, the GICv2 CPU
+/// interface and GICH bases, and the mask of the managed list registers.
+static IS_V3: AtomicBool = AtomicBool::new(false);
+static GICC_BASE: AtomicU64 = AtomicU64::new(0);
+static GICH_BASE: AtomicU64 = AtomicU64::new(0);
+static LR_MASK: AtomicU32 = AtomicU32::new(0);
+
+#[inline]
+fn v3() -> bool {
+    IS_V3.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn gicc_fast() -> &'static Gicc {
+    gicc(GICC_BASE.load(Ordering::Relaxed))
+}
+
+#[inline]
+fn gich_fast() -> &'static Gich {
+    gich(GICH_BASE.load(Ordering::Relaxed))
+}
 /// Per CPU: GICv2 CPU-interface mask (for GICD_SGIR) or GICv3 redistributor base.
 static PER_CPU: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per CPU: MPIDR affinity (GICv3 SGI targets).
@@ -265,6 +287,12 @@ pub fn init(
     } else {
         d.ctlr.write(GICD_CTLR::ENABLE_GRP0::SET);
     }
+    IS_V3.store(version == Version::V3, Ordering::Relaxed);
+    if version == Version::V2 {
+        GICC_BASE.store(cpu_or_redist, Ordering::Relaxed);
+        GICH_BASE.store(hyp, Ordering::Relaxed);
+    }
+    LR_MASK.store((1u32 << nr_lrs.min(8)) - 1, Ordering::Relaxed);
     GIC.call_once(|| g);
     Ok(get())
 }
@@ -354,30 +382,31 @@ pub fn init_cpu(cpu: usize) {
 
 /// Acknowledges the highest-priority pending interrupt.
 pub fn ack() -> u32 {
-    let g = get();
-    match g.version {
-        Version::V2 => gicc(g.cpu_or_redist).iar.get() & 0x3ff,
-        Version::V3 => read_sysreg!("icc_iar1_el1") as u32 & 0xff_ffff,
+    if v3() {
+        read_sysreg!("icc_iar1_el1") as u32 & 0xff_ffff
+    } else {
+        gicc_fast().iar.get() & 0x3ff
     }
 }
 
 /// Drops the running priority of `intid` (EOImode = 1: it stays active).
+#[inline]
 pub fn priority_drop(intid: u32) {
-    let g = get();
-    match g.version {
-        Version::V2 => gicc(g.cpu_or_redist).eoir.set(intid),
+    if v3() {
         // SAFETY: EOI of an interrupt this CPU acknowledged.
-        Version::V3 => unsafe { write_sysreg!("icc_eoir1_el1", u64::from(intid)) },
+        unsafe { write_sysreg!("icc_eoir1_el1", u64::from(intid)) }
+    } else {
+        gicc_fast().eoir.set(intid)
     }
 }
 
 /// Deactivates `intid` (acknowledged by this CPU, priority dropped).
 pub fn deactivate(intid: u32) {
-    let g = get();
-    match g.version {
-        Version::V2 => gicc(g.cpu_or_redist).dir.set(intid),
+    if v3() {
         // SAFETY: deactivation of an interrupt this CPU acknowledged.
-        Version::V3 => unsafe { write_sysreg!("icc_dir_el1", u64::from(intid)) },
+        unsafe { write_sysreg!("icc_dir_el1", u64::from(intid)) }
+    } else {
+        gicc_fast().dir.set(intid)
     }
 }
 
@@ -482,11 +511,15 @@ fn read_lr_v3(n: usize) -> u64 {
 }
 
 fn write_lr(n: usize, v: u64) {
-    let g = get();
-    if g.version == Version::V2 {
-        gich(g.hyp).lr[n].set(v as u32);
-        return;
+    if v3() {
+        write_lr_v3(n, v);
+    } else if let Some(lr) = gich_fast().lr.get(n) {
+        lr.set(v as u32);
     }
+}
+
+#[inline]
+fn write_lr_v3(n: usize, v: u64) {
     // List registers of this CPU's virtual interface; they only affect the guest.
     match n {
         0 => ICH_LR0_EL2.set(v),
@@ -506,25 +539,21 @@ fn write_lr(n: usize, v: u64) {
 /// ELRSR, and the in-use registers' IDs only when some are in use.
 #[inline]
 pub fn try_inject(p: Pending) -> bool {
-    let g = get();
-    let all = (1u32 << g.nr_lrs.min(8)) - 1;
+    let all = LR_MASK.load(Ordering::Relaxed);
     let lr = Lr::from_pending(p);
-    match g.version {
-        Version::V2 => {
-            let h = gich(g.hyp);
-            let empty = h.elrsr0.get() & all;
-            if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v2(h.lr[i].get()).intid) {
-                return false;
-            }
-            h.lr[empty.trailing_zeros() as usize].set(lr.encode_v2());
+    if v3() {
+        let empty = read_sysreg!("ich_elrsr_el2") as u32 & all;
+        if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v3(read_lr_v3(i)).intid) {
+            return false;
         }
-        Version::V3 => {
-            let empty = read_sysreg!("ich_elrsr_el2") as u32 & all;
-            if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v3(read_lr_v3(i)).intid) {
-                return false;
-            }
-            write_lr(empty.trailing_zeros() as usize, lr.encode_v3());
+        write_lr_v3(empty.trailing_zeros() as usize, lr.encode_v3());
+    } else {
+        let h = gich_fast();
+        let empty = h.elrsr0.get() & all;
+        if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v2(h.lr[i].get()).intid) {
+            return false;
         }
+        h.lr[empty.trailing_zeros() as usize].set(lr.encode_v2());
     }
     true
 }

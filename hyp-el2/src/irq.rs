@@ -43,6 +43,7 @@ static UART_IRQ: AtomicU32 = AtomicU32::new(0);
 /// Queues `p` for pCPU `pcpu` and kicks it if it is not this CPU. For this CPU's own vCPU
 /// with nothing queued, `p` goes straight into a free list register instead (what the next
 /// [`flush`] would do with it, without the queue).
+#[inline]
 fn queue_on(pcpu: usize, p: Pending) {
     let here = crate::arch::cpu_index();
     // The vCPU of a pCPU is fixed by the plan, so this pCPU's list registers are the target's.
@@ -50,14 +51,17 @@ fn queue_on(pcpu: usize, p: Pending) {
         crate::domain::bump(&crate::domain::STATS[here & (MAX_CPUS - 1)].irqs, 1);
         return;
     }
-    {
-        let mut q = QUEUE[pcpu].lock();
-        if !vgic::enqueue(&mut q, p) {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
+    enqueue_on(pcpu, here, p);
+}
+
+#[inline(never)]
+fn enqueue_on(pcpu: usize, here: usize, p: Pending) {
+    let Some(q) = QUEUE.get(pcpu) else { return };
+    if !vgic::enqueue(&mut q.lock(), p) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
     QUEUED[pcpu].store(true, Ordering::Release);
-    if pcpu != crate::arch::cpu_index() {
+    if pcpu != here {
         gic::send_sgi(pcpu, SGI_KICK);
     }
 }
