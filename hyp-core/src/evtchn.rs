@@ -83,8 +83,8 @@ pub enum Target {
 
 /// Every domain's port table.
 pub struct Table {
-    /// Heap-allocated: the tables are too large for a boot stack.
-    ports: Vec<Vec<Slot>>,
+    /// Heap-allocated (too large for a boot stack), one row of [`MAX_PORTS`] per domain.
+    ports: Vec<Slot>,
     domains: usize,
 }
 
@@ -95,37 +95,50 @@ impl Table {
     pub fn new(domains: usize) -> Self {
         let domains = domains.min(MAX_DOMAINS);
         let free = Slot { state: State::Free, vcpu: 0 };
-        Self { ports: (0..domains).map(|_| vec![free; MAX_PORTS as usize]).collect(), domains }
+        Self { ports: vec![free; domains * MAX_PORTS as usize], domains }
     }
 
-    fn slot(&self, d: usize, p: u32) -> R<&Slot> {
+    /// Index of port `p` of domain `d` in `ports`, if both are in range.
+    #[inline]
+    fn index(&self, d: usize, p: u32) -> R<usize> {
         if p == 0 || p >= MAX_PORTS || d >= self.domains {
             return Err(-errno::EINVAL);
         }
-        Ok(&self.ports[d][p as usize])
+        Ok(d * MAX_PORTS as usize + p as usize)
+    }
+
+    #[inline]
+    fn slot(&self, d: usize, p: u32) -> R<&Slot> {
+        let i = self.index(d, p)?;
+        self.ports.get(i).ok_or(-errno::EINVAL)
     }
 
     fn slot_mut(&mut self, d: usize, p: u32) -> R<&mut Slot> {
-        if p == 0 || p >= MAX_PORTS || d >= self.domains {
-            return Err(-errno::EINVAL);
-        }
-        Ok(&mut self.ports[d][p as usize])
+        let i = self.index(d, p)?;
+        self.ports.get_mut(i).ok_or(-errno::EINVAL)
+    }
+
+    /// Domain `d`'s ports (0 included, never used).
+    fn row(&self, d: usize) -> Option<&[Slot]> {
+        self.ports.get(d.checked_mul(MAX_PORTS as usize)?..)?.get(..MAX_PORTS as usize)
     }
 
     /// State of a port (`Free` for out-of-range ones).
+    #[inline]
     pub fn state(&self, d: usize, p: u32) -> State {
         self.slot(d, p).map_or(State::Free, |s| s.state)
     }
 
     /// The vCPU that is notified for a port.
+    #[inline]
     pub fn vcpu(&self, d: usize, p: u32) -> usize {
         self.slot(d, p).map_or(0, |s| usize::from(s.vcpu))
     }
 
     fn alloc(&mut self, d: usize, state: State) -> R<u32> {
-        let slots = self.ports.get_mut(d).ok_or(-errno::ESRCH)?;
+        let slots = self.row(d).ok_or(-errno::ESRCH)?;
         let p = (1..MAX_PORTS).find(|&p| slots[p as usize].state == State::Free).ok_or(-errno::ENOSPC)?;
-        slots[p as usize] = Slot { state, vcpu: 0 };
+        *self.slot_mut(d, p)? = Slot { state, vcpu: 0 };
         Ok(p)
     }
 
@@ -191,13 +204,13 @@ impl Table {
             return Err(-errno::EEXIST);
         }
         let p = self.alloc(d, State::Virq(virq))?;
-        self.ports[d][p as usize].vcpu = vcpu as u8;
+        self.slot_mut(d, p)?.vcpu = vcpu as u8;
         Ok(p)
     }
 
     /// The port of `d` bound to `virq` for `vcpu` (for a global one: wherever it is bound).
     pub fn virq_port(&self, d: usize, virq: u32, vcpu: usize) -> Option<u32> {
-        let slots = self.ports.get(d)?;
+        let slots = self.row(d)?;
         (1..MAX_PORTS).find(|&p| {
             let s = &slots[p as usize];
             s.state == State::Virq(virq) && (ev::virq_is_global(virq) || usize::from(s.vcpu) == vcpu)
@@ -205,6 +218,7 @@ impl Table {
     }
 
     /// `EVTCHNOP_send`: where the notification goes.
+    #[inline]
     pub fn send(&self, d: usize, p: u32) -> R<Target> {
         match self.slot(d, p)?.state {
             State::Free | State::Virq(_) => Err(-errno::EINVAL),

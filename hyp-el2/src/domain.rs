@@ -112,10 +112,12 @@ impl DomainCfg {
         self.name_len = l;
     }
     /// PA of an IPA of its RAM (check with [`Self::ipa_in_ram`] first).
+    #[inline]
     pub fn ipa_to_pa(&self, ipa: u64) -> u64 {
         self.memory.base.0 + (ipa - self.ipa_base)
     }
     /// Whether `ipa` is in its RAM.
+    #[inline]
     pub fn ipa_in_ram(&self, ipa: u64) -> bool {
         ipa >= self.ipa_base && ipa - self.ipa_base < self.memory.size
     }

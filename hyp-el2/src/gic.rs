@@ -543,14 +543,14 @@ pub fn try_inject(p: Pending) -> bool {
     let lr = Lr::from_pending(p);
     if v3() {
         let empty = read_sysreg!("ich_elrsr_el2") as u32 & all;
-        if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v3(read_lr_v3(i)).intid) {
+        if empty == 0 || (empty != all && !ids_differ(empty, all, p.intid)) {
             return false;
         }
         write_lr_v3(empty.trailing_zeros() as usize, lr.encode_v3());
     } else {
         let h = gich_fast();
         let empty = h.elrsr0.get() & all;
-        if empty == 0 || !ids_differ(empty, all, p.intid, |i| Lr::decode_v2(h.lr[i].get()).intid) {
+        if empty == 0 || (empty != all && !ids_differ(empty, all, p.intid)) {
             return false;
         }
         h.lr[empty.trailing_zeros() as usize].set(lr.encode_v2());
@@ -558,14 +558,15 @@ pub fn try_inject(p: Pending) -> bool {
     true
 }
 
-/// Whether no list register outside `empty` (of `all`) holds `intid`.
-#[inline]
-fn ids_differ(empty: u32, all: u32, intid: u16, id: impl Fn(usize) -> u16) -> bool {
+/// Whether no list register outside `empty` (of `all`) holds `intid` (out of line: the usual
+/// injection finds every register free).
+#[inline(never)]
+fn ids_differ(empty: u32, all: u32, intid: u16) -> bool {
     let mut used = !empty & all;
     while used != 0 {
         let i = used.trailing_zeros() as usize;
         used &= used - 1;
-        if id(i) == intid {
+        if read_lr(i).intid == intid {
             return false;
         }
     }
