@@ -449,6 +449,25 @@ impl Vdist {
         }
     }
 
+    /// A 32-bit read of the control or an identification register (`GICD_CTLR`, `TYPER`,
+    /// `IIDR`), the same for every vCPU; `None` for anything else. The trap path tries this
+    /// small decoder before [`Vdist::mmio_read`].
+    #[inline]
+    pub fn read_fixed(&self, off: u64, size: u8) -> Option<u64> {
+        if size != 4 {
+            return None;
+        }
+        match off {
+            gicd::CTLR => {
+                let are = if self.version == Version::V3 { GICD_CTLR::ARE::SET.value } else { 0 };
+                Some(u64::from(self.ctlr | are))
+            }
+            gicd::TYPER => Some(u64::from(self.typer)),
+            gicd::IIDR => Some(u64::from(IIDR_ARM)),
+            _ => None,
+        }
+    }
+
     /// A guest read of the distributor at `off` by `vcpu`. `None` for an access that is not a
     /// register access (bad size or alignment, or a vCPU the domain does not have): the caller injects an abort.
     pub fn mmio_read(&self, vcpu: usize, off: u64, size: u8) -> Option<u64> {
@@ -457,14 +476,8 @@ impl Vdist {
         }
         let v3 = self.version == Version::V3;
         // The control and identification registers first: a guest reads them most.
-        match off {
-            gicd::CTLR => {
-                let are = if v3 { GICD_CTLR::ARE::SET.value } else { 0 };
-                return Some(u64::from(self.ctlr | are));
-            }
-            gicd::TYPER => return Some(u64::from(self.typer)),
-            gicd::IIDR => return Some(u64::from(IIDR_ARM)),
-            _ => {}
+        if let Some(v) = self.read_fixed(off, size) {
+            return Some(v);
         }
         // Private interrupts are reached through the redistributor on GICv3 (ARE=1).
         if v3 && (gicd::IGROUPR..gicd::ICFGR_END).contains(&off) && Self::private_window(off) {
@@ -867,6 +880,24 @@ mod tests {
     use super::*;
     extern crate std;
     use std::vec::Vec;
+
+    #[test]
+    fn read_fixed_agrees_with_the_full_decoder() {
+        for version in [Version::V2, Version::V3] {
+            let mut vd = Vdist::new(version, 2, 96);
+            let mut sink = Rec::default();
+            assert!(vd.mmio_write(0, gicd::CTLR, 4, 1, &mut sink));
+            for off in (0..0x1000).step_by(4) {
+                for size in [1u8, 4, 8] {
+                    if let Some(v) = vd.read_fixed(off, size) {
+                        assert_eq!(Some(v), vd.mmio_read(1, off, size), "{version:?} offset {off:#x} size {size}");
+                    }
+                }
+            }
+            assert!([gicd::CTLR, gicd::TYPER, gicd::IIDR].iter().all(|&o| vd.read_fixed(o, 4).is_some()));
+            assert_eq!(vd.read_fixed(gicd::TYPER, 1), None);
+        }
+    }
 
     #[test]
     fn pending_packs_into_one_word_and_back() {

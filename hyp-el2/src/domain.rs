@@ -878,9 +878,58 @@ fn emulated(dom: &DomainCfg, ipa: u64) -> Option<Emu> {
 /// names the vCPU, and the rare outcomes (faults, bad accesses) are out of line.
 #[inline(never)]
 fn data_abort(regs: &mut GuestRegs, e: Esr) {
+    let ipa = fault_ipa();
+    // The common emulated access, a 32-bit load of the virtual distributor's control or
+    // identification registers, first: no configuration look-up, no device match, no general
+    // register decoder (ISS: ISV set, WnR clear).
+    let iss = e.iss();
+    let off = ipa.wrapping_sub(DIST_IPA[regs.dom & (MAX_DOMAINS - 1)].load(Ordering::Relaxed));
+    if iss & (1 << 24 | 1 << 6) == 1 << 24 && off < DIST_SIZE {
+        let (v, size) = (regs.vcpu, 1u8 << ((iss >> 22) & 3));
+        let val = crate::irq::with_vdist_raising(regs.dom, |vd| {
+            vd.read_fixed(off, size).or_else(|| vd.mmio_read(v, off, size))
+        });
+        if let Some(Some(val)) = val {
+            complete_load(regs, &e.data_abort(), val);
+            return;
+        }
+    }
+    data_abort_emulated(regs, e, ipa);
+}
+
+/// Each domain's virtual distributor IPA (`u64::MAX`: none), for [`data_abort`]'s fast path.
+static DIST_IPA: [AtomicU64; MAX_DOMAINS] = [const { AtomicU64::new(u64::MAX) }; MAX_DOMAINS];
+
+/// Records domain `d`'s virtual distributor IPA (boot).
+pub fn set_dist_ipa(d: usize, ipa: u64) {
+    if let Some(a) = DIST_IPA.get(d) {
+        a.store(ipa, Ordering::Relaxed);
+    }
+}
+
+/// Writes a load's value to its target register as the syndrome says (width, sign
+/// extension, 32-bit view) and steps over the instruction.
+#[inline(always)]
+fn complete_load(regs: &mut GuestRegs, da: &hyp_core::esr::DataAbort, mut val: u64) {
+    let size = da.size;
+    let mask = if size == 8 { u64::MAX } else { (1u64 << (8 * u32::from(size))) - 1 };
+    val &= mask;
+    if da.sign_extend && size < 8 && val & (1 << (8 * u32::from(size) - 1)) != 0 {
+        val |= !mask;
+    }
+    if !da.sixty_four {
+        val &= 0xffff_ffff;
+    }
+    if da.reg != 31 {
+        regs.x[usize::from(da.reg)] = val;
+    }
+    regs.elr = regs.elr.wrapping_add(4);
+}
+
+#[inline(never)]
+fn data_abort_emulated(regs: &mut GuestRegs, e: Esr, ipa: u64) {
     let (cpu, d, v) = (regs.cpu, regs.dom, regs.vcpu);
     let da = e.data_abort();
-    let ipa = fault_ipa();
     let dom = &config().domains[d];
     let Some(dev) = emulated(dom, ipa) else {
         stage2_fault(regs, cpu, d, if da.write { "write" } else { "read" }, ipa, true, da.write);
@@ -915,22 +964,14 @@ fn data_abort(regs: &mut GuestRegs, e: Esr) {
         })
         .flatten(),
     };
-    let Some(mut val) = result else {
+    let Some(val) = result else {
         return bad_register(regs, d, dom, ipa, size, da.write);
     };
-    if !da.write {
-        val &= mask;
-        if da.sign_extend && size < 8 && val & (1 << (8 * u32::from(size) - 1)) != 0 {
-            val |= !mask;
-        }
-        if !da.sixty_four {
-            val &= 0xffff_ffff;
-        }
-        if da.reg != 31 {
-            regs.x[usize::from(da.reg)] = val;
-        }
+    if da.write {
+        regs.elr = regs.elr.wrapping_add(4);
+    } else {
+        complete_load(regs, &da, val);
     }
-    regs.elr = regs.elr.wrapping_add(4);
 }
 
 /// Prints a diagnostic about domain `d`'s own bad access, within `hyp_core::diag`'s budget

@@ -480,6 +480,7 @@ fn build_config(
             );
         }
         irq::install(i, vd, &d.pcpus);
+        domain::set_dist_ipa(i, ggic.dist);
         let xen_pages = if d.xen { xen::stage2_pages(i) } else { Vec::new() };
         if d.xen {
             for (base, size) in xen::reserved_ipas() {
