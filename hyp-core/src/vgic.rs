@@ -449,23 +449,23 @@ impl Vdist {
         }
     }
 
+    /// The first three distributor words, `GICD_CTLR`, `GICD_TYPER` and `GICD_IIDR` (offsets
+    /// 0, 4 and 8), as every vCPU reads them. The trap path answers 32-bit loads of them from
+    /// a lock-free copy of this, refreshed after every change to the distributor.
+    pub fn head(&self) -> [u32; 3] {
+        let are = if self.version == Version::V3 { GICD_CTLR::ARE::SET.value } else { 0 };
+        [self.ctlr | are, self.typer, IIDR_ARM]
+    }
+
     /// A 32-bit read of the control or an identification register (`GICD_CTLR`, `TYPER`,
-    /// `IIDR`), the same for every vCPU; `None` for anything else. The trap path tries this
-    /// small decoder before [`Vdist::mmio_read`].
+    /// `IIDR`: [`Vdist::head`]); `None` for anything else.
     #[inline]
     pub fn read_fixed(&self, off: u64, size: u8) -> Option<u64> {
-        if size != 4 {
+        if size != 4 || !off.is_multiple_of(4) {
             return None;
         }
-        match off {
-            gicd::CTLR => {
-                let are = if self.version == Version::V3 { GICD_CTLR::ARE::SET.value } else { 0 };
-                Some(u64::from(self.ctlr | are))
-            }
-            gicd::TYPER => Some(u64::from(self.typer)),
-            gicd::IIDR => Some(u64::from(IIDR_ARM)),
-            _ => None,
-        }
+        let i = usize::try_from(off / 4).ok()?;
+        self.head().get(i).map(|&w| u64::from(w))
     }
 
     /// A guest read of the distributor at `off` by `vcpu`. `None` for an access that is not a

@@ -879,18 +879,15 @@ fn emulated(dom: &DomainCfg, ipa: u64) -> Option<Emu> {
 #[inline(never)]
 fn data_abort(regs: &mut GuestRegs, e: Esr) {
     let ipa = fault_ipa();
-    // The common emulated access, a 32-bit load of the virtual distributor's control or
-    // identification registers, first: no configuration look-up, no device match, no general
-    // register decoder (ISS: ISV set, WnR clear).
-    let iss = e.iss();
-    let off = ipa.wrapping_sub(DIST_IPA[regs.dom & (MAX_DOMAINS - 1)].load(Ordering::Relaxed));
-    if iss & (1 << 24 | 1 << 6) == 1 << 24 && off < DIST_SIZE {
-        let (v, size) = (regs.vcpu, 1u8 << ((iss >> 22) & 3));
-        let val = crate::irq::with_vdist_raising(regs.dom, |vd| {
-            vd.read_fixed(off, size).or_else(|| vd.mmio_read(v, off, size))
-        });
-        if let Some(Some(val)) = val {
-            complete_load(regs, &e.data_abort(), val);
+    // The commonest emulated access first, a 32-bit load of the virtual distributor's control
+    // or identification registers (what Linux polls: GICD_CTLR.RWP): no configuration
+    // look-up, no device match, no general register decoder, no vGIC lock (ISS: ISV set, WnR
+    // clear, SAS 32-bit).
+    const ISV_WNR_SAS: u32 = 1 << 24 | 1 << 6 | 3 << 22;
+    if e.iss() & ISV_WNR_SAS == 1 << 24 | 2 << 22 {
+        let off = ipa.wrapping_sub(DIST_IPA[regs.dom & (MAX_DOMAINS - 1)].load(Ordering::Relaxed));
+        if let Some(w) = crate::irq::dist_head(regs.dom, off) {
+            complete_load(regs, &e.data_abort(), u64::from(w));
             return;
         }
     }
@@ -928,6 +925,16 @@ fn complete_load(regs: &mut GuestRegs, da: &hyp_core::esr::DataAbort, mut val: u
 
 #[inline(never)]
 fn data_abort_emulated(regs: &mut GuestRegs, e: Esr, ipa: u64) {
+    // Any other load from the distributor next, still without the configuration look-up.
+    let iss = e.iss();
+    let off = ipa.wrapping_sub(DIST_IPA[regs.dom & (MAX_DOMAINS - 1)].load(Ordering::Relaxed));
+    if iss & (1 << 24 | 1 << 6) == 1 << 24 && off < DIST_SIZE {
+        let (v, size) = (regs.vcpu, 1u8 << ((iss >> 22) & 3));
+        if let Some(Some(val)) = crate::irq::with_vdist_raising(regs.dom, |vd| vd.mmio_read(v, off, size)) {
+            complete_load(regs, &e.data_abort(), val);
+            return;
+        }
+    }
     let (cpu, d, v) = (regs.cpu, regs.dom, regs.vcpu);
     let da = e.data_abort();
     let dom = &config().domains[d];

@@ -31,6 +31,11 @@ const HOT: [u32; 2] = [VTIMER_PPI, xen_abi::layout::EVTCHN_PPI];
 /// change is replacing is ordered before that change, as it would be with the lock.
 static HOT_ENTRY: [[[AtomicU64; 2]; MAX_VCPUS]; MAX_DOMAINS] =
     [const { [const { [const { AtomicU64::new(0) }; 2] }; MAX_VCPUS] }; MAX_DOMAINS];
+/// Per domain, a lock-free copy of [`Vdist::head`] (the distributor's control and
+/// identification words), for guest loads of them without the vGIC's lock. Written with
+/// [`HOT_ENTRY`], under the lock after every change; a load that reads a copy a concurrent
+/// write is replacing is ordered before that write.
+static DIST_HEAD: [[AtomicU32; 3]; MAX_DOMAINS] = [const { [const { AtomicU32::new(0) }; 3] }; MAX_DOMAINS];
 /// Interrupts waiting for each pCPU's list registers.
 static QUEUE: [SpinLock<Queue>; MAX_CPUS] = [const { SpinLock::new(vgic::empty_queue()) }; MAX_CPUS];
 /// Whether each pCPU's queue may be non-empty (skips the lock on the fast path).
@@ -126,7 +131,20 @@ pub fn with_vdist_raising<R>(d: usize, f: impl FnOnce(&mut Vdist) -> R) -> Optio
     VDIST.get(d)?.lock().as_mut().map(f)
 }
 
+/// Domain `d`'s distributor word at byte offset `off` if it is one of [`Vdist::head`]'s
+/// (`off` 4-byte aligned, below 12), read without the vGIC's lock.
+#[inline]
+pub fn dist_head(d: usize, off: u64) -> Option<u32> {
+    let i = usize::try_from(off / 4).ok().filter(|_| off.is_multiple_of(4))?;
+    DIST_HEAD[d & (MAX_DOMAINS - 1)].get(i).map(|w| w.load(Ordering::Relaxed))
+}
+
 fn refresh_hot(d: usize, v: usize, vd: &Vdist) {
+    if let Some(words) = DIST_HEAD.get(d) {
+        for (w, val) in words.iter().zip(vd.head()) {
+            w.store(val, Ordering::Relaxed);
+        }
+    }
     if let Some(entries) = HOT_ENTRY.get(d).and_then(|h| h.get(v)) {
         for (e, &intid) in entries.iter().zip(&HOT) {
             e.store(vd.private_entry(v, intid), Ordering::Relaxed);
