@@ -2,9 +2,15 @@
 //! taken at EL2, the per-vCPU queues of interrupts waiting for a list register, delivery to
 //! vCPUs on other pCPUs (queue + kick SGI), and list-register refill and maintenance.
 //!
+//! Also the lock-free copies the hottest paths read instead of taking a vGIC's lock: the
+//! delivery entries of the virtual timer and the event-channel upcall per vCPU, and the
+//! distributor's control and identification words per domain.
+//!
 //! Invariants: a pCPU's list registers are only written by that pCPU ([`flush`], called on
-//! every way back into its guest); other pCPUs only append to its queue under the queue's
-//! lock and kick it. Lock order: a domain's vGIC lock, then a queue lock; never the reverse.
+//! every way back into its guest, or a direct injection when its queue is empty); other pCPUs
+//! only append to its queue under the queue's lock and kick it. The lock-free copies are
+//! written only under the vGIC's lock, after every change to it. Lock order: a domain's vGIC
+//! lock, then a queue lock; never the reverse.
 
 use crate::boot::MAX_CPUS;
 use crate::domain;
