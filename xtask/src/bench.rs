@@ -413,7 +413,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         if v.chars().all(|c| c.is_ascii_lowercase() || c == ',') {
             Ok(v)
         } else {
-            Err(format!("{name}: '{v}' (a list such as nopersistent,noindirect or nocsum)"))
+            Err(format!("{name}: '{v}' (a list such as nopersistent,noindirect or nocsum,nogso)"))
         }
     };
     let (blk, net) = (word("--blk")?, word("--net")?);

@@ -72,7 +72,7 @@ commands:
   bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST]
                      PV disk and network against direct access: N interleaved rounds (default 3),
                      median and spread of each figure and of its ratio to direct; --blk
-                     nopersistent,noindirect / --net nocsum: the unikernel without those features
+                     nopersistent,noindirect / --net nocsum,nogso: the unikernel without those features
   fuzz [TARGET...] [--seconds N | --long]
                      run the cargo-fuzz targets (xenstore_wire, hypercall_args,
                      hypercall_dispatch, evtchn_ops, gnttab_ops, balloon, vgic_mmio, psci_esr,

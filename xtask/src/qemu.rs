@@ -283,6 +283,21 @@ fn get_once(target: &str, timeout: Duration) -> Result<String, String> {
     }
 }
 
+/// A large body in one line: its length and, for web's `/blob` (lines `blob <26 digits>`),
+/// whether every line is there in order.
+fn summarise_body(body: &str) -> String {
+    let lines: Vec<&str> = body.split_terminator('\n').collect();
+    if !lines.first().is_some_and(|l| l.starts_with("blob ")) {
+        return format!("{} bytes", body.len());
+    }
+    match lines.iter().enumerate().find(|(i, l)| **l != format!("blob {i:026}")) {
+        None => format!("{} bytes, blob lines 0..{} in order", body.len(), lines.len() - 1),
+        Some((i, l)) => {
+            format!("{} bytes, blob broken at line {i}: '{}'", body.len(), l.chars().take(40).collect::<String>())
+        }
+    }
+}
+
 /// How long one loop attempt waits for an answer before the next target is tried (web
 /// answers in milliseconds; QEMU's user network accepts a connection to a guest that is gone
 /// and only never answers).
@@ -383,7 +398,11 @@ pub fn http_get(target: &str, within: Duration) -> String {
             Ok(r) => {
                 let status = r.lines().next().unwrap_or("").trim().to_string();
                 let body = r.split_once("\r\n\r\n").map_or("", |b| b.1);
-                let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+                let body = if body.len() > 4096 {
+                    summarise_body(body)
+                } else {
+                    body.split_whitespace().collect::<Vec<_>>().join(" ")
+                };
                 return format!("\nhost: GET {path} -> {status}\nhost: body: {body}\n");
             }
             Err(e) => last = e,
@@ -662,4 +681,24 @@ pub fn cmd_run(args: &[String]) -> Result<u8, String> {
     };
     eprintln!("xtask: {what} after {:.1} s", r.secs);
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarise_body;
+
+    #[test]
+    fn a_large_body_is_summarised_and_the_blob_checked() {
+        let blob: String = (0..200).map(|i| format!("blob {i:026}\n")).collect();
+        assert_eq!(summarise_body(&blob), "6400 bytes, blob lines 0..199 in order");
+        let broken = blob.replacen("blob 00000000000000000000000007", "blob 00000000000000000000000008", 1);
+        assert!(
+            summarise_body(&broken).starts_with("6400 bytes, blob broken at line 7: 'blob 0"),
+            "{}",
+            summarise_body(&broken)
+        );
+        let short: String = blob.lines().filter(|l| !l.ends_with("0042")).map(|l| format!("{l}\n")).collect();
+        assert!(summarise_body(&short).contains("broken at line 42"));
+        assert_eq!(summarise_body(&"x".repeat(5000)), "5000 bytes");
+    }
 }

@@ -107,8 +107,11 @@ fn disk(d: &mut Blkfront, mib: u64) {
 /// Sends `mib` MiB to `to` and waits until the receiver has closed.
 fn tcp_send(iface: &mut Interface, nf: &mut Netfront, label: &str, to: (Ipv4Address, u16), mib: u64, port: u16) {
     let mut sockets = SocketSet::new(Vec::new());
-    let s =
-        tcp::Socket::new(tcp::SocketBuffer::new(alloc::vec![0; 4096]), tcp::SocketBuffer::new(alloc::vec![0; 65536]));
+    // The send buffer holds several 64 KiB GSO frames in flight.
+    let s = tcp::Socket::new(
+        tcp::SocketBuffer::new(alloc::vec![0; 4096]),
+        tcp::SocketBuffer::new(alloc::vec![0; 256 * 1024]),
+    );
     let h = sockets.add(s);
     let total = mib << 20;
     let chunk = [0x5au8; 4096];
@@ -158,14 +161,15 @@ fn main(rt: &mut Runtime) {
     let features = Features::parse(rt.arg("blk").unwrap_or(""))
         .unwrap_or_else(|w| fail(&format!("blk=: unknown feature '{w}' (nopersistent, noindirect)")));
     let net_features = netfront::Features::parse(rt.arg("net").unwrap_or(""))
-        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum)")));
+        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum, nogso)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor") };
     let mut d = Blkfront::connect_with(x, 51712, features).unwrap_or_else(|e| fail(&format!("vbd: {e}")));
     println!("pvbench: vbd: {}", d.describe());
     let mut nf = Netfront::connect_with(x, 0, net_features).unwrap_or_else(|e| fail(&format!("vif: {e}")));
     println!(
-        "pvbench: vif: TCP checksums {}",
-        if nf.features.csum { "offloaded (csum_blank)" } else { "computed here" }
+        "pvbench: vif: TCP checksums {}, segmentation offload {}",
+        if nf.features.csum { "offloaded (csum_blank)" } else { "computed here" },
+        if nf.features.gso { "on (GSO TCPv4, up to 64 KiB frames)" } else { "off" }
     );
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
     let mut iface = None;

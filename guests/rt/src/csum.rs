@@ -9,7 +9,8 @@
 /// `NETTXF_csum_blank | NETTXF_data_validated`.
 pub const TX_OFFLOAD_FLAGS: u16 = 0b11;
 
-fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
+/// The 16-bit one's complement sum of `bytes` (big-endian words) added to `acc`, unfolded.
+pub fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
     let mut chunks = bytes.chunks_exact(2);
     for c in &mut chunks {
         acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -20,6 +21,7 @@ fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
     acc
 }
 
+/// `acc` folded to 16 bits.
 fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);

@@ -38,6 +38,7 @@ pub mod netcfg;
 pub mod ring;
 pub mod sring;
 pub mod time;
+pub mod tso;
 pub mod xs;
 
 #[cfg(target_os = "none")]

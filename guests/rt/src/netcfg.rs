@@ -2,7 +2,7 @@
 //! `gw=10.0.2.2`): parsed here, host-tested; the address types are `core::net`'s. Also the
 //! gratuitous ARP a unikernel sends after it resumed elsewhere (a migration), so bridges and
 //! neighbours learn where its address now lives. And the netfront features a boot argument
-//! turns off (`net=nocsum`).
+//! turns off (`net=nocsum`, `net=nogso`).
 
 use core::net::Ipv4Addr;
 
@@ -35,16 +35,19 @@ pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; GARP_LEN] {
 pub struct NetFeatures {
     /// Transmit checksum offload for TCP.
     pub csum: bool,
+    /// TCP segmentation offload: large TCP frames cut into segments by the backend (used only
+    /// when the backend offers `feature-sg` and `feature-gso-tcpv4`).
+    pub gso: bool,
 }
 
 impl Default for NetFeatures {
     fn default() -> Self {
-        Self { csum: true }
+        Self { csum: true, gso: true }
     }
 }
 
 impl NetFeatures {
-    /// From a comma-separated list such as `nocsum` (a boot argument); unknown words are
+    /// From a comma-separated list such as `nocsum,nogso` (a boot argument); unknown words are
     /// refused.
     pub fn parse(s: &str) -> Result<Self, &str> {
         let mut f = Self::default();
@@ -52,6 +55,8 @@ impl NetFeatures {
             match w {
                 "nocsum" => f.csum = false,
                 "csum" => f.csum = true,
+                "nogso" => f.gso = false,
+                "gso" => f.gso = true,
                 other => return Err(other),
             }
         }
@@ -65,9 +70,10 @@ mod tests {
 
     #[test]
     fn net_features_from_boot_arguments() {
-        assert_eq!(NetFeatures::parse(""), Ok(NetFeatures { csum: true }));
-        assert_eq!(NetFeatures::parse("nocsum"), Ok(NetFeatures { csum: false }));
-        assert_eq!(NetFeatures::parse("nocsum,gso"), Err("gso"));
+        assert_eq!(NetFeatures::parse(""), Ok(NetFeatures { csum: true, gso: true }));
+        assert_eq!(NetFeatures::parse("nocsum"), Ok(NetFeatures { csum: false, gso: true }));
+        assert_eq!(NetFeatures::parse("nogso,csum"), Ok(NetFeatures { csum: true, gso: false }));
+        assert_eq!(NetFeatures::parse("nocsum,tso"), Err("tso"));
     }
 
     #[test]

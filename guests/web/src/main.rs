@@ -1,5 +1,8 @@
 //! `web`: an HTTP server on netfront + smoltcp. It serves one page with live figures (uptime,
-//! requests served, the interface's counters) and answers `GET /stats` as plain text.
+//! requests served, the interface's counters), answers `GET /stats` as plain text, and
+//! `GET /blob` with 256 KiB of numbered lines (`blob 00…0N`, 32 bytes each) streamed from a
+//! 16 KiB send buffer: a transfer large enough to use the netfront's segmentation offload,
+//! whose order a client can check line by line.
 //!
 //! Boot arguments: `ip=<a.b.c.d>/<prefix>` (default 10.0.2.20/24), `gw=<a.b.c.d>` (default
 //! 10.0.2.2, QEMU's user-network gateway), `port=<n>` (default 80), `vif=<devid>` (default 0).
@@ -37,6 +40,28 @@ fn fail(what: &str) -> ! {
 struct Conn {
     handle: SocketHandle,
     request: Vec<u8>,
+    /// Bytes of `/blob` sent so far (`None`: not streaming it).
+    blob: Option<usize>,
+    /// The netfront's GSO frame count when `/blob` started.
+    gso_before: u64,
+}
+
+/// Bytes of `GET /blob`: 8,192 lines of 32 bytes.
+const BLOB_LEN: usize = 256 * 1024;
+/// One line of the blob.
+const BLOB_LINE: usize = 32;
+
+/// Fills `buf` with the blob's bytes from offset `at` (line `i` is `blob ` and `i` in 26
+/// digits, then a newline).
+fn blob_bytes(at: usize, buf: &mut [u8]) {
+    for (k, b) in buf.iter_mut().enumerate() {
+        let (line, col) = ((at + k) / BLOB_LINE, (at + k) % BLOB_LINE);
+        *b = match col {
+            0..=4 => b"blob "[col],
+            31 => b'\n',
+            _ => b'0' + ((line / 10usize.pow((30 - col) as u32)) % 10) as u8,
+        };
+    }
 }
 
 fn main(rt: &mut Runtime) {
@@ -45,9 +70,10 @@ fn main(rt: &mut Runtime) {
     let gw = rt.arg("gw").unwrap_or("10.0.2.2").parse().unwrap_or_else(|_| fail("gw= is malformed"));
     let port: u16 = rt.arg("port").and_then(|p| p.parse().ok()).unwrap_or(80);
     let vif: u32 = rt.arg("vif").and_then(|p| p.parse().ok()).unwrap_or(0);
-    // `net=nocsum`: send complete TCP checksums instead of offloading them.
+    // `net=nocsum`: send complete TCP checksums instead of offloading them; `net=nogso`: no
+    // TCP segmentation offload.
     let features = netfront::Features::parse(rt.arg("net").unwrap_or(""))
-        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum)")));
+        .unwrap_or_else(|w| fail(&format!("net=: unknown feature '{w}' (nocsum, nogso)")));
     let Some(x) = rt.xen() else { fail("needs a Xen-compatible hypervisor (netfront)") };
     println!("web: connecting vif {vif}");
     let mut nf = Netfront::connect_with(x, vif, features).unwrap_or_else(|e| fail(&format!("vif {vif}: {e}")));
@@ -59,6 +85,9 @@ fn main(rt: &mut Runtime) {
     if !nf.features.csum {
         println!("web: vif {vif}: TCP checksums computed here (net=nocsum)");
     }
+    if !nf.features.gso {
+        println!("web: vif {vif}: no TCP segmentation offload (net=nogso, or the backend has none)");
+    }
     let mut iface = netfront::interface(&mut nf, ip, prefix, gw);
     let mut sockets = SocketSet::new(Vec::new());
     let mut conns = Vec::new();
@@ -67,7 +96,7 @@ fn main(rt: &mut Runtime) {
             tcp::SocketBuffer::new(alloc::vec![0; 4096]),
             tcp::SocketBuffer::new(alloc::vec![0; 16384]),
         );
-        conns.push(Conn { handle: sockets.add(s), request: Vec::new() });
+        conns.push(Conn { handle: sockets.add(s), request: Vec::new(), blob: None, gso_before: 0 });
     }
     // A hung web is handled by its deployment's on_crash policy (`watchdog=SECONDS`, 0: off).
     let secs: u32 = rt.arg("watchdog").and_then(|v| v.parse().ok()).unwrap_or(15);
@@ -94,8 +123,30 @@ fn main(rt: &mut Runtime) {
             let s = sockets.get_mut::<tcp::Socket>(c.handle);
             if !s.is_open() {
                 c.request.clear();
+                c.blob = None;
                 if s.listen(port).is_err() {
                     fail("listen");
+                }
+                continue;
+            }
+            // `/blob`: as much as the send buffer takes, then the close after the last byte.
+            if let Some(at) = c.blob {
+                let sent = s
+                    .send(|buf| {
+                        let n = buf.len().min(BLOB_LEN - at);
+                        blob_bytes(at, &mut buf[..n]);
+                        (n, n)
+                    })
+                    .unwrap_or(0);
+                c.blob = Some(at + sent);
+                if at + sent == BLOB_LEN {
+                    s.close();
+                    c.blob = None;
+                    let gso = nf.stats.gso_frames - c.gso_before;
+                    println!(
+                        "web: GET /blob: all queued (segmentation offload used: {})",
+                        if gso > 0 { "yes" } else { "no" }
+                    );
                 }
                 continue;
             }
@@ -123,17 +174,31 @@ fn main(rt: &mut Runtime) {
                     if debug && path == "/debug/panic" {
                         panic!("/debug/panic asked for it");
                     }
+                    if path == "/blob" {
+                        let head = format!(
+                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {BLOB_LEN}\r\nConnection: close\r\nServer: ferrum-web\r\n\r\n"
+                        );
+                        let _ = s.send_slice(head.as_bytes());
+                        c.blob = Some(0);
+                        c.gso_before = nf.stats.gso_frames;
+                        c.request.clear();
+                        if served <= 3 || served.is_power_of_two() {
+                            println!("web: request {served}: GET {path} ({BLOB_LEN} bytes)");
+                        }
+                        continue;
+                    }
                     let up = started.elapsed();
                     let st = nf.stats;
                     let (body, ctype) = if path == "/stats" {
                         (
                             format!(
-                                "uptime_ms {}\nrequests {served}\nrx_packets {}\ntx_packets {}\nrx_bytes {}\ntx_bytes {}\n",
+                                "uptime_ms {}\nrequests {served}\nrx_packets {}\ntx_packets {}\nrx_bytes {}\ntx_bytes {}\ngso_frames {}\n",
                                 up.as_millis(),
                                 st.rx_packets,
                                 st.tx_packets,
                                 st.rx_bytes,
-                                st.tx_bytes
+                                st.tx_bytes,
+                                st.gso_frames
                             ),
                             "text/plain",
                         )
