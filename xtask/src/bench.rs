@@ -29,7 +29,7 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
         Some("unikernel") => bench_unikernel(&args[1..]),
         Some("pv") => bench_pv(&args[1..]),
         Some("migrate") => bench_migrate(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST] [--profile]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
             .into()),
     }
 }
@@ -405,7 +405,8 @@ fn start_sink() -> Result<u16, String> {
 /// direct, ...); each figure is printed as its median over the rounds with the spread (lowest
 /// and highest), and its ratio to the direct one as the median of the rounds' own ratios.
 fn bench_pv(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"], &[])?;
+    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"], &["--profile"])?;
+    let profile = args.iter().any(|a| a == "--profile");
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
     // The unikernel's protocol features to leave out (its `blk=` and `net=` boot arguments).
     let word = |name: &str| -> Result<String, String> {
@@ -450,11 +451,18 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         fresh_data: true,
         ..RunOpts::new(gic, dep)
     };
-    let cmd = qemu::prepare(&o)?;
+    let mut cmd = qemu::prepare(&o)?;
+    if profile {
+        // Names each emulated CPU's thread `CPU n/TCG`, which the profile groups by.
+        cmd.args(["-name", "bench-pv,debug-threads=on"]);
+    }
     println!(
         "bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, {runs} interleaved round(s) in one boot; running..."
     );
-    let run = qemu::run_batch(cmd, Some(1200 * runs), false, &[], None)?;
+    let sampler = profile.then(|| crate::hostprof::Sampler::start(std::time::Duration::from_millis(10)));
+    let run = qemu::run_batch(cmd, Some(1200 * runs), false, &[], None);
+    let samples = sampler.map(crate::hostprof::Sampler::finish);
+    let run = run?;
     let logf = dir.join(format!("pv-gicv{gic}.log"));
     let _ = std::fs::write(&logf, &run.log);
     // bench-result <label> <bytes> <microseconds>, once per round, in round order.
@@ -525,11 +533,76 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
         println!("bench pv: only {rounds} of {runs} round(s) completed for every figure");
     }
     println!("(MB = 10^6 bytes; timed inside each domain by its own counter; log: {})", logf.display());
+    if let Some(samples) = samples {
+        print_profile(
+            &samples,
+            &run.stamps,
+            rows.iter().flat_map(|(_, d, o)| std::iter::once(*d).chain(o.iter().map(|x| x.1))),
+        );
+    }
     if !missing.is_empty() {
         missing.dedup();
         return Err(format!("bench pv: no figure for {} (log: {})", missing.join(", "), logf.display()));
     }
     Ok(0)
+}
+
+/// `bench pv --profile`: for each figure, the host's view of QEMU's threads over its phase
+/// (from the phase's end, the arrival of its `bench-result` line, back by its own duration):
+/// the median over the rounds of each emulated CPU's and of the device threads' time running
+/// on a host core and waiting for one.
+fn print_profile<'a>(
+    samples: &[crate::hostprof::Sample],
+    stamps: &[(std::time::Instant, String)],
+    labels: impl Iterator<Item = &'a str>,
+) {
+    use crate::hostprof::{window, Group};
+    let groups = [Group::Cpu(0), Group::Cpu(1), Group::Cpu(2), Group::Cpu(3), Group::Devices];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "host profile: % of each figure's phase that QEMU's threads ran on one of the host's {cores} cores \
+         [% runnable but waiting for one], median over the rounds ({} samples)",
+        samples.len()
+    );
+    println!(
+        "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}",
+        "figure", "CPU0 contr", "CPU1 contr", "CPU2 uni", "CPU3 guest", "devices", "cores"
+    );
+    let mut seen = Vec::new();
+    for label in labels {
+        if seen.contains(&label) {
+            continue;
+        }
+        seen.push(label);
+        // Per round: each group's (running, waiting).
+        let rounds: Vec<Vec<(Group, f64, f64)>> = stamps
+            .iter()
+            .filter_map(|(at, line)| {
+                let w: Vec<&str> = line.split("bench-result ").nth(1)?.split_whitespace().collect();
+                let us: u64 = w.get(2)?.parse().ok()?;
+                (w.first() == Some(&label)).then_some(())?;
+                window(samples, at.checked_sub(std::time::Duration::from_micros(us))?, *at)
+            })
+            .collect();
+        if rounds.is_empty() {
+            println!("{label:<28} (no samples)");
+            continue;
+        }
+        let pick = |g: Group, run: bool| -> Vec<f64> {
+            rounds
+                .iter()
+                .map(|r| r.iter().find(|x| x.0 == g).map_or(0.0, |x| if run { x.1 } else { x.2 }) * 100.0)
+                .collect()
+        };
+        let mut line = format!("{label:<28}");
+        for g in groups {
+            line +=
+                &format!(" {:>11}", format!("{:.0} [{:.0}]", median(&mut pick(g, true)), median(&mut pick(g, false))));
+        }
+        let mut total: Vec<f64> = rounds.iter().map(|r| r.iter().map(|x| x.1).sum::<f64>()).collect();
+        line += &format!(" {:>9.2}", median(&mut total));
+        println!("{line}");
+    }
 }
 
 /// `median [lowest-highest]` of `v` with `prec` decimals (`median` alone for one value).

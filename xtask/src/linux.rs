@@ -451,6 +451,11 @@ for m in $(cat /lib/modules/load-order); do
 done
 # wait_for CONDITION TENTHS: polls a shell condition every 0.1 s, up to TENTHS times.
 wait_for() { n=0; until eval "$1"; do [ $n -ge $2 ] && return 1; n=$((n + 1)); sleep 0.1; done; }
+# Waits until the condition $2 holds, looking again each time the xenstore node $1 changes
+# (a watch: its first event fires at once, the second on a change; 5 s at most between
+# looks, at most $3 looks) rather than every second: each look costs a process, which under
+# TCG takes the host CPU from what `bench pv` measures in another domain.
+xs_wait() { n=0; until eval "$2"; do [ $n -ge $3 ] && return 1; n=$((n + 1)); timeout 5 xenstore-watch -n 2 "$1" >/dev/null 2>&1; done; }
 if ls /sys/bus/virtio/devices/ 2>/dev/null | grep -q .; then
   wait_for "[ -b /dev/vda1 ]" 20
   if mount -t vfat -o ro /dev/vda1 /mnt/boot; then
@@ -583,7 +588,7 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
     for d in $(xenstore-list /local/domain); do
       [ "$d" = "$ME" ] && continue
       xenstore-write /local/domain/$ME/data/bench "$d $1 $2 $3 $r $RUNS" && xenstore-chmod /local/domain/$ME/data/bench r$ME
-      n=0; until [ "$(xenstore-read /local/domain/$d/data/bench-done 2>/dev/null)" = "$r" ] || [ $n -ge 900 ]; do sleep 1; n=$((n + 1)); done
+      xs_wait /local/domain/$d/data/bench-done '[ "$(xenstore-read /local/domain/$d/data/bench-done 2>/dev/null)" = "$r" ]' 900
     done
     r=$((r + 1))
   done
@@ -596,7 +601,7 @@ if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
   # One turn per round (see the control domain's loop).
   r=0
   while :; do
-    until [ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d' ' -f1,5)" = "$ME $((r + 1))" ]; do sleep 1; done
+    xs_wait /local/domain/1/data/bench '[ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d" " -f1,5)" = "$ME $((r + 1))" ]' 100000
     set -- $(xenstore-read /local/domain/1/data/bench)
     r=$5
     ferrum-agent bench disk guest /dev/xvda $3

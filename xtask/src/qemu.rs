@@ -35,6 +35,10 @@ pub struct RunResult {
     pub log: String,
     /// Wall time.
     pub secs: f64,
+    /// When each `bench-result ` line (the benchmarks' protocol) arrived, with the line: a
+    /// figure's phase ends at its arrival, which lets `bench pv --profile` line it up with the
+    /// host's view of QEMU's threads.
+    pub stamps: Vec<(Instant, String)>,
 }
 
 /// Options of one boot.
@@ -434,11 +438,24 @@ pub fn run_batch(
     let log = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut out = child.stdout.take().unwrap();
     let l2 = Arc::clone(&log);
+    let stamps = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+    let s2 = Arc::clone(&stamps);
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
+        let mut line = Vec::new();
         while let Ok(n) = out.read(&mut buf) {
             if n == 0 {
                 break;
+            }
+            for &b in &buf[..n] {
+                if b != b'\n' {
+                    line.push(b);
+                    continue;
+                }
+                if line.windows(13).any(|w| w == b"bench-result ") {
+                    s2.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&line).trim().to_string()));
+                }
+                line.clear();
             }
             if echo {
                 let mut so = std::io::stdout().lock();
@@ -577,7 +594,8 @@ pub fn run_batch(
     } else {
         Ending::NoStatus
     };
-    Ok(RunResult { ending, log, secs: start.elapsed().as_secs_f64() })
+    let stamps = std::mem::take(&mut *stamps.lock().unwrap());
+    Ok(RunResult { ending, log, secs: start.elapsed().as_secs_f64(), stamps })
 }
 
 /// Parses the common run options.
