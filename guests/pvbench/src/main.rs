@@ -94,7 +94,10 @@ fn disk(d: &mut Blkfront, mib: u64) {
     done = 0;
     while done < bytes {
         let n = (bytes - done).min(buf.len() as u64) as usize;
-        buf[..n].fill(0);
+        // Only the ends are checked: clearing them is enough to see the read land (a full
+        // clear would put a pass over the buffer in the timed phase that Linux's reads lack).
+        buf[0] = 0;
+        buf[n - 1] = 0;
         d.read(done / 512, &mut buf[..n]).unwrap_or_else(|e| fail(&format!("read: {e:?}")));
         if buf[0] != 0xa5 || buf[n - 1] != 0xa5 {
             fail("read back something else than was written");

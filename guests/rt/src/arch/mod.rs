@@ -520,7 +520,7 @@ impl SharedPage {
         assert!(off + src.len() <= 4096);
         // SAFETY: inside the page (checked); the peer only reads it after the release store
         // that publishes the request, so these plain stores are not racing its reads.
-        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), (self.0 + off as u64) as *mut u8, src.len()) };
+        unsafe { copy_bytes((self.0 + off as u64) as *mut u8, src.as_ptr(), src.len()) };
     }
 
     /// Runs `f` on the first `len` bytes of the page as a plain slice (a buffer we own while the
@@ -539,7 +539,7 @@ impl SharedPage {
     pub fn read(self, off: usize, dst: &mut [u8]) {
         assert!(off + dst.len() <= 4096);
         // SAFETY: inside the page (checked); bytes are plain data, any value is valid.
-        unsafe { core::ptr::copy_nonoverlapping((self.0 + off as u64) as *const u8, dst.as_mut_ptr(), dst.len()) };
+        unsafe { copy_bytes(dst.as_mut_ptr(), (self.0 + off as u64) as *const u8, dst.len()) };
     }
 
     /// The 512 words of this page and of the `frames - 1` pages after it (at most 4): the
@@ -610,4 +610,44 @@ pub fn call_main(rt: &mut crate::Runtime) {
     // SAFETY: `__ferrum_rt_main` is defined by the application's `entry!` invocation with
     // exactly this signature (the macro writes it); a binary without it does not link.
     unsafe { __ferrum_rt_main(rt) }
+}
+
+/// Copies `len` bytes from `src` to `dst` 64 bytes per step through the SIMD registers (two
+/// paired 128-bit loads and stores), the rest with `copy_nonoverlapping`. The toolchain's
+/// `memcpy` for this target moves one 64-bit word per loop turn: four instructions per 8
+/// bytes, against eight per 64 here, and under TCG every instruction counts (the data pages of
+/// blkfront and netfront go through here).
+///
+/// # Safety
+/// `src` readable and `dst` writable for `len` bytes, both normal memory (unaligned SIMD
+/// accesses are allowed there), not overlapping.
+unsafe fn copy_bytes(dst: *mut u8, src: *const u8, len: usize) {
+    let blocks = len / 64;
+    if blocks > 0 {
+        // SAFETY: `blocks * 64 <= len` bytes read from `src` and written to `dst` (the
+        // caller's ranges); v0-v3 are declared clobbered; no stack use.
+        unsafe {
+            asm!(
+                "2:",
+                "ldp q0, q1, [{s}]",
+                "ldp q2, q3, [{s}, #32]",
+                "add {s}, {s}, #64",
+                "stp q0, q1, [{d}]",
+                "stp q2, q3, [{d}, #32]",
+                "add {d}, {d}, #64",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                s = inout(reg) src => _,
+                d = inout(reg) dst => _,
+                n = inout(reg) blocks => _,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                options(nostack),
+            );
+        }
+    }
+    let done = blocks * 64;
+    if done < len {
+        // SAFETY: the remainder of the caller's ranges.
+        unsafe { core::ptr::copy_nonoverlapping(src.add(done), dst.add(done), len - done) };
+    }
 }
