@@ -298,6 +298,22 @@ pub fn tlb_flush_ipa(vttbr: u64, ipa: u64) {
     });
 }
 
+/// As [`tlb_flush_ipa`] for several IPAs: each invalidated by IPA, then the VMID's stage-1
+/// entries once (not once per page: under TCG each is a stop of every emulated CPU).
+pub fn tlb_flush_ipas(vttbr: u64, ipas: &[u64]) {
+    in_vmid(vttbr, || {
+        for &ipa in ipas {
+            // SAFETY: TLB invalidation by IPA: it only drops cached translations.
+            unsafe {
+                asm!("tlbi ipas2e1is, {}", in(reg) (ipa >> 12) & 0xf_ffff_ffff, options(nostack, preserves_flags))
+            };
+        }
+        // SAFETY: barriers and the invalidation of the VMID's stage-1 entries (combined ones
+        // built from the dropped stage-2 entries): only cached translations go.
+        unsafe { asm!("dsb ish", "tlbi vmalle1is", "dsb ish", options(nostack, preserves_flags)) };
+    });
+}
+
 /// Drops every cached translation (stage 1 and 2) of the VMID in `vttbr`, on every CPU: one
 /// flush after a batch of stage-2 permission changes instead of one per page.
 pub fn tlb_flush_vmid(vttbr: u64) {

@@ -3,7 +3,9 @@
 //!
 //! Decisions (claims on the granter's entry, pins, handles) are `hyp_core::gnttab`'s; stage-2
 //! changes are `p2m`'s. Each operation of a batch gets its own status; the hypercall itself
-//! returns 0 once the batch was read (Linux `BUG()`s otherwise).
+//! returns 0 once the batch was read (Linux `BUG()`s otherwise). An unmap batch leaves the
+//! mapper's stage 2 with one TLB invalidation (by IPA, then the VMID's stage-1 entries once)
+//! rather than one per page.
 //!
 //! Invariants: lock order is `GRANTS`, then a domain's `p2m` lock; the granter's entry holds
 //! `GTF_reading` (and `GTF_writing` for a writable use) from before a frame is mapped or copied
@@ -13,6 +15,7 @@
 use crate::domain::config;
 use crate::sync::SpinLock;
 use crate::{arch, mm, p2m, xen};
+use alloc::vec::Vec;
 use hyp_core::evtchn::index_of;
 use hyp_core::gnttab::{claim, Grants, Mapping};
 use hyp_core::guestdt::GRANT_FRAMES;
@@ -151,14 +154,53 @@ fn remove(gs: &mut Grants, d: usize, m: Mapping) {
     }
 }
 
-fn unmap_one(gs: &mut Grants, d: usize, host_addr: u64, handle: u32) -> Result<(), i16> {
+/// Checks and forgets the mapping `handle` of domain `d` (its page is still mapped: see
+/// [`unmap_batch`]).
+fn unmap_one(gs: &mut Grants, d: usize, host_addr: u64, handle: u32) -> Result<Mapping, i16> {
     let m = gs.lookup(d, handle)?;
     if host_addr != 0 && host_addr != m.ipa {
         return Err(g::GNTST_GENERAL_ERROR);
     }
     gs.untrack(d, handle)?;
-    remove(gs, d, m);
-    Ok(())
+    Ok(m)
+}
+
+/// `GNTTABOP_unmap_grant_ref` for domain `d`: `count` operations at guest VA `arg`. Every
+/// operation is checked and answered first, then the pages leave `d`'s stage 2 with one TLB
+/// invalidation for the batch (a backend unmaps a packet's or a request's pages together),
+/// and only then do their granters get their entries back. Returns the hypercall result.
+fn unmap_batch(gs: &mut Grants, d: usize, arg: u64, count: u64) -> i64 {
+    let mut gone: Vec<Mapping> = Vec::new();
+    let mut rc = 0;
+    for i in 0..count {
+        let va = arg.wrapping_add(i * g::UNMAP_SIZE as u64);
+        let mut b = [0u8; g::UNMAP_SIZE];
+        if xen::copy_from_guest(d, va, &mut b).is_err() {
+            rc = -errno::EFAULT;
+            break;
+        }
+        let (host, handle) = (xen_abi::rd64(&b, 0).unwrap_or(0), xen_abi::rd32(&b, 16).unwrap_or(u32::MAX));
+        let st = match unmap_one(gs, d, host, handle) {
+            Ok(m) => {
+                gone.push(m);
+                g::GNTST_OKAY
+            }
+            Err(e) => e,
+        };
+        xen_abi::wr16(&mut b, 20, st as u16);
+        if xen::copy_to_guest(d, va, &b).is_err() {
+            rc = -errno::EFAULT;
+            break;
+        }
+    }
+    // The operations taken before a fault stand, as those of a batch without one.
+    p2m::unmap_foreign_batch(d, gone.iter().map(|m| m.ipa));
+    for m in gone {
+        if !m.revoked {
+            release(gs, Held { granter: m.granter, gref: m.gref, frame: m.frame, write: m.write });
+        }
+    }
+    rc
 }
 
 /// One side of a copy by domain `d`: the PA of its first byte, and what to release.
@@ -218,6 +260,9 @@ pub fn batch(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
     }
     let mut guard = GRANTS.lock();
     let Some(gs) = guard.as_mut() else { return -errno::ENOSYS };
+    if cmd == g::UNMAP_GRANT_REF {
+        return unmap_batch(gs, d, arg, count);
+    }
     for i in 0..count {
         let va = arg.wrapping_add(i * size as u64);
         let mut b = [0u8; g::COPY_SIZE];
@@ -235,11 +280,6 @@ pub fn batch(d: usize, cmd: u64, arg: u64, count: u64) -> i64 {
                 xen_abi::wr16(b, 18, st as u16);
                 xen_abi::wr32(b, 20, h);
                 xen_abi::wr64(b, 24, bus);
-            }
-            g::UNMAP_GRANT_REF => {
-                let (host, handle) = (xen_abi::rd64(b, 0).unwrap_or(0), xen_abi::rd32(b, 16).unwrap_or(u32::MAX));
-                let st = unmap_one(gs, d, host, handle).map_or_else(|e| e, |()| g::GNTST_OKAY);
-                xen_abi::wr16(b, 20, st as u16);
             }
             _ => {
                 let Some(op) = CopyOp::parse(b) else { return -errno::EFAULT };

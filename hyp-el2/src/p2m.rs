@@ -45,13 +45,23 @@ struct P2m {
 
 static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
+/// Unmapped pages whose TLB invalidation one batch defers to its end, at most (beyond, the
+/// whole VMID is invalidated once).
+const DEFER_MAX: usize = 64;
+
 /// The pool, plus TLB invalidation in one domain's VMID. `batch`: permission changes are
-/// invalidated once, for the whole VMID, when the change ends (`pending`).
+/// invalidated once, for the whole VMID, when the change ends (`pending`). `defer`: every
+/// invalidation is deferred to the end of the change, by IPA (`deferred`), then one
+/// invalidation of the VMID's stage-1 entries; only for changes that clear 4 KiB leaves and
+/// whose frames nobody else gets back before the end (a grant unmap batch).
 struct S2Mem {
     pool: PoolMem,
     vttbr: u64,
     batch: bool,
     pending: bool,
+    defer: bool,
+    deferred: [u64; DEFER_MAX],
+    n_deferred: usize,
 }
 
 impl TableMemory for S2Mem {
@@ -65,10 +75,18 @@ impl TableMemory for S2Mem {
         self.pool.write(table, idx, val)
     }
     fn invalidate(&mut self, ipa: u64) {
-        arch::tlb_flush_ipa(self.vttbr, ipa);
+        if self.defer {
+            match self.deferred.get_mut(self.n_deferred) {
+                Some(slot) => *slot = ipa,
+                None => self.pending = true,
+            }
+            self.n_deferred += 1;
+        } else {
+            arch::tlb_flush_ipa(self.vttbr, ipa);
+        }
     }
     fn invalidate_permission(&mut self, ipa: u64) {
-        if self.batch {
+        if self.batch || self.defer {
             self.pending = true;
         } else {
             arch::tlb_flush_ipa(self.vttbr, ipa);
@@ -242,25 +260,33 @@ pub fn log_peek_clean(d: usize, c: &DomainCfg, out: &mut [u64], reprotect: bool)
 }
 
 fn with<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
-    with_mode(d, false, f)
+    with_mode(d, false, false, f)
 }
 
 /// As [`with`], with the permission changes' TLB invalidation batched: one flush of the
 /// domain's VMID at the end, before its lock is dropped (dirty logging changes thousands).
 fn with_batched<R>(d: usize, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
-    with_mode(d, true, f)
+    with_mode(d, true, false, f)
 }
 
-fn with_mode<R>(d: usize, batch: bool, f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R) -> Option<R> {
+fn with_mode<R>(
+    d: usize,
+    batch: bool,
+    defer: bool,
+    f: impl FnOnce(&mut P2m, &mut PageTable, &mut S2Mem) -> R,
+) -> Option<R> {
     let mut g = P2M[d].lock();
     let p = g.as_mut()?;
     let blocks = crate::PLATFORM.stage2_leaf == platforms::Stage2Leaf::Block;
     let mut pt = PageTable::from_root(p.vttbr & 0x0000_ffff_ffff_fffe, Regime::Stage2, blocks);
     // SAFETY: we hold domain `d`'s lock and touch only its tables.
-    let mut mem = S2Mem { pool: unsafe { PoolMem::runtime() }, vttbr: p.vttbr, batch, pending: false };
+    let pool = unsafe { PoolMem::runtime() };
+    let mut mem = S2Mem { pool, vttbr: p.vttbr, batch, pending: false, defer, deferred: [0; DEFER_MAX], n_deferred: 0 };
     let r = f(p, &mut pt, &mut mem);
     if mem.pending {
         arch::tlb_flush_vmid(mem.vttbr);
+    } else if mem.n_deferred > 0 {
+        arch::tlb_flush_ipas(mem.vttbr, &mem.deferred[..mem.n_deferred]);
     }
     Some(r)
 }
@@ -360,6 +386,20 @@ pub fn unmap_foreign(d: usize, ipa: u64) -> Result<(), i16> {
         Ok(())
     })
     .unwrap_or(Err(g::GNTST_BAD_DOMAIN))
+}
+
+/// Removes the foreign pages at `ipas` of domain `d` (those that are not foreign pages are
+/// left alone) with one TLB invalidation for all of them: by IPA, then the VMID's stage-1
+/// entries once (the whole VMID beyond 64 pages). Every CPU stops using them before this
+/// returns, so the caller gives the frames back to their granters only afterwards.
+pub fn unmap_foreign_batch(d: usize, ipas: impl Iterator<Item = u64>) {
+    with_mode(d, false, true, |p, pt, mem| {
+        for ipa in ipas {
+            if p.foreign.remove(&ipa) {
+                let _ = pt.set_page(mem, ipa, None);
+            }
+        }
+    });
 }
 
 /// The page a revoked mapping of a still-running domain is pointed at (see
