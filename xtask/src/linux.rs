@@ -580,6 +580,13 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
   set -- $(cat /mnt/boot/bench.txt)
   RUNS=${4:-1}
   ferrum-agent bench sink 5001 &
+  # The first round starts once every other domain is ready (booted, its PV devices up):
+  # a domain still booting would take host CPU from the direct figures.
+  for d in $(xenstore-list /local/domain); do
+    [ "$d" = "$ME" ] && continue
+    xs_wait /local/domain/$d/data/bench-ready '[ -n "$(xenstore-read /local/domain/$d/data/bench-ready 2>/dev/null)" ]' 120 ||
+      echo "bench: domain $d is not ready; starting anyway"
+  done
   r=1
   while [ $r -le $RUNS ]; do
     echo "bench: round $r of $RUNS"
@@ -598,7 +605,8 @@ fi
 if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
   # A Linux guest's turn in `cargo xtask bench pv`: the same measurements through its
   # xen-blkfront and xen-netfront.
-  # One turn per round (see the control domain's loop).
+  # One turn per round (see the control domain's loop), the first once all are ready.
+  xenstore-write /local/domain/$ME/data/bench-ready 1
   r=0
   while :; do
     xs_wait /local/domain/1/data/bench '[ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d" " -f1,5)" = "$ME $((r + 1))" ]' 100000

@@ -1,5 +1,6 @@
-//! `pvbench`: the unikernel end of `cargo xtask bench pv`. It connects its vbd and vif, waits
-//! for its turn (the control domain writes `/local/domain/1/data/bench` = `<domid> <host
+//! `pvbench`: the unikernel end of `cargo xtask bench pv`. It connects its vbd and vif, says
+//! so (`data/bench-ready` = `1`: the control domain starts the first round once every domain
+//! has), waits for its turn (the control domain writes `/local/domain/1/data/bench` = `<domid> <host
 //! port> <disk MiB> <TCP MiB> <round> <rounds>`, readable by every domain), then measures and prints
 //! `bench-result <label> <bytes> <microseconds>` lines:
 //!
@@ -175,6 +176,9 @@ fn main(rt: &mut Runtime) {
         if nf.features.gso { "on (GSO TCPv4, up to 64 KiB frames)" } else { "off" }
     );
     println!("pvbench: vbd and vif connected ({} MiB disk); waiting for my turn", d.sectors / 2048);
+    // The control domain starts the first round once every domain is ready.
+    let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
+    store.write("data/bench-ready", "1").unwrap_or_else(|_| fail("writing data/bench-ready"));
     let mut iface = None;
     let mut round = 1;
     loop {
