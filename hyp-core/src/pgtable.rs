@@ -364,6 +364,68 @@ pub fn tcr_el2(ps: u64) -> u64 {
     (1 << 31) | (1 << 23) | t0sz | (1 << 8) | (1 << 10) | (0b11 << 12) | (ps.min(5) << 16)
 }
 
+/// TLB invalidations a change of stage-2 tables defers to its end: the IPAs whose 4 KiB leaves
+/// it cleared, up to `N`, or the whole VMID (more than `N` pages, or a permission change of a
+/// batch). The hypervisor carries them out before the change's lock is dropped and before any
+/// frame it took away is handed on.
+#[derive(Clone, Debug)]
+pub struct Deferred<const N: usize> {
+    ipas: [u64; N],
+    n: usize,
+    all: bool,
+}
+
+/// What a [`Deferred`] asks for at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush<'a> {
+    /// Nothing changed.
+    Nothing,
+    /// These IPAs, then the VMID's stage-1 entries once.
+    Ipas(&'a [u64]),
+    /// Everything the VMID has cached.
+    Vmid,
+}
+
+impl<const N: usize> Default for Deferred<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Deferred<N> {
+    /// Nothing deferred yet.
+    pub const fn new() -> Self {
+        Self { ipas: [0; N], n: 0, all: false }
+    }
+
+    /// A leaf at `ipa` was cleared.
+    pub fn page(&mut self, ipa: u64) {
+        match self.ipas.get_mut(self.n) {
+            Some(slot) => {
+                *slot = ipa;
+                self.n += 1;
+            }
+            None => self.all = true,
+        }
+    }
+
+    /// Something needs the whole VMID invalidated.
+    pub fn everything(&mut self) {
+        self.all = true;
+    }
+
+    /// The invalidation to carry out.
+    pub fn flush(&self) -> Flush<'_> {
+        if self.all {
+            Flush::Vmid
+        } else if self.n == 0 {
+            Flush::Nothing
+        } else {
+            Flush::Ipas(&self.ipas[..self.n])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,5 +644,20 @@ mod tests {
         assert_eq!((v >> 16) & 7, 2);
         assert_eq!((vtcr_el2(6) >> 16) & 7, 5);
         assert_eq!(tcr_el2(2) & 0x3f, 25);
+    }
+
+    #[test]
+    fn deferred_invalidations_list_pages_then_give_up_for_the_vmid() {
+        let mut d = Deferred::<2>::new();
+        assert_eq!(d.flush(), Flush::Nothing);
+        d.page(0x1000);
+        d.page(0x5000);
+        assert_eq!(d.flush(), Flush::Ipas(&[0x1000, 0x5000]));
+        d.page(0x9000);
+        assert_eq!(d.flush(), Flush::Vmid);
+        let mut e = Deferred::<4>::default();
+        e.page(0x2000);
+        e.everything();
+        assert_eq!(e.flush(), Flush::Vmid);
     }
 }

@@ -26,7 +26,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use hyp_core::balloon::{Balloon, Refused, TargetError};
 use hyp_core::pgtable::Perm;
-use hyp_core::pgtable::{Attrs, PageTable, Regime, TableMemory};
+use hyp_core::pgtable::{Attrs, Deferred, Flush, PageTable, Regime, TableMemory};
 use hyp_core::plan::MAX_DOMAINS;
 use platforms::MemKind;
 use xen_abi::gnttab as g;
@@ -50,18 +50,16 @@ static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) 
 const DEFER_MAX: usize = 64;
 
 /// The pool, plus TLB invalidation in one domain's VMID. `batch`: permission changes are
-/// invalidated once, for the whole VMID, when the change ends (`pending`). `defer`: every
-/// invalidation is deferred to the end of the change, by IPA (`deferred`), then one
-/// invalidation of the VMID's stage-1 entries; only for changes that clear 4 KiB leaves and
-/// whose frames nobody else gets back before the end (a grant unmap batch).
+/// invalidated once, for the whole VMID, when the change ends. `defer`: every invalidation is
+/// deferred to the end of the change, by IPA, then one invalidation of the VMID's stage-1
+/// entries; only for changes that clear 4 KiB leaves and whose frames nobody else gets back
+/// before the end (a grant unmap batch).
 struct S2Mem {
     pool: PoolMem,
     vttbr: u64,
     batch: bool,
-    pending: bool,
     defer: bool,
-    deferred: [u64; DEFER_MAX],
-    n_deferred: usize,
+    deferred: Deferred<DEFER_MAX>,
 }
 
 impl TableMemory for S2Mem {
@@ -76,18 +74,14 @@ impl TableMemory for S2Mem {
     }
     fn invalidate(&mut self, ipa: u64) {
         if self.defer {
-            match self.deferred.get_mut(self.n_deferred) {
-                Some(slot) => *slot = ipa,
-                None => self.pending = true,
-            }
-            self.n_deferred += 1;
+            self.deferred.page(ipa);
         } else {
             arch::tlb_flush_ipa(self.vttbr, ipa);
         }
     }
     fn invalidate_permission(&mut self, ipa: u64) {
         if self.batch || self.defer {
-            self.pending = true;
+            self.deferred.everything();
         } else {
             arch::tlb_flush_ipa(self.vttbr, ipa);
         }
@@ -281,12 +275,12 @@ fn with_mode<R>(
     let mut pt = PageTable::from_root(p.vttbr & 0x0000_ffff_ffff_fffe, Regime::Stage2, blocks);
     // SAFETY: we hold domain `d`'s lock and touch only its tables.
     let pool = unsafe { PoolMem::runtime() };
-    let mut mem = S2Mem { pool, vttbr: p.vttbr, batch, pending: false, defer, deferred: [0; DEFER_MAX], n_deferred: 0 };
+    let mut mem = S2Mem { pool, vttbr: p.vttbr, batch, defer, deferred: Deferred::new() };
     let r = f(p, &mut pt, &mut mem);
-    if mem.pending {
-        arch::tlb_flush_vmid(mem.vttbr);
-    } else if mem.n_deferred > 0 {
-        arch::tlb_flush_ipas(mem.vttbr, &mem.deferred[..mem.n_deferred]);
+    match mem.deferred.flush() {
+        Flush::Nothing => {}
+        Flush::Ipas(ipas) => arch::tlb_flush_ipas(mem.vttbr, ipas),
+        Flush::Vmid => arch::tlb_flush_vmid(mem.vttbr),
     }
     Some(r)
 }
