@@ -405,8 +405,15 @@ fn start_sink() -> Result<u16, String> {
 /// direct, ...); each figure is printed as its median over the rounds with the spread (lowest
 /// and highest), and its ratio to the direct one as the median of the rounds' own ratios.
 fn bench_pv(args: &[String]) -> Result<u8, String> {
-    check_args(args, &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"], &["--profile"])?;
+    check_args(
+        args,
+        &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"],
+        &["--profile", "--pc-profile"],
+    )?;
     let profile = args.iter().any(|a| a == "--profile");
+    let pc_profile = args.iter().any(|a| a == "--pc-profile");
+    // `ferrum.ksyms`: the Linux domains print where their kernel and modules lie (pcprof).
+    let ksyms = if pc_profile { " ferrum.ksyms" } else { "" };
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
     // The unikernel's protocol features to leave out (its `blk=` and `net=` boot arguments).
     let word = |name: &str| -> Result<String, String> {
@@ -430,10 +437,11 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     let dir = root().join("build/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dep = dir.join("pv.toml");
-    let control =
+    let control = format!(
         "[[domain]]\nname = \"control\"\nkind = \"linux\"\nkernel = \"debian:6.12\"\ninitrd = \"initramfs:6.12\"\n\
         cpus = [0, 1]\nmemory = \"512M\"\ndevices = [\"/virtio_mmio@a003e00\", \"/virtio_mmio@a003c00\"]\n\
-        bootargs = \"console=hvc0\"\non_poweroff = \"board\"\n\n";
+        bootargs = \"console=hvc0{ksyms}\"\non_poweroff = \"board\"\n\n"
+    );
     let pv = "[[domain.vbd]]\nbackend = \"control\"\ntarget = \"/dev/vda2\"\nvdev = \"xvda\"\n\n\
         [[domain.vif]]\nbackend = \"control\"\n\n";
     let toml = format!(
@@ -441,7 +449,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
          [[domain]]\nname = \"pvbench\"\nkind = \"unikernel\"\nkernel = \"guest:pvbench\"\ncpus = [2]\nmemory = \"32M\"\n\
          xen = true\nbootargs = \"ip=10.0.2.21/24 gw=10.0.2.2 blk={blk} net={net}\"\n\n{pv}\
          [[domain]]\nname = \"guest\"\nkind = \"linux\"\nkernel = \"debian:6.12\"\ninitrd = \"initramfs:6.12\"\ncpus = [3]\n\
-         memory = \"256M\"\nbootargs = \"console=hvc0 ferrum.bench\"\n\n{pv}"
+         memory = \"256M\"\nbootargs = \"console=hvc0 ferrum.bench{ksyms}\"\n\n{pv}"
     );
     std::fs::write(&dep, toml).map_err(|e| e.to_string())?;
     let sink = start_sink()?;
@@ -459,9 +467,17 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     println!(
         "bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, {runs} interleaved round(s) in one boot; running..."
     );
+    let qmp = dir.join("qmp.sock");
+    if pc_profile {
+        let _ = std::fs::remove_file(&qmp);
+        cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    }
     let sampler = profile.then(|| crate::hostprof::Sampler::start(std::time::Duration::from_millis(10)));
+    let pc_sampler =
+        pc_profile.then(|| crate::pcprof::Sampler::start(qmp.clone(), std::time::Duration::from_millis(PC_EVERY_MS)));
     let run = qemu::run_batch(cmd, Some(1200 * runs), false, &[], None);
     let samples = sampler.map(crate::hostprof::Sampler::finish);
+    let pc_samples = pc_sampler.map(crate::pcprof::Sampler::finish);
     let run = run?;
     let logf = dir.join(format!("pv-gicv{gic}.log"));
     let _ = std::fs::write(&logf, &run.log);
@@ -540,6 +556,18 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
             rows.iter().flat_map(|(_, d, o)| std::iter::once(*d).chain(o.iter().map(|x| x.1))),
         );
     }
+    if let Some((samples, pauses, err)) = pc_samples {
+        if let Some(e) = err {
+            println!("pc profile: sampling stopped: {e}");
+        }
+        print_pc_profile(
+            &samples,
+            &pauses,
+            &run.stamps,
+            &run.log,
+            rows.iter().flat_map(|(_, d, o)| std::iter::once(*d).chain(o.iter().map(|x| x.1))),
+        )?;
+    }
     if !missing.is_empty() {
         missing.dedup();
         return Err(format!("bench pv: no figure for {} (log: {})", missing.join(", "), logf.display()));
@@ -603,6 +631,104 @@ fn print_profile<'a>(
         line += &format!(" {:>9.2}", median(&mut total));
         println!("{line}");
     }
+}
+
+/// Milliseconds between `bench pv --pc-profile` samples.
+const PC_EVERY_MS: u64 = 5;
+
+/// `bench pv --pc-profile`: for each figure, over its phase in every round, the functions
+/// each emulated CPU was found in (`crate::pcprof`): the hypervisor's at EL2, the domain's
+/// kernel's at EL1 (Linux: `System.map` moved to where the domain's `_text` is, and the module
+/// symbols it printed), user space at EL0.
+fn print_pc_profile<'a>(
+    samples: &[crate::pcprof::Sample],
+    pauses: &crate::pcprof::Pauses,
+    stamps: &[(std::time::Instant, String)],
+    log: &str,
+    labels: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
+    use crate::pcprof::{report, CpuView, Symbols};
+    let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let elf = |rel: &str| -> Result<Symbols, String> {
+        let p = root().join(rel);
+        Symbols::from_elf(&read(p.clone())?).map(Symbols::new).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let hyp = elf("target/aarch64-unknown-none-softfloat/release/hyp-el2")?;
+    let uni = elf("target/aarch64-unknown-none/release/pvbench")?;
+    // What a Linux domain printed of its /proc/kallsyms: all the kernel's function symbols from
+    // the control domain, `_text` and the modules' from the guest (the same kernel).
+    let printed = |dom: &str| -> Vec<(u64, String)> {
+        let tag = format!("[{dom}] ksym ");
+        let lines: Vec<&str> = log.lines().filter_map(|l| l.split_once(tag.as_str()).map(|x| x.1)).collect();
+        if lines.is_empty() {
+            println!("pc profile: domain {dom} printed no symbols; its kernel's functions stay unnamed");
+        }
+        Symbols::from_map(&lines.join("\n"), 0)
+    };
+    let text_of = |v: &[(u64, String)]| v.iter().find(|x| x.1 == "_text").map(|x| x.0);
+    let core: Vec<(u64, String)> = printed("control");
+    let core_text = text_of(&core);
+    let core: Vec<(u64, String)> = core.into_iter().filter(|x| !x.1.contains('[')).collect();
+    let linux = |dom: &str| -> Symbols {
+        let own = if dom == "control" { Vec::new() } else { printed(dom) };
+        let offset = match (text_of(&own), core_text) {
+            (Some(a), Some(b)) => a.wrapping_sub(b) as i64,
+            _ => 0,
+        };
+        let mut v: Vec<(u64, String)> = core.iter().map(|(a, n)| (a.wrapping_add_signed(offset), n.clone())).collect();
+        if dom == "control" {
+            v.extend(printed(dom).into_iter().filter(|x| x.1.contains('[')));
+        } else {
+            v.extend(own.into_iter().filter(|x| x.1 != "_text"));
+        }
+        Symbols::new(v)
+    };
+    let (control, guest) = (linux("control"), linux("guest"));
+    let views = [
+        CpuView { title: "CPU0 control".into(), el1: &control, el2: &hyp },
+        CpuView { title: "CPU1 control".into(), el1: &control, el2: &hyp },
+        CpuView { title: "CPU2 unikernel".into(), el1: &uni, el2: &hyp },
+        CpuView { title: "CPU3 guest".into(), el1: &guest, el2: &hyp },
+    ];
+    let stopped: f64 = pauses.0.iter().map(|(a, b)| b.duration_since(*a).as_secs_f64()).sum();
+    let span = match (pauses.0.first(), pauses.0.last()) {
+        (Some(a), Some(b)) => b.1.duration_since(a.0).as_secs_f64(),
+        _ => 0.0,
+    };
+    println!(
+        "pc profile: {} samples, one every {PC_EVERY_MS} ms of running; the board stood stopped {:.0} % of the time \
+         for them (the guests' counters stand still meanwhile); per figure, each CPU's share at EL2 and its most \
+         frequent places over the phase in every round",
+        samples.len(),
+        100.0 * stopped / span.max(1e-9)
+    );
+    let mut seen = Vec::new();
+    for label in labels {
+        if seen.contains(&label) {
+            continue;
+        }
+        seen.push(label);
+        let windows: Vec<_> = stamps
+            .iter()
+            .filter_map(|(at, line)| {
+                let w: Vec<&str> = line.split("bench-result ").nth(1)?.split_whitespace().collect();
+                let us: u64 = w.get(2)?.parse().ok()?;
+                (w.first() == Some(&label)).then_some(())?;
+                Some((pauses.start_of(*at, std::time::Duration::from_micros(us)), *at))
+            })
+            .collect();
+        println!("{label} ({} round(s))", windows.len());
+        for (cpu, n, el2, top) in report(samples, &windows, &views, 6) {
+            let places: Vec<String> = top.iter().map(|(k, f)| format!("{:.0}% {k}", f * 100.0)).collect();
+            println!(
+                "  {:<15} {n:>4} samples, EL2 {:>3.0}%: {}",
+                views[cpu as usize].title,
+                el2 * 100.0,
+                places.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `median [lowest-highest]` of `v` with `prec` decimals (`median` alone for one value).

@@ -456,6 +456,13 @@ wait_for() { n=0; until eval "$1"; do [ $n -ge $2 ] && return 1; n=$((n + 1)); s
 # looks, at most $3 looks) rather than every second: each look costs a process, which under
 # TCG takes the host CPU from what `bench pv` measures in another domain.
 xs_wait() { n=0; until eval "$2"; do [ $n -ge $3 ] && return 1; n=$((n + 1)); timeout 5 xenstore-watch -n 2 "$1" >/dev/null 2>&1; done; }
+# `cargo xtask bench pv --pc-profile` (ferrum.ksyms on the command line): the kernel's function
+# symbols, which name the PCs sampled here (Debian ships no real System.map): all of them from
+# the control domain, only `_text` (where KASLR put the kernel) and the modules' from a guest.
+ksyms() {
+  grep -qw ferrum.ksyms /proc/cmdline || return 0
+  if [ $ROLE = control ]; then grep ' [tT] ' /proc/kallsyms; else grep -w _text /proc/kallsyms; grep ' [tT] .*\[' /proc/kallsyms; fi | sed 's/^/ksym /'
+}
 if ls /sys/bus/virtio/devices/ 2>/dev/null | grep -q .; then
   wait_for "[ -b /dev/vda1 ]" 20
   if mount -t vfat -o ro /dev/vda1 /mnt/boot; then
@@ -579,6 +586,7 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
   # <TCP MiB> <round> <rounds>; a domain answers with data/bench-done = <round>).
   set -- $(cat /mnt/boot/bench.txt)
   RUNS=${4:-1}
+  ksyms
   ferrum-agent bench sink 5001 &
   # The first round starts once every other domain is ready (booted, its PV devices up):
   # a domain still booting would take host CPU from the direct figures.
@@ -606,6 +614,7 @@ if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
   # A Linux guest's turn in `cargo xtask bench pv`: the same measurements through its
   # xen-blkfront and xen-netfront.
   # One turn per round (see the control domain's loop), the first once all are ready.
+  ksyms
   xenstore-write /local/domain/$ME/data/bench-ready 1
   r=0
   while :; do

@@ -16,6 +16,7 @@ mod fuzz;
 mod hostprof;
 mod image;
 mod linux;
+mod pcprof;
 mod qemu;
 mod rpi4;
 mod setup;
@@ -70,11 +71,13 @@ commands:
                      trap-path costs in instructions (null hypercall, distributor MMIO load,
                      event channel, virtual timer); --with-trace: also on the trace build (what
                      an event costs); --trace FILE: QEMU's instruction trace of each run
-  bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST] [--profile]
+  bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST] [--profile] [--pc-profile]
                      PV disk and network against direct access: N interleaved rounds (default 3),
                      median and spread of each figure and of its ratio to direct; --blk
                      nopersistent,noindirect / --net nocsum,nogso: the unikernel without those features;
-                     --profile: also how busy each emulated CPU's host thread was in each figure
+                     --profile: also how busy each emulated CPU's host thread was in each figure;
+                     --pc-profile: also which functions (hypervisor, kernels, unikernel) each
+                     emulated CPU was in, sampled every 5 ms through QEMU's QMP socket
   fuzz [TARGET...] [--seconds N | --long]
                      run the cargo-fuzz targets (xenstore_wire, hypercall_args,
                      hypercall_dispatch, evtchn_ops, gnttab_ops, balloon, vgic_mmio, psci_esr,
