@@ -4,8 +4,8 @@
 //! Decisions (claims on the granter's entry, pins, handles) are `hyp_core::gnttab`'s; stage-2
 //! changes are `p2m`'s. Each operation of a batch gets its own status; the hypercall itself
 //! returns 0 once the batch was read (Linux `BUG()`s otherwise). An unmap batch leaves the
-//! mapper's stage 2 with one TLB invalidation (by IPA, then the VMID's stage-1 entries once)
-//! rather than one per page.
+//! mapper's stage 2 with one TLB invalidation (the mapper's VMID, once) rather than one per
+//! page.
 //!
 //! Invariants: lock order is `GRANTS`, then a domain's `p2m` lock; the granter's entry holds
 //! `GTF_reading` (and `GTF_writing` for a writable use) from before a frame is mapped or copied

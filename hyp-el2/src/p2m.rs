@@ -45,15 +45,21 @@ struct P2m {
 
 static P2M: [SpinLock<Option<P2m>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
-/// Unmapped pages whose TLB invalidation one batch defers to its end, at most (beyond, the
-/// whole VMID is invalidated once).
-const DEFER_MAX: usize = 64;
+/// Unmapped pages a batch may invalidate by IPA at its end (beyond, the whole VMID is
+/// invalidated once, `TLBI VMALLS12E1IS`). None: by IPA, each page costs its own broadcast
+/// `TLBI IPAS2E1IS` and the VMID's stage-1 entries must go anyway (`TLBI VMALLE1IS`: the
+/// combined stage-1+2 entries built from a page cannot be dropped by IPA), so one whole-VMID
+/// invalidation per batch drops barely more, in one broadcast instead of pages + 1; it is
+/// what Xen's p2m does after removals. Under TCG each broadcast stops every emulated CPU:
+/// with 64 by IPA, a backend's grant unmaps took a third of its vCPU's time
+/// (`bench pv --pc-profile`).
+const DEFER_MAX: usize = 0;
 
 /// The pool, plus TLB invalidation in one domain's VMID. `batch`: permission changes are
 /// invalidated once, for the whole VMID, when the change ends. `defer`: every invalidation is
-/// deferred to the end of the change, by IPA, then one invalidation of the VMID's stage-1
-/// entries; only for changes that clear 4 KiB leaves and whose frames nobody else gets back
-/// before the end (a grant unmap batch).
+/// deferred to the end of the change ([`DEFER_MAX`]: the whole VMID once); only for changes
+/// that clear 4 KiB leaves and whose frames nobody else gets back before the end (a grant
+/// unmap batch).
 struct S2Mem {
     pool: PoolMem,
     vttbr: u64,
@@ -383,8 +389,8 @@ pub fn unmap_foreign(d: usize, ipa: u64) -> Result<(), i16> {
 }
 
 /// Removes the foreign pages at `ipas` of domain `d` (those that are not foreign pages are
-/// left alone) with one TLB invalidation for all of them: by IPA, then the VMID's stage-1
-/// entries once (the whole VMID beyond 64 pages). Every CPU stops using them before this
+/// left alone) with one TLB invalidation for all of them ([`DEFER_MAX`]: the whole VMID).
+/// Every CPU stops using them before this
 /// returns, so the caller gives the frames back to their granters only afterwards.
 pub fn unmap_foreign_batch(d: usize, ipas: impl Iterator<Item = u64>) {
     with_mode(d, false, true, |p, pt, mem| {
