@@ -126,6 +126,7 @@ fn tcp_send(iface: &mut Interface, nf: &mut Netfront, label: &str, to: (Ipv4Addr
         .unwrap_or_else(|e| fail(&format!("connect: {e}")));
     let mut sent = 0u64;
     let deadline = time::now().after(Duration::from_secs(600));
+    let (mut last, mut reported) = ((0u64, time::now()), false);
     loop {
         iface.poll(now(), nf, &mut sockets);
         let s = sockets.get_mut::<tcp::Socket>(h);
@@ -147,6 +148,16 @@ fn tcp_send(iface: &mut Interface, nf: &mut Netfront, label: &str, to: (Ipv4Addr
         }
         if time::now() > deadline || nf.is_broken() {
             fail(&format!("{label}: stuck after {sent} bytes"));
+        }
+        if sent != last.0 {
+            last = (sent, time::now());
+        } else if !reported && last.1.elapsed() > Duration::from_secs(20) {
+            println!(
+                "pvbench: {label}: no progress for 20 s after {sent} bytes ({:?}); {}",
+                s.state(),
+                nf.ring_state()
+            );
+            reported = true;
         }
         let wait = iface.poll_delay(now(), &sockets).map_or(Duration::from_millis(10), |d| {
             Duration::from_micros(d.total_micros()).min(Duration::from_millis(10))

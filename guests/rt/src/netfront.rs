@@ -200,6 +200,17 @@ impl Netfront {
         self.port
     }
 
+    /// The rings' indices and the port's state, for a diagnostic line.
+    pub fn ring_state(&self) -> alloc::string::String {
+        let f = |r: [u32; 6]| {
+            format!(
+                "req_prod {} req_event {} rsp_prod {} rsp_event {} pvt {} cons {}",
+                r[0], r[1], r[2], r[3], r[4], r[5]
+            )
+        };
+        format!("tx: {}; rx: {}; stats {:?}", f(self.tx.indices()), f(self.rx.indices()), self.stats)
+    }
+
     /// Whether the backend broke the protocol (the device is stopped).
     pub fn is_broken(&self) -> bool {
         self.broken

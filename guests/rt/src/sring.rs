@@ -136,6 +136,13 @@ impl<'a> FrontRing<'a> {
         new.wrapping_sub(ev) < new.wrapping_sub(old)
     }
 
+    /// The indices, for a diagnostic: (shared req_prod, req_event, rsp_prod, rsp_event,
+    /// req_prod_pvt, rsp_cons).
+    pub fn indices(&self) -> [u32; 6] {
+        let w = |i: usize| self.words[i].load(Ordering::Acquire);
+        [w(REQ_PROD), w(REQ_EVENT), w(RSP_PROD), w(RSP_EVENT), self.req_prod_pvt, self.rsp_cons]
+    }
+
     /// Responses published and not consumed yet.
     pub fn unconsumed(&self) -> Result<u32, BrokenRing> {
         let prod = self.words[RSP_PROD].load(Ordering::Acquire);
