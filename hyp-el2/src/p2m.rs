@@ -159,16 +159,28 @@ pub fn log_start(d: usize, c: &DomainCfg) -> bool {
 }
 
 /// Stops dirty logging of domain `d`: its protected pages are writable again.
+///
+/// Logging goes off only under the domain's lock, once the pages are writable again in its
+/// tables (their TLB invalidation follows before the lock is dropped): a write that faulted
+/// on a protected page meanwhile (the domain runs on another pCPU) either finds logging on
+/// and waits for the lock in [`dirty_fault`], or finds it off and waits for the lock in
+/// [`allows_now`], and then the page writable. Turned off before the lock was taken, a fault
+/// in between found neither and was reported as outside the partition (a refused migration
+/// crashed the domain it left running).
 pub fn log_stop(d: usize, c: &DomainCfg) {
-    LOGGING.fetch_and(!(1 << d), core::sync::atomic::Ordering::AcqRel);
-    with_batched(d, |p, pt, mem| {
+    let off = || LOGGING.fetch_and(!(1 << d), core::sync::atomic::Ordering::AcqRel);
+    let done = with_batched(d, |p, pt, mem| {
         if let Some((_, prot)) = p.log.take() {
             for i in (0..prot.len() * 64).filter(|&i| bit(&prot, i)) {
                 let ipa = c.ipa_base + (i as u64) * 4096;
                 let _ = pt.set_page(mem, ipa, Some((c.ipa_to_pa(ipa), Attrs::RAM)));
             }
         }
+        off();
     });
+    if done.is_none() {
+        off();
+    }
 }
 
 /// Whether domain `d` has dirty logging on.
