@@ -402,8 +402,8 @@ pub fn unmap_foreign(d: usize, ipa: u64) -> Result<(), i16> {
 
 /// Removes the foreign pages at `ipas` of domain `d` (those that are not foreign pages are
 /// left alone) with one TLB invalidation for all of them ([`DEFER_MAX`]: the whole VMID).
-/// Every CPU stops using them before this
-/// returns, so the caller gives the frames back to their granters only afterwards.
+/// Every CPU stops using them before this returns, so the caller gives the frames back to
+/// their granters only afterwards.
 pub fn unmap_foreign_batch(d: usize, ipas: impl Iterator<Item = u64>) {
     with_mode(d, false, true, |p, pt, mem| {
         for ipa in ipas {

@@ -666,24 +666,21 @@ fn print_pc_profile<'a>(
         Symbols::from_map(&lines.join("\n"), 0)
     };
     let text_of = |v: &[(u64, String)]| v.iter().find(|x| x.1 == "_text").map(|x| x.0);
-    let core: Vec<(u64, String)> = printed("control");
-    let core_text = text_of(&core);
-    let core: Vec<(u64, String)> = core.into_iter().filter(|x| !x.1.contains('[')).collect();
-    let linux = |dom: &str| -> Symbols {
-        let own = if dom == "control" { Vec::new() } else { printed(dom) };
-        let offset = match (text_of(&own), core_text) {
-            (Some(a), Some(b)) => a.wrapping_sub(b) as i64,
-            _ => 0,
-        };
-        let mut v: Vec<(u64, String)> = core.iter().map(|(a, n)| (a.wrapping_add_signed(offset), n.clone())).collect();
-        if dom == "control" {
-            v.extend(printed(dom).into_iter().filter(|x| x.1.contains('[')));
-        } else {
-            v.extend(own.into_iter().filter(|x| x.1 != "_text"));
-        }
-        Symbols::new(v)
+    // The control domain's list is complete as printed; the guest's is the kernel's part of
+    // it, moved to where the guest's `_text` is, and the guest's own modules.
+    let (mine, theirs) = (printed("control"), printed("guest"));
+    let offset = match (text_of(&theirs), text_of(&mine)) {
+        (Some(a), Some(b)) => a.wrapping_sub(b) as i64,
+        _ => 0,
     };
-    let (control, guest) = (linux("control"), linux("guest"));
+    let guest = Symbols::new(
+        mine.iter()
+            .filter(|x| !x.1.contains('['))
+            .map(|(a, n)| (a.wrapping_add_signed(offset), n.clone()))
+            .chain(theirs.into_iter().filter(|x| x.1 != "_text"))
+            .collect(),
+    );
+    let control = Symbols::new(mine);
     let views = [
         CpuView { title: "CPU0 control".into(), el1: &control, el2: &hyp },
         CpuView { title: "CPU1 control".into(), el1: &control, el2: &hyp },

@@ -200,7 +200,7 @@ impl Netfront {
         self.port
     }
 
-    /// The rings' indices and the port's state, for a diagnostic line.
+    /// The rings' indices and the counters, for a diagnostic line.
     pub fn ring_state(&self) -> alloc::string::String {
         let f = |r: [u32; 6]| {
             format!(
