@@ -29,7 +29,7 @@ pub fn cmd_bench(args: &[String]) -> Result<u8, String> {
         Some("unikernel") => bench_unikernel(&args[1..]),
         Some("pv") => bench_pv(&args[1..]),
         Some("migrate") => bench_migrate(&args[1..]),
-        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST] [--profile]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
+        _ => Err("usage: cargo xtask bench boot [--runs N] [--gic 2|3] [--kernel 6.12|6.1] [--append \"KERNEL ARGS\"] [--max-ratio R]\n       cargo xtask bench hypercall [--gic 2|3] [--trace FILE]\n       cargo xtask bench unikernel [--gic 2|3] [--rounds N]\n       cargo xtask bench pv [--gic 2|3] [--disk-mib N] [--tcp-mib N] [--runs N] [--blk LIST] [--net LIST] [--profile] [--pc-profile] [--xen]\n       cargo xtask bench migrate [--gic 2|3] [--cycles N] [--max-downtime-ms MS]"
             .into()),
     }
 }
@@ -408,10 +408,16 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     check_args(
         args,
         &["--gic", "--disk-mib", "--tcp-mib", "--runs", "--blk", "--net"],
-        &["--profile", "--pc-profile"],
+        &["--profile", "--pc-profile", "--xen"],
     )?;
     let profile = args.iter().any(|a| a == "--profile");
     let pc_profile = args.iter().any(|a| a == "--pc-profile");
+    let xen = args.iter().any(|a| a == "--xen");
+    if xen && (pc_profile || opt(args, "--blk")?.is_some() || opt(args, "--net")?.is_some()) {
+        return Err("--xen: the reference run on Xen 4.17 has no unikernel (--blk, --net) and no PC profile \
+            (--pc-profile)"
+            .into());
+    }
     // `ferrum.ksyms`: the Linux domains print where their kernel and modules lie (pcprof).
     let ksyms = if pc_profile { " ferrum.ksyms" } else { "" };
     let gic: u8 = opt(args, "--gic")?.map_or(Ok(3), |v| v.parse().map_err(|_| format!("--gic: '{v}'")))?;
@@ -453,19 +459,25 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     );
     std::fs::write(&dep, toml).map_err(|e| e.to_string())?;
     let sink = start_sink()?;
-    let o = RunOpts {
-        timeout: Some(1200),
-        extra_files: vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib} {runs}\n").into_bytes())],
-        fresh_data: true,
-        ..RunOpts::new(gic, dep)
+    let mut extra_files = vec![("bench.txt".into(), format!("{sink} {disk_mib} {tcp_mib} {runs}\n").into_bytes())];
+    let mut cmd = if xen {
+        // The same boot disk, with the guest's `xl` configuration; Xen boots dom0 itself.
+        let d = crate::load_deployment(&dep, false)?;
+        extra_files.push(("xenguest.cfg".into(), crate::xenpv::guest_config(&d)?.into_bytes()));
+        let disk = crate::write_disk(&d, None, &extra_files, true)?;
+        let control = d.domains.iter().find(|x| x.name == "control").ok_or("no control domain")?;
+        crate::xenpv::command(gic, &disk, &format!("{} earlycon=xenboot ferrum.xendom0", control.bootargs))?
+    } else {
+        let o = RunOpts { timeout: Some(1200), extra_files, fresh_data: true, ..RunOpts::new(gic, dep) };
+        qemu::prepare(&o)?
     };
-    let mut cmd = qemu::prepare(&o)?;
     if profile {
         // Names each emulated CPU's thread `CPU n/TCG`, which the profile groups by.
         cmd.args(["-name", "bench-pv,debug-threads=on"]);
     }
+    let on = if xen { format!(" on Xen 4.17 ({})", crate::xenpv::XEN_ARGS) } else { String::new() };
     println!(
-        "bench pv: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, {runs} interleaved round(s) in one boot; running..."
+        "bench pv{on}: GICv{gic}, {disk_mib} MiB of disk I/O, {tcp_mib} MiB per TCP transfer, {runs} interleaved round(s) in one boot; running..."
     );
     let qmp = dir.join("qmp.sock");
     if pc_profile {
@@ -475,11 +487,11 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     let sampler = profile.then(|| crate::hostprof::Sampler::start(std::time::Duration::from_millis(10)));
     let pc_sampler =
         pc_profile.then(|| crate::pcprof::Sampler::start(qmp.clone(), std::time::Duration::from_millis(PC_EVERY_MS)));
-    let run = qemu::run_batch(cmd, Some(1200 * runs), false, &[], None);
+    let run = qemu::run_batch(cmd, Some(1200 * runs), std::env::var_os("XTASK_ECHO").is_some(), &[], None);
     let samples = sampler.map(crate::hostprof::Sampler::finish);
     let pc_samples = pc_sampler.map(crate::pcprof::Sampler::finish);
     let run = run?;
-    let logf = dir.join(format!("pv-gicv{gic}.log"));
+    let logf = dir.join(format!("pv-{}gicv{gic}.log", if xen { "xen-" } else { "" }));
     let _ = std::fs::write(&logf, &run.log);
     // bench-result <label> <bytes> <microseconds>, once per round, in round order.
     let mut got: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
@@ -533,6 +545,9 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
             None => missing.push(direct),
         }
         for (who, label) in others {
+            if xen && label.starts_with("unikernel") {
+                continue;
+            }
             match (got.get(*label).filter(|v| !v.is_empty()), d) {
                 (Some(v), Some(d)) => {
                     // Each round's ratio against that round's own direct figure.

@@ -24,6 +24,9 @@ const PACKAGE_FILES: &[(&str, &[(&str, &str)])] = &[
         "libxentoolcore1",
         &[("usr/lib/aarch64-linux-gnu/libxentoolcore.so.1.0", "usr/lib/aarch64-linux-gnu/libxentoolcore.so.1")],
     ),
+    // glibc loads libgcc_s when a thread is cancelled (libxenstore's reader thread, at the
+    // end of every `xenstore-watch`); without it the tool aborts.
+    ("libgcc-s1", &[("lib/aarch64-linux-gnu/libgcc_s.so.1", "lib/aarch64-linux-gnu/libgcc_s.so.1")]),
     (
         "libc6",
         &[
@@ -326,7 +329,7 @@ pub fn module_depends(ko: &[u8]) -> Vec<String> {
 }
 
 /// The modules `wanted` and their dependencies, dependencies first.
-fn resolve_modules(moddir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>, String> {
+pub(crate) fn resolve_modules(moddir: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut index = Vec::new();
     index_modules(&moddir.join("kernel"), &mut index);
     let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
@@ -444,6 +447,20 @@ echo 5 > /proc/sys/kernel/printk
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "ferrum-init: Linux $(uname -r), CPUs online: $(cat /sys/devices/system/cpu/online)"
+if grep -qw ferrum.xendom0 /proc/cmdline; then
+  # `cargo xtask bench pv --xen`: this is dom0 of Xen 4.17, which has no xenstore until dom0
+  # runs one: Xen's own xenstored and xenconsoled (appended to this initramfs) start first.
+  for m in $(cat /lib/modules/xen-order); do insmod /lib/modules/$m.ko 2>/dev/null; done
+  mount -t xenfs xenfs /proc/xen
+  # xenconsoled gives each guest console a pseudo-terminal.
+  mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+  xenstored --pid-file /var/run/xenstored.pid
+  # What Xen's xencommons does: dom0's own nodes (xen-init-dom0), the CPU pool xl asks for.
+  xen-init-dom0 >/dev/null
+  xenstore-write /local/pool/0/name Pool-0
+  xenconsoled --pid-file=/var/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+  echo "ferrum-init: Xen dom0: xenstored and xenconsoled started"
+fi
 # /sys/hypervisor/uuid is read through xenstore (the domain's `vm` key): a round trip over xenbus.
 [ -r /sys/hypervisor/type ] && echo "ferrum-init: hypervisor $(cat /sys/hypervisor/type), uuid $(cat /sys/hypervisor/uuid 2>&1)"
 for m in $(cat /lib/modules/load-order); do
@@ -501,7 +518,7 @@ fi
 # them and bridges eth0 into xenbr0, whose address the domain then uses.
 NET=eth0
 ROLE=guest
-if xenstore-exists /ferrum/domain 2>/dev/null; then
+if xenstore-exists /ferrum/domain 2>/dev/null || grep -qw ferrum.xendom0 /proc/cmdline; then
   ROLE=control
   ferrum-agent setup && NET=xenbr0
 elif grep -qw ferrum.bridge /proc/cmdline; then
@@ -588,12 +605,21 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
   RUNS=${4:-1}
   ksyms
   ferrum-agent bench sink 5001 &
+  if grep -qw ferrum.xendom0 /proc/cmdline; then
+    # `bench pv --xen`: the Linux guest is an `xl` domain; xenconsoled writes its console to a
+    # file, copied to this console (where the figures are read).
+    xl create /mnt/boot/xenguest.cfg || echo "bench: xl create failed"
+    ( wait_for "[ -f /var/log/xen/console/guest-guest.log ]" 600 && tail -f /var/log/xen/console/guest-guest.log ) &
+  fi
   # The first round starts once every other domain is ready (booted, its PV devices up):
   # a domain still booting would take host CPU from the direct figures.
   for d in $(xenstore-list /local/domain); do
     [ "$d" = "$ME" ] && continue
-    xs_wait /local/domain/$d/data/bench-ready '[ -n "$(xenstore-read /local/domain/$d/data/bench-ready 2>/dev/null)" ]' 120 ||
-      echo "bench: domain $d is not ready; starting anyway"
+    if xs_wait /local/domain/$d/data/bench-ready '[ -n "$(xenstore-read /local/domain/$d/data/bench-ready 2>/dev/null)" ]' 120; then
+      echo "bench: domain $d ready at $(cut -d' ' -f1 /proc/uptime) s (looked $n times)"
+    else
+      echo "bench: domain $d is not ready; starting anyway ($(cut -d' ' -f1 /proc/uptime) s)"
+    fi
   done
   r=1
   while [ $r -le $RUNS ]; do
@@ -608,6 +634,8 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
     r=$((r + 1))
   done
   echo "bench: done"
+  # Under Xen the guest's console reaches this one through a file polled every second.
+  grep -qw ferrum.xendom0 /proc/cmdline && sleep 2
   poweroff -f
 fi
 if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
@@ -615,11 +643,13 @@ if [ $ROLE = guest ] && grep -qw ferrum.bench /proc/cmdline; then
   # xen-blkfront and xen-netfront.
   # One turn per round (see the control domain's loop), the first once all are ready.
   ksyms
+  # The control domain: the backend of its disk (domain 1 under ferrum, 0 under Xen).
+  CTL=$(xenstore-read device/vbd/51712/backend-id 2>/dev/null || echo 1)
   xenstore-write /local/domain/$ME/data/bench-ready 1
   r=0
   while :; do
-    xs_wait /local/domain/1/data/bench '[ "$(xenstore-read /local/domain/1/data/bench 2>/dev/null | cut -d" " -f1,5)" = "$ME $((r + 1))" ]' 100000
-    set -- $(xenstore-read /local/domain/1/data/bench)
+    xs_wait /local/domain/$CTL/data/bench '[ "$(xenstore-read /local/domain/$CTL/data/bench 2>/dev/null | cut -d" " -f1,5)" = "$ME $((r + 1))" ]' 100000
+    set -- $(xenstore-read /local/domain/$CTL/data/bench)
     r=$5
     ferrum-agent bench disk guest /dev/xvda $3
     ferrum-agent bench tcp-send guest-to-control 10.0.2.15:5001 $4

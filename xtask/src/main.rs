@@ -23,6 +23,7 @@ mod setup;
 mod sign;
 mod test;
 mod xen;
+mod xenpv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

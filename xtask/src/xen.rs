@@ -43,7 +43,12 @@ fn machine(gic: u8) -> String {
 
 /// Copies node `n` of `src` and its subtree into `w`; at `/chosen`, `extra` adds properties
 /// and nodes.
-fn copy_node(w: &mut FdtWriter, n: fdt::node::FdtNode<'_, '_>, name: &str, extra: &dyn Fn(&mut FdtWriter, &str)) {
+pub(crate) fn copy_node(
+    w: &mut FdtWriter,
+    n: fdt::node::FdtNode<'_, '_>,
+    name: &str,
+    extra: &dyn Fn(&mut FdtWriter, &str),
+) {
     w.begin_node(name);
     for p in n.properties() {
         w.prop(p.name, p.value);
