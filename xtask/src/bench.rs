@@ -414,9 +414,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     let pc_profile = args.iter().any(|a| a == "--pc-profile");
     let xen = args.iter().any(|a| a == "--xen");
     if xen && (pc_profile || opt(args, "--blk")?.is_some() || opt(args, "--net")?.is_some()) {
-        return Err("--xen: the reference run on Xen 4.17 has no unikernel (--blk, --net) and no PC profile \
-            (--pc-profile)"
-            .into());
+        return Err("--xen: the reference run on Xen 4.17 takes no --blk, --net or --pc-profile".into());
     }
     // `ferrum.ksyms`: the Linux domains print where their kernel and modules lie (pcprof).
     let ksyms = if pc_profile { " ferrum.ksyms" } else { "" };
@@ -463,7 +461,7 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
     let mut cmd = if xen {
         // The same boot disk, with the guest's `xl` configuration; Xen boots dom0 itself.
         let d = crate::load_deployment(&dep, false)?;
-        extra_files.push(("xenguest.cfg".into(), crate::xenpv::guest_config(&d)?.into_bytes()));
+        extra_files.extend(crate::xenpv::guest_configs(&d)?);
         let disk = crate::write_disk(&d, None, &extra_files, true)?;
         let control = d.domains.iter().find(|x| x.name == "control").ok_or("no control domain")?;
         crate::xenpv::command(gic, &disk, &format!("{} earlycon=xenboot ferrum.xendom0", control.bootargs))?
@@ -545,9 +543,6 @@ fn bench_pv(args: &[String]) -> Result<u8, String> {
             None => missing.push(direct),
         }
         for (who, label) in others {
-            if xen && label.starts_with("unikernel") {
-                continue;
-            }
             match (got.get(*label).filter(|v| !v.is_empty()), d) {
                 (Some(v), Some(d)) => {
                     // Each round's ratio against that round's own direct figure.

@@ -606,10 +606,13 @@ if [ $ROLE = control ] && [ -f /mnt/boot/bench.txt ]; then
   ksyms
   ferrum-agent bench sink 5001 &
   if grep -qw ferrum.xendom0 /proc/cmdline; then
-    # `bench pv --xen`: the Linux guest is an `xl` domain; xenconsoled writes its console to a
-    # file, copied to this console (where the figures are read).
-    xl create /mnt/boot/xenguest.cfg || echo "bench: xl create failed"
-    ( wait_for "[ -f /var/log/xen/console/guest-guest.log ]" 600 && tail -f /var/log/xen/console/guest-guest.log ) &
+    # `bench pv --xen`: the guests are `xl` domains (xen1.cfg, xen2.cfg); xenconsoled writes
+    # their consoles to files, copied to this console (where the figures are read).
+    for c in /mnt/boot/xen*.cfg; do
+      N=$(sed -n 's/^name = "\(.*\)"$/\1/p' $c)
+      xl create $c || echo "bench: xl create $c failed"
+      ( wait_for "[ -f /var/log/xen/console/guest-$N.log ]" 600 && tail -f /var/log/xen/console/guest-$N.log ) &
+    done
   fi
   # The first round starts once every other domain is ready (booted, its PV devices up):
   # a domain still booting would take host CPU from the direct figures.

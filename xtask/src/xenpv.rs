@@ -11,18 +11,16 @@
 //! and `xl` from Debian's `xen-utils-4.17`, the shared libraries they need (found by walking
 //! their `DT_NEEDED` entries through the packages listed in [`LIB_PACKAGES`]) and the dom0
 //! modules (`xenfs`, `xen-gntdev`, ...). `ferrum.xendom0` on dom0's command line makes the
-//! init script start them; in its bench branch dom0 then creates the Linux guest with
-//! `xl create` (1 vCPU pinned to pCPU 3, 256 MiB, the data partition as its `xvda` and a vif on
-//! `xenbr0`), exactly the guest `bench pv` runs under ferrum. Xen's hotplug scripts are not
-//! used (`run_hotplug_scripts=0`): `ferrum-agent daemon` does their job in dom0, as it does in
-//! ferrum's control domain. The guest's console is written to a file by `xenconsoled`, which
-//! dom0 copies to its own console, where `bench pv` reads the figures.
+//! init script start them; in its bench branch dom0 then creates the two guests with
+//! `xl create` ([`guest_configs`]: the `pvbench` unikernel and the Linux guest, 1 vCPU each,
+//! pinned to pCPU 2 and 3, the data partition as their `xvda` and a vif on `xenbr0`), the
+//! guests `bench pv` runs under ferrum, from the same images. Xen's hotplug scripts do nothing
+//! ([`HOTPLUG_SCRIPT`]): `ferrum-agent daemon` does their job in dom0, as it does in ferrum's
+//! control domain. The guests' consoles are written to files by `xenconsoled`, which dom0
+//! copies to its own console, where `bench pv` reads the figures.
 //!
 //! Xen runs as recommended for static partitioning on embedded boards: `sched=null` (each
 //! vCPU on its own pCPU), `vwfi=native` (a guest's WFI is not trapped), dom0's vCPUs pinned.
-//! The pvbench unikernel has no Xen run: ferrum-rt expects its xenstore page at boot, which an
-//! `xl`-created guest on Xen 4.17 has too, but the comparison that matters is the Linux
-//! guest's, where both ends are the same code on both hypervisors.
 
 use crate::deploy::Deployment;
 use crate::linux::{fetch_unpack, Cpio};
@@ -202,21 +200,29 @@ fn tools_archive(cache: &Path, moddir: &Path) -> Result<Vec<u8>, String> {
     gz.finish().map_err(|e| e.to_string())
 }
 
-/// The `xl` configuration of the Linux guest: the deployment's domain `guest` (its kernel
-/// and initramfs from the boot partition, its command line, memory), 1 vCPU on pCPU 3, the
-/// data partition and a vif on the bridge.
-pub fn guest_config(dep: &Deployment) -> Result<String, String> {
-    let g = dep.domains.iter().find(|d| d.name == "guest").ok_or("the deployment has no domain 'guest'")?;
-    let initrd = g.initrd.as_ref().ok_or("domain 'guest' has no initrd")?;
-    Ok(format!(
-        "name = \"guest\"\ntype = \"pvh\"\nkernel = \"/mnt/boot/{}\"\nramdisk = \"/mnt/boot/{}\"\n\
-         extra = \"{}\"\nmemory = {}\nvcpus = 1\ncpus = \"3\"\n\
-         disk = [ \"phy:/dev/vda2,xvda,w\" ]\nvif = [ \"bridge=xenbr0,mac=00:16:3e:00:00:02\" ]\n",
-        g.kernel.disk_name,
-        initrd.disk_name,
-        g.bootargs,
-        g.memory.size >> 20
-    ))
+/// The `xl` configurations of the deployment's two guests, as files for the boot partition:
+/// `xen1.cfg` the unikernel `pvbench` (created first: domain 1, its vCPU on pCPU 2) and
+/// `xen2.cfg` the Linux `guest` (domain 2, pCPU 3), each with its kernel (and initramfs) from
+/// the boot partition, its command line and memory, the data partition as `xvda` and a vif on
+/// the bridge: the domains `bench pv` runs under ferrum.
+pub fn guest_configs(dep: &Deployment) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    for (i, (name, cpu)) in [("pvbench", 2), ("guest", 3)].into_iter().enumerate() {
+        let g = dep.domains.iter().find(|d| d.name == name).ok_or(format!("the deployment has no domain '{name}'"))?;
+        let ramdisk =
+            g.initrd.as_ref().map(|m| format!("ramdisk = \"/mnt/boot/{}\"\n", m.disk_name)).unwrap_or_default();
+        let cfg = format!(
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"/mnt/boot/{}\"\n{ramdisk}extra = \"{}\"\n\
+             memory = {}\nvcpus = 1\ncpus = \"{cpu}\"\ndisk = [ \"phy:/dev/vda2,xvda,w\" ]\n\
+             vif = [ \"bridge=xenbr0,mac=00:16:3e:00:00:{:02x}\" ]\n",
+            g.kernel.disk_name,
+            g.bootargs,
+            g.memory.size >> 20,
+            i + 1
+        );
+        out.push((format!("xen{}.cfg", i + 1), cfg.into_bytes()));
+    }
+    Ok(out)
 }
 
 fn board_args(c: &mut Command, disk: &Path) {
@@ -229,8 +235,8 @@ fn board_args(c: &mut Command, disk: &Path) {
 }
 
 /// The QEMU command booting Xen 4.17 with dom0 (the control domain's Linux, `dom0_args` its
-/// command line) on `disk` (the bench's boot disk: `xen-guest.cfg` and the guest's files on
-/// its boot partition).
+/// command line) on `disk` (the bench's boot disk: the guests' `xl` configurations and images
+/// on its boot partition).
 pub fn command(gic: u8, disk: &Path, dom0_args: &str) -> Result<Command, String> {
     let build = crate::root().join("build");
     let xen = crate::xen::binary()?;

@@ -1,6 +1,6 @@
 //! `pvbench`: the unikernel end of `cargo xtask bench pv`. It connects its vbd and vif, says
 //! so (`data/bench-ready` = `1`: the control domain starts the first round once every domain
-//! has), waits for its turn (the control domain writes `/local/domain/1/data/bench` = `<domid> <host
+//! has), waits for its turn (the control domain, its disk's backend, writes `data/bench` = `<domid> <host
 //! port> <disk MiB> <TCP MiB> <round> <rounds>`, readable by every domain), then measures and prints
 //! `bench-result <label> <bytes> <microseconds>` lines:
 //!
@@ -56,8 +56,11 @@ struct Turn {
 fn wait_turn(x: &mut Xen, round: u64) -> Turn {
     let store = ferrum_rt::xenbus::store(x).unwrap_or_else(|e| fail(&format!("{e}")));
     let me = store.read("domid").unwrap_or_else(|_| fail("no domid"));
+    // The control domain: its disk's backend (domain 1 under ferrum, dom0 under Xen).
+    let ctl = store.read("device/vbd/51712/backend-id").unwrap_or_else(|_| "1".into());
+    let key = format!("/local/domain/{ctl}/data/bench");
     loop {
-        if let Ok(v) = store.read("/local/domain/1/data/bench") {
+        if let Ok(v) = store.read(&key) {
             let w: Vec<&str> = v.split_whitespace().collect();
             if w.first() == Some(&me.as_str()) {
                 let num = |i: usize| w.get(i).and_then(|p| p.parse::<u64>().ok()).filter(|&n| n > 0 && n < 65536);
