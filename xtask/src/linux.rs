@@ -589,6 +589,11 @@ if [ -f /mnt/boot/selftest.txt ]; then
     echo "selftest: waiting for the host"
     read -t 180 REPLY
     hypctl list | sed 's/^/selftest: hypctl: /'
+    # What each backend vif passed (towards the guest: tx), for a run where the host got no
+    # answer from a guest.
+    for i in /sys/class/net/vif*; do
+      [ -d $i ] && echo "selftest: ${i##*/}: to the guest $(cat $i/statistics/tx_packets) packets, from it $(cat $i/statistics/rx_packets), carrier $(cat $i/carrier 2>/dev/null)"
+    done
   fi
   echo "selftest: done, powering off"
   poweroff -f
