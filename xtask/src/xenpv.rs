@@ -71,10 +71,10 @@ const LIB_PACKAGES: &[&str] = &[
 /// What dom0 needs of Linux's Xen drivers beyond the control domain's modules.
 const DOM0_MODULES: &[&str] = &["xenfs", "xen-evtchn", "xen-privcmd", "xen-gntdev", "xen-gntalloc"];
 
-/// Xen's hotplug scripts, which `xl` runs for each vbd and vif of a guest it creates
-/// (`run_hotplug_scripts=0` in `xl.conf` does not stop it here): `ferrum-agent daemon` has
-/// done or does their work (`physical-device`, the vif on the bridge, `hotplug-status`), as
-/// in ferrum's control domain, so they only answer success.
+/// Xen's hotplug scripts `block` and `vif-bridge` (`xl` ran `block` for the `phy:` disk here
+/// even with `run_hotplug_scripts=0` in `xl.conf`): `ferrum-agent daemon` does their work
+/// (`physical-device`, the vif on the bridge, `hotplug-status`), as in ferrum's control
+/// domain, so they only answer success.
 const HOTPLUG_SCRIPT: &str = "#!/bin/sh\n# ferrum-agent daemon serves this device (bench pv --xen)\nexit 0\n";
 
 /// `xl`'s configuration: no hotplug scripts (the agent does their work), no ballooning of
