@@ -259,14 +259,19 @@ pub fn qemu_command(gic: u8, p: &platforms::Platform, disk: &Path, env: &Path, h
         .args(["-cpu", "cortex-a72", "-smp", &p.cpus.to_string(), "-m", &p.qemu_ram_mib.to_string()])
         .args(["-nographic", "-no-reboot", "-echr", "0x1d"])
         .args(["-bios", setup::UBOOT_QEMU])
-        .args(["-drive", &format!("if=pflash,format=raw,index=1,file={},readonly=on", env.display())])
-        .args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
-        // virtio-mmio transports fill from the top: the disk lands at 0x0a003e00 (SPI 47), the
-        // NIC at 0x0a003c00 (SPI 46); deployments pass them through by those DT paths.
-        .args(["-device", "virtio-blk-device,drive=hd0"])
-        .args(["-netdev", &netdev])
-        .args(["-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"]);
+        .args(["-drive", &format!("if=pflash,format=raw,index=1,file={},readonly=on", env.display())]);
+    disk_and_nic(&mut c, disk, &netdev);
     c
+}
+
+/// The board's disk (`disk`, raw) and NIC (on `netdev`, whose id is `net0`). virtio-mmio
+/// transports fill from the top: the disk lands at 0x0a003e00 (SPI 47), the NIC at 0x0a003c00
+/// (SPI 46); deployments pass them through by those DT paths.
+pub fn disk_and_nic(c: &mut Command, disk: &Path, netdev: &str) {
+    c.args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
+        .args(["-device", "virtio-blk-device,drive=hd0"])
+        .args(["-netdev", netdev])
+        .args(["-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"]);
 }
 
 /// The answer of one GET of `target` (`127.0.0.1:8080/path`) with short timeouts: the HTTP

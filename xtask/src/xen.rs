@@ -37,18 +37,13 @@ pub fn binary() -> Result<PathBuf, String> {
     }
 }
 
-fn machine(gic: u8) -> String {
+pub(crate) fn machine(gic: u8) -> String {
     format!("virt,virtualization=on,gic-version={gic}")
 }
 
 /// Copies node `n` of `src` and its subtree into `w`; at `/chosen`, `extra` adds properties
 /// and nodes.
-pub(crate) fn copy_node(
-    w: &mut FdtWriter,
-    n: fdt::node::FdtNode<'_, '_>,
-    name: &str,
-    extra: &dyn Fn(&mut FdtWriter, &str),
-) {
+fn copy_node(w: &mut FdtWriter, n: fdt::node::FdtNode<'_, '_>, name: &str, extra: &dyn Fn(&mut FdtWriter, &str)) {
     w.begin_node(name);
     for p in n.properties() {
         w.prop(p.name, p.value);
@@ -60,35 +55,26 @@ pub(crate) fn copy_node(
     w.end_node();
 }
 
-/// The device tree Xen boots with: QEMU's own for this machine plus the dom0less `/chosen`.
-fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u8>, String> {
-    let dump = out.with_extension("qemu.dtb");
-    run(Command::new("qemu-system-aarch64")
-        .args(["-M", &format!("{},dumpdtb={}", machine(gic), dump.display())])
-        .args([
-            "-cpu",
-            cpu,
-            "-smp",
-            &dep.platform.cpus.to_string(),
-            "-m",
-            &RAM_MIB.to_string(),
-            "-nographic",
-            "-nic",
-            "none",
-        ]))?;
-    let raw = std::fs::read(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+/// The device tree Xen boots with: QEMU's own for the machine `board` completes (QEMU is run
+/// once with `dumpdtb=dump`), plus Xen's `/chosen`: `xen,xen-bootargs` (the console on QEMU's
+/// PL011, then `xen_args`), two address and size cells for its module nodes, and what
+/// `chosen` adds (domains, modules).
+pub(crate) fn device_tree_with(
+    gic: u8,
+    board: &dyn Fn(&mut Command),
+    dump: &Path,
+    xen_args: &str,
+    chosen: &dyn Fn(&mut FdtWriter),
+) -> Result<Vec<u8>, String> {
+    let mut c = Command::new("qemu-system-aarch64");
+    c.args(["-M", &format!("{},dumpdtb={}", machine(gic), dump.display())]);
+    board(&mut c);
+    run(&mut c)?;
+    let raw = std::fs::read(dump).map_err(|e| format!("{}: {e}", dump.display()))?;
     let tree = fdt::Fdt::new(&raw).map_err(|e| format!("QEMU's device tree: {e:?}"))?;
     let uart =
         tree.find_compatible(&["arm,pl011"]).map(|n| n.name.to_string()).ok_or("QEMU's device tree has no PL011")?;
-    // `xsm=dummy`: Xen on Arm builds default to the SILO policy, which forbids event channels
-    // and grants between two domUs (pingpong); the dummy policy allows them, as ferrum does.
-    // `bootscrub=0`: no scrubbing of free RAM on idle CPUs, which under `-icount` would add
-    // instructions to every measurement.
-    let bootargs = format!("console=dtuart dtuart=/{uart} loglvl=all xsm=dummy bootscrub=0");
-    let mut sizes = Vec::new();
-    for d in &dep.domains {
-        sizes.push(std::fs::metadata(&d.kernel.path).map_err(|e| e.to_string())?.len());
-    }
+    let bootargs = format!("console=dtuart dtuart=/{uart} {xen_args}");
     let extra = |w: &mut FdtWriter, name: &str| {
         if name != "chosen" {
             return;
@@ -96,6 +82,28 @@ fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u
         w.prop_str("xen,xen-bootargs", &bootargs);
         w.prop_u32("#address-cells", 2);
         w.prop_u32("#size-cells", 2);
+        chosen(w);
+    };
+    let mut w = FdtWriter::new();
+    let rootn = tree.find_node("/").ok_or("QEMU's device tree has no root")?;
+    copy_node(&mut w, rootn, "", &extra);
+    w.finish(0).ok_or_else(|| "device tree too large".to_string())
+}
+
+/// The dom0less device tree: one `xen,domain` node per domain of `dep`.
+fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u8>, String> {
+    let mut sizes = Vec::new();
+    for d in &dep.domains {
+        sizes.push(std::fs::metadata(&d.kernel.path).map_err(|e| e.to_string())?.len());
+    }
+    let board = |c: &mut Command| {
+        c.args(["-cpu", cpu, "-smp", &dep.platform.cpus.to_string(), "-m", &RAM_MIB.to_string()]).args([
+            "-nographic",
+            "-nic",
+            "none",
+        ]);
+    };
+    let domains = |w: &mut FdtWriter| {
         for (i, d) in dep.domains.iter().enumerate() {
             w.begin_node(&format!("domU{}", i + 1));
             w.prop_strs("compatible", &["xen,domain"]);
@@ -114,10 +122,11 @@ fn device_tree(gic: u8, dep: &Deployment, cpu: &str, out: &Path) -> Result<Vec<u
             w.end_node();
         }
     };
-    let mut w = FdtWriter::new();
-    let rootn = tree.find_node("/").ok_or("QEMU's device tree has no root")?;
-    copy_node(&mut w, rootn, "", &extra);
-    w.finish(0).ok_or_else(|| "device tree too large".to_string())
+    // `xsm=dummy`: Xen on Arm builds default to the SILO policy, which forbids event channels
+    // and grants between two domUs (pingpong); the dummy policy allows them, as ferrum does.
+    // `bootscrub=0`: no scrubbing of free RAM on idle CPUs, which under `-icount` would add
+    // instructions to every measurement.
+    device_tree_with(gic, &board, &out.with_extension("qemu.dtb"), "loglvl=all xsm=dummy bootscrub=0", &domains)
 }
 
 /// The QEMU command that boots `deployment`'s domains as dom0less domUs of Xen 4.17.

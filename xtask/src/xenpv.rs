@@ -225,13 +225,10 @@ pub fn guest_configs(dep: &Deployment) -> Result<Vec<(String, Vec<u8>)>, String>
     Ok(out)
 }
 
+/// The board `bench pv` runs on, as under ferrum: 4 CPUs, the boot disk and the NIC.
 fn board_args(c: &mut Command, disk: &Path) {
-    c.args(["-cpu", "cortex-a72", "-smp", "4", "-m", &RAM_MIB.to_string()])
-        .args(["-nographic", "-no-reboot"])
-        .args(["-drive", &format!("if=none,format=raw,id=hd0,file={}", disk.display())])
-        .args(["-device", "virtio-blk-device,drive=hd0"])
-        .args(["-netdev", "user,id=net0"])
-        .args(["-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"]);
+    c.args(["-cpu", "cortex-a72", "-smp", "4", "-m", &RAM_MIB.to_string(), "-nographic", "-no-reboot"]);
+    crate::qemu::disk_and_nic(c, disk, "user,id=net0");
 }
 
 /// The QEMU command booting Xen 4.17 with dom0 (the control domain's Linux, `dom0_args` its
@@ -254,25 +251,8 @@ pub fn command(gic: u8, disk: &Path, dom0_args: &str) -> Result<Command, String>
     if ksize > SLOT || initrd.len() as u64 > SLOT {
         return Err(format!("dom0's kernel or initramfs is larger than {} MiB", SLOT >> 20));
     }
-    let machine = format!("virt,virtualization=on,gic-version={gic}");
-    let dump = dir.join(format!("qemu-gicv{gic}.dtb"));
-    let mut d = Command::new("qemu-system-aarch64");
-    d.args(["-M", &format!("{machine},dumpdtb={}", dump.display())]);
-    board_args(&mut d, disk);
-    crate::linux::run(&mut d)?;
-    let raw = std::fs::read(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
-    let tree = fdt::Fdt::new(&raw).map_err(|e| format!("QEMU's device tree: {e:?}"))?;
-    let uart =
-        tree.find_compatible(&["arm,pl011"]).map(|n| n.name.to_string()).ok_or("QEMU's device tree has no PL011")?;
-    let xen_args = format!("console=dtuart dtuart=/{uart} {XEN_ARGS}");
-    let extra = |w: &mut FdtWriter, name: &str| {
-        if name != "chosen" {
-            return;
-        }
-        w.prop_str("xen,xen-bootargs", &xen_args);
+    let modules = |w: &mut FdtWriter| {
         w.prop_str("xen,dom0-bootargs", dom0_args);
-        w.prop_u32("#address-cells", 2);
-        w.prop_u32("#size-cells", 2);
         for (addr, size, kind) in
             [(KERNEL_ADDR, ksize, "multiboot,kernel"), (INITRD_ADDR, initrd.len() as u64, "multiboot,ramdisk")]
         {
@@ -282,14 +262,13 @@ pub fn command(gic: u8, disk: &Path, dom0_args: &str) -> Result<Command, String>
             w.end_node();
         }
     };
-    let mut w = FdtWriter::new();
-    let rootn = tree.find_node("/").ok_or("QEMU's device tree has no root")?;
-    crate::xen::copy_node(&mut w, rootn, "", &extra);
-    let dtb = w.finish(0).ok_or("device tree too large")?;
+    let board = |c: &mut Command| board_args(c, disk);
+    let dump = dir.join(format!("qemu-gicv{gic}.dtb"));
+    let dtb = crate::xen::device_tree_with(gic, &board, &dump, XEN_ARGS, &modules)?;
     let dtb_path = dir.join(format!("xen-gicv{gic}.dtb"));
     std::fs::write(&dtb_path, dtb).map_err(|e| e.to_string())?;
     let mut c = Command::new("qemu-system-aarch64");
-    c.args(["-M", &machine]);
+    c.args(["-M", &crate::xen::machine(gic)]);
     board_args(&mut c, disk);
     c.arg("-kernel").arg(&xen).arg("-dtb").arg(&dtb_path);
     c.args(["-device", &format!("loader,file={},addr={KERNEL_ADDR:#x},force-raw=on", linux.image.display())]);
