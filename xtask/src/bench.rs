@@ -648,8 +648,8 @@ const PC_EVERY_MS: u64 = 5;
 
 /// `bench pv --pc-profile`: for each figure, over its phase in every round, the functions
 /// each emulated CPU was found in (`crate::pcprof`): the hypervisor's at EL2, the domain's
-/// kernel's at EL1 (Linux: `System.map` moved to where the domain's `_text` is, and the module
-/// symbols it printed), user space at EL0.
+/// kernel's at EL1 (Linux: the `/proc/kallsyms` the control domain printed, moved to where each
+/// domain's `_text` is, and the module symbols each printed), user space at EL0.
 fn print_pc_profile<'a>(
     samples: &[crate::pcprof::Sample],
     pauses: &crate::pcprof::Pauses,
